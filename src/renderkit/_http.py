@@ -1,0 +1,253 @@
+"""Request facts every HTTP concern needs, computed one way: headers, client IP, scheme.
+
+Pure functions over plain values, so ASGI and WSGI adapters share them. Nothing here trusts a
+forwarding header unless the app said which proxies to trust (:class:`ProxyTrust`).
+
+The rule for ``X-Forwarded-For`` (and ``X-Forwarded-Proto`` lists): each trusted proxy appends
+the address it saw, so the right-most ``hops`` entries were written by proxies the app trusts and
+the client is the entry ``hops`` from the right. Entries further left were sent by the client and
+can be forged. With ``trusted_cidrs`` instead, the client is the right-most entry that is not a
+trusted proxy address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "PRIVATE_NETWORKS",
+    "ProxyTrust",
+    "client_ip",
+    "effective_scheme",
+    "header",
+    "header_list",
+    "parse_ip",
+]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+PRIVATE_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+        "::1/128",
+    )
+)
+
+MAX_FORWARDED_ENTRIES = 32
+"""Longer X-Forwarded-For chains are cut to their right-most entries (huge headers are hostile)."""
+
+
+def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """Return the first value of header ``name`` (lower-case bytes) from ASGI-style headers."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def header_list(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[str]:
+    """Return the comma-separated items of every ``name`` header, in order, stripped, non-empty."""
+    items: list[str] = []
+    for key, value in headers:
+        if key == name:
+            items.extend(p.strip() for p in value.decode("latin-1").split(","))
+    return [i for i in items if i]
+
+
+def parse_ip(value: str) -> IPAddress | None:
+    """Parse an address as proxies write it (``1.2.3.4``, ``1.2.3.4:5678``, ``[::1]:80``, ``::1``).
+
+    Returns None for anything else, so garbage never becomes a key.
+    """
+    value = value.strip().strip('"')
+    if not value or len(value) > 64:
+        return None
+    if value.startswith("["):
+        end = value.find("]")
+        if end == -1:
+            return None
+        value = value[1:end]
+    elif value.count(":") == 1:  # IPv4 with a port
+        value = value.split(":", 1)[0]
+    if "%" in value:  # scoped IPv6 (fe80::1%eth0)
+        value = value.split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
+def _in(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:
+    return any(address.version == n.version and address in n for n in networks)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTrust:
+    """Which proxies in front of the app may tell it the client's address and scheme.
+
+    ``hops``: how many proxies append to ``X-Forwarded-For`` between the client and the app.
+    ``trusted_cidrs``: networks the proxies live in; the peer must be in one of them for any
+    forwarding header to count (empty = any peer, when ``hops`` > 0).
+    ``client_header``: a header a trusted edge sets to the client address (``fly-client-ip``),
+    used before ``X-Forwarded-For`` when the peer is trusted.
+    """
+
+    hops: int = 0
+    trusted_cidrs: tuple[IPNetwork, ...] = ()
+    client_header: str | None = None
+    _client_header_bytes: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.hops < 0:
+            raise ValueError(f"ProxyTrust(hops={self.hops}): hops must be 0 or more")
+        cidrs = tuple(
+            n if isinstance(n, ipaddress.IPv4Network | ipaddress.IPv6Network)
+            else ipaddress.ip_network(n, strict=False)
+            for n in self.trusted_cidrs
+        )
+        object.__setattr__(self, "trusted_cidrs", cidrs)
+        if self.client_header:
+            object.__setattr__(
+                self, "_client_header_bytes", self.client_header.lower().encode("latin-1")
+            )
+
+    @property
+    def enabled(self) -> bool:
+        """True when some forwarding header may be believed."""
+        return self.hops > 0 or bool(self.trusted_cidrs) or self.client_header is not None
+
+    @classmethod
+    def none(cls) -> ProxyTrust:
+        """Trust no proxy: the client is the TCP peer (the safe default off a PaaS)."""
+        return cls()
+
+    @classmethod
+    def render(cls) -> ProxyTrust:
+        """Render: Cloudflare's edge, then Render's proxy (a private 10.x peer).
+
+        Render's proxy receives ``X-Forwarded-For: <what the client sent>, <client>`` from
+        Cloudflare and appends the Cloudflare edge address, so the client is 2 hops from the
+        right and anything further left is forgeable.
+        """
+        return cls(hops=2, trusted_cidrs=PRIVATE_NETWORKS)
+
+    @classmethod
+    def heroku(cls) -> ProxyTrust:
+        """Heroku's router appends the client address: one hop."""
+        return cls(hops=1)
+
+    @classmethod
+    def fly(cls) -> ProxyTrust:
+        """Fly.io's proxy sets ``Fly-Client-IP`` and appends one ``X-Forwarded-For`` hop."""
+        return cls(hops=1, trusted_cidrs=PRIVATE_NETWORKS, client_header="fly-client-ip")
+
+    @classmethod
+    def for_provider(cls, provider: str) -> ProxyTrust:
+        """Return the preset for a ``renderkit.platform`` provider name (none when unknown)."""
+        presets = {
+            "render": cls.render,
+            "heroku": cls.heroku,
+            "fly": cls.fly,
+            "railway": cls.heroku,
+            "cloud_run": cls.heroku,
+        }
+        return presets.get(provider, cls.none)()
+
+    def trusts_peer(self, peer: str | None) -> bool:
+        """True when the TCP peer is a proxy whose forwarding headers count."""
+        if not self.enabled:
+            return False
+        if not self.trusted_cidrs:
+            return True
+        address = parse_ip(peer) if peer else None
+        return address is not None and _in(address, self.trusted_cidrs)
+
+
+def client_ip(
+    peer: str | None, headers: Iterable[tuple[bytes, bytes]], trust: ProxyTrust
+) -> str:
+    """Return the client's address as a string, never raising.
+
+    ``peer`` is the TCP peer (``scope["client"][0]``; None on a unix socket, which yields
+    ``"unknown"`` unless a trusted header says otherwise).
+    """
+    fallback = peer or "unknown"
+    if not trust.trusts_peer(peer):
+        return fallback
+    headers = list(headers) if not isinstance(headers, list) else headers
+    if trust._client_header_bytes is not None:
+        value = header(headers, trust._client_header_bytes)
+        address = parse_ip(value) if value else None
+        if address is not None:
+            return str(address)
+    chain = header_list(headers, b"x-forwarded-for")[-MAX_FORWARDED_ENTRIES:]
+    if not chain:
+        return fallback
+    if trust.trusted_cidrs and trust.hops == 0:
+        # Right to left, skip our own proxies; the first other address is the client.
+        for entry in reversed(chain):
+            address = parse_ip(entry)
+            if address is None:
+                return fallback
+            if not _in(address, trust.trusted_cidrs):
+                return str(address)
+        return fallback
+    hops = trust.hops or 1
+    if len(chain) < hops:
+        # Fewer entries than proxies: the request skipped the edge; believe nobody further.
+        address = parse_ip(chain[0])
+        return str(address) if address is not None else fallback
+    address = parse_ip(chain[-hops])
+    if address is not None:
+        return str(address)
+    # The entry where the client should be is garbage: use the nearest valid one to its right.
+    for entry in chain[len(chain) - hops + 1 :]:
+        address = parse_ip(entry)
+        if address is not None:
+            return str(address)
+    return fallback
+
+
+def effective_scheme(
+    scheme: str, peer: str | None, headers: Iterable[tuple[bytes, bytes]], trust: ProxyTrust
+) -> str:
+    """Return ``"https"`` or ``"http"`` (or the ws twins) as the client used it.
+
+    ``X-Forwarded-Proto`` counts only from a trusted peer. A list (``"https, http"``) is read with
+    the same hop rule as ``X-Forwarded-For``: the entry ``hops`` from the right, or the left-most
+    when the list is shorter. Values other than http/https are ignored.
+    """
+    if not trust.trusts_peer(peer):
+        return scheme
+    values = header_list(headers, b"x-forwarded-proto")
+    if not values:
+        return scheme
+    hops = max(trust.hops, 1)
+    chosen = values[-hops] if len(values) >= hops else values[0]
+    chosen = chosen.lower()
+    if chosen not in ("http", "https"):
+        return scheme
+    if scheme in ("ws", "wss"):
+        return "wss" if chosen == "https" else "ws"
+    return chosen
+
+
+def mapping_headers(environ: Mapping[str, object]) -> list[tuple[bytes, bytes]]:
+    """Turn a WSGI environ's ``HTTP_*`` keys into ASGI-style lower-case header pairs."""
+    pairs: list[tuple[bytes, bytes]] = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_") and isinstance(value, str):
+            name = key[5:].replace("_", "-").lower().encode("latin-1")
+            pairs.append((name, value.encode("latin-1", "replace")))
+    return pairs

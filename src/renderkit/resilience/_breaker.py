@@ -1,0 +1,194 @@
+"""A circuit breaker: stop paying a failing dependency's timeout on every call.
+
+The state machine is sans-I/O (``allow`` / ``record_success`` / ``record_failure``) so sync and
+async callers, and backends that wrap a client, drive the same logic.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, ParamSpec, TypeVar
+
+from renderkit.errors import CircuitOpenError
+from renderkit.health import CheckResult
+
+__all__ = ["CircuitBreaker", "CircuitState"]
+
+CircuitState = Literal["closed", "open", "half_open"]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+logger = logging.getLogger("renderkit.resilience")
+
+
+class CircuitBreaker:
+    """Closed -> open after ``failure_threshold`` failures in a row -> half-open after
+    ``recovery_timeout`` seconds (one probe call allowed) -> closed on success, open on failure.
+
+    Thread-safe. State changes are logged once each, never per call.
+    """
+
+    def __init__(
+        self,
+        name: str = "circuit",
+        *,
+        failure_threshold: int = 5,
+        recovery_timeout: float = 30.0,
+        expected_exceptions: tuple[type[BaseException], ...] = (Exception,),
+        on_state_change: Callable[[CircuitState, CircuitState], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ValueError(f"CircuitBreaker(failure_threshold={failure_threshold}): must be >= 1")
+        if recovery_timeout < 0:
+            raise ValueError(f"CircuitBreaker(recovery_timeout={recovery_timeout}): must be >= 0")
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.recovery_timeout = recovery_timeout
+        self.expected_exceptions = expected_exceptions
+        self._on_state_change = on_state_change
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state: CircuitState = "closed"
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probe_in_flight = False
+        self._counts = {"calls": 0, "successes": 0, "failures": 0, "rejected": 0, "opened": 0}
+
+    @property
+    def state(self) -> CircuitState:
+        """The current state; an open circuit whose timeout elapsed reads as half-open."""
+        with self._lock:
+            return self._current_state()
+
+    def _current_state(self) -> CircuitState:
+        if self._state == "open" and self._clock() - self._opened_at >= self.recovery_timeout:
+            return "half_open"
+        return self._state
+
+    def retry_after(self) -> float:
+        """Seconds until the next probe is allowed (0 when calls may go through)."""
+        with self._lock:
+            if self._state != "open":
+                return 0.0
+            return max(0.0, self.recovery_timeout - (self._clock() - self._opened_at))
+
+    def allow(self) -> bool:
+        """Return True when a call may go to the dependency now (claims the probe slot)."""
+        with self._lock:
+            state = self._current_state()
+            if state == "closed":
+                self._counts["calls"] += 1
+                return True
+            if state == "half_open" and not self._probe_in_flight:
+                self._probe_in_flight = True
+                self._counts["calls"] += 1
+                return True
+            self._counts["rejected"] += 1
+            return False
+
+    def record_success(self) -> None:
+        """Report that a call allowed by :meth:`allow` succeeded."""
+        with self._lock:
+            self._counts["successes"] += 1
+            self._failures = 0
+            self._probe_in_flight = False
+            if self._state != "closed":
+                self._transition("closed")
+
+    def record_failure(self, exc: BaseException | None = None) -> None:
+        """Report that a call allowed by :meth:`allow` failed."""
+        with self._lock:
+            self._counts["failures"] += 1
+            self._failures += 1
+            was_probe = self._probe_in_flight
+            self._probe_in_flight = False
+            if was_probe or self._current_state() == "half_open":
+                self._opened_at = self._clock()
+                if self._state != "open":
+                    self._transition("open", exc)
+            elif self._state == "closed" and self._failures >= self.failure_threshold:
+                self._opened_at = self._clock()
+                self._counts["opened"] += 1
+                self._transition("open", exc)
+
+    def reset(self) -> None:
+        """Close the circuit and forget failures (for tests and manual recovery)."""
+        with self._lock:
+            self._failures = 0
+            self._probe_in_flight = False
+            if self._state != "closed":
+                self._transition("closed")
+
+    def _transition(self, new: CircuitState, exc: BaseException | None = None) -> None:
+        old, self._state = self._state, new
+        if new == "open":
+            logger.warning(
+                "circuit %r opened after %d failure(s) (%s); calls fail fast for %.1fs",
+                self.name,
+                self._failures,
+                type(exc).__name__ if exc else "failure",
+                self.recovery_timeout,
+            )
+        else:
+            logger.info("circuit %r closed again: the dependency answers", self.name)
+        if self._on_state_change is not None:
+            self._on_state_change(old, new)
+
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call ``fn`` through the breaker; raise :class:`CircuitOpenError` while open."""
+        if not self.allow():
+            raise CircuitOpenError(self.name, self.retry_after())
+        try:
+            result = fn(*args, **kwargs)
+        except self.expected_exceptions as exc:
+            self.record_failure(exc)
+            raise
+        except BaseException:
+            self._release_probe()
+            raise
+        self.record_success()
+        return result
+
+    async def acall(
+        self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Await ``fn`` through the breaker; raise :class:`CircuitOpenError` while open."""
+        if not self.allow():
+            raise CircuitOpenError(self.name, self.retry_after())
+        try:
+            result = await fn(*args, **kwargs)
+        except self.expected_exceptions as exc:
+            self.record_failure(exc)
+            raise
+        except BaseException:
+            self._release_probe()
+            raise
+        self.record_success()
+        return result
+
+    def _release_probe(self) -> None:
+        with self._lock:
+            self._probe_in_flight = False
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and state as a plain dict."""
+        with self._lock:
+            return {
+                "name": self.name,
+                "state": self._current_state(),
+                "consecutive_failures": self._failures,
+                **self._counts,
+            }
+
+    def health_check(self) -> CheckResult:
+        """Healthy when closed, degraded while open or probing."""
+        state = self.state
+        if state == "closed":
+            return CheckResult.healthy(state=state)
+        return CheckResult.degraded(
+            f"circuit {self.name!r} is {state}", state=state, retry_after=self.retry_after()
+        )
