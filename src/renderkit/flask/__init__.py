@@ -1,0 +1,8 @@
+"""Flask integration: ``RenderKit(app)`` or ``RenderKit().init_app(app)`` wires renderkit in.
+
+Concern-specific Flask pieces live in private modules here; this package re-exports them.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,9 @@
+"""WSGI middleware for renderkit's policies (Flask, Django, any WSGI app).
+
+Each concern's WSGI adapter lives in a private module here and is re-exported below. Adapters
+translate WSGI to the concern's policy object; the decisions are made once, in the concern.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
