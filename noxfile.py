@@ -1,0 +1,77 @@
+"""Developer sessions: tests, lint, typecheck, docs, demo, bench (``nox -l`` lists them)."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+
+PYTHON = "3.11"
+DEV = ".[all,dev]"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite (integration tests need RENDERKIT_TEST_*_URL, see README)."""
+    session.install("-e", DEV)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def isolation(session: nox.Session) -> None:
+    """Import every module with only the core dependencies installed (no extras)."""
+    session.install("-e", ".")
+    session.install("pytest", "pytest-asyncio")
+    session.run("pytest", "tests/test_import_isolation.py", "-p", "no:cacheprovider")
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on src/."""
+    session.install("-e", DEV)
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly (warnings are errors)."""
+    session.install("-e", DEV)
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", os.path.join(session.create_tmp(), "site")
+    )
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Run the example FastAPI app with memory backends and zero configuration."""
+    session.install("-e", DEV)
+    port = os.environ.get("PORT", "8000")
+    session.log(f"renderkit demo: open http://127.0.0.1:{port}/ (Ctrl-C stops it)")
+    session.run(
+        "uvicorn",
+        "examples.fastapi_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+        env={"APP_ENV": os.environ.get("APP_ENV", "development")},
+    )
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Run every benchmark in benchmarks/ and write docs/benchmarks.md."""
+    session.install("-e", ".[all,dev,bench]")
+    session.run("python", "benchmarks/run_all.py", *session.posargs)

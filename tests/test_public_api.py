@@ -1,0 +1,64 @@
+"""The public names of each module are exactly what ``__all__`` lists, sorted and importable."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+PUBLIC: dict[str, set[str]] = {
+    "renderkit.errors": {
+        "BackendUnavailable",
+        "CircuitOpenError",
+        "ConfigError",
+        "ConfigProblem",
+        "MissingDependencyError",
+        "RenderKitError",
+        "SessionError",
+    },
+    "renderkit.logging": {"add_correlation_id", "configure_logging", "get_logger"},
+}
+
+# Names SPEC.md promises; they must stay importable whatever else changes.
+SPEC_NAMES: dict[str, set[str]] = {
+    "renderkit.resilience": {"CircuitBreaker"},
+    "renderkit.health": {"CheckResult"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_all_lists_exactly_the_public_names(module: str) -> None:
+    """``__all__`` is sorted and equals the documented public surface."""
+    mod = importlib.import_module(module)
+    assert list(mod.__all__) == sorted(mod.__all__)
+    assert set(mod.__all__) == PUBLIC[module]
+
+
+@pytest.mark.parametrize("module", sorted(SPEC_NAMES))
+def test_spec_names_are_exported(module: str) -> None:
+    """Every name SPEC.md promises for the module is in ``__all__`` and importable."""
+    mod = importlib.import_module(module)
+    for name in SPEC_NAMES[module]:
+        assert name in mod.__all__
+        assert getattr(mod, name) is not None
+
+
+def test_exceptions_keep_a_public_module_and_share_a_base() -> None:
+    """Errors derive from RenderKitError and report ``renderkit.errors`` as their module."""
+    errors = importlib.import_module("renderkit.errors")
+    for name in PUBLIC["renderkit.errors"] - {"ConfigProblem", "RenderKitError"}:
+        cls = getattr(errors, name)
+        assert issubclass(cls, errors.RenderKitError)
+        assert cls.__module__ == "renderkit.errors"
+
+
+def test_package_init_holds_only_the_version() -> None:
+    """A fresh ``import renderkit`` exposes ``__version__`` and nothing else."""
+    code = "import renderkit; print([n for n in vars(renderkit) if not n.startswith('_')])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    import renderkit
+
+    assert renderkit.__version__ == "0.1.0.dev0"
