@@ -164,6 +164,7 @@ def test_client_ip_never_raises_and_returns_an_address_or_unknown(
 ) -> None:
     """Any header text gives a parseable address (or 'unknown' with no peer), never an error."""
     headers = [(b"x-forwarded-for", forwarded.encode("utf-8", "replace"))]
-    for trust in (ProxyTrust.render(), ProxyTrust(hops=1), ProxyTrust(trusted_cidrs=("10.0.0.0/8",))):
+    trusts = (ProxyTrust.render(), ProxyTrust(hops=1), ProxyTrust(trusted_cidrs=("10.0.0.0/8",)))
+    for trust in trusts:
         result = client_ip(peer, headers, trust)
         assert result == "unknown" or ipaddress.ip_address(result)
