@@ -1,0 +1,535 @@
+"""Where the app runs: provider, service facts, port, and the container's memory and CPU limits.
+
+:func:`detect` reads environment variables and cgroup files once and returns a frozen
+:class:`Platform`. It never raises on odd input: a missing, unreadable or garbled value gives
+``None`` (or the documented fallback), because an app must still start on a machine nobody
+anticipated.
+
+Container limits come from cgroup files, not from ``psutil`` or ``os.cpu_count()``, which report
+the host. Parent cgroups are walked too, so a stricter limit set further up still counts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+__all__ = [
+    "DEFAULT_CGROUP_ROOT",
+    "PROVIDERS",
+    "SHUTDOWN_GRACE_PERIODS",
+    "Platform",
+    "cgroup_cpu_limit",
+    "cgroup_memory_limit",
+    "cgroup_memory_usage",
+    "detect",
+]
+
+DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
+_PROC_SELF_CGROUP = "/proc/self/cgroup"
+
+PROVIDERS = ("render", "heroku", "fly", "railway", "cloud_run", "kubernetes", "ecs", "local")
+"""Every value :attr:`Platform.provider` can take."""
+
+SHUTDOWN_GRACE_PERIODS: Mapping[str, float] = {
+    "render": 30.0,  # maxShutdownDelaySeconds default; no env var tells the app otherwise
+    "heroku": 30.0,  # fixed: SIGKILL 30 s after SIGTERM
+    "fly": 5.0,  # default kill_timeout
+    "railway": 0.0,  # RAILWAY_DEPLOYMENT_DRAINING_SECONDS, when set, replaces this
+    "cloud_run": 10.0,  # SIGKILL 10 s after SIGTERM
+    "kubernetes": 30.0,  # terminationGracePeriodSeconds default
+    "ecs": 30.0,  # stopTimeout default
+    "local": 30.0,
+}
+"""Seconds between SIGTERM and SIGKILL each provider gives by default."""
+
+_UNLIMITED_V1 = 1 << 60  # v1 writes PAGE_COUNTER_MAX-ish numbers (~9.2e18) for "no limit"
+_MAX_READ = 256  # cgroup values are short; anything longer is not one
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """Facts about the running instance, as detected from its environment.
+
+    ``memory_limit`` is in bytes and ``cpu_limit`` in CPUs (``0.5`` is half a CPU); both are the
+    container's limits when a cgroup sets one, else the host's totals (``None`` only when even
+    those are unknown). ``shutdown_grace_period`` is the provider's default number of seconds
+    between SIGTERM and SIGKILL.
+    """
+
+    provider: str = "local"
+    service_name: str | None = None
+    service_type: str | None = None
+    service_id: str | None = None
+    instance_id: str | None = None
+    external_url: str | None = None
+    git_commit: str | None = None
+    git_branch: str | None = None
+    is_preview: bool = False
+    region: str | None = None
+    port: int = 8000
+    memory_limit: int | None = None
+    memory_limit_source: str = "unknown"
+    cpu_limit: float | None = None
+    cpu_limit_source: str = "unknown"
+    shutdown_grace_period: float = 30.0
+
+    @property
+    def is_paas(self) -> bool:
+        """True on any detected provider (anything but ``"local"``)."""
+        return self.provider != "local"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return every field as a plain, JSON-ready dict."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def detect(
+    environ: Mapping[str, str] | None = None,
+    cgroup_root: str | os.PathLike[str] = DEFAULT_CGROUP_ROOT,
+    *,
+    proc_self_cgroup: str | os.PathLike[str] | None = _PROC_SELF_CGROUP,
+) -> Platform:
+    """Detect the provider, service facts, port and resource limits; never raises.
+
+    ``environ`` defaults to ``os.environ``. ``cgroup_root`` is where the cgroup filesystem is
+    mounted; ``proc_self_cgroup`` is the file naming this process's cgroup (``None`` to look
+    only at ``cgroup_root`` itself). Tests point both at fake files.
+    """
+    env = os.environ if environ is None else environ
+    provider = _provider(env)
+    facts = _FACTS[provider](env)
+    memory, memory_source = _memory(cgroup_root, proc_self_cgroup)
+    cpu, cpu_source = _cpu(env, cgroup_root, proc_self_cgroup)
+    return Platform(
+        provider=provider,
+        port=_port(env, provider),
+        memory_limit=memory,
+        memory_limit_source=memory_source,
+        cpu_limit=cpu,
+        cpu_limit_source=cpu_source,
+        shutdown_grace_period=_grace_period(env, provider),
+        **facts,
+    )
+
+
+# --- providers ----------------------------------------------------------------------------
+
+
+def _get(env: Mapping[str, str], *names: str) -> str | None:
+    """The first of ``names`` that is set to something other than whitespace, stripped."""
+    for name in names:
+        value = env.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _provider(env: Mapping[str, str]) -> str:
+    render = env.get("RENDER")
+    if _truthy(render) or (render is None and _get(env, "RENDER_SERVICE_ID")):
+        return "render"
+    if _get(env, "DYNO"):
+        return "heroku"
+    if _get(env, "FLY_APP_NAME", "FLY_ALLOC_ID", "FLY_MACHINE_ID"):
+        return "fly"
+    if _get(
+        env,
+        "RAILWAY_ENVIRONMENT",
+        "RAILWAY_ENVIRONMENT_NAME",
+        "RAILWAY_PROJECT_ID",
+        "RAILWAY_SERVICE_ID",
+        "RAILWAY_DEPLOYMENT_ID",
+    ):
+        return "railway"
+    if _get(env, "K_SERVICE", "CLOUD_RUN_JOB"):
+        return "cloud_run"
+    if _get(env, "ECS_CONTAINER_METADATA_URI_V4", "ECS_CONTAINER_METADATA_URI"):
+        return "ecs"
+    if _get(env, "KUBERNETES_SERVICE_HOST"):
+        return "kubernetes"
+    return "local"
+
+
+def _https(host: str | None) -> str | None:
+    if host is None:
+        return None
+    return host if "://" in host else f"https://{host}"
+
+
+def _render(env: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "service_name": _get(env, "RENDER_SERVICE_NAME"),
+        "service_type": _get(env, "RENDER_SERVICE_TYPE"),
+        "service_id": _get(env, "RENDER_SERVICE_ID"),
+        "instance_id": _get(env, "RENDER_INSTANCE_ID"),
+        "external_url": _get(env, "RENDER_EXTERNAL_URL")
+        or _https(_get(env, "RENDER_EXTERNAL_HOSTNAME")),
+        "git_commit": _get(env, "RENDER_GIT_COMMIT"),
+        "git_branch": _get(env, "RENDER_GIT_BRANCH"),
+        "is_preview": _truthy(env.get("IS_PULL_REQUEST")),
+        "region": None,
+    }
+
+
+def _heroku(env: Mapping[str, str]) -> dict[str, Any]:
+    dyno = _get(env, "DYNO")
+    return {
+        "service_name": _get(env, "HEROKU_APP_NAME"),
+        "service_type": dyno.split(".", 1)[0] if dyno else None,  # "web.1" -> "web"
+        "service_id": _get(env, "HEROKU_APP_ID"),
+        "instance_id": dyno,
+        "external_url": _https(_get(env, "HEROKU_APP_DEFAULT_DOMAIN_NAME")),
+        "git_commit": _get(env, "HEROKU_SLUG_COMMIT", "SOURCE_VERSION"),
+        "git_branch": _get(env, "HEROKU_BRANCH"),
+        "is_preview": _get(env, "HEROKU_PR_NUMBER") is not None,
+        "region": _get(env, "HEROKU_REGION"),
+    }
+
+
+def _fly(env: Mapping[str, str]) -> dict[str, Any]:
+    app = _get(env, "FLY_APP_NAME")
+    return {
+        "service_name": app,
+        "service_type": _get(env, "FLY_PROCESS_GROUP"),
+        "service_id": None,
+        "instance_id": _get(env, "FLY_MACHINE_ID", "FLY_ALLOC_ID"),
+        "external_url": f"https://{app}.fly.dev" if app else None,
+        "git_commit": None,
+        "git_branch": None,
+        "is_preview": False,
+        "region": _get(env, "FLY_REGION"),
+    }
+
+
+def _railway(env: Mapping[str, str]) -> dict[str, Any]:
+    environment = _get(env, "RAILWAY_ENVIRONMENT_NAME", "RAILWAY_ENVIRONMENT") or ""
+    # Railway names PR environments "<base>-pr-<number>".
+    tail = environment.rsplit("-pr-", 1)
+    return {
+        "service_name": _get(env, "RAILWAY_SERVICE_NAME"),
+        "service_type": None,
+        "service_id": _get(env, "RAILWAY_SERVICE_ID"),
+        "instance_id": _get(env, "RAILWAY_REPLICA_ID", "RAILWAY_DEPLOYMENT_ID"),
+        "external_url": _https(_get(env, "RAILWAY_PUBLIC_DOMAIN")),
+        "git_commit": _get(env, "RAILWAY_GIT_COMMIT_SHA"),
+        "git_branch": _get(env, "RAILWAY_GIT_BRANCH"),
+        "is_preview": len(tail) == 2 and tail[1].isdigit(),
+        "region": _get(env, "RAILWAY_REPLICA_REGION"),
+    }
+
+
+def _cloud_run(env: Mapping[str, str]) -> dict[str, Any]:
+    job = _get(env, "CLOUD_RUN_JOB")
+    return {
+        "service_name": _get(env, "K_SERVICE") or job,
+        "service_type": "job" if job and not _get(env, "K_SERVICE") else "service",
+        "service_id": _get(env, "K_REVISION"),
+        "instance_id": _get(env, "CLOUD_RUN_EXECUTION"),
+        "external_url": None,
+        "git_commit": None,
+        "git_branch": None,
+        "is_preview": False,
+        "region": None,
+    }
+
+
+def _kubernetes(env: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "service_name": None,
+        "service_type": None,
+        "service_id": None,
+        "instance_id": _get(env, "HOSTNAME"),  # the pod name
+        "external_url": None,
+        "git_commit": None,
+        "git_branch": None,
+        "is_preview": False,
+        "region": None,
+    }
+
+
+def _ecs(env: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "service_name": None,
+        "service_type": None,
+        "service_id": None,
+        "instance_id": _get(env, "HOSTNAME"),
+        "external_url": None,
+        "git_commit": None,
+        "git_branch": None,
+        "is_preview": False,
+        "region": _get(env, "AWS_REGION", "AWS_DEFAULT_REGION"),
+    }
+
+
+def _local(env: Mapping[str, str]) -> dict[str, Any]:
+    return {}
+
+
+_FACTS = {
+    "render": _render,
+    "heroku": _heroku,
+    "fly": _fly,
+    "railway": _railway,
+    "cloud_run": _cloud_run,
+    "kubernetes": _kubernetes,
+    "ecs": _ecs,
+    "local": _local,
+}
+
+
+def _port(env: Mapping[str, str], provider: str) -> int:
+    fallback = 10000 if provider == "render" else 8000
+    value = (env.get("PORT") or "").strip()
+    if value.isascii() and value.isdigit() and 0 < int(value) < 65536:
+        return int(value)
+    return fallback
+
+
+def _grace_period(env: Mapping[str, str], provider: str) -> float:
+    if provider == "railway":
+        value = (env.get("RAILWAY_DEPLOYMENT_DRAINING_SECONDS") or "").strip()
+        if value.isascii() and value.isdigit():
+            return float(min(int(value), 3600))
+    return SHUTDOWN_GRACE_PERIODS[provider]
+
+
+# --- cgroups -----------------------------------------------------------------------------
+
+
+def _read(path: str) -> str | None:
+    """Return a short cgroup file's stripped text, or None if it is missing or not text."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(_MAX_READ + 1)
+    except (OSError, ValueError):
+        return None
+    if len(data) > _MAX_READ:
+        return None
+    try:
+        text = data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return None
+    return text or None
+
+
+def _int(text: str | None) -> int | None:
+    if text is None:
+        return None
+    text = text.strip()
+    negative = text.startswith("-")
+    digits = text[1:] if negative else text
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 30:
+        return None
+    return -int(digits) if negative else int(digits)
+
+
+def _own_paths(proc_self_cgroup: str | os.PathLike[str] | None, controller: str) -> list[str]:
+    """This process's cgroup path for ``controller`` (``""`` = v2), from /proc/self/cgroup."""
+    if proc_self_cgroup is None:
+        return []
+    try:
+        with open(proc_self_cgroup, "rb") as handle:
+            data = handle.read(64 * 1024).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return []
+    found: list[str] = []
+    for line in data.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        names = controllers.split(",")
+        wanted = names == [""] if controller == "" else controller in names
+        if wanted:
+            found.append(path.strip())
+    return found
+
+
+def _chain(base: str, own: list[str]) -> list[str]:
+    """Directories from this process's cgroup up to ``base``; just ``base`` when unknown."""
+    dirs: list[str] = []
+    for path in own:
+        parts = [p for p in path.split("/") if p and p not in (".", "..")]
+        while parts:
+            candidate = os.path.join(base, *parts)
+            if os.path.isdir(candidate):
+                dirs.append(candidate)
+            parts.pop()
+    dirs.append(base)
+    seen: list[str] = []
+    for d in dirs:
+        if d not in seen:
+            seen.append(d)
+    return seen
+
+
+def _is_v2(root: str) -> bool:
+    return os.path.exists(os.path.join(root, "cgroup.controllers")) or (
+        not os.path.isdir(os.path.join(root, "memory"))
+        and os.path.exists(os.path.join(root, "memory.max"))
+    )
+
+
+def _v1_dir(root: str, *names: str) -> str | None:
+    for name in names:
+        candidate = os.path.join(root, name)
+        if os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+def _memory_limit_v2(root: str, proc: str | os.PathLike[str] | None) -> int | None:
+    limits: list[int] = []
+    for directory in _chain(root, _own_paths(proc, "")):
+        value = _int(_read(os.path.join(directory, "memory.max")))
+        if value is not None and value > 0:
+            limits.append(value)
+    return min(limits) if limits else None
+
+
+def _memory_limit_v1(root: str, proc: str | os.PathLike[str] | None) -> int | None:
+    base = _v1_dir(root, "memory")
+    if base is None:
+        return None
+    limits: list[int] = []
+    for directory in _chain(base, _own_paths(proc, "memory")):
+        value = _int(_read(os.path.join(directory, "memory.limit_in_bytes")))
+        if value is not None and 0 < value < _UNLIMITED_V1:
+            limits.append(value)
+    return min(limits) if limits else None
+
+
+def cgroup_memory_limit(
+    cgroup_root: str | os.PathLike[str] = DEFAULT_CGROUP_ROOT,
+    proc_self_cgroup: str | os.PathLike[str] | None = _PROC_SELF_CGROUP,
+) -> int | None:
+    """Return the strictest cgroup memory limit in bytes (v2 or v1), or None if there is none."""
+    root = os.fspath(cgroup_root)
+    try:
+        if _is_v2(root):
+            return _memory_limit_v2(root, proc_self_cgroup)
+        return _memory_limit_v1(root, proc_self_cgroup)
+    except (OSError, ValueError):
+        return None
+
+
+def cgroup_memory_usage(
+    cgroup_root: str | os.PathLike[str] = DEFAULT_CGROUP_ROOT,
+    proc_self_cgroup: str | os.PathLike[str] | None = _PROC_SELF_CGROUP,
+) -> int | None:
+    """Return the memory the cgroup uses now in bytes (``memory.current``), or None."""
+    root = os.fspath(cgroup_root)
+    try:
+        if _is_v2(root):
+            directory = _chain(root, _own_paths(proc_self_cgroup, ""))[0]
+            value = _int(_read(os.path.join(directory, "memory.current")))
+        else:
+            base = _v1_dir(root, "memory")
+            if base is None:
+                return None
+            directory = _chain(base, _own_paths(proc_self_cgroup, "memory"))[0]
+            value = _int(_read(os.path.join(directory, "memory.usage_in_bytes")))
+    except (OSError, ValueError):
+        return None
+    return value if value is not None and value >= 0 else None
+
+
+def _cpu_v2(text: str | None) -> float | None:
+    if text is None:
+        return None
+    parts = text.split()
+    if len(parts) not in (1, 2) or parts[0] == "max":
+        return None
+    quota = _int(parts[0])
+    period = _int(parts[1]) if len(parts) == 2 else 100_000
+    if quota is None or period is None or quota <= 0 or period <= 0:
+        return None
+    return quota / period
+
+
+def cgroup_cpu_limit(
+    cgroup_root: str | os.PathLike[str] = DEFAULT_CGROUP_ROOT,
+    proc_self_cgroup: str | os.PathLike[str] | None = _PROC_SELF_CGROUP,
+) -> float | None:
+    """Return the strictest cgroup CPU quota in CPUs (``0.5`` = half a CPU), or None."""
+    root = os.fspath(cgroup_root)
+    limits: list[float] = []
+    try:
+        if _is_v2(root):
+            for directory in _chain(root, _own_paths(proc_self_cgroup, "")):
+                value = _cpu_v2(_read(os.path.join(directory, "cpu.max")))
+                if value is not None:
+                    limits.append(value)
+        else:
+            base = _v1_dir(root, "cpu", "cpu,cpuacct", "cpuacct,cpu")
+            if base is None:
+                return None
+            for directory in _chain(base, _own_paths(proc_self_cgroup, "cpu")):
+                quota = _int(_read(os.path.join(directory, "cpu.cfs_quota_us")))
+                period = _int(_read(os.path.join(directory, "cpu.cfs_period_us")))
+                if quota is not None and period is not None and quota > 0 and period > 0:
+                    limits.append(quota / period)
+    except (OSError, ValueError):
+        return None
+    return min(limits) if limits else None
+
+
+def _host_memory() -> int | None:
+    try:
+        import psutil
+
+        total = int(psutil.virtual_memory().total)
+    except Exception:  # psutil can fail in odd sandboxes; a missing total is not fatal
+        return None
+    return total if total > 0 else None
+
+
+def _memory(
+    cgroup_root: str | os.PathLike[str], proc: str | os.PathLike[str] | None
+) -> tuple[int | None, str]:
+    limit = cgroup_memory_limit(cgroup_root, proc)
+    host = _host_memory()
+    if limit is not None and (host is None or limit < host):
+        return limit, "cgroup"
+    if host is not None:
+        return host, "host"
+    return None, "unknown"
+
+
+def _render_cpu_count(env: Mapping[str, str]) -> float | None:
+    value = (env.get("RENDER_CPU_COUNT") or "").strip()
+    if not value or len(value) > 16:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if 0 < number < 10_000 else None
+
+
+def _cpu(
+    env: Mapping[str, str],
+    cgroup_root: str | os.PathLike[str],
+    proc: str | os.PathLike[str] | None,
+) -> tuple[float | None, str]:
+    candidates: list[tuple[float, str]] = []
+    render = _render_cpu_count(env)
+    if render is not None:
+        candidates.append((render, "RENDER_CPU_COUNT"))
+    cgroup = cgroup_cpu_limit(cgroup_root, proc)
+    if cgroup is not None:
+        candidates.append((cgroup, "cgroup"))
+    host = os.cpu_count()
+    if host:
+        candidates.append((float(host), "host"))
+    if not candidates:
+        return None, "unknown"
+    # The stricter limit is the one the app actually gets; on ties prefer the explicit source.
+    return min(candidates, key=lambda c: c[0])
