@@ -34,11 +34,17 @@ class RenderKitError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ConfigProblem:
-    """One bad or missing setting: which variable, what was wrong, where the value came from."""
+    """One bad or missing setting: which variable, what was wrong, where the value came from.
+
+    ``expected`` and ``found`` repeat the two halves of ``message`` for tools that show them
+    in columns; ``found`` is already masked (``****``) when the variable is a secret.
+    """
 
     variable: str
     message: str
     source: str = "environment"
+    expected: str = ""
+    found: str = ""
 
     def __str__(self) -> str:
         return f"{self.variable} ({self.source}): {self.message}"

@@ -1,0 +1,1120 @@
+"""Declarative, typed settings read from environment variables and ``.env`` files.
+
+Subclass :class:`Settings`, declare each field with :func:`env`, and call
+:meth:`Settings.load`. Every bad variable is collected before anything is raised, so one
+:class:`ConfigError` lists them all, each with the variable name, what was expected, what was
+found (``****`` for secrets; passwords inside URLs are always masked) and where the value came
+from (the environment, a ``.env`` file, or the default).
+
+The parse functions (:func:`parse_bool`, :func:`parse_duration`, :func:`parse_bytes`,
+:func:`parse_list`, :func:`parse_postgres_url`, :func:`parse_redis_url`) are public so that
+every ``from_env()`` in renderkit reads values the same way. They raise ``ValueError`` with a
+message that never repeats the value (it may be a secret).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, Literal, Self, TypeVar, dataclass_transform
+
+from renderkit.errors import ConfigError, ConfigProblem
+
+__all__ = [
+    "ENVIRONMENTS",
+    "ByteSize",
+    "ConfigError",
+    "ConfigProblem",
+    "ConfigReport",
+    "EnvField",
+    "FieldInfo",
+    "FieldReport",
+    "PostgresUrl",
+    "RedisUrl",
+    "Seconds",
+    "Settings",
+    "env",
+    "environment",
+    "explain_environment",
+    "format_bytes",
+    "format_duration",
+    "mask_url",
+    "parse_bool",
+    "parse_bytes",
+    "parse_duration",
+    "parse_float",
+    "parse_int",
+    "parse_list",
+    "parse_postgres_url",
+    "parse_redis_url",
+    "read_dotenv",
+]
+
+T = TypeVar("T")
+
+ENVIRONMENTS = ("development", "staging", "production")
+"""The values :func:`environment` returns."""
+
+MASK = "****"
+_MAX_INPUT = 4096  # longer scalar values are refused rather than parsed
+
+
+# --- value types -------------------------------------------------------------------------
+
+
+class ByteSize(int):
+    """A number of bytes; as a field type, values like ``"100MB"`` or ``"1.5GiB"`` are accepted."""
+
+    def __repr__(self) -> str:
+        return f"ByteSize({int(self)})"
+
+
+class Seconds(float):
+    """Seconds as a float; as a field type, accepts ``"30s"``, ``"5m"``, ``"250ms"``."""
+
+    def __repr__(self) -> str:
+        return f"Seconds({float(self)})"
+
+
+class _Url(str):
+    """A validated URL; ``repr()`` and :attr:`masked` hide the password."""
+
+    __slots__ = ()
+
+    @property
+    def masked(self) -> str:
+        """The URL with its password replaced by ``****``."""
+        return mask_url(str(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.masked!r})"
+
+
+class PostgresUrl(_Url):
+    """A ``postgresql://`` URL with a host; ``postgres://`` is accepted and normalised."""
+
+    __slots__ = ()
+
+
+class RedisUrl(_Url):
+    """A ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL."""
+
+    __slots__ = ()
+
+
+# --- parse functions ---------------------------------------------------------------------
+
+_TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
+_FALSE = frozenset({"false", "0", "no", "off", "n", "f"})
+BOOL_EXPECTED = "a boolean (true/false, 1/0, yes/no, on/off)"
+
+
+def parse_bool(value: str) -> bool:
+    """Parse true/false, 1/0, yes/no, on/off (any case, surrounding spaces ignored).
+
+    Raises ``ValueError`` for anything else, including the empty string.
+    """
+    word = str(value).strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"expected {BOOL_EXPECTED}")
+
+
+def parse_int(value: str) -> int:
+    """Parse a whole number (``"42"``, ``"-3"``, ``"1_000"``); raises ``ValueError`` otherwise."""
+    text = str(value).strip()
+    if not text or len(text) > 64 or not text.isascii():
+        raise ValueError("expected an integer")
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    raise ValueError("expected an integer")
+
+
+def parse_float(value: str) -> float:
+    """Parse a finite number (``"0.5"``, ``"2"``, ``"1e-3"``); raises ``ValueError`` otherwise."""
+    text = str(value).strip()
+    if not text or len(text) > 64 or not text.isascii():
+        raise ValueError("expected a number")
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError("expected a finite number")
+    return number
+
+
+_DURATION_UNITS: dict[str, Decimal] = {
+    "us": Decimal("0.000001"),
+    "µs": Decimal("0.000001"),
+    "ms": Decimal("0.001"),
+    "s": Decimal(1),
+    "sec": Decimal(1),
+    "secs": Decimal(1),
+    "second": Decimal(1),
+    "seconds": Decimal(1),
+    "m": Decimal(60),
+    "min": Decimal(60),
+    "mins": Decimal(60),
+    "minute": Decimal(60),
+    "minutes": Decimal(60),
+    "h": Decimal(3600),
+    "hr": Decimal(3600),
+    "hrs": Decimal(3600),
+    "hour": Decimal(3600),
+    "hours": Decimal(3600),
+    "d": Decimal(86400),
+    "day": Decimal(86400),
+    "days": Decimal(86400),
+    "w": Decimal(604800),
+    "week": Decimal(604800),
+    "weeks": Decimal(604800),
+}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION_PART = re.compile(rf"\s*({_NUMBER})\s*([a-zµ]+)\s*")
+_PLAIN_NUMBER = re.compile(rf"\s*({_NUMBER})\s*")
+DURATION_EXPECTED = "a duration such as 30s, 5m, 1h30m, 250ms or a number of seconds"
+_MAX_SECONDS = Decimal(timedelta.max.total_seconds()) - 1
+
+
+def parse_duration(value: str) -> timedelta:
+    """Parse a non-negative duration: ``"30s"``, ``"5m"``, ``"1h30m"``, ``"250ms"``, ``"1.5h"``.
+
+    A plain number is seconds (``"90"``, ``"0.5"``). Units: us, ms, s, m, h, d, w (and their
+    long names such as ``minutes``), any case, optionally separated by spaces. Negative values
+    and anything else raise ``ValueError``.
+    """
+    text = str(value).strip().lower()
+    if not text or len(text) > 256:
+        raise ValueError(f"expected {DURATION_EXPECTED}")
+    if text.startswith("-"):
+        raise ValueError(f"expected {DURATION_EXPECTED}; negative durations are not allowed")
+    plain = _PLAIN_NUMBER.fullmatch(text)
+    total = Decimal(0)
+    if plain:
+        total = Decimal(plain.group(1))
+    else:
+        position = 0
+        while position < len(text):
+            match = _DURATION_PART.match(text, position)
+            if match is None or match.group(2) not in _DURATION_UNITS:
+                raise ValueError(f"expected {DURATION_EXPECTED}")
+            total += Decimal(match.group(1)) * _DURATION_UNITS[match.group(2)]
+            position = match.end()
+    if total > _MAX_SECONDS:
+        raise ValueError(f"expected {DURATION_EXPECTED}; this one is too long")
+    # Whole microseconds, so the value is exact (no float rounding of "0.1s").
+    micros = int(total * 1_000_000)
+    return timedelta(microseconds=micros)
+
+
+_BYTE_UNITS: dict[str, int] = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "ki": 1024,
+    "kib": 1024,
+    "mi": 1024**2,
+    "mib": 1024**2,
+    "gi": 1024**3,
+    "gib": 1024**3,
+    "ti": 1024**4,
+    "tib": 1024**4,
+}
+_BYTES = re.compile(rf"\s*({_NUMBER})\s*([a-z]*)\s*")
+BYTES_EXPECTED = "a size such as 512MB, 1.5GiB, 100k or a number of bytes"
+
+
+def parse_bytes(value: str) -> ByteSize:
+    """Parse a size in bytes: ``"1024"``, ``"512k"``, ``"100MB"``, ``"1.5GiB"``.
+
+    SI units (k, kB, M, MB, G, GB, T, TB) are powers of 1000; IEC units (Ki, KiB, Mi, MiB, Gi,
+    GiB, Ti, TiB) are powers of 1024; case is ignored. A fractional result is rounded down to
+    whole bytes. Negative sizes and anything else raise ``ValueError``.
+    """
+    text = str(value).strip().lower()
+    match = _BYTES.fullmatch(text) if 0 < len(text) <= 64 else None
+    if match is None or match.group(2) not in _BYTE_UNITS:
+        raise ValueError(f"expected {BYTES_EXPECTED}")
+    number = Decimal(match.group(1)) * _BYTE_UNITS[match.group(2)]
+    if number != number.to_integral_value() and match.group(2) in ("", "b"):
+        raise ValueError(f"expected {BYTES_EXPECTED}; a byte count must be whole")
+    return ByteSize(int(number))
+
+
+def parse_list(value: str, item: Callable[[str], T] = str) -> list[T]:  # type: ignore[assignment]
+    """Parse a list given as ``"a, b, c"`` or as a JSON array ``'["a", "b"]'``.
+
+    Items are stripped and empty items dropped; each item goes through ``item`` (for example
+    :func:`parse_int`), whose ``ValueError`` propagates. JSON numbers and booleans reach
+    ``item`` as their JSON text. The empty string is the empty list.
+    """
+    text = str(value).strip()
+    if not text:
+        return []
+    raw: list[str]
+    if text.startswith("["):
+        import json
+
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            raise ValueError("expected a JSON array or comma-separated values") from None
+        if not isinstance(data, list):
+            raise ValueError("expected a JSON array or comma-separated values")
+        raw = []
+        for element in data:
+            if isinstance(element, str):
+                raw.append(element)
+            elif isinstance(element, bool | int | float):
+                raw.append(json.dumps(element))
+            else:
+                raise ValueError("expected a flat JSON array of strings or numbers")
+    else:
+        raw = text.split(",")
+    return [item(part.strip()) for part in raw if part.strip()]
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^@/?#\s]*)@", re.I)
+
+
+def mask_url(text: str) -> str:
+    """Replace the password of every URL in ``text`` with ``****``; the rest stays readable."""
+    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}@", str(text))
+
+
+def _split_url(text: str) -> Any:
+    from urllib.parse import urlsplit
+
+    if not text or len(text) > _MAX_INPUT or any(c.isspace() for c in text):
+        return None
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # raises ValueError for a port that is not a number 0-65535
+    except ValueError:
+        return None
+    return parts
+
+
+POSTGRES_EXPECTED = "a postgresql:// URL with a host (postgresql://user:password@host:5432/db)"
+
+
+def parse_postgres_url(value: str) -> PostgresUrl:
+    """Validate a Postgres URL and return it with ``postgres://`` normalised to ``postgresql://``.
+
+    The URL needs a host, either in the authority or as a ``host=`` query parameter (a unix
+    socket directory). Raises ``ValueError`` (without the URL) otherwise.
+    """
+    text = str(value).strip()
+    parts = _split_url(text)
+    if parts is None:
+        raise ValueError(f"expected {POSTGRES_EXPECTED}")
+    scheme = parts.scheme.lower()
+    if scheme not in ("postgres", "postgresql"):
+        shown = f"'{scheme}://'" if scheme else "no scheme"
+        raise ValueError(f"expected {POSTGRES_EXPECTED}; the scheme is {shown}")
+    if not parts.hostname and "host=" not in parts.query:
+        raise ValueError(f"expected {POSTGRES_EXPECTED}; the host is missing")
+    return PostgresUrl("postgresql" + text[len(parts.scheme) :])
+
+
+REDIS_EXPECTED = "a redis://, rediss:// (TLS) or unix:// URL"
+
+
+def parse_redis_url(value: str) -> RedisUrl:
+    """Validate a Redis URL: ``redis://`` or ``rediss://`` with a host, or ``unix:///path``.
+
+    A database number in the path (``/0``) must be a whole number. Raises ``ValueError``
+    (without the URL) otherwise.
+    """
+    text = str(value).strip()
+    parts = _split_url(text)
+    if parts is None:
+        raise ValueError(f"expected {REDIS_EXPECTED}")
+    scheme = parts.scheme.lower()
+    if scheme in ("redis", "rediss"):
+        if not parts.hostname:
+            raise ValueError(f"expected {REDIS_EXPECTED}; the host is missing")
+        db = parts.path.strip("/")
+        if db and not (db.isascii() and db.isdigit()):
+            raise ValueError(f"expected {REDIS_EXPECTED}; the database must be a number (/0)")
+    elif scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"expected {REDIS_EXPECTED}; the socket path is missing")
+    else:
+        shown = f"'{scheme}://'" if scheme else "no scheme"
+        raise ValueError(f"expected {REDIS_EXPECTED}; the scheme is {shown}")
+    return RedisUrl(text)
+
+
+# --- formatting --------------------------------------------------------------------------
+
+
+def format_duration(value: timedelta | float) -> str:
+    """Format a duration compactly (``"1h30m"``, ``"250ms"``, ``"0s"``); parse_duration reads it."""
+    if isinstance(value, timedelta):
+        micros = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
+    else:
+        micros = round(float(value) * 1_000_000)
+    sign = "-" if micros < 0 else ""
+    micros = abs(micros)
+    if micros == 0:
+        return "0s"
+    out = []
+    for unit, size in (("d", 86400_000_000), ("h", 3600_000_000), ("m", 60_000_000)):
+        count, micros = divmod(micros, size)
+        if count:
+            out.append(f"{count}{unit}")
+    seconds, micros = divmod(micros, 1_000_000)
+    if seconds:
+        out.append(f"{seconds}s")
+    millis, micros = divmod(micros, 1000)
+    if millis:
+        out.append(f"{millis}ms")
+    if micros:
+        out.append(f"{micros}us")
+    return sign + "".join(out)
+
+
+def format_bytes(value: int) -> str:
+    """Format a size for people: ``"512 MiB"``, ``"1.5 GiB"``, ``"900 B"`` (binary units)."""
+    number = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(number) < 1024 or unit == "TiB":
+            text = f"{number:.2f}".rstrip("0").rstrip(".")
+            return f"{text} {unit}"
+        number /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- environment -------------------------------------------------------------------------
+
+_ENV_ALIASES = {
+    "production": "production",
+    "prod": "production",
+    "prd": "production",
+    "live": "production",
+    "staging": "staging",
+    "stage": "staging",
+    "stg": "staging",
+    "preview": "staging",
+    "development": "development",
+    "dev": "development",
+    "develop": "development",
+    "local": "development",
+    "test": "development",
+    "testing": "development",
+}
+_ENV_VARIABLES = ("APP_ENV", "ENV", "ENVIRONMENT")
+# Variables whose presence means a PaaS runs the app (kept in step with renderkit.platform by
+# a test; config may not import platform).
+_PAAS_MARKERS = (
+    "RENDER_SERVICE_ID",
+    "DYNO",
+    "FLY_APP_NAME",
+    "FLY_ALLOC_ID",
+    "FLY_MACHINE_ID",
+    "RAILWAY_ENVIRONMENT",
+    "RAILWAY_ENVIRONMENT_NAME",
+    "RAILWAY_PROJECT_ID",
+    "RAILWAY_SERVICE_ID",
+    "RAILWAY_DEPLOYMENT_ID",
+    "K_SERVICE",
+    "CLOUD_RUN_JOB",
+    "ECS_CONTAINER_METADATA_URI_V4",
+    "ECS_CONTAINER_METADATA_URI",
+    "KUBERNETES_SERVICE_HOST",
+)
+_YES = ("1", "true", "yes", "on")
+
+
+def _on_paas(env: Mapping[str, str]) -> tuple[bool, bool]:
+    """(on a PaaS, on a preview/pull-request instance), from the same variables platform reads."""
+    render = env.get("RENDER")
+    on_render = (render or "").strip().lower() in _YES or (
+        render is None and bool((env.get("RENDER_SERVICE_ID") or "").strip())
+    )
+    on_paas = on_render or any((env.get(name) or "").strip() for name in _PAAS_MARKERS[1:])
+    railway_env = (
+        env.get("RAILWAY_ENVIRONMENT_NAME") or env.get("RAILWAY_ENVIRONMENT") or ""
+    ).strip()
+    railway_tail = railway_env.rsplit("-pr-", 1)
+    preview = (
+        (on_render and (env.get("IS_PULL_REQUEST") or "").strip().lower() in _YES)
+        or (
+            bool((env.get("DYNO") or "").strip())
+            and bool((env.get("HEROKU_PR_NUMBER") or "").strip())
+        )
+        or (len(railway_tail) == 2 and railway_tail[1].isdigit())
+    )
+    return on_paas, on_paas and preview
+
+
+def explain_environment(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """Return ``(environment, reason)``, the reason saying which variable or rule decided it.
+
+    Raises :class:`ConfigError` when APP_ENV, ENV or ENVIRONMENT holds an unknown word.
+    """
+    env = os.environ if environ is None else environ
+    for name in _ENV_VARIABLES:
+        raw = env.get(name)
+        if raw is None or not raw.strip():
+            continue
+        if name == "ENV" and "/" in raw:
+            continue  # POSIX shells use ENV for a startup-file path
+        word = raw.strip().lower()
+        if word in _ENV_ALIASES:
+            return _ENV_ALIASES[word], f"{name}={raw.strip()}"
+        shown = raw.strip() if len(raw) <= 40 else raw.strip()[:37] + "..."
+        raise ConfigError(
+            ConfigProblem(
+                name,
+                f"expected one of development, staging, production (or dev, stage, prod); "
+                f"got {shown!r}",
+                "environment",
+                expected="development, staging or production",
+                found=repr(shown),
+            )
+        )
+    on_paas, preview = _on_paas(env)
+    if preview:
+        return "staging", "preview instance on a PaaS"
+    if on_paas:
+        return "production", "running on a PaaS"
+    return "development", "no APP_ENV, ENV or ENVIRONMENT and no PaaS detected"
+
+
+def environment(environ: Mapping[str, str] | None = None) -> str:
+    """Return ``"development"``, ``"staging"`` or ``"production"``.
+
+    Read from APP_ENV, then ENV, then ENVIRONMENT (aliases such as ``prod``, ``dev`` and
+    ``stage`` are accepted, case-insensitively); when none is set, ``"staging"`` on a PaaS
+    preview or pull-request instance, ``"production"`` on any other PaaS instance, else
+    ``"development"``. Raises :class:`ConfigError` for an unknown word.
+    """
+    return explain_environment(environ)[0]
+
+
+# --- .env files --------------------------------------------------------------------------
+
+_DOTENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
+
+
+def _unquote_double(body: str) -> str:
+    out: list[str] = []
+    chars = iter(body)
+    for ch in chars:
+        if ch == "\\":
+            nxt = next(chars, "")
+            out.append(_ESCAPES.get(nxt, "\\" + nxt))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def read_dotenv(path: str | os.PathLike[str]) -> tuple[dict[str, str], list[ConfigProblem]]:
+    """Read a ``.env`` file: ``KEY=VALUE`` lines, ``#`` comments, quotes, ``export`` prefixes.
+
+    Single-quoted values are literal; double-quoted values understand ``\\n``, ``\\t``,
+    ``\\"`` and ``\\\\`` and may span lines; unquoted values end at `` #``. Variables are not
+    expanded. Returns the values and one problem per line that could not be read; a missing
+    file gives ``({}, [])``.
+    """
+    source = f".env file {os.fspath(path)}"
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return {}, []
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = type(exc).__name__
+        return {}, [ConfigProblem(os.fspath(path), f"could not be read ({reason})", source)]
+    values: dict[str, str] = {}
+    problems: list[ConfigProblem] = []
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        number = index + 1
+        line = lines[index].strip()
+        index += 1
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export ") or line.startswith("export\t"):
+            line = line[7:].lstrip()
+        key, sep, rest = line.partition("=")
+        key = key.strip()
+        if not sep or not _DOTENV_KEY.fullmatch(key):
+            problems.append(
+                ConfigProblem(f"line {number}", "expected KEY=VALUE", source, "KEY=VALUE")
+            )
+            continue
+        rest = rest.strip()
+        if rest[:1] in ("'", '"'):
+            quote = rest[0]
+            body = rest[1:]
+            end = _closing_quote(body, quote)
+            # A double-quoted value may continue on the following lines.
+            while end < 0 and quote == '"' and index < len(lines):
+                body += "\n" + lines[index]
+                index += 1
+                end = _closing_quote(body, quote)
+            if end < 0:
+                problems.append(
+                    ConfigProblem(key, f"the {quote} quote is never closed (line {number})", source)
+                )
+                continue
+            inner = body[:end]
+            values[key] = _unquote_double(inner) if quote == '"' else inner
+        else:
+            comment = re.search(r"\s#", rest)
+            values[key] = (rest[: comment.start()] if comment else rest).strip()
+    return values, problems
+
+
+def _closing_quote(body: str, quote: str) -> int:
+    position = 0
+    while position < len(body):
+        ch = body[position]
+        if ch == "\\" and quote == '"':
+            position += 2
+            continue
+        if ch == quote:
+            return position
+        position += 1
+    return -1
+
+
+# --- fields ------------------------------------------------------------------------------
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_MISSING: Any = _Missing()
+
+
+class EnvField:
+    """A settings field bound to one environment variable; made by :func:`env`."""
+
+    __slots__ = ("attribute", "default", "help", "name", "required_in", "secret")
+
+    def __init__(
+        self,
+        name: str,
+        default: Any,
+        secret: bool,
+        required_in: tuple[str, ...],
+        help: str,
+    ) -> None:
+        self.name = name
+        self.default = default
+        self.secret = secret
+        self.required_in = required_in
+        self.help = help
+        self.attribute = ""
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        self.attribute = attribute
+
+    @property
+    def required(self) -> bool:
+        """True when the field has no default, so the variable must be set everywhere."""
+        return self.default is _MISSING
+
+    def __repr__(self) -> str:
+        return f"env({self.name!r})"
+
+
+def env(
+    name: str,
+    *,
+    default: Any = _MISSING,
+    secret: bool = False,
+    required_in: Iterable[str] = (),
+    help: str = "",
+) -> Any:
+    """Declare a settings field read from environment variable ``name``.
+
+    ``default`` is used when the variable is unset; a string default goes through the same
+    parser as the variable (``default="30s"`` becomes a ``timedelta``). Without a default the
+    variable is required. ``secret=True`` masks the value in errors, ``summary()`` and
+    ``repr()``. ``required_in=("production",)`` makes the variable required in those
+    environments even though it has a default. ``help`` is shown by ``describe()`` and the CLI.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError("env() needs the variable name as its first argument")
+    stages = tuple(required_in) if not isinstance(required_in, str) else (required_in,)
+    unknown = [stage for stage in stages if stage not in ENVIRONMENTS]
+    if unknown:
+        raise TypeError(
+            f"env({name!r}, required_in=...): unknown environment {unknown[0]!r}; "
+            f"use {', '.join(ENVIRONMENTS)}"
+        )
+    return EnvField(name, default, bool(secret), stages, help)
+
+
+@dataclass(frozen=True, slots=True)
+class _Parser:
+    parse: Callable[[str], Any]
+    expected: str
+    optional: bool
+    is_list: bool
+    type_name: str
+    empty: Callable[[], Any] | None = None  # the value of an empty string, when it has one
+
+
+def _literal_parser(choices: tuple[Any, ...]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        stripped = text.strip()
+        for choice in choices:
+            if str(choice) == stripped:
+                return choice
+        for choice in choices:
+            if isinstance(choice, str) and choice.lower() == stripped.lower():
+                return choice
+        raise ValueError("expected " + _literal_expected(choices))
+
+    return parse
+
+
+def _literal_expected(choices: tuple[Any, ...]) -> str:
+    return "one of " + ", ".join(repr(c) for c in choices)
+
+
+def _str(text: str) -> str:
+    if not text.strip():
+        raise ValueError("expected a non-empty string")
+    return text
+
+
+def _as_seconds(text: str) -> Seconds:
+    return Seconds(parse_duration(text).total_seconds())
+
+
+def _none() -> None:
+    return None
+
+
+_SCALARS: dict[Any, tuple[Callable[[str], Any], str]] = {
+    str: (_str, "a non-empty string"),
+    int: (parse_int, "an integer"),
+    float: (parse_float, "a number"),
+    bool: (parse_bool, BOOL_EXPECTED),
+    timedelta: (parse_duration, DURATION_EXPECTED),
+    Seconds: (_as_seconds, DURATION_EXPECTED),
+    ByteSize: (parse_bytes, BYTES_EXPECTED),
+    PostgresUrl: (parse_postgres_url, POSTGRES_EXPECTED),
+    RedisUrl: (parse_redis_url, REDIS_EXPECTED),
+}
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _build_parser(annotation: Any, where: str) -> _Parser:
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    optional = False
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        rest = tuple(a for a in args if a is not type(None))
+        if len(rest) != 1:
+            raise TypeError(f"{where}: only 'X | None' unions are supported, not {annotation}")
+        optional = True
+        annotation = rest[0]
+        origin = typing.get_origin(annotation)
+        args = typing.get_args(annotation)
+    name = _type_name(annotation)
+    if annotation in _SCALARS:
+        parse, expected = _SCALARS[annotation]
+        return _Parser(parse, expected, optional, False, name, _none if optional else None)
+    if origin is Literal:
+        return _Parser(
+            _literal_parser(args),
+            _literal_expected(args),
+            optional,
+            False,
+            name,
+            _none if optional else None,
+        )
+    if origin in (list, Sequence, tuple) or annotation is list:
+        item = args[0] if args else str
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            raise TypeError(f"{where}: use list[X] or tuple[X, ...] for lists")
+        inner = _build_parser(item, where)
+        if inner.optional or inner.is_list:
+            raise TypeError(f"{where}: list items must be a plain type, not {item}")
+        item_parse = inner.parse
+        expected = f"a comma-separated list or JSON array, each item {inner.expected}"
+        if origin is tuple:
+
+            def parse_tuple(text: str) -> Any:
+                return tuple(parse_list(text, item_parse))
+
+            return _Parser(parse_tuple, expected, optional, True, name, tuple)
+
+        def parse(text: str) -> Any:
+            return parse_list(text, item_parse)
+
+        return _Parser(parse, expected, optional, True, name, list)
+    raise TypeError(
+        f"{where}: unsupported settings type {annotation!r}; use str, int, float, bool, "
+        "timedelta, Seconds, ByteSize, PostgresUrl, RedisUrl, Literal[...], list[X] or X | None"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FieldInfo:
+    """What a settings field reads, for docs and the CLI (see :meth:`Settings.describe`)."""
+
+    attribute: str
+    variable: str
+    type: str
+    expected: str
+    default: str | None  # display form; None when the variable is required
+    required: bool
+    required_in: tuple[str, ...]
+    secret: bool
+    help: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the fields as a plain dict."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldReport:
+    """One field after loading: its display value (masked), where it came from, any problem."""
+
+    attribute: str
+    variable: str
+    display: str
+    source: str
+    secret: bool
+    problem: ConfigProblem | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when this field loaded without a problem."""
+        return self.problem is None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigReport:
+    """The full outcome of loading settings: every field, every problem, and the settings."""
+
+    settings_class: str
+    environment: str | None
+    fields: tuple[FieldReport, ...]
+    problems: tuple[ConfigProblem, ...]
+    settings: Settings | None
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no problem (``settings`` is then set)."""
+        return not self.problems
+
+    def error(self) -> ConfigError:
+        """A :class:`ConfigError` listing every problem (only meaningful when not ``ok``)."""
+        return ConfigError(list(self.problems))
+
+
+def _display(value: Any, parser: _Parser | None = None) -> str:
+    if value is None:
+        return "(not set)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, Seconds):
+        return format_duration(float(value))
+    if isinstance(value, ByteSize):
+        return format_bytes(int(value))
+    if isinstance(value, list | tuple):
+        return ",".join(_display(v) for v in value)
+    return mask_url(str(value))
+
+
+def _found(raw: str, secret: bool) -> str:
+    if secret:
+        return MASK
+    shown = mask_url(raw)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return repr(shown)
+
+
+# --- settings ----------------------------------------------------------------------------
+
+
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(env,))
+class Settings:
+    """Base class for typed settings; declare fields with :func:`env` and call :meth:`load`.
+
+    Instances are immutable. ``repr()`` and :meth:`summary` mask secrets. A subclass can also
+    be built directly with keyword arguments (``AppSettings(database_url="...")``); string
+    values then go through the same parsers as environment variables.
+    """
+
+    __renderkit_fields__: dict[str, tuple[EnvField, _Parser]]
+
+    def __init__(self, **values: Any) -> None:
+        cls = type(self)
+        spec = cls._spec()
+        unknown = sorted(set(values) - set(spec))
+        if unknown:
+            raise TypeError(f"{cls.__name__}() got unknown settings: {', '.join(unknown)}")
+        given = {spec[attr][0].name: (value, "argument") for attr, value in values.items()}
+        report = cls._collect(given, None, "argument")
+        if not report.ok:
+            raise report.error()
+        assert report.settings is not None
+        object.__setattr__(self, "_renderkit_values", report.settings._renderkit_values)
+        object.__setattr__(self, "_renderkit_sources", report.settings._renderkit_sources)
+        for attr, value in report.settings._renderkit_values.items():
+            object.__setattr__(self, attr, value)
+
+    @classmethod
+    def _spec(cls) -> dict[str, tuple[EnvField, _Parser]]:
+        cached = cls.__dict__.get("__renderkit_fields__")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        import typing
+
+        hints = typing.get_type_hints(cls)
+        spec: dict[str, tuple[EnvField, _Parser]] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                if isinstance(value, EnvField):
+                    if attr not in hints:
+                        raise TypeError(f"{cls.__name__}.{attr}: add a type annotation")
+                    where = f"{cls.__name__}.{attr}"
+                    spec[attr] = (value, _build_parser(hints[attr], where))
+        type.__setattr__(cls, "__renderkit_fields__", spec)
+        return spec
+
+    @classmethod
+    def describe(cls) -> list[FieldInfo]:
+        """List every field with its variable, type, default and help, for docs and doctor."""
+        infos: list[FieldInfo] = []
+        for attr, (field, parser) in cls._spec().items():
+            if field.required:
+                default = None
+            elif field.secret and field.default is not None:
+                default = MASK
+            elif isinstance(field.default, str):
+                default = mask_url(field.default)
+            else:
+                default = _display(field.default)
+            infos.append(
+                FieldInfo(
+                    attribute=attr,
+                    variable=field.name,
+                    type=parser.type_name + (" | None" if parser.optional else ""),
+                    expected=parser.expected,
+                    default=default,
+                    required=field.required,
+                    required_in=field.required_in,
+                    secret=field.secret,
+                    help=field.help,
+                )
+            )
+        return infos
+
+    @classmethod
+    def check(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        dotenv: str | os.PathLike[str] | bool | None = None,
+    ) -> ConfigReport:
+        """Load like :meth:`load` but return a :class:`ConfigReport` instead of raising."""
+        env_map = os.environ if environ is None else environ
+        given: dict[str, tuple[Any, str]] = {}
+        problems: list[ConfigProblem] = []
+        dotenv_values: dict[str, str] = {}
+        if dotenv:
+            path = os.path.abspath(".env" if dotenv is True else os.fspath(dotenv))
+            dotenv_values, problems = read_dotenv(path)
+            source = f".env file {path}"
+            for key, value in dotenv_values.items():
+                given[key] = (value, source)
+        for key, value in env_map.items():
+            given[key] = (value, "environment")  # real variables always win over .env
+        merged = {**dotenv_values, **env_map}
+        return cls._collect(given, merged, "environment", problems)
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        dotenv: str | os.PathLike[str] | bool | None = None,
+    ) -> Self:
+        """Read, parse and validate every field; raise :class:`ConfigError` listing all problems.
+
+        ``environ`` defaults to ``os.environ``. ``dotenv`` is a ``.env`` path, or ``True`` for
+        ``./.env``; its values fill only variables the environment does not set, and a missing
+        file is ignored (a deployed app usually has none).
+        """
+        report = cls.check(environ, dotenv)
+        if report.settings is None:
+            raise report.error()
+        return report.settings  # type: ignore[return-value]  # _collect builds a cls
+
+    @classmethod
+    def _collect(
+        cls,
+        given: Mapping[str, tuple[Any, str]],
+        env_map: Mapping[str, str] | None,
+        default_source: str,
+        problems: list[ConfigProblem] | None = None,
+    ) -> ConfigReport:
+        spec = cls._spec()
+        problems = list(problems or [])
+        stage: str | None = None
+        if env_map is not None:
+            try:
+                stage = environment(env_map)
+            except ConfigError as exc:
+                problems.extend(exc.errors)
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        reports: list[FieldReport] = []
+        for attr, (field, parser) in spec.items():
+            raw, source = given.get(field.name, (field.default, "default"))
+            problem: ConfigProblem | None = None
+            value: Any = None
+            missing = raw is _MISSING or (
+                source == "default" and stage is not None and stage in field.required_in
+            )
+            if missing:
+                where = "" if raw is _MISSING else f" in {stage}"
+                hint = f" ({field.help})" if field.help else ""
+                problem = ConfigProblem(
+                    field.name,
+                    f"is required{where} but not set; expected {parser.expected}{hint}",
+                    default_source,
+                    expected=parser.expected,
+                    found="not set",
+                )
+            elif isinstance(raw, str):
+                value, problem = _parse_field(field, parser, raw, source)
+            else:
+                value = list(raw) if isinstance(raw, list) else raw
+            if problem is not None:
+                problems.append(problem)
+                display = "(not set)" if missing else "(invalid)"
+            else:
+                values[attr] = value
+                sources[attr] = source
+                display = MASK if field.secret and value is not None else _display(value)
+            shown_source = default_source if missing else source
+            reports.append(
+                FieldReport(attr, field.name, display, shown_source, field.secret, problem)
+            )
+        settings: Settings | None = None
+        if not problems:
+            settings = object.__new__(cls)
+            object.__setattr__(settings, "_renderkit_values", values)
+            object.__setattr__(settings, "_renderkit_sources", sources)
+            for attr, value in values.items():
+                object.__setattr__(settings, attr, value)
+        return ConfigReport(cls.__name__, stage, tuple(reports), tuple(problems), settings)
+
+    _renderkit_values: dict[str, Any]
+    _renderkit_sources: dict[str, str]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use replace(**changes)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def replace(self, **changes: Any) -> Self:
+        """Return a copy with some fields changed (string values are parsed)."""
+        current = dict(self._renderkit_values)
+        current.update(changes)
+        return type(self)(**current)
+
+    def summary(self) -> dict[str, str]:
+        """Return ``{VARIABLE: display value}``; secrets show ``****``, URL passwords are masked."""
+        out: dict[str, str] = {}
+        for attr, (field, _) in type(self)._spec().items():
+            value = self._renderkit_values[attr]
+            out[field.name] = MASK if field.secret and value is not None else _display(value)
+        return out
+
+    def sources(self) -> dict[str, str]:
+        """Return ``{VARIABLE: where the value came from}`` (environment, .env file, default)."""
+        spec = type(self)._spec()
+        return {spec[attr][0].name: source for attr, source in self._renderkit_sources.items()}
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return ``{attribute: value}`` with real values (secrets included: handle with care)."""
+        return dict(self._renderkit_values)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Settings)
+        return self._renderkit_values == other._renderkit_values
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted(self.summary().items()))))
+
+    def __repr__(self) -> str:
+        spec = type(self)._spec()
+        parts = []
+        for attr, (field, _) in spec.items():
+            value = self._renderkit_values[attr]
+            shown = MASK if field.secret and value is not None else _display(value)
+            parts.append(f"{attr}={shown}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def _parse_field(
+    field: EnvField, parser: _Parser, raw: str, source: str
+) -> tuple[Any, ConfigProblem | None]:
+    """Parse one raw string; the problem never carries a secret or a URL password."""
+    if not raw.strip():
+        if parser.empty is not None:
+            return parser.empty(), None
+        reason = f"expected {parser.expected}; the value is empty"
+        found = "''"
+    else:
+        found = _found(raw, field.secret)
+        if len(raw) > _MAX_INPUT and not parser.is_list:
+            reason = f"expected {parser.expected}; the value is too long"
+        else:
+            try:
+                return parser.parse(raw), None
+            except ValueError as exc:
+                reason = str(exc)
+            if parser.is_list:
+                # The item parser's message names the item type; the list's names the format.
+                reason = f"expected {parser.expected}"
+            elif not reason.startswith("expected"):
+                reason = f"expected {parser.expected} ({reason})"
+    return None, ConfigProblem(
+        field.name, f"{reason}; got {found}", source, expected=parser.expected, found=found
+    )
