@@ -1,0 +1,735 @@
+"""Tests for renderkit.config: parsers, Settings loading, .env files, environment()."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from renderkit.config import (
+    ByteSize,
+    ConfigError,
+    ConfigProblem,
+    PostgresUrl,
+    RedisUrl,
+    Seconds,
+    Settings,
+    env,
+    environment,
+    explain_environment,
+    format_bytes,
+    format_duration,
+    mask_url,
+    parse_bool,
+    parse_bytes,
+    parse_duration,
+    parse_float,
+    parse_int,
+    parse_list,
+    parse_postgres_url,
+    parse_redis_url,
+    read_dotenv,
+)
+from renderkit.platform import detect
+
+SECRET = "hunter2-very-secret"
+
+
+class AppSettings(Settings):
+    """The SPEC's entry-point example."""
+
+    database_url: str = env("DATABASE_URL", secret=True)
+    redis_url: str | None = env("REDIS_URL", default=None, secret=True)
+    port: int = env("PORT", default=10000)
+    request_timeout: timedelta = env("REQUEST_TIMEOUT", default="30s")
+    cors_origins: list[str] = env("CORS_ALLOWED_ORIGINS", default=[])
+
+
+class Typed(Settings):
+    """One field of every supported type."""
+
+    name: str = env("NAME", default="app")
+    workers: int = env("WORKERS", default=2)
+    ratio: float = env("RATIO", default=0.5)
+    debug: bool = env("DEBUG", default=False)
+    timeout: timedelta = env("TIMEOUT", default="30s")
+    interval: Seconds = env("INTERVAL", default="250ms")
+    max_body: ByteSize = env("MAX_BODY", default="1MiB")
+    hosts: list[str] = env("HOSTS", default=[])
+    ports: list[int] = env("PORTS", default="80,443")
+    pair: tuple[int, ...] = env("PAIR", default=())
+    mode: Literal["memory", "redis"] = env("CACHE_TYPE", default="memory")
+    level: int | None = env("LEVEL", default=None)
+    database: PostgresUrl = env("DATABASE_URL", default="postgres://u:pw@db:5432/app")
+    redis: RedisUrl | None = env("REDIS_URL", default=None)
+
+
+# --- parse_bool ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("word", ["true", "TRUE", " yes ", "1", "on", "On", "y", "t"])
+def test_parse_bool_true(word: str) -> None:
+    """Every documented true word, in any case, is True."""
+    assert parse_bool(word) is True
+
+
+@pytest.mark.parametrize("word", ["false", "False", "0", "no", "OFF", "n", "f"])
+def test_parse_bool_false(word: str) -> None:
+    """Every documented false word, in any case, is False."""
+    assert parse_bool(word) is False
+
+
+@pytest.mark.parametrize("word", ["", "maybe", "2", "tru", "enabled", "yes please"])
+def test_parse_bool_rejects_unknown_words(word: str) -> None:
+    """Unknown words raise ValueError naming the accepted words, not the value."""
+    with pytest.raises(ValueError, match="true/false"):
+        parse_bool(word)
+
+
+# --- parse_duration -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30s", timedelta(seconds=30)),
+        ("5m", timedelta(minutes=5)),
+        ("1h", timedelta(hours=1)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("1h 30m 5s", timedelta(hours=1, minutes=30, seconds=5)),
+        ("250ms", timedelta(milliseconds=250)),
+        ("1.5h", timedelta(minutes=90)),
+        ("90", timedelta(seconds=90)),
+        ("0.5", timedelta(milliseconds=500)),
+        ("0", timedelta(0)),
+        ("2d", timedelta(days=2)),
+        ("1w", timedelta(weeks=1)),
+        ("10 minutes", timedelta(minutes=10)),
+        ("3SEC", timedelta(seconds=3)),
+        ("100us", timedelta(microseconds=100)),
+        (" 0.1s ", timedelta(milliseconds=100)),
+    ],
+)
+def test_parse_duration(text: str, expected: timedelta) -> None:
+    """Durations with units, combinations and plain seconds parse exactly."""
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "-5s", "-1", "5x", "s", "1h-30m", "abc", "1e3", "nan", "inf", "5s5", "1..5s"]
+)
+def test_parse_duration_rejects(text: str) -> None:
+    """Negative, unit-less garbage and unknown units raise ValueError."""
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_parse_duration_too_long() -> None:
+    """A duration beyond timedelta's range is a ValueError, not an OverflowError."""
+    with pytest.raises(ValueError, match="too long"):
+        parse_duration("99999999999999d")
+
+
+@given(st.text(max_size=40))
+def test_parse_duration_only_raises_value_error(text: str) -> None:
+    """Any text either parses to a non-negative timedelta or raises ValueError."""
+    try:
+        result = parse_duration(text)
+    except ValueError:
+        return
+    assert result >= timedelta(0)
+
+
+@given(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=10_000)))
+def test_format_duration_round_trips(value: timedelta) -> None:
+    """parse_duration reads back exactly what format_duration writes."""
+    assert parse_duration(format_duration(value)) == value
+
+
+def test_format_duration_examples() -> None:
+    """Durations format compactly."""
+    assert format_duration(timedelta(hours=1, minutes=30)) == "1h30m"
+    assert format_duration(timedelta(milliseconds=250)) == "250ms"
+    assert format_duration(timedelta(0)) == "0s"
+    assert format_duration(2.5) == "2s500ms"
+
+
+# --- parse_bytes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1024", 1024),
+        ("100MB", 100_000_000),
+        ("100mb", 100_000_000),
+        ("1.5GiB", 1536 * 1024 * 1024),
+        ("512k", 512_000),
+        ("512Ki", 512 * 1024),
+        ("1 MiB", 1024 * 1024),
+        ("2TB", 2 * 1000**4),
+        ("0", 0),
+        ("10b", 10),
+        ("0.5kb", 500),
+    ],
+)
+def test_parse_bytes(text: str, expected: int) -> None:
+    """SI units are powers of 1000, IEC units powers of 1024; the result is a ByteSize."""
+    result = parse_bytes(text)
+    assert result == expected
+    assert isinstance(result, ByteSize)
+
+
+@pytest.mark.parametrize("text", ["", "-1MB", "lots", "1.5", "10XB", "MB", "1e6", "1,000"])
+def test_parse_bytes_rejects(text: str) -> None:
+    """Negative, fractional byte counts and unknown units raise ValueError."""
+    with pytest.raises(ValueError, match="size"):
+        parse_bytes(text)
+
+
+@given(st.text(max_size=40))
+def test_parse_bytes_only_raises_value_error(text: str) -> None:
+    """Any text either parses to a non-negative ByteSize or raises ValueError."""
+    try:
+        result = parse_bytes(text)
+    except ValueError:
+        return
+    assert result >= 0
+
+
+@given(st.text(max_size=20))
+def test_parse_bool_only_raises_value_error(text: str) -> None:
+    """Any text is a bool or raises ValueError."""
+    try:
+        assert parse_bool(text) in (True, False)
+    except ValueError:
+        pass
+
+
+def test_format_bytes() -> None:
+    """Sizes format with binary units for people."""
+    assert format_bytes(512 * 1024 * 1024) == "512 MiB"
+    assert format_bytes(1536 * 1024 * 1024) == "1.5 GiB"
+    assert format_bytes(900) == "900 B"
+
+
+# --- numbers, lists, URLs --------------------------------------------------------------------
+
+
+def test_parse_int_and_float() -> None:
+    """Integers and finite floats parse; garbage raises ValueError without the value."""
+    assert parse_int(" 42 ") == 42
+    assert parse_float("0.5") == 0.5
+    for bad in ("", "4.2", "x", "٣"):
+        with pytest.raises(ValueError, match="integer"):
+            parse_int(bad)
+    for bad in ("", "nan", "inf", "x"):
+        with pytest.raises(ValueError, match="number"):
+            parse_float(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a,b, c", ["a", "b", "c"]),
+        ('["a", "b"]', ["a", "b"]),
+        ("", []),
+        ("a,,b,", ["a", "b"]),
+        ("https://x.com,https://y.com", ["https://x.com", "https://y.com"]),
+    ],
+)
+def test_parse_list_both_forms(text: str, expected: list[str]) -> None:
+    """Lists arrive comma-separated or as JSON arrays."""
+    assert parse_list(text) == expected
+
+
+def test_parse_list_items_are_parsed() -> None:
+    """The item parser applies to every element, JSON numbers included."""
+    assert parse_list("1, 2,3", parse_int) == [1, 2, 3]
+    assert parse_list("[1, 2]", parse_int) == [1, 2]
+    with pytest.raises(ValueError):
+        parse_list("1,x", parse_int)
+    with pytest.raises(ValueError):
+        parse_list('[["nested"]]')
+    with pytest.raises(ValueError):
+        parse_list("[1,")
+    with pytest.raises(ValueError):
+        parse_list("[" * 100_000)
+
+
+def test_postgres_url_normalised() -> None:
+    """postgres:// becomes postgresql://; the repr hides the password."""
+    url = parse_postgres_url("postgres://user:pw@db.internal:5432/app?sslmode=require")
+    assert url == "postgresql://user:pw@db.internal:5432/app?sslmode=require"
+    assert isinstance(url, PostgresUrl)
+    assert "pw" not in repr(url)
+    assert url.masked == "postgresql://user:****@db.internal:5432/app?sslmode=require"
+    assert parse_postgres_url("postgresql:///app?host=/var/run/postgresql")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("mysql://u:pw@h/db", "scheme"),
+        ("postgresql:///db", "host"),
+        ("postgresql://u:pw@/db", "host"),
+        ("db.internal:5432", "scheme"),
+        ("postgresql://h:notaport/db", "postgresql"),
+        ("", "postgresql"),
+    ],
+)
+def test_postgres_url_rejects(text: str, reason: str) -> None:
+    """Wrong schemes and missing hosts raise ValueError that never contains the password."""
+    with pytest.raises(ValueError, match=reason) as info:
+        parse_postgres_url(text)
+    assert "pw" not in str(info.value)
+
+
+def test_redis_urls() -> None:
+    """redis://, rediss:// and unix:// are accepted."""
+    assert parse_redis_url("redis://localhost:6379/0") == "redis://localhost:6379/0"
+    assert parse_redis_url("rediss://:pw@cache:6380") == "rediss://:pw@cache:6380"
+    assert parse_redis_url("unix:///tmp/redis.sock")
+    for bad in ("http://h", "redis://", "redis://:pw@", "redis://h/abc", "unix://", "h:6379"):
+        with pytest.raises(ValueError, match="redis"):
+            parse_redis_url(bad)
+
+
+def test_mask_url() -> None:
+    """Passwords inside any URL are masked; URLs without one are unchanged."""
+    assert mask_url("redis://:s3cret@h:6379/0") == "redis://:****@h:6379/0"
+    assert mask_url("postgresql://u:p@h/db and amqp://x:y@z") == (
+        "postgresql://u:****@h/db and amqp://x:****@z"
+    )
+    assert mask_url("https://example.com/a@b") == "https://example.com/a@b"
+
+
+# --- Settings -----------------------------------------------------------------------------
+
+
+def test_spec_example_loads_with_defaults() -> None:
+    """The SPEC's example loads; defaults go through the parser; summary masks secrets."""
+    settings = AppSettings.load({"DATABASE_URL": f"postgres://u:{SECRET}@h/db"})
+    assert settings.port == 10000
+    assert settings.request_timeout == timedelta(seconds=30)
+    assert settings.cors_origins == []
+    assert settings.redis_url is None
+    assert settings.summary() == {
+        "DATABASE_URL": "****",
+        "REDIS_URL": "(not set)",
+        "PORT": "10000",
+        "REQUEST_TIMEOUT": "30s",
+        "CORS_ALLOWED_ORIGINS": "",
+    }
+    assert SECRET not in repr(settings)
+    assert settings.sources()["DATABASE_URL"] == "environment"
+    assert settings.sources()["PORT"] == "default"
+
+
+def test_every_type_parses_from_strings() -> None:
+    """Every supported type parses from its string form."""
+    s = Typed.load(
+        {
+            "NAME": "api",
+            "WORKERS": "4",
+            "RATIO": "0.25",
+            "DEBUG": "yes",
+            "TIMEOUT": "1h30m",
+            "INTERVAL": "2s",
+            "MAX_BODY": "10MB",
+            "HOSTS": '["a.com", "b.com"]',
+            "PORTS": "1, 2",
+            "PAIR": "3,4",
+            "CACHE_TYPE": "Redis",
+            "LEVEL": "3",
+            "DATABASE_URL": "postgres://u:pw@db/app",
+            "REDIS_URL": "rediss://:pw@cache:6380/1",
+        }
+    )
+    assert s.name == "api"
+    assert s.workers == 4
+    assert s.ratio == 0.25
+    assert s.debug is True
+    assert s.timeout == timedelta(hours=1, minutes=30)
+    assert s.interval == 2.0 and isinstance(s.interval, Seconds)
+    assert s.max_body == 10_000_000
+    assert s.hosts == ["a.com", "b.com"]
+    assert s.ports == [1, 2]
+    assert s.pair == (3, 4)
+    assert s.mode == "redis"
+    assert s.level == 3
+    assert s.database == "postgresql://u:pw@db/app"
+    assert s.redis == "rediss://:pw@cache:6380/1"
+
+
+def test_defaults_of_every_type() -> None:
+    """String defaults are parsed, other defaults used as given."""
+    s = Typed.load({})
+    assert s.timeout == timedelta(seconds=30)
+    assert s.interval == 0.25
+    assert s.max_body == 1024 * 1024
+    assert s.ports == [80, 443]
+    assert s.database == "postgresql://u:pw@db:5432/app"
+    assert s.level is None
+
+
+def test_summary_masks_url_passwords_of_non_secret_fields() -> None:
+    """A non-secret URL field still never shows its password."""
+    s = Typed.load({"REDIS_URL": f"redis://:{SECRET}@cache:6379/0"})
+    summary = s.summary()
+    assert summary["REDIS_URL"] == "redis://:****@cache:6379/0"
+    assert summary["DATABASE_URL"] == "postgresql://u:****@db:5432/app"
+    assert SECRET not in repr(s)
+
+
+def test_empty_values() -> None:
+    """Empty strings are errors for plain types, None for optional fields, [] for lists."""
+    s = Typed.load({"LEVEL": "", "HOSTS": "", "REDIS_URL": " "})
+    assert s.level is None and s.hosts == [] and s.redis is None
+    with pytest.raises(ConfigError) as info:
+        Typed.load({"WORKERS": "", "NAME": "  "})
+    names = {p.variable for p in info.value.errors}
+    assert names == {"WORKERS", "NAME"}
+    assert "empty" in str(info.value)
+
+
+def test_all_bad_input_in_one_error() -> None:
+    """Every bad variable is reported at once, each with what was expected and its source."""
+    bad = {
+        "WORKERS": "four",
+        "RATIO": "",
+        "DEBUG": "maybe",
+        "TIMEOUT": "-5s",
+        "INTERVAL": "soon",
+        "MAX_BODY": "-1MB",
+        "PORTS": "80,http",
+        "CACHE_TYPE": "disk",
+        "DATABASE_URL": f"mysql://u:{SECRET}@h/db",
+        "REDIS_URL": f"redis://:{SECRET}@",
+    }
+    with pytest.raises(ConfigError) as info:
+        Typed.load(bad)
+    err = info.value
+    assert [p.variable for p in err.errors] == [
+        "WORKERS",
+        "RATIO",
+        "DEBUG",
+        "TIMEOUT",
+        "INTERVAL",
+        "MAX_BODY",
+        "PORTS",
+        "CACHE_TYPE",
+        "DATABASE_URL",
+        "REDIS_URL",
+    ]
+    assert all(p.source == "environment" for p in err.errors)
+    assert all(p.expected for p in err.errors)
+    text = str(err)
+    assert "10 configuration problems" in text
+    assert "negative" in text
+    assert "'four'" in text
+    assert "scheme" in text and "host" in text
+    assert SECRET not in text
+    assert SECRET not in repr(err)
+    assert SECRET not in repr(err.errors)
+    assert err.__context__ is None and err.__cause__ is None
+
+
+def test_secret_value_never_echoed() -> None:
+    """A secret's bad value is shown as **** in the message, repr and the problem's fields."""
+
+    class S(Settings):
+        database_url: PostgresUrl = env("DATABASE_URL", secret=True)
+        pin: int = env("PIN", secret=True)
+
+    with pytest.raises(ConfigError) as info:
+        S.load({"DATABASE_URL": SECRET, "PIN": SECRET})
+    err = info.value
+    assert SECRET not in str(err) and SECRET not in repr(err)
+    assert [p.found for p in err.errors] == ["****", "****"]
+
+
+def test_missing_required_variable() -> None:
+    """A field without a default is required, and the error says what to set."""
+    with pytest.raises(ConfigError) as info:
+        AppSettings.load({})
+    (problem,) = info.value.errors
+    assert problem.variable == "DATABASE_URL"
+    assert "required" in problem.message
+    assert problem.found == "not set"
+
+
+def test_required_in_production() -> None:
+    """required_in=("production",) needs the variable in production only."""
+
+    class S(Settings):
+        secret_key: str = env(
+            "SECRET_KEY", default="dev-key", secret=True, required_in=("production",)
+        )
+
+    assert S.load({}).secret_key == "dev-key"
+    assert S.load({"APP_ENV": "staging"}).secret_key == "dev-key"
+    with pytest.raises(ConfigError, match="required in production") as info:
+        S.load({"APP_ENV": "production"})
+    assert "dev-key" not in str(info.value)
+    with pytest.raises(ConfigError):
+        S.load({"RENDER": "true"})  # production by platform detection
+    assert S.load({"APP_ENV": "prod", "SECRET_KEY": "x"}).secret_key == "x"
+
+
+def test_bad_environment_is_one_of_the_problems() -> None:
+    """A garbled APP_ENV is reported together with the other problems."""
+    with pytest.raises(ConfigError) as info:
+        AppSettings.load({"APP_ENV": "prodd"})
+    assert {p.variable for p in info.value.errors} == {"APP_ENV", "DATABASE_URL"}
+
+
+def test_settings_are_immutable_and_comparable() -> None:
+    """Settings cannot be changed in place; replace() returns a parsed copy."""
+    s = AppSettings.load({"DATABASE_URL": "x"})
+    with pytest.raises(AttributeError):
+        s.port = 1  # type: ignore[misc]
+    t = s.replace(port="8080")
+    assert t.port == 8080 and s.port == 10000
+    assert s == AppSettings.load({"DATABASE_URL": "x"})
+    assert s != t
+    assert hash(s) == hash(AppSettings.load({"DATABASE_URL": "x"}))
+
+
+def test_direct_construction() -> None:
+    """Settings can be built from keyword arguments; strings are parsed, errors collected."""
+    s = AppSettings(database_url="x", request_timeout="5m")
+    assert s.request_timeout == timedelta(minutes=5)
+    with pytest.raises(ConfigError) as info:
+        AppSettings(port="x")  # type: ignore[call-arg, arg-type]
+    assert {p.variable for p in info.value.errors} == {"DATABASE_URL", "PORT"}
+    with pytest.raises(TypeError, match="unknown"):
+        AppSettings(database_url="x", nope=1)  # type: ignore[call-arg]
+
+
+def test_describe_lists_fields() -> None:
+    """describe() lists each field with its variable, type, default and secrecy."""
+    info = {f.variable: f for f in AppSettings.describe()}
+    assert info["DATABASE_URL"].required and info["DATABASE_URL"].default is None
+    assert info["DATABASE_URL"].secret
+    assert info["REQUEST_TIMEOUT"].default == "30s"
+    assert info["PORT"].default == "10000"
+    assert info["REDIS_URL"].type == "str | None"
+    assert info["CORS_ALLOWED_ORIGINS"].as_dict()["variable"] == "CORS_ALLOWED_ORIGINS"
+
+
+def test_check_returns_a_report() -> None:
+    """check() reports every field and problem without raising."""
+    report = AppSettings.check({"PORT": "x"})
+    assert not report.ok and report.settings is None
+    rows = {f.variable: f for f in report.fields}
+    assert rows["PORT"].display == "(invalid)" and not rows["PORT"].ok
+    assert rows["DATABASE_URL"].display == "(not set)"
+    assert rows["REQUEST_TIMEOUT"].display == "30s"
+    assert isinstance(report.error(), ConfigError)
+
+
+def test_unsupported_type_is_a_type_error() -> None:
+    """An annotation renderkit cannot parse is a programming error, raised as TypeError."""
+
+    class Bad(Settings):
+        data: dict[str, str] = env("DATA", default="{}")
+
+    with pytest.raises(TypeError, match="unsupported"):
+        Bad.load({})
+
+
+def test_env_rejects_unknown_environment_name() -> None:
+    """A typo in required_in is caught when the class is defined."""
+    with pytest.raises(TypeError, match="prodution"):
+        env("X", required_in=("prodution",))
+
+
+def test_inheritance_adds_fields() -> None:
+    """A subclass has its parent's fields plus its own."""
+
+    class Child(AppSettings):
+        workers: int = env("WEB_CONCURRENCY", default=1)
+
+    s = Child.load({"DATABASE_URL": "x", "WEB_CONCURRENCY": "3"})
+    assert s.workers == 3 and s.port == 10000
+
+
+def test_problem_is_a_config_problem() -> None:
+    """ConfigError.errors holds ConfigProblem objects."""
+    with pytest.raises(ConfigError) as info:
+        AppSettings.load({})
+    assert isinstance(info.value.errors[0], ConfigProblem)
+    assert isinstance(info.value, ValueError)
+
+
+# --- .env files -----------------------------------------------------------------------------
+
+
+DOTENV = """\
+# comment
+export DATABASE_URL=postgres://u:pw@db/app
+PORT=9000   # inline comment
+REQUEST_TIMEOUT='1m'
+CORS_ALLOWED_ORIGINS="https://a.com,https://b.com"
+MULTI="line one
+line two"
+ESCAPED="tab\\there \\"quoted\\""
+LITERAL='no \\n escape # kept'
+EMPTY=
+"""
+
+
+def test_read_dotenv(tmp_path: Path) -> None:
+    """The .env reader understands export, comments, quotes and multi-line double quotes."""
+    path = tmp_path / ".env"
+    path.write_text(DOTENV)
+    values, problems = read_dotenv(path)
+    assert problems == []
+    assert values["DATABASE_URL"] == "postgres://u:pw@db/app"
+    assert values["PORT"] == "9000"
+    assert values["REQUEST_TIMEOUT"] == "1m"
+    assert values["MULTI"] == "line one\nline two"
+    assert values["ESCAPED"] == 'tab\there "quoted"'
+    assert values["LITERAL"] == "no \\n escape # kept"
+    assert values["EMPTY"] == ""
+
+
+def test_read_dotenv_bad_lines(tmp_path: Path) -> None:
+    """Malformed lines are reported with their line number; a missing file is empty."""
+    path = tmp_path / ".env"
+    path.write_text(f"GOOD=1\nthis is not a setting {SECRET}\nOPEN='never closed\n")
+    values, problems = read_dotenv(path)
+    assert values == {"GOOD": "1"}
+    assert [p.variable for p in problems] == ["line 2", "OPEN"]
+    assert all(str(path) in p.source for p in problems)
+    assert SECRET not in str(problems)
+    assert read_dotenv(tmp_path / "missing") == ({}, [])
+
+
+def test_dotenv_never_overrides_environment(tmp_path: Path) -> None:
+    """Real environment variables win over the .env file, and sources say which is which."""
+    path = tmp_path / ".env"
+    path.write_text(DOTENV)
+    s = AppSettings.load({"PORT": "7000"}, dotenv=path)
+    assert s.port == 7000
+    assert s.request_timeout == timedelta(minutes=1)
+    assert s.database_url == "postgres://u:pw@db/app"
+    sources = s.sources()
+    assert sources["PORT"] == "environment"
+    assert sources["REQUEST_TIMEOUT"] == f".env file {path}"
+
+
+def test_dotenv_true_reads_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dotenv=True reads ./.env; a missing file is ignored."""
+    monkeypatch.chdir(tmp_path)
+    assert AppSettings.load({"DATABASE_URL": "x"}, dotenv=True).port == 10000
+    (tmp_path / ".env").write_text("DATABASE_URL=y\nPORT=1234\n")
+    assert AppSettings.load({}, dotenv=True).port == 1234
+
+
+def test_error_names_the_dotenv_file(tmp_path: Path) -> None:
+    """A bad value from a .env file says which file it came from."""
+    path = tmp_path / "prod.env"
+    path.write_text("DATABASE_URL=x\nPORT=eighty\n")
+    with pytest.raises(ConfigError) as info:
+        AppSettings.load({}, dotenv=path)
+    (problem,) = info.value.errors
+    assert problem.variable == "PORT"
+    assert problem.source == f".env file {path}"
+    assert str(path) in str(info.value)
+
+
+def test_app_env_in_dotenv_counts(tmp_path: Path) -> None:
+    """APP_ENV from the .env file decides the environment for required_in."""
+
+    class S(Settings):
+        key: str = env("KEY", default="k", required_in=("production",))
+
+    path = tmp_path / ".env"
+    path.write_text("APP_ENV=production\n")
+    with pytest.raises(ConfigError):
+        S.load({}, dotenv=path)
+
+
+# --- environment() --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env_vars", "expected"),
+    [
+        ({}, "development"),
+        ({"APP_ENV": "production"}, "production"),
+        ({"APP_ENV": "prod"}, "production"),
+        ({"APP_ENV": "Stage"}, "staging"),
+        ({"APP_ENV": "dev"}, "development"),
+        ({"ENV": "staging"}, "staging"),
+        ({"ENVIRONMENT": "production"}, "production"),
+        ({"APP_ENV": "development", "ENV": "production"}, "development"),
+        ({"ENV": "staging", "ENVIRONMENT": "production"}, "staging"),
+        ({"APP_ENV": "", "ENV": "prod"}, "production"),
+        ({"ENV": "/home/me/.shrc"}, "development"),
+        ({"RENDER": "true"}, "production"),
+        ({"RENDER": "true", "IS_PULL_REQUEST": "true"}, "staging"),
+        ({"RENDER": "true", "IS_PULL_REQUEST": "true", "APP_ENV": "production"}, "production"),
+        ({"DYNO": "web.1"}, "production"),
+        ({"DYNO": "web.1", "HEROKU_PR_NUMBER": "3"}, "staging"),
+        ({"FLY_APP_NAME": "x"}, "production"),
+        ({"K_SERVICE": "x"}, "production"),
+        ({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, "production"),
+        ({"RAILWAY_ENVIRONMENT_NAME": "app-pr-4"}, "staging"),
+        ({"IS_PULL_REQUEST": "true"}, "development"),
+    ],
+)
+def test_environment(env_vars: dict[str, str], expected: str) -> None:
+    """APP_ENV > ENV > ENVIRONMENT; otherwise PaaS detection decides."""
+    assert environment(env_vars) == expected
+
+
+@pytest.mark.parametrize("value", ["prodd", "qa-2", "PRODUCTION!"])
+def test_environment_garbage_raises(value: str) -> None:
+    """An unknown environment word raises ConfigError naming the variable."""
+    with pytest.raises(ConfigError) as info:
+        environment({"ENVIRONMENT": value})
+    assert info.value.errors[0].variable == "ENVIRONMENT"
+
+
+def test_explain_environment() -> None:
+    """explain_environment says which variable or rule decided."""
+    assert explain_environment({"ENV": "prod"}) == ("production", "ENV=prod")
+    assert explain_environment({"RENDER": "true"})[1] == "running on a PaaS"
+
+
+@pytest.mark.parametrize(
+    "env_vars",
+    [
+        {},
+        {"RENDER": "true"},
+        {"RENDER": "true", "IS_PULL_REQUEST": "true"},
+        {"RENDER": "false"},
+        {"RENDER_SERVICE_ID": "srv"},
+        {"DYNO": "web.1"},
+        {"DYNO": "web.1", "HEROKU_PR_NUMBER": "9"},
+        {"FLY_ALLOC_ID": "a"},
+        {"FLY_MACHINE_ID": "m"},
+        {"RAILWAY_PROJECT_ID": "p"},
+        {"RAILWAY_ENVIRONMENT": "shop-pr-1"},
+        {"K_SERVICE": "s"},
+        {"CLOUD_RUN_JOB": "j"},
+        {"ECS_CONTAINER_METADATA_URI": "http://x"},
+        {"KUBERNETES_SERVICE_HOST": "h"},
+    ],
+)
+def test_environment_agrees_with_platform_detection(
+    env_vars: dict[str, str], tmp_path: Path
+) -> None:
+    """environment() and renderkit.platform.detect() agree on PaaS and preview."""
+    platform = detect(env_vars, tmp_path, proc_self_cgroup=None)
+    expected = (
+        "staging" if platform.is_preview else "production" if platform.is_paas else "development"
+    )
+    assert environment(env_vars) == expected
