@@ -5,4 +5,9 @@ Concern-specific Flask pieces live in private modules here; this package re-expo
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from renderkit.flask._ext import RenderKit, RenderKitState
+
+__all__ = [
+    "RenderKit",
+    "RenderKitState",
+]

@@ -6,8 +6,10 @@ Each primitive lives in a private module of this package; import them from here.
 from __future__ import annotations
 
 from renderkit.resilience._breaker import CircuitBreaker, CircuitState
+from renderkit.resilience._timeout import TimeoutMiddleware
 
 __all__ = [
     "CircuitBreaker",
     "CircuitState",
+    "TimeoutMiddleware",
 ]

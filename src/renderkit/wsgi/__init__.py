@@ -6,4 +6,16 @@ translate WSGI to the concern's policy object; the decisions are made once, in t
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from renderkit.wsgi._edge import (
+    CorrelationIdMiddleware,
+    HTTPSRedirectMiddleware,
+    RequestMetricsMiddleware,
+    SecurityHeadersMiddleware,
+)
+
+__all__ = [
+    "CorrelationIdMiddleware",
+    "HTTPSRedirectMiddleware",
+    "RequestMetricsMiddleware",
+    "SecurityHeadersMiddleware",
+]

@@ -1,0 +1,285 @@
+"""The ``RenderKit`` Flask extension: one object wiring renderkit's policies into a Flask app."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from renderkit._http import ProxyTrust
+from renderkit._optional import require
+from renderkit.correlation import DEFAULT_MAX_LENGTH
+from renderkit.metrics import RequestMetrics, bearer_ok
+from renderkit.security import (
+    DEFAULT_EXEMPT_PATHS,
+    SecurityHeaders,
+    default_trust,
+    https_redirect_enabled,
+)
+from renderkit.wsgi._edge import (
+    CSP_NONCE_KEY,
+    REQUEST_ID_KEY,
+    ROUTE_KEY,
+    CorrelationIdMiddleware,
+    HTTPSRedirectMiddleware,
+    RequestMetricsMiddleware,
+    SecurityHeadersMiddleware,
+)
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
+
+__all__ = ["RenderKit", "RenderKitState"]
+
+EXTENSION_KEY = "renderkit"
+
+
+@dataclass
+class RenderKitState:
+    """What ``init_app`` wired into one app, at ``app.extensions["renderkit"]``."""
+
+    extension: RenderKit
+    trust: ProxyTrust
+    https_redirect: bool
+    security: SecurityHeaders | None
+    metrics: RequestMetrics | None
+    correlation: bool
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Room for the sessions, rate-limit and health wiring to keep their per-app objects."""
+
+
+class _CurrentNonce:
+    """Jinja global ``csp_nonce``: renders as the current request's nonce (``{{ csp_nonce }}``)."""
+
+    def _value(self) -> str:
+        from flask import g, has_app_context
+
+        if not has_app_context():
+            return ""
+        value = g.get("csp_nonce")
+        return value if isinstance(value, str) else ""
+
+    def __str__(self) -> str:
+        return self._value()
+
+    def __html__(self) -> str:
+        # token_urlsafe output needs no escaping; __html__ keeps autoescape from touching it.
+        return self._value()
+
+    def __bool__(self) -> bool:
+        return bool(self._value())
+
+
+class RenderKit:
+    """Wire renderkit into Flask: ``RenderKit(app, ...)`` or ``RenderKit(...).init_app(app)``.
+
+    Edge policies (outermost first): correlation id -> request metrics -> security headers ->
+    HTTPS redirect -> the app. Per request: ``g.request_id``, ``g.csp_nonce``; templates get
+    ``{{ csp_nonce }}`` and ``{{ request_id }}``.
+
+    ``https_redirect``: None decides by environment (``FORCE_HTTPS``, else production only;
+    SPEC principle 7), True/False forces it. ``security``: True (HTML preset), a
+    :class:`SecurityHeaders` policy, or False. ``metrics``: True (a new store), a
+    :class:`RequestMetrics`, or False; ``metrics_path`` serves Prometheus text and
+    ``metrics_path + "/json"`` (None: no endpoint), gated by ``metrics_token`` when given.
+    ``trust``: the proxies whose X-Forwarded-* count (default: the detected platform's).
+
+    ``session_store``, ``limiter`` and ``health`` are wired by :meth:`_init_sessions`,
+    :meth:`_init_ratelimit` and :meth:`_init_health`; each does nothing when its option is None.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        correlation: bool = True,
+        request_id_header: str = "X-Request-ID",
+        request_id_max_length: int = DEFAULT_MAX_LENGTH,
+        security: SecurityHeaders | bool = True,
+        https_redirect: bool | None = None,
+        https_exempt_paths: Sequence[str] = DEFAULT_EXEMPT_PATHS,
+        allowed_hosts: Sequence[str] | None = None,
+        trust: ProxyTrust | None = None,
+        metrics: RequestMetrics | bool = True,
+        metrics_path: str | None = "/metrics",
+        metrics_token: str | None = None,
+        session_store: Any = None,
+        limiter: Any = None,
+        health: Any = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        if (
+            security is not True
+            and security is not False
+            and not isinstance(security, SecurityHeaders)
+        ):
+            raise TypeError(
+                "RenderKit(security=...) takes True, False or a SecurityHeaders policy, got "
+                f"{type(security).__name__}"
+            )
+        if metrics is not True and metrics is not False and not isinstance(metrics, RequestMetrics):
+            raise TypeError(
+                "RenderKit(metrics=...) takes True, False or a RequestMetrics store, got "
+                f"{type(metrics).__name__}"
+            )
+        if metrics_path is not None and (
+            not metrics_path.startswith("/") or metrics_path.endswith("/")
+        ):
+            raise ValueError(
+                f"RenderKit(metrics_path={metrics_path!r}) must start with '/' and not end "
+                "with '/' (or be None for no endpoint)"
+            )
+        self.correlation = correlation
+        self.request_id_header = request_id_header
+        self.request_id_max_length = request_id_max_length
+        self.security = security
+        self.https_redirect = https_redirect
+        self.https_exempt_paths = tuple(https_exempt_paths)
+        self.allowed_hosts = allowed_hosts
+        self.trust = trust
+        self.metrics = metrics
+        self.metrics_path = metrics_path
+        self.metrics_token = metrics_token
+        self.session_store = session_store
+        self.limiter = limiter
+        self.health = health
+        self.environ = environ
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Wire everything into ``app`` (once per app; a second call raises)."""
+        require("flask", extra="flask", feature="renderkit.flask.RenderKit")
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                "RenderKit is already initialised on this Flask app; call init_app once per app"
+            )
+        trust = self.trust if self.trust is not None else default_trust()
+        redirect = (
+            self.https_redirect
+            if self.https_redirect is not None
+            else https_redirect_enabled(self.environ)
+        )
+        policy: SecurityHeaders | None
+        if isinstance(self.security, SecurityHeaders):
+            policy = self.security
+        else:
+            policy = SecurityHeaders.html() if self.security else None
+        store: RequestMetrics | None
+        if isinstance(self.metrics, RequestMetrics):
+            store = self.metrics
+        else:
+            store = RequestMetrics() if self.metrics else None
+        state = RenderKitState(
+            extension=self,
+            trust=trust,
+            https_redirect=redirect,
+            security=policy,
+            metrics=store,
+            correlation=self.correlation,
+        )
+        app.extensions[EXTENSION_KEY] = state
+
+        # Hooks run first: whatever they wrap around app.wsgi_app ends up *inside* the edge
+        # stack, so their responses (429s, health answers) carry the request id and headers.
+        self._init_sessions(app, state)
+        self._init_ratelimit(app, state)
+        self._init_health(app, state)
+
+        app.before_request(_bind_request_globals)
+        app.context_processor(_template_context)
+        app.jinja_env.globals["csp_nonce"] = _CurrentNonce()
+        if store is not None and self.metrics_path is not None:
+            self._add_metrics_routes(app, store)
+
+        wsgi = app.wsgi_app
+        if redirect:
+            wsgi = HTTPSRedirectMiddleware(
+                wsgi,
+                trust=trust,
+                exempt_paths=self.https_exempt_paths,
+                allowed_hosts=self.allowed_hosts,
+            )
+        if policy is not None:
+            wsgi = SecurityHeadersMiddleware(wsgi, policy=policy, trust=trust)
+        if store is not None:
+            wsgi = RequestMetricsMiddleware(wsgi, metrics=store)
+        if self.correlation:
+            wsgi = CorrelationIdMiddleware(
+                wsgi, header_name=self.request_id_header, max_length=self.request_id_max_length
+            )
+        app.wsgi_app = wsgi  # type: ignore[method-assign]
+
+    # --- hooks the sessions / rate-limit / health wiring fills in ----------------------------
+
+    def _init_sessions(self, app: Flask, state: RenderKitState) -> None:
+        """Wire server-side sessions from ``session_store`` (nothing when it is None)."""
+        if self.session_store is None:
+            return
+        raise NotImplementedError(
+            "RenderKit(session_store=...) is not wired yet in this version of renderkit; "
+            "use renderkit.sessions' Flask SessionInterface directly"
+        )
+
+    def _init_ratelimit(self, app: Flask, state: RenderKitState) -> None:
+        """Wire rate limiting from ``limiter`` (nothing when it is None)."""
+        if self.limiter is None:
+            return
+        raise NotImplementedError(
+            "RenderKit(limiter=...) is not wired yet in this version of renderkit; "
+            "wrap app.wsgi_app with renderkit.wsgi's rate-limit middleware directly"
+        )
+
+    def _init_health(self, app: Flask, state: RenderKitState) -> None:
+        """Serve ``health`` (a ``renderkit.health.Health``) under /health (nothing when None)."""
+        if self.health is None:
+            return
+        raise NotImplementedError(
+            "RenderKit(health=...) is not wired yet in this version of renderkit; "
+            "serve the Health registry's endpoints directly"
+        )
+
+    # --- metrics endpoints --------------------------------------------------------------------
+
+    def _add_metrics_routes(self, app: Flask, store: RequestMetrics) -> None:
+        token = self.metrics_token
+        path = self.metrics_path
+        assert path is not None
+
+        def serve(fmt: str) -> Response:
+            from flask import Response, request
+
+            if not bearer_ok(request.headers.get("Authorization"), token):
+                return Response(
+                    "metrics need 'Authorization: Bearer <token>'",
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                    mimetype="text/plain",
+                )
+            body, content_type = store.render("json" if fmt == "json" else "prometheus")
+            return Response(
+                body,
+                content_type=content_type.decode(),
+                headers={"Cache-Control": "no-store"},
+            )
+
+        app.add_url_rule(path, endpoint="renderkit_metrics", view_func=lambda: serve("prometheus"))
+        app.add_url_rule(
+            f"{path}/json", endpoint="renderkit_metrics_json", view_func=lambda: serve("json")
+        )
+
+
+def _bind_request_globals() -> None:
+    from flask import g, request
+
+    environ = request.environ
+    g.request_id = environ.get(REQUEST_ID_KEY)
+    g.csp_nonce = environ.get(CSP_NONCE_KEY)
+    rule = request.url_rule
+    environ[ROUTE_KEY] = rule.rule if rule is not None else None
+
+
+def _template_context() -> dict[str, Any]:
+    from flask import g
+
+    return {"request_id": g.get("request_id")}
