@@ -55,14 +55,9 @@ _ROLLED_BACK_STATES = {"40001", "40P01"}
 
 def _mask(url: str) -> str:
     """The URL with its password replaced, safe for logs and error messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    from renderkit.config import mask_url
+
+    return mask_url(url)
 
 
 def normalize_url(url: str, *, variable: str = "DATABASE_URL") -> str:
@@ -71,33 +66,14 @@ def normalize_url(url: str, *, variable: str = "DATABASE_URL") -> str:
     Raises :class:`~renderkit.errors.ConfigError` naming ``variable`` (password masked) when the
     value is not a usable Postgres URL.
     """
+    from renderkit.config import parse_postgres_url
+
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(ConfigProblem(variable, "is empty; set it to postgresql://user@host/db"))
-    url = url.strip()
     try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError on a non-numeric port
+        return str(parse_postgres_url(url))
     except ValueError as exc:
-        raise ConfigError(
-            ConfigProblem(variable, f"is not a valid URL ({exc}): {_mask(url)}")
-        ) from None
-    if parts.scheme not in ("postgres", "postgresql"):
-        raise ConfigError(
-            ConfigProblem(
-                variable,
-                f"has scheme {parts.scheme!r}; expected postgresql:// or postgres:// "
-                f"(got {_mask(url)})",
-            )
-        )
-    if not parts.hostname and "host=" not in parts.query:
-        raise ConfigError(
-            ConfigProblem(
-                variable, f"has no host; expected postgresql://user@host/db ({_mask(url)})"
-            )
-        )
-    if parts.scheme == "postgres":
-        url = "postgresql" + url[len("postgres") :]
-    return url
+        raise ConfigError(ConfigProblem(variable, f"{exc}; got {_mask(url.strip())}")) from None
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -410,10 +386,8 @@ def _first_line(exc: BaseException | None) -> str:
 
 
 def _environment() -> str:
-    try:
-        from renderkit.config import environment
-    except ImportError:  # config not available: be conservative, no production checks
-        return "development"
+    from renderkit.config import environment
+
     return str(environment())
 
 
@@ -430,17 +404,16 @@ def _read_env(environ: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
         except ConfigError as exc:
             problems.extend(exc.errors)
 
+    from renderkit.config import parse_int
+
     def number(var: str, key: str, kind: type, *, seconds: bool = False) -> None:
         raw = environ.get(var)
         if raw is None or raw.strip() == "":
             return
         try:
-            if seconds:
-                kwargs[key] = _parse_seconds(raw)
-            else:
-                kwargs[key] = kind(raw.strip())
+            kwargs[key] = _parse_seconds(raw) if seconds else parse_int(raw)
         except ValueError:
-            unit = "a duration such as 5, 5s, 500ms or 1m" if seconds else "an integer"
+            unit = "a duration such as 5, 5s, 500ms or 1m" if seconds else "a whole number"
             problems.append(ConfigProblem(var, f"must be {unit}, got {raw!r}"))
 
     number("DB_POOL_MIN", "min_size", int)
@@ -477,20 +450,9 @@ def _read_env(environ: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
 
 
 def _parse_seconds(raw: str) -> float:
-    try:
-        from renderkit.config import parse_duration
-    except ImportError:
-        parse_duration = None
-    text = raw.strip().lower()
-    if parse_duration is not None and not text.replace(".", "", 1).isdigit():
-        return float(parse_duration(text).total_seconds())
-    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
-            return float(text[: -len(suffix)]) * factor
-    value = float(text)
-    if value < 0:
-        raise ValueError(raw)
-    return value
+    from renderkit.config import parse_duration
+
+    return parse_duration(raw).total_seconds()
 
 
 class Database(_DatabaseBase):

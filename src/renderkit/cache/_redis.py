@@ -1,0 +1,205 @@
+"""Redis backend: one sync or asyncio redis-py client, short timeouts, no hidden retries."""
+
+from __future__ import annotations
+
+import inspect
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from renderkit._optional import require
+from renderkit.health import CheckResult
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+
+__all__ = ["RedisBackend"]
+
+# Compare-and-delete: release a lock only while we still hold it (the lease may have run out
+# and another process taken it).
+_RELEASE = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
+_SCAN_BATCH = 500
+_MAX_SCAN_ROUNDS = 100_000
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisBackend:
+    """Store bytes in Redis under an optional key ``prefix``.
+
+    ``client`` is a ``redis.Redis`` (for :class:`~renderkit.cache.Cache`) or a
+    ``redis.asyncio.Redis`` (for :class:`~renderkit.cache.AsyncCache`); build one with
+    :meth:`from_url` to get renderkit's short timeouts. The client must return bytes
+    (``decode_responses=False``, redis-py's default).
+    """
+
+    def __init__(self, client: Any, *, prefix: str = "", name: str = "redis") -> None:
+        kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+        if kwargs.get("decode_responses"):
+            raise ValueError(
+                "RedisBackend needs a client built with decode_responses=False (the default): "
+                "cached values are bytes"
+            )
+        self.client = client
+        self.prefix = prefix
+        self.name = name
+        self.is_async = inspect.iscoroutinefunction(getattr(client, "execute_command", None))
+        self._release: Any = None
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        asyncio: bool = False,
+        prefix: str = "",
+        socket_timeout: float = 0.25,
+        socket_connect_timeout: float = 0.25,
+        max_connections: int = 50,
+        **client_kwargs: Any,
+    ) -> RedisBackend:
+        """Connect lazily to ``url`` with short socket timeouts and no client-side retries.
+
+        A hung Redis costs ``socket_timeout`` once; the circuit breaker of a
+        :class:`~renderkit.cache.FallbackBackend` then stops paying it on every call.
+        """
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            "max_connections": max_connections,
+            "health_check_interval": 30,
+            **client_kwargs,
+        }
+        if asyncio:
+            aredis = require("redis.asyncio", extra="redis", feature="RedisBackend")
+            aretry = require("redis.asyncio.retry", extra="redis", feature="RedisBackend")
+            backoff = require("redis.backoff", extra="redis", feature="RedisBackend")
+            options.setdefault("retry", aretry.Retry(backoff.NoBackoff(), 0))
+            client = aredis.Redis.from_url(url, **options)
+        else:
+            sredis = require("redis", extra="redis", feature="RedisBackend")
+            retry = require("redis.retry", extra="redis", feature="RedisBackend")
+            backoff = require("redis.backoff", extra="redis", feature="RedisBackend")
+            options.setdefault("retry", retry.Retry(backoff.NoBackoff(), 0))
+            client = sredis.Redis.from_url(url, **options)
+        return cls(client, prefix=prefix)
+
+    def _wrong_kind(self, wanted: str) -> TypeError:
+        have = "an asyncio" if self.is_async else "a synchronous"
+        return TypeError(
+            f"RedisBackend was given {have} redis client but is used from {wanted}; "
+            "use Cache with redis.Redis and AsyncCache with redis.asyncio.Redis "
+            "(RedisBackend.from_url(url, asyncio=True) builds the asyncio one)"
+        )
+
+    @property
+    def _sync(self) -> redis.Redis:
+        if self.is_async:
+            raise self._wrong_kind("synchronous code (Cache)")
+        client: redis.Redis = self.client
+        return client
+
+    @property
+    def _async(self) -> redis.asyncio.Redis:
+        if not self.is_async:
+            raise self._wrong_kind("asyncio code (AsyncCache)")
+        client: redis.asyncio.Redis = self.client
+        return client
+
+    # -- sync ------------------------------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        value: Any = self._sync.get(self.prefix + key)
+        return value  # type: ignore[no-any-return]
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        px = None if ttl is None else max(1, int(ttl * 1000))
+        self._sync.set(self.prefix + key, value, px=px)
+
+    def delete(self, key: str) -> bool:
+        return bool(self._sync.delete(self.prefix + key))
+
+    def clear(self, prefix: str = "") -> int:
+        client = self._sync
+        pattern = _escape_glob(self.prefix + prefix) + "*"
+        removed, cursor = 0, 0
+        for _ in range(_MAX_SCAN_ROUNDS):
+            cursor, keys = client.scan(cursor, match=pattern, count=_SCAN_BATCH)
+            if keys:
+                removed += int(client.unlink(*keys))
+            if cursor == 0:
+                break
+        return removed
+
+    def acquire_lock(self, key: str, lease: float) -> str | None:
+        token = secrets.token_hex(8)
+        ok = self._sync.set(self.prefix + key, token, nx=True, px=max(1, int(lease * 1000)))
+        return token if ok else None
+
+    def release_lock(self, key: str, token: str) -> None:
+        self._sync.eval(_RELEASE, 1, self.prefix + key, token)
+
+    def health_check(self) -> CheckResult:
+        started = time.perf_counter()
+        try:
+            self._sync.ping()
+        except Exception as exc:
+            return CheckResult.unhealthy(f"redis unreachable: {type(exc).__name__}: {exc}")
+        return CheckResult("healthy", "", {}, (time.perf_counter() - started) * 1000)
+
+    def close(self) -> None:
+        if not self.is_async:
+            self._sync.close()
+
+    # -- asyncio ---------------------------------------------------------------------------
+    async def aget(self, key: str) -> bytes | None:
+        value: Any = await self._async.get(self.prefix + key)
+        return value  # type: ignore[no-any-return]
+
+    async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
+        px = None if ttl is None else max(1, int(ttl * 1000))
+        await self._async.set(self.prefix + key, value, px=px)
+
+    async def adelete(self, key: str) -> bool:
+        return bool(await self._async.delete(self.prefix + key))
+
+    async def aclear(self, prefix: str = "") -> int:
+        client = self._async
+        pattern = _escape_glob(self.prefix + prefix) + "*"
+        removed, cursor = 0, 0
+        for _ in range(_MAX_SCAN_ROUNDS):
+            cursor, keys = await client.scan(cursor, match=pattern, count=_SCAN_BATCH)
+            if keys:
+                removed += int(await client.unlink(*keys))
+            if cursor == 0:
+                break
+        return removed
+
+    async def aacquire_lock(self, key: str, lease: float) -> str | None:
+        token = secrets.token_hex(8)
+        ok = await self._async.set(self.prefix + key, token, nx=True, px=max(1, int(lease * 1000)))
+        return token if ok else None
+
+    async def arelease_lock(self, key: str, token: str) -> None:
+        await self._async.eval(_RELEASE, 1, self.prefix + key, token)
+
+    async def ahealth_check(self) -> CheckResult:
+        started = time.perf_counter()
+        try:
+            await self._async.ping()
+        except Exception as exc:
+            return CheckResult.unhealthy(f"redis unreachable: {type(exc).__name__}: {exc}")
+        return CheckResult("healthy", "", {}, (time.perf_counter() - started) * 1000)
+
+    async def aclose(self) -> None:
+        if self.is_async:
+            await self._async.aclose()
+        else:
+            self.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {"backend": self.name, "prefix": self.prefix, "asyncio": self.is_async}

@@ -1,0 +1,107 @@
+"""Value codec: JSON by default, pickle only when asked, zlib above a size threshold.
+
+Every stored value starts with one header byte so decoding never guesses:
+
+    b"j" JSON            b"J" JSON, zlib-compressed
+    b"b" raw bytes       b"B" raw bytes, zlib-compressed
+    b"p" pickle          b"P" pickle, zlib-compressed
+
+A pickle payload is refused (treated as corrupt) unless the codec was built with
+``pickle=True``: whoever can write to Redis must not be able to run code in the app.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zlib
+from typing import Any
+
+from renderkit.errors import RenderKitError
+
+__all__ = ["CacheValueError", "CorruptValue", "Serializer"]
+
+_JSON, _JSON_Z = 0x6A, 0x4A  # "j", "J"
+_RAW, _RAW_Z = 0x62, 0x42  # "b", "B"
+_PICKLE, _PICKLE_Z = 0x70, 0x50  # "p", "P"
+
+
+class CacheValueError(RenderKitError, TypeError):
+    """A value cannot be stored with the cache's serializer; nothing was written."""
+
+
+class CorruptValue(ValueError):
+    """Stored bytes could not be decoded (internal: the cache treats them as a miss)."""
+
+
+class Serializer:
+    """Encode values to header-tagged bytes and back."""
+
+    __slots__ = ("_dumps", "compress_level", "compress_threshold", "pickle")
+
+    def __init__(
+        self,
+        *,
+        pickle: bool = False,
+        compress_threshold: int | None = 1024,
+        compress_level: int = 6,
+    ) -> None:
+        self.pickle = pickle
+        self.compress_threshold = compress_threshold
+        self.compress_level = compress_level
+        self._dumps = json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode
+
+    def dumps(self, value: Any) -> bytes:
+        """Encode ``value``; raise :class:`CacheValueError` naming the type it cannot store."""
+        if isinstance(value, bytes | bytearray | memoryview):
+            tag, body = _RAW, bytes(value)
+        elif self.pickle:
+            try:
+                tag, body = _PICKLE, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                raise CacheValueError(
+                    f"cannot pickle a value of type {type(value).__name__}: {exc}"
+                ) from exc
+        else:
+            try:
+                tag, body = _JSON, self._dumps(value).encode()
+            except (TypeError, ValueError) as exc:
+                raise CacheValueError(
+                    f"cannot store a value of type {type(value).__name__} as JSON ({exc}); "
+                    "convert it to dict/list/str/int/float/bool/None or bytes first, or "
+                    "build the cache with serializer=Serializer(pickle=True) if only "
+                    "trusted processes can write to the store"
+                ) from exc
+        threshold = self.compress_threshold
+        if threshold is not None and len(body) > threshold:
+            packed = zlib.compress(body, self.compress_level)
+            if len(packed) < len(body):
+                return bytes((tag - 0x20,)) + packed
+        return bytes((tag,)) + body
+
+    def loads(self, data: bytes) -> Any:
+        """Decode bytes written by :meth:`dumps`; raise :class:`CorruptValue` otherwise."""
+        if not data:
+            raise CorruptValue("empty value")
+        tag = data[0]
+        try:
+            if tag == _JSON:
+                return json.loads(data[1:])
+            if tag == _RAW:
+                return data[1:]
+            if tag in (_JSON_Z, _RAW_Z, _PICKLE_Z, _PICKLE):
+                body = zlib.decompress(data[1:]) if tag != _PICKLE else data[1:]
+                if tag == _JSON_Z:
+                    return json.loads(body)
+                if tag == _RAW_Z:
+                    return body
+                if not self.pickle:
+                    raise CorruptValue("pickled value found but pickle is not enabled")
+                return pickle.loads(body)
+        except CorruptValue:
+            raise
+        except Exception as exc:
+            raise CorruptValue(f"{type(exc).__name__}: {exc}") from exc
+        raise CorruptValue(f"unknown header byte 0x{tag:02x}")
