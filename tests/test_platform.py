@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from renderkit.platform import (
+    DEFAULT_GRACE_PERIODS,
     PROVIDERS,
-    SHUTDOWN_GRACE_PERIODS,
     Platform,
     cgroup_cpu_limit,
     cgroup_memory_limit,
@@ -227,7 +227,7 @@ def test_local(tmp_path: Path) -> None:
 
 def test_every_provider_has_a_grace_period() -> None:
     """Every provider name has a default shutdown grace period."""
-    assert set(SHUTDOWN_GRACE_PERIODS) == set(PROVIDERS)
+    assert set(DEFAULT_GRACE_PERIODS) == set(PROVIDERS)
 
 
 def test_default_environ_is_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,12 +25,12 @@ from typing import Any, Literal, Self, TypeVar, dataclass_transform
 from renderkit.errors import ConfigError, ConfigProblem
 
 __all__ = [
-    "ENVIRONMENTS",
     "ByteSize",
     "ConfigError",
     "ConfigProblem",
     "ConfigReport",
     "EnvField",
+    "Environment",
     "FieldInfo",
     "FieldReport",
     "PostgresUrl",
@@ -56,8 +56,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-ENVIRONMENTS = ("development", "staging", "production")
+Environment = Literal["development", "staging", "production"]
 """The values :func:`environment` returns."""
+
+ENVIRONMENTS: tuple[Environment, ...] = ("development", "staging", "production")
 
 MASK = "****"
 _MAX_INPUT = 4096  # longer scalar values are refused rather than parsed
@@ -404,7 +406,7 @@ def format_bytes(value: int) -> str:
 
 # --- environment -------------------------------------------------------------------------
 
-_ENV_ALIASES = {
+_ENV_ALIASES: dict[str, Environment] = {
     "production": "production",
     "prod": "production",
     "prd": "production",
@@ -465,7 +467,7 @@ def _on_paas(env: Mapping[str, str]) -> tuple[bool, bool]:
     return on_paas, on_paas and preview
 
 
-def explain_environment(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+def explain_environment(environ: Mapping[str, str] | None = None) -> tuple[Environment, str]:
     """Return ``(environment, reason)``, the reason saying which variable or rule decided it.
 
     Raises :class:`ConfigError` when APP_ENV, ENV or ENVIRONMENT holds an unknown word.
@@ -499,7 +501,7 @@ def explain_environment(environ: Mapping[str, str] | None = None) -> tuple[str, 
     return "development", "no APP_ENV, ENV or ENVIRONMENT and no PaaS detected"
 
 
-def environment(environ: Mapping[str, str] | None = None) -> str:
+def environment(environ: Mapping[str, str] | None = None) -> Environment:
     """Return ``"development"``, ``"staging"`` or ``"production"``.
 
     Read from APP_ENV, then ENV, then ENVIRONMENT (aliases such as ``prod``, ``dev`` and

@@ -18,8 +18,8 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_CGROUP_ROOT",
+    "DEFAULT_GRACE_PERIODS",
     "PROVIDERS",
-    "SHUTDOWN_GRACE_PERIODS",
     "Platform",
     "cgroup_cpu_limit",
     "cgroup_memory_limit",
@@ -33,7 +33,7 @@ _PROC_SELF_CGROUP = "/proc/self/cgroup"
 PROVIDERS = ("render", "heroku", "fly", "railway", "cloud_run", "kubernetes", "ecs", "local")
 """Every value :attr:`Platform.provider` can take."""
 
-SHUTDOWN_GRACE_PERIODS: Mapping[str, float] = {
+DEFAULT_GRACE_PERIODS: Mapping[str, float] = {
     "render": 30.0,  # maxShutdownDelaySeconds default; no env var tells the app otherwise
     "heroku": 30.0,  # fixed: SIGKILL 30 s after SIGTERM
     "fly": 5.0,  # default kill_timeout
@@ -297,7 +297,7 @@ def _grace_period(env: Mapping[str, str], provider: str) -> float:
         value = (env.get("RAILWAY_DEPLOYMENT_DRAINING_SECONDS") or "").strip()
         if value.isascii() and value.isdigit():
             return float(min(int(value), 3600))
-    return SHUTDOWN_GRACE_PERIODS[provider]
+    return DEFAULT_GRACE_PERIODS[provider]
 
 
 # --- cgroups -----------------------------------------------------------------------------
