@@ -1,0 +1,297 @@
+"""``renderkit doctor``: what renderkit sees about this instance, and what looks wrong.
+
+The doctor collects :class:`Finding` objects (status ok / warn / fail, a message, a fix) from
+the check functions in ``CHECKS``. Each check takes the shared :class:`DoctorContext` and
+returns findings; to add one (a Redis or Postgres connectivity check, say), write a function
+with that signature and append it to ``CHECKS``. A check that raises becomes a ``fail``
+finding instead of crashing the doctor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from renderkit.config import ConfigReport, explain_environment, format_bytes
+from renderkit.errors import ConfigError
+from renderkit.platform import Platform, detect
+
+FindingStatus = Literal["ok", "warn", "fail"]
+
+_LOW_MEMORY = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One observation: its status, what was seen, and what to do about it."""
+
+    check: str
+    status: FindingStatus
+    message: str
+    fix: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "check": self.check,
+            "status": self.status,
+            "message": self.message,
+            "fix": self.fix,
+            "details": self.details,
+        }
+
+
+@dataclass(slots=True)
+class DoctorContext:
+    """What every check may look at: the environment, the platform and the settings report."""
+
+    environ: dict[str, str]
+    platform: Platform
+    environment: str | None
+    environment_reason: str
+    settings_report: ConfigReport | None = None
+    settings_error: str | None = None
+
+
+Check = Callable[[DoctorContext], Iterable[Finding]]
+
+
+def check_environment(ctx: DoctorContext) -> Iterable[Finding]:
+    """The environment name resolves, and it matches where the app runs."""
+    if ctx.environment is None:
+        yield Finding(
+            "environment",
+            "fail",
+            ctx.environment_reason,
+            "set APP_ENV to development, staging or production",
+        )
+        return
+    message = f"{ctx.environment} ({ctx.environment_reason})"
+    if ctx.platform.is_paas and ctx.environment == "development":
+        yield Finding(
+            "environment",
+            "warn",
+            f"{message} on {ctx.platform.provider}: secure defaults (HTTPS redirect, Secure "
+            "cookies) are off",
+            "remove APP_ENV/ENV/ENVIRONMENT or set it to production on the deployed service",
+        )
+        return
+    yield Finding("environment", "ok", message)
+
+
+def check_port(ctx: DoctorContext) -> Iterable[Finding]:
+    """PORT is usable, or the platform default applies."""
+    raw = ctx.environ.get("PORT")
+    port = ctx.platform.port
+    if raw is not None and raw.strip() != str(port):
+        yield Finding(
+            "port",
+            "warn",
+            f"PORT={raw!r} is not a port number; listening on {port} instead",
+            "set PORT to a number from 1 to 65535, or unset it",
+        )
+        return
+    origin = "PORT" if raw is not None else "default"
+    yield Finding("port", "ok", f"{port} ({origin})")
+
+
+def check_resources(ctx: DoctorContext) -> Iterable[Finding]:
+    """Memory and CPU limits are known, and worth a word when they are small."""
+    p = ctx.platform
+    if p.memory_limit is None:
+        yield Finding("memory", "warn", "memory limit unknown", "check that psutil works here")
+    else:
+        text = f"{format_bytes(p.memory_limit)} ({p.memory_limit_source})"
+        if p.is_paas and p.memory_limit_source == "host":
+            yield Finding(
+                "memory",
+                "warn",
+                f"{text}: no container limit found, so this is the host's RAM",
+                "size caches and worker counts for your plan's memory, not this number",
+            )
+        elif p.memory_limit < _LOW_MEMORY:
+            yield Finding(
+                "memory",
+                "warn",
+                f"{text}: little memory for several workers",
+                "run one or two workers (WEB_CONCURRENCY) and keep in-memory caches small",
+            )
+        else:
+            yield Finding("memory", "ok", text)
+    if p.cpu_limit is None:
+        yield Finding("cpu", "warn", "CPU count unknown")
+    elif p.cpu_limit < 1:
+        yield Finding(
+            "cpu",
+            "warn",
+            f"{p.cpu_limit:g} CPU ({p.cpu_limit_source}): a fraction of one core",
+            "run a single worker process; more processes only share the same slice",
+        )
+    else:
+        yield Finding("cpu", "ok", f"{p.cpu_limit:g} CPU ({p.cpu_limit_source})")
+
+
+def check_settings(ctx: DoctorContext) -> Iterable[Finding]:
+    """With --settings, every setting loads (one finding per problem)."""
+    if ctx.settings_error is not None:
+        yield Finding(
+            "config", "fail", ctx.settings_error, "pass --settings module:Class for your class"
+        )
+        return
+    report = ctx.settings_report
+    if report is None:
+        return
+    if report.ok:
+        yield Finding(
+            "config", "ok", f"{report.settings_class}: {len(report.fields)} settings valid"
+        )
+        return
+    for problem in report.problems:
+        yield Finding(
+            "config",
+            "fail",
+            str(problem),
+            f"set {problem.variable} to {problem.expected}" if problem.expected else "",
+        )
+
+
+CHECKS: list[Check] = [check_environment, check_port, check_resources, check_settings]
+"""The checks the doctor runs, in order; append a function to add one."""
+
+
+def run_checks(ctx: DoctorContext, checks: Iterable[Check] | None = None) -> list[Finding]:
+    """Run each check; one that raises becomes a ``fail`` finding naming the exception."""
+    findings: list[Finding] = []
+    for check in CHECKS if checks is None else checks:
+        name = getattr(check, "__name__", "check").removeprefix("check_")
+        started = time.perf_counter()
+        try:
+            findings.extend(check(ctx))
+        except Exception as exc:  # a broken check must not hide the others' findings
+            elapsed = round((time.perf_counter() - started) * 1000, 1)
+            findings.append(
+                Finding(name, "fail", f"check crashed: {type(exc).__name__}", "", {"ms": elapsed})
+            )
+    return findings
+
+
+def build_context(
+    environ: dict[str, str],
+    settings: str | None = None,
+    dotenv: str | None = None,
+    cgroup_root: str | None = None,
+) -> DoctorContext:
+    """Detect the platform and environment, and load the settings class when one is named."""
+    from renderkit.cli._config import SettingsImportError, import_settings
+
+    platform = detect(environ, cgroup_root) if cgroup_root else detect(environ)
+    try:
+        env_name: str | None
+        env_name, reason = explain_environment(environ)
+    except ConfigError as exc:
+        env_name, reason = None, str(exc.errors[0])
+    ctx = DoctorContext(dict(environ), platform, env_name, reason)
+    if settings:
+        try:
+            cls = import_settings(settings)
+            ctx.settings_report = cls.check(environ, dotenv=dotenv)
+        except (SettingsImportError, TypeError) as exc:
+            ctx.settings_error = str(exc)
+    return ctx
+
+
+def _platform_lines(p: Platform) -> list[tuple[str, str]]:
+    service = p.service_name or "-"
+    if p.service_type:
+        service += f" ({p.service_type})"
+    return [
+        ("provider", p.provider + (" (preview)" if p.is_preview else "")),
+        ("service", service),
+        ("instance", p.instance_id or "-"),
+        ("region", p.region or "-"),
+        ("url", p.external_url or "-"),
+        ("commit", (p.git_commit or "-")[:12] + (f" on {p.git_branch}" if p.git_branch else "")),
+        ("port", str(p.port)),
+        ("shutdown grace", f"{p.shutdown_grace_period:g}s"),
+    ]
+
+
+def format_text(ctx: DoctorContext, findings: list[Finding]) -> str:
+    """The human-readable doctor output."""
+    p = ctx.platform
+    lines = ["renderkit doctor", "", "Platform"]
+    lines += [f"  {key:<15} {value}" for key, value in _platform_lines(p)]
+    lines += ["", "Environment", f"  {ctx.environment or 'invalid'} ({ctx.environment_reason})"]
+    memory = format_bytes(p.memory_limit) if p.memory_limit is not None else "unknown"
+    cpus = f"{p.cpu_limit:g}" if p.cpu_limit is not None else "unknown"
+    lines += [
+        "",
+        "Resources",
+        f"  {'memory':<15} {memory} ({p.memory_limit_source})",
+        f"  {'cpus':<15} {cpus} ({p.cpu_limit_source})",
+    ]
+    if ctx.settings_report is not None:
+        from renderkit.cli._config import format_report
+
+        lines += ["", "Settings"]
+        lines += [
+            f"  {line}" if line else "" for line in format_report(ctx.settings_report).splitlines()
+        ]
+    lines += ["", "Findings"]
+    for finding in findings:
+        lines.append(f"  {finding.status.upper():<5} {finding.check}: {finding.message}")
+        if finding.fix and finding.status != "ok":
+            lines.append(f"        fix: {finding.fix}")
+    return "\n".join(lines)
+
+
+def as_json(ctx: DoctorContext, findings: list[Finding]) -> dict[str, Any]:
+    """The doctor's output as a JSON-ready dict."""
+    from renderkit.cli._config import report_as_dict
+
+    return {
+        "platform": ctx.platform.as_dict(),
+        "environment": ctx.environment,
+        "environment_reason": ctx.environment_reason,
+        "settings": report_as_dict(ctx.settings_report) if ctx.settings_report else None,
+        "findings": [f.as_dict() for f in findings],
+        "ok": not any(f.status == "fail" for f in findings),
+    }
+
+
+def _run(args: argparse.Namespace) -> int:
+    ctx = build_context(dict(os.environ), args.settings, args.dotenv, args.cgroup_root)
+    findings = run_checks(ctx)
+    if args.json:
+        print(json.dumps(as_json(ctx, findings), indent=2, default=str))
+    else:
+        print(format_text(ctx, findings))
+    if ctx.settings_error is not None:
+        print(f"renderkit doctor: {ctx.settings_error}", file=sys.stderr)
+    return 1 if any(f.status == "fail" for f in findings) else 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``doctor`` to the CLI."""
+    doctor = subparsers.add_parser(
+        "doctor",
+        help="show the detected platform, environment, limits and config problems",
+        description=(
+            "Print what renderkit detects about this instance (provider, environment, memory "
+            "and CPU limits) and a list of findings. Exit code 1 when any finding fails."
+        ),
+    )
+    doctor.add_argument(
+        "--settings", metavar="module:Class", help="also load and check this Settings class"
+    )
+    doctor.add_argument("--dotenv", metavar="PATH", help="a .env file for --settings")
+    doctor.add_argument("--json", action="store_true", help="print the result as JSON")
+    doctor.add_argument("--cgroup-root", metavar="DIR", default=None, help=argparse.SUPPRESS)
+    doctor.set_defaults(handler=_run)
