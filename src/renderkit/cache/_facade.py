@@ -145,7 +145,7 @@ class _CacheCore:
     def _backend_failed(self, exc: Exception, op: str) -> None:
         self.errors += 1
         if self.raise_errors:
-            raise exc
+            raise
         if not self._failing:
             self._failing = True
             logger.warning(
@@ -518,6 +518,11 @@ class Cache(_CacheCore):
                 self._backend_failed(exc, "lock")
                 return None, _MISSING
             if token is not None:
+                # Another instance may have filled the key just before releasing its lock.
+                value = self.get(key, _MISSING)
+                if value is not _MISSING:
+                    self._release(full, token)
+                    return None, value
                 return token, _MISSING
             value = self.get(key, _MISSING)
             if value is not _MISSING or time.monotonic() >= deadline:
@@ -751,6 +756,10 @@ class AsyncCache(_CacheCore):
                 self._backend_failed(exc, "lock")
                 return None, _MISSING
             if token is not None:
+                value = await self.get(key, _MISSING)
+                if value is not _MISSING:
+                    await self._release(full, token)
+                    return None, value
                 return token, _MISSING
             value = await self.get(key, _MISSING)
             if value is not _MISSING or time.monotonic() >= deadline:

@@ -1,0 +1,697 @@
+"""Unit tests of renderkit.cache: codec, keys, memory LRU, facades, fallback, tiering, env."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import tracemalloc
+from typing import Any
+
+import pytest
+
+from renderkit.cache import (
+    AsyncCache,
+    Cache,
+    CacheKeyError,
+    CacheValueError,
+    FallbackBackend,
+    MemoryBackend,
+    NullBackend,
+    RedisBackend,
+    Serializer,
+    TieredBackend,
+)
+from renderkit.cache._serde import CorruptValue
+from renderkit.errors import ConfigError
+from renderkit.resilience import CircuitBreaker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Broken(MemoryBackend):
+    """A memory backend that can be switched to fail like an unreachable Redis."""
+
+    def __init__(self) -> None:
+        super().__init__(name="redis")
+        self.down = False
+        self.calls = 0
+
+    def _maybe_fail(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("Connection refused")
+
+    def get(self, key: str) -> bytes | None:
+        self._maybe_fail()
+        return super().get(key)
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self._maybe_fail()
+        super().set(key, value, ttl)
+
+    def delete(self, key: str) -> bool:
+        self._maybe_fail()
+        return super().delete(key)
+
+
+# -- codec -------------------------------------------------------------------------------
+
+
+def test_json_roundtrip_and_header() -> None:
+    """Values are JSON with a one-byte header; bytes are stored raw."""
+    s = Serializer()
+    raw = s.dumps({"a": [1, 2.5, None, True, "é"]})
+    assert raw[:1] == b"j"
+    assert s.loads(raw) == {"a": [1, 2.5, None, True, "é"]}
+    assert s.loads(s.dumps(b"\x00\xff")) == b"\x00\xff"
+
+
+def test_compression_above_threshold() -> None:
+    """Payloads over 1 KB are zlib-compressed behind an unambiguous header."""
+    s = Serializer()
+    value = "x" * 5000
+    raw = s.dumps(value)
+    assert raw[:1] == b"J"
+    assert len(raw) < 200
+    assert s.loads(raw) == value
+    assert s.dumps("x" * 100)[:1] == b"j"
+
+
+def test_unserializable_value_names_type_and_writes_nothing() -> None:
+    """A value JSON cannot hold raises CacheValueError (a TypeError) naming the type."""
+    cache = Cache(MemoryBackend())
+    with pytest.raises(CacheValueError, match="set") as info:
+        cache.set("k", {1, 2})
+    assert isinstance(info.value, TypeError)
+    assert cache.get("k") is None
+    assert len(cache.backend) == 0  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="object"):
+        cache.set("k", object())
+
+
+def test_pickle_needs_opt_in() -> None:
+    """Pickled bytes are refused unless pickle was enabled explicitly."""
+    picky = Serializer(pickle=True)
+    raw = picky.dumps({1, 2})
+    assert picky.loads(raw) == {1, 2}
+    with pytest.raises(CorruptValue, match="pickle"):
+        Serializer().loads(raw)
+
+
+@pytest.mark.parametrize("raw", [b"", b"j{not json", b"Jnot zlib", b"\x99abc", b"P\x00"])
+def test_corrupt_bytes_raise_corrupt_value(raw: bytes) -> None:
+    """Anything not written by the codec is reported as corrupt, never crashes."""
+    with pytest.raises(CorruptValue):
+        Serializer().loads(raw)
+
+
+def test_nan_is_refused() -> None:
+    """NaN is not valid JSON: refused at write time rather than stored unreadable."""
+    with pytest.raises(CacheValueError):
+        Serializer().dumps(float("nan"))
+
+
+# -- keys --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["", 42, None, b"bytes", "é" * 600, "k" * 1025])
+def test_bad_keys_raise_clear_errors(key: Any) -> None:
+    """Empty, too long (>1024 UTF-8 bytes) or non-str keys raise CacheKeyError."""
+    cache = Cache()
+    with pytest.raises(CacheKeyError) as info:
+        cache.get(key)
+    assert "key" in str(info.value)
+    with pytest.raises(CacheKeyError):
+        cache.set(key, 1)
+
+
+def test_key_of_exactly_1024_bytes_is_fine() -> None:
+    """The limit is inclusive."""
+    cache = Cache()
+    cache.set("k" * 1024, 1)
+    assert cache.get("k" * 1024) == 1
+
+
+def test_namespace_prefixes_keys_and_clear_is_scoped() -> None:
+    """Two namespaces on one backend never see or clear each other's keys."""
+    backend = MemoryBackend()
+    a, b = Cache(backend, namespace="a"), Cache(backend, namespace="b")
+    a.set("k", 1)
+    b.set("k", 2)
+    assert (a.get("k"), b.get("k")) == (1, 2)
+    assert backend.get("a:k") is not None
+    assert a.clear() == 1
+    assert (a.get("k"), b.get("k")) == (None, 2)
+
+
+# -- memory backend ----------------------------------------------------------------------
+
+
+def test_memory_lru_evicts_least_recently_used() -> None:
+    """Over max_entries the least recently read entry goes first."""
+    m = MemoryBackend(max_entries=2)
+    m.set("a", b"1", None)
+    m.set("b", b"2", None)
+    assert m.get("a") == b"1"
+    m.set("c", b"3", None)
+    assert m.get("b") is None
+    assert m.get("a") == b"1"
+    assert m.stats()["evictions"] == 1
+
+
+def test_memory_ttl_expires_with_clock() -> None:
+    """Entries vanish once their TTL passed."""
+    clock = Clock()
+    m = MemoryBackend(clock=clock)
+    m.set("a", b"1", 10)
+    clock.now += 9.9
+    assert m.get("a") == b"1"
+    clock.now += 0.2
+    assert m.get("a") is None
+    assert m.stats()["bytes"] == 0
+
+
+def test_memory_byte_bound() -> None:
+    """The byte bound holds however many values arrive; an oversize value is not stored."""
+    m = MemoryBackend(max_entries=10**6, max_bytes=50_000)
+    for i in range(1000):
+        m.set(f"k{i}", b"x" * 1000, None)
+        assert m.stats()["bytes"] <= 50_000
+    m.set("huge", b"x" * 60_000, None)
+    assert m.get("huge") is None
+    assert len(m) > 0
+
+
+def test_memory_byte_bound_holds_process_memory() -> None:
+    """100k inserts of 1 KB with a 10 MB bound grow the process by at most ~12 MB."""
+    m = MemoryBackend(max_entries=10**6, max_bytes=10 * 1024 * 1024)
+    value = b"v" * 1024
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(100_000):
+            m.set(f"key-{i}", value + i.to_bytes(4, "big"), 300)
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert grown <= 12 * 1024 * 1024, grown
+    assert m.stats()["bytes"] <= 10 * 1024 * 1024
+
+
+def test_memory_is_thread_safe() -> None:
+    """Concurrent writers and readers keep the accounting consistent."""
+    m = MemoryBackend(max_entries=50, max_bytes=10**6)
+
+    def work(n: int) -> None:
+        for i in range(500):
+            m.set(f"{n}-{i % 80}", b"x" * (i % 50), None)
+            m.get(f"{n}-{(i * 7) % 80}")
+            if i % 9 == 0:
+                m.delete(f"{n}-{i % 80}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(m) <= 50
+    expected = sum(len(k) + len(v) + 200 for k, (v, _) in m._data.items())
+    assert m.stats()["bytes"] == expected
+
+
+# -- Cache facade on memory and fakeredis -----------------------------------------------
+
+
+@pytest.fixture(params=["memory", "fakeredis"])
+def cache(request: pytest.FixtureRequest) -> Cache:
+    if request.param == "memory":
+        return Cache(MemoryBackend(), namespace="t")
+    client = request.getfixturevalue("renderkit_fakeredis")
+    return Cache(RedisBackend(client), namespace="t")
+
+
+def test_get_set_delete(cache: Cache) -> None:
+    """The basic operations round-trip values and report presence."""
+    assert cache.get("k") is None
+    assert cache.get("k", "dflt") == "dflt"
+    assert cache.set("k", {"n": 1}) is True
+    assert cache.get("k") == {"n": 1}
+    assert cache.delete("k") is True
+    assert cache.delete("k") is False
+    assert cache.get("k") is None
+    st = cache.stats()
+    assert (st["hits"], st["misses"], st["sets"]) == (1, 3, 1)
+    assert st["hit_rate"] == 0.25
+
+
+def test_cached_none_is_a_hit(cache: Cache) -> None:
+    """A stored None is a value, distinguished from a miss by get_or_set."""
+    calls = []
+    cache.set("n", None)
+    assert cache.get_or_set("n", lambda: calls.append(1) or "computed") is None
+    assert calls == []
+
+
+def test_bad_ttl_is_refused(cache: Cache) -> None:
+    """A zero or negative TTL is a programming error with a clear message."""
+    with pytest.raises(ValueError, match="ttl"):
+        cache.set("k", 1, ttl=0)
+    with pytest.raises(ValueError, match="ttl"):
+        cache.set("k", 1, ttl=-5)
+
+
+def test_redis_ttl_is_applied(renderkit_fakeredis: Any) -> None:
+    """TTLs reach Redis in milliseconds; timedelta is accepted."""
+    from datetime import timedelta
+
+    cache = Cache(RedisBackend(renderkit_fakeredis))
+    cache.set("k", 1, ttl=timedelta(seconds=30))
+    assert 29_000 < renderkit_fakeredis.pttl("k") <= 30_000
+    cache.set("d", 1)
+    assert renderkit_fakeredis.pttl("d") <= 300_000
+
+
+def test_corrupt_redis_value_is_a_miss_logged_once(
+    renderkit_fakeredis: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Garbage found under a key reads as a miss, logs once, and is counted."""
+    cache = Cache(RedisBackend(renderkit_fakeredis))
+    renderkit_fakeredis.set("a", b"\x99garbage")
+    renderkit_fakeredis.set("b", b"j{broken")
+    with caplog.at_level(logging.WARNING, logger="renderkit.cache"):
+        assert cache.get("a") is None
+        assert cache.get("b", 7) == 7
+    assert len([r for r in caplog.records if "undecodable" in r.message]) == 1
+    assert cache.stats()["corrupt"] == 2
+    assert cache.get_or_set("a", lambda: 5) == 5
+    assert cache.get("a") == 5
+
+
+def test_decode_responses_client_is_refused(renderkit_fakeredis_server: Any) -> None:
+    """A client that decodes to str cannot hold binary values: refused at construction."""
+    import fakeredis
+
+    client = fakeredis.FakeRedis(server=renderkit_fakeredis_server, decode_responses=True)
+    with pytest.raises(ValueError, match="decode_responses"):
+        RedisBackend(client)
+
+
+def test_wrong_client_kind_is_refused(renderkit_fakeredis_server: Any) -> None:
+    """Cache needs a sync client and AsyncCache an asyncio one: said at construction."""
+    import fakeredis
+
+    async_client = fakeredis.FakeAsyncRedis(server=renderkit_fakeredis_server)
+    with pytest.raises(TypeError, match="AsyncCache"):
+        Cache(RedisBackend(async_client))
+    with pytest.raises(TypeError, match="asyncio"):
+        AsyncCache(FallbackBackend(RedisBackend(fakeredis.FakeRedis()), MemoryBackend()))
+
+
+# -- get_or_set ----------------------------------------------------------------------------
+
+
+def test_get_or_set_single_flight_threads(cache: Cache) -> None:
+    """30 threads asking for one missing key run the factory once."""
+    calls = []
+    barrier = threading.Barrier(30)
+
+    def factory() -> int:
+        calls.append(1)
+        time.sleep(0.05)
+        return 42
+
+    results: list[int] = []
+
+    def worker() -> None:
+        barrier.wait(5)
+        results.append(cache.get_or_set("hot", factory, ttl=60))
+
+    threads = [threading.Thread(target=worker) for _ in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == [42] * 30
+    assert len(calls) == 1
+    assert cache._flights._table == {}
+
+
+def test_get_or_set_factory_error_propagates_and_releases(cache: Cache) -> None:
+    """A failing factory raises to the caller, stores nothing, and frees the key."""
+
+    def boom() -> int:
+        raise RuntimeError("db down")
+
+    with pytest.raises(RuntimeError, match="db down"):
+        cache.get_or_set("k", boom)
+    assert cache.get("k") is None
+    assert cache.get_or_set("k", lambda: 1) == 1
+
+
+def test_stale_if_error_serves_last_value() -> None:
+    """When the value expired and the factory fails, the stale copy is served."""
+    clock = Clock()
+    cache = Cache(MemoryBackend(clock=clock), ttl_jitter=0)
+    assert cache.get_or_set("k", lambda: "v1", ttl=10, stale_if_error=100) == "v1"
+    clock.now += 20
+    assert cache.get("k") is None
+
+    def boom() -> str:
+        raise RuntimeError("upstream down")
+
+    assert cache.get_or_set("k", boom, ttl=10, stale_if_error=100) == "v1"
+    assert cache.stats()["stale_served"] == 1
+    clock.now += 200
+    with pytest.raises(RuntimeError):
+        cache.get_or_set("k", boom, ttl=10, stale_if_error=100)
+
+
+def test_ttl_jitter_spreads_expiry(renderkit_fakeredis: Any) -> None:
+    """Keys filled together by get_or_set get TTLs spread below the nominal TTL."""
+    cache = Cache(RedisBackend(renderkit_fakeredis), ttl_jitter=0.2)
+    ttls = set()
+    for i in range(20):
+        cache.get_or_set(f"k{i}", lambda: 1, ttl=100)
+        ttls.add(renderkit_fakeredis.pttl(f"k{i}"))
+    assert all(80_000 <= t <= 100_000 for t in ttls)
+    assert len(ttls) > 10
+
+
+def test_distributed_lock_across_instances(renderkit_fakeredis_server: Any) -> None:
+    """With lock=True two cache instances (two 'processes') compute a key once."""
+    import fakeredis
+
+    caches = [
+        Cache(RedisBackend(fakeredis.FakeRedis(server=renderkit_fakeredis_server)))
+        for _ in range(2)
+    ]
+    calls = []
+
+    def factory() -> str:
+        calls.append(1)
+        time.sleep(0.2)
+        return "v"
+
+    out: list[str] = []
+    threads = [
+        threading.Thread(target=lambda c=c: out.append(c.get_or_set("k", factory, lock=True)))
+        for c in caches
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert out == ["v", "v"]
+    assert len(calls) == 1
+    assert fakeredis.FakeRedis(server=renderkit_fakeredis_server).keys("*lock*") == []
+
+
+def test_distributed_lock_lease_expires() -> None:
+    """A lock left by a crashed holder stops blocking once its lease ran out."""
+    cache = Cache(MemoryBackend())
+    assert cache.backend.acquire_lock("k\x00lock", 0.1) is not None
+    started = time.monotonic()
+    assert cache.get_or_set("k", lambda: 1, lock=True, lock_lease=0.3) == 1
+    assert time.monotonic() - started < 1.0
+
+
+# -- cached ----------------------------------------------------------------------------
+
+
+def test_cached_decorator_keys_are_stable(cache: Cache) -> None:
+    """Positional and keyword spellings of one call share a key; invalidate drops it."""
+    calls = []
+
+    @cache.cached(ttl=60)
+    def add(x: int, y: int = 2) -> int:
+        calls.append((x, y))
+        return x + y
+
+    assert add(1) == 3
+    assert add(1, 2) == 3
+    assert add(x=1, y=2) == 3
+    assert add(2) == 4
+    assert calls == [(1, 2), (2, 2)]
+    assert add.key_for(1) == add.key_for(x=1, y=2)  # type: ignore[attr-defined]
+    assert add.key_for(1).startswith(f"{__name__}.")  # type: ignore[attr-defined]
+    add.invalidate(1)  # type: ignore[attr-defined]
+    add(1)
+    assert len(calls) == 3
+
+
+def test_cached_custom_key_and_kind_checks() -> None:
+    """A key function overrides the builder; wrong sync/async kinds are refused."""
+    cache = Cache()
+
+    @cache.cached(key=lambda uid: f"user:{uid}")
+    def user(uid: int) -> dict[str, int]:
+        return {"id": uid}
+
+    user(7)
+    assert cache.get("user:7") == {"id": 7}
+
+    async def coro() -> None: ...
+
+    with pytest.raises(TypeError, match="AsyncCache"):
+        cache.cached()(coro)
+    with pytest.raises(TypeError, match="Cache.cached"):
+        AsyncCache().cached()(lambda: 1)  # type: ignore[arg-type]
+
+
+# -- AsyncCache ------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "fakeredis"])
+def acache(request: pytest.FixtureRequest) -> AsyncCache:
+    if request.param == "memory":
+        return AsyncCache(MemoryBackend(), namespace="t")
+    client = request.getfixturevalue("renderkit_async_fakeredis")
+    return AsyncCache(RedisBackend(client), namespace="t")
+
+
+async def test_async_basic_and_single_flight(acache: AsyncCache) -> None:
+    """The asyncio twin stores values and computes a hot key once for 50 tasks."""
+    assert await acache.set("k", [1]) is True
+    assert await acache.get("k") == [1]
+    calls = []
+
+    async def factory() -> str:
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return "v"
+
+    results = await asyncio.gather(*(acache.get_or_set("hot", factory) for _ in range(50)))
+    assert results == ["v"] * 50
+    assert len(calls) == 1
+    assert acache._flights._table == {}
+    assert await acache.delete("k") is True
+    assert await acache.clear() >= 1
+    assert await acache.get("hot") is None
+    assert (await acache.health_check()).status == "healthy"
+
+
+async def test_async_cached_and_stale(acache: AsyncCache) -> None:
+    """AsyncCache.cached caches coroutine results; stale_if_error covers a failing factory."""
+    calls = []
+
+    @acache.cached(ttl=60)
+    async def square(x: int) -> int:
+        calls.append(x)
+        return x * x
+
+    assert await square(3) == 9
+    assert await square(x=3) == 9
+    assert calls == [3]
+    await square.invalidate(3)  # type: ignore[attr-defined]
+    await square(3)
+    assert calls == [3, 3]
+
+    async def ok() -> str:
+        return "good"
+
+    async def boom() -> str:
+        raise RuntimeError("x")
+
+    await acache.get_or_set("s", ok, stale_if_error=60)
+    await acache.backend.adelete("t:s")
+    assert await acache.get_or_set("s", boom, stale_if_error=60) == "good"
+
+
+async def test_async_distributed_lock(renderkit_fakeredis_server: Any) -> None:
+    """lock=True across two AsyncCache instances computes once and leaves no lock key."""
+    import fakeredis
+
+    clients = [fakeredis.FakeAsyncRedis(server=renderkit_fakeredis_server) for _ in range(2)]
+    caches = [AsyncCache(RedisBackend(c)) for c in clients]
+    calls = []
+
+    async def factory() -> int:
+        calls.append(1)
+        await asyncio.sleep(0.1)
+        return 1
+
+    out = await asyncio.gather(*(c.get_or_set("k", factory, lock=True) for c in caches))
+    assert out == [1, 1]
+    assert len(calls) == 1
+    assert await clients[0].keys("*lock*") == []
+    for c in clients:
+        await c.aclose()
+
+
+# -- fallback and tiering --------------------------------------------------------------
+
+
+def make_fallback(clock: Clock) -> tuple[Broken, MemoryBackend, FallbackBackend]:
+    primary, memory = Broken(), MemoryBackend()
+    breaker = CircuitBreaker("t", failure_threshold=2, recovery_timeout=5, clock=clock)
+    fb = FallbackBackend(primary, memory, breaker=breaker)
+    breaker._on_state_change = fb._state_changed
+    return primary, memory, fb
+
+
+def test_fallback_serves_memory_degrades_and_recovers(caplog: pytest.LogCaptureFixture) -> None:
+    """Primary down: no exception, memory answers, health degraded, one log; back after a probe."""
+    clock = Clock()
+    primary, _, fb = make_fallback(clock)
+    cache = Cache(fb)
+    cache.set("k", "v")
+    primary.down = True
+    with caplog.at_level(logging.WARNING):
+        for _ in range(50):
+            assert cache.get("k") == "v"
+            cache.set("other", 1)
+    assert primary.calls < 10  # the breaker stopped paying the primary's failure each call
+    assert cache.health_check().status == "degraded"
+    assert cache.stats()["fallback_active"] is True
+    assert len([r for r in caplog.records if "serving from" in r.message]) == 1
+    primary.down = False
+    clock.now += 5
+    assert cache.get("k") == "v"
+    assert cache.health_check().status == "healthy"
+    assert cache.stats()["fallback_active"] is False
+    assert fb.stats()["fallback_served"] > 0
+
+
+def test_fallback_delete_reaches_both() -> None:
+    """A delete removes the key from primary and fallback, so no stale value reappears."""
+    clock = Clock()
+    primary, memory, fb = make_fallback(clock)
+    cache = Cache(fb)
+    cache.set("k", 1)
+    cache.delete("k")
+    assert primary.get("k") is None
+    assert memory.get("k") is None
+
+
+def test_lone_redis_failure_is_a_miss(caplog: pytest.LogCaptureFixture) -> None:
+    """Without a fallback, backend errors become misses, logged once, counted."""
+    primary = Broken()
+    primary.down = True
+    cache = Cache(primary)
+    with caplog.at_level(logging.WARNING, logger="renderkit.cache"):
+        for _ in range(5):
+            assert cache.get("k", 1) == 1
+            assert cache.set("k", 2) is False
+    assert cache.stats()["errors"] == 10
+    assert len(caplog.records) == 1
+    with pytest.raises(ConnectionError):
+        Cache(primary, raise_errors=True).get("k")
+
+
+def test_tiered_l1_hit_and_invalidation(renderkit_fakeredis: Any) -> None:
+    """Hot keys come from L1; writes and deletes through this process update both levels."""
+    l1 = MemoryBackend()
+    tiered = TieredBackend(l1, RedisBackend(renderkit_fakeredis), l1_ttl=5)
+    cache = Cache(tiered)
+    cache.set("k", 1)
+    renderkit_fakeredis.set("k", b"j2")  # another process writes
+    assert cache.get("k") == 1  # still L1 within l1_ttl
+    cache.set("k", 3)
+    assert cache.get("k") == 3
+    cache.delete("k")
+    assert cache.get("k") is None
+    renderkit_fakeredis.set("x", b"j9")
+    assert cache.get("x") == 9
+    assert l1.get("x") == b"j9"
+    assert tiered.stats()["l1_hits"] >= 1
+    with pytest.raises(ValueError, match="l1_ttl"):
+        TieredBackend(l1, l1, l1_ttl=0)
+
+
+# -- construction ----------------------------------------------------------------------
+
+
+def test_from_url_memory_and_redis() -> None:
+    """None gives memory; redis:// gives Redis behind a memory fallback with short timeouts."""
+    assert isinstance(Cache.from_url(None).backend, MemoryBackend)
+    cache = Cache.from_url("redis://127.0.0.1:1/0")
+    assert isinstance(cache.backend, FallbackBackend)
+    redis_backend = cache.backend.primary
+    assert isinstance(redis_backend, RedisBackend)
+    kwargs = redis_backend.client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 0.25
+    assert kwargs["socket_connect_timeout"] == 0.25
+    started = time.monotonic()
+    assert cache.get("k", "d") == "d"  # nothing listens: a miss, fast
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(ConfigError, match="scheme"):
+        Cache.from_url("http://x")
+    assert isinstance(Cache.from_url("redis://h", hybrid=True).backend, TieredBackend)
+
+
+def test_from_env_variants() -> None:
+    """CACHE_TYPE, CACHE_ENABLED, CACHE_TTL and CACHE_NAMESPACE shape the cache."""
+    assert isinstance(Cache.from_env({}).backend, MemoryBackend)
+    c = Cache.from_env(
+        {"REDIS_URL": "redis://localhost:6379/3", "CACHE_TTL": "5m", "CACHE_NAMESPACE": "app"}
+    )
+    assert isinstance(c.backend, FallbackBackend)
+    assert (c.default_ttl, c.namespace) == (300.0, "app")
+    assert isinstance(
+        Cache.from_env({"REDIS_URL": "redis://h", "CACHE_TYPE": "memory"}).backend, MemoryBackend
+    )
+    assert isinstance(
+        Cache.from_env({"REDIS_URL": "redis://h", "CACHE_TYPE": "hybrid"}).backend, TieredBackend
+    )
+    off = Cache.from_env({"CACHE_ENABLED": "false", "REDIS_URL": "redis://h"})
+    assert isinstance(off.backend, NullBackend)
+    assert off.get_or_set("k", lambda: 1) == 1
+    assert off.get("k") is None
+    assert isinstance(AsyncCache.from_env({"REDIS_URL": "redis://h"}).backend, FallbackBackend)
+
+
+def test_from_env_reports_every_problem_without_secrets() -> None:
+    """All bad variables are listed at once; the Redis password never appears."""
+    with pytest.raises(ConfigError) as info:
+        Cache.from_env(
+            {
+                "REDIS_URL": "http://:hunter2@host",
+                "CACHE_TTL": "soon",
+                "CACHE_TYPE": "disk",
+                "CACHE_ENABLED": "perhaps",
+                "CACHE_MAX_BYTES": "lots",
+            }
+        )
+    names = {p.variable for p in info.value.errors}
+    assert names == {"REDIS_URL", "CACHE_TTL", "CACHE_TYPE", "CACHE_ENABLED", "CACHE_MAX_BYTES"}
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        Cache.from_env({"CACHE_TYPE": "redis"})
+
+
+def test_bad_constructor_options() -> None:
+    """Invalid sizes and jitter fail at construction with the option named."""
+    with pytest.raises(ValueError, match="max_entries"):
+        MemoryBackend(max_entries=0)
+    with pytest.raises(ValueError, match="max_bytes"):
+        MemoryBackend(max_bytes=0)
+    with pytest.raises(ValueError, match="ttl_jitter"):
+        Cache(ttl_jitter=1.5)
