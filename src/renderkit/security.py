@@ -543,6 +543,9 @@ class HTTPSRedirect:
             raise ValueError(
                 f"HTTPSRedirectMiddleware: https_port={self.https_port} must be 1-65535"
             )
+        object.__setattr__(self, "exempt_paths", tuple(self.exempt_paths))
+        if self.allowed_hosts is not None:
+            object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
         object.__setattr__(self, "_exempt", path_matcher(tuple(self.exempt_paths)))
         hosts = [h.lower().strip() for h in self.allowed_hosts or ()]
         object.__setattr__(self, "_any_host", "*" in hosts)
@@ -624,8 +627,8 @@ class HTTPSRedirectMiddleware:
         self.app = app
         self.redirect = HTTPSRedirect(
             trust=trust if trust is not None else default_trust(),
-            exempt_paths=tuple(exempt_paths),
-            allowed_hosts=tuple(allowed_hosts) if allowed_hosts is not None else None,
+            exempt_paths=exempt_paths,
+            allowed_hosts=allowed_hosts,
             https_port=https_port,
         )
 

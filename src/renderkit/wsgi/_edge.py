@@ -231,8 +231,8 @@ class HTTPSRedirectMiddleware:
         self.app = app
         self.redirect = HTTPSRedirect(
             trust=trust if trust is not None else default_trust(),
-            exempt_paths=tuple(exempt_paths),
-            allowed_hosts=tuple(allowed_hosts) if allowed_hosts is not None else None,
+            exempt_paths=exempt_paths,
+            allowed_hosts=allowed_hosts,
             https_port=https_port,
         )
 

@@ -1,0 +1,271 @@
+"""Tests for renderkit.correlation: id selection, echo, contextvar isolation, logging, httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from renderkit._context import correlation_id_var
+from renderkit.correlation import (
+    CorrelationId,
+    CorrelationIdFilter,
+    CorrelationIdMiddleware,
+    add_correlation_id,
+    async_httpx_hook,
+    get_correlation_id,
+    httpx_hook,
+    is_valid_request_id,
+    outgoing_headers,
+)
+
+HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+async def echo(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(f"{get_correlation_id()}|{request.state.request_id}")
+
+
+async def boom(request: Request) -> PlainTextResponse:
+    raise RuntimeError("handler failed")
+
+
+def make_client(**options: object) -> TestClient:
+    app = Starlette(routes=[Route("/", echo), Route("/boom", boom)])
+    app.add_middleware(CorrelationIdMiddleware, **options)  # type: ignore[arg-type]
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_generates_a_uuid_hex_id_and_binds_it() -> None:
+    """Without an incoming id a uuid4 hex id is generated, echoed and bound for the handler."""
+    response = make_client().get("/")
+    request_id = response.headers["x-request-id"]
+    assert HEX32.fullmatch(request_id)
+    assert response.text == f"{request_id}|{request_id}"
+
+
+@pytest.mark.parametrize(
+    "incoming",
+    [
+        "3f2504e0-4f89-11d3-9a0c-0305e82c3301",  # UUID
+        "a" * 32,  # nginx $request_id (32 hex)
+        "01HV5Z8K3Q9X7M2N4P6R8T0W2Y",  # ULID
+        "req_abc:def/ghi=+@",  # token characters
+        "x" * 128,
+    ],
+)
+def test_accepts_valid_incoming_ids(incoming: str) -> None:
+    """Real-world ids (UUID, nginx 32-hex, ULID, token chars up to 128) are kept as sent."""
+    response = make_client().get("/", headers={"X-Request-ID": incoming})
+    assert response.headers["x-request-id"] == incoming
+    assert response.text.split("|")[0] == incoming
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", " ", "a b", "x" * 129, "x" * 10_000, "abc\x00def", "caf\u00e9", "a,b", 'a"b', "a;b"],
+)
+def test_invalid_incoming_ids_are_replaced_never_echoed(bad: str) -> None:
+    """Empty, oversized, NUL, non-ASCII, comma/quote ids are replaced with a fresh one."""
+    scope_headers = [(b"x-request-id", bad.encode("utf-8"))]
+    policy = CorrelationId()
+    assert policy.resolve(scope_headers) != bad
+    assert HEX32.fullmatch(policy.resolve(scope_headers))
+
+
+def test_crlf_injection_is_never_echoed() -> None:
+    """An id carrying CR/LF (raw bytes, as a hostile proxy could pass) is replaced."""
+    policy = CorrelationId()
+    value = policy.resolve([(b"x-request-id", b"abc\r\nSet-Cookie: x=1")])
+    assert "\r" not in value and "Set-Cookie" not in value
+    assert HEX32.fullmatch(value)
+
+
+def test_header_order_and_traceparent_fallback() -> None:
+    """X-Request-ID wins over X-Correlation-ID, which wins over the traceparent trace id."""
+    policy = CorrelationId()
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traceparent = f"00-{trace}-00f067aa0ba902b7-01".encode()
+    assert policy.resolve([(b"traceparent", traceparent), (b"x-correlation-id", b"cid")]) == "cid"
+    assert policy.resolve([(b"x-correlation-id", b"cid"), (b"x-request-id", b"rid")]) == "rid"
+    assert policy.resolve([(b"traceparent", traceparent)]) == trace
+    # An invalid traceparent (all-zero trace id, wrong version) is ignored.
+    zero = b"00-" + b"0" * 32 + b"-00f067aa0ba902b7-01"
+    assert HEX32.fullmatch(policy.resolve([(b"traceparent", zero)]))
+    assert policy.resolve([(b"traceparent", b"ff-" + trace.encode() + b"-00f067aa0ba902b7-01")]) != trace
+
+
+def test_invalid_first_header_falls_through_to_the_next() -> None:
+    """A broken X-Request-ID does not hide a valid X-Correlation-ID."""
+    policy = CorrelationId()
+    assert policy.resolve([(b"x-request-id", b"bad id"), (b"x-correlation-id", b"good")]) == "good"
+
+
+def test_custom_header_validator_and_generator() -> None:
+    """The header name, validator hook and generator are configurable."""
+    client = make_client(
+        header_name="X-Correlation-ID",
+        validator=lambda v: v.startswith("ok-"),
+        generator=lambda: "gen-1",
+    )
+    assert client.get("/", headers={"X-Correlation-ID": "ok-7"}).headers["x-correlation-id"] == "ok-7"
+    response = client.get("/", headers={"X-Correlation-ID": "nope"})
+    assert response.headers["x-correlation-id"] == "gen-1"
+    assert "x-request-id" not in response.headers
+    # X-Request-ID is still read as the second choice.
+    assert client.get("/", headers={"X-Request-ID": "ok-9"}).headers["x-correlation-id"] == "ok-9"
+
+
+def test_a_failing_validator_or_generator_never_breaks_the_request(caplog) -> None:
+    """A validator that raises rejects the id; a generator that raises falls back to uuid4."""
+
+    def broken_validator(value: str) -> bool:
+        raise RuntimeError("bug")
+
+    def broken_generator() -> str:
+        raise RuntimeError("bug")
+
+    policy = CorrelationId(validator=broken_validator, generator=broken_generator)
+    with caplog.at_level(logging.ERROR, logger="renderkit.correlation"):
+        assert HEX32.fullmatch(policy.resolve([(b"x-request-id", b"abc")]))
+    assert "validator raised" in caplog.text and "generator raised" in caplog.text
+    assert HEX32.fullmatch(CorrelationId(generator=lambda: "bad id\n").new_id())
+
+
+def test_bad_options_raise_a_clear_error() -> None:
+    """Option mistakes are reported together, naming the option."""
+    with pytest.raises(ValueError, match="header=.*max_length"):
+        CorrelationId(header="X Request", max_length=0)
+    with pytest.raises(ValueError, match="incoming"):
+        CorrelationId(incoming="X-Request-ID")
+
+
+def test_id_is_on_an_unhandled_500() -> None:
+    """A handler that raises still answers with the request id (the incoming one)."""
+    response = make_client().get("/boom", headers={"X-Request-ID": "trace-500"})
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "trace-500"
+
+
+def test_exception_still_propagates_for_the_server_to_log() -> None:
+    """The middleware re-raises after answering, so tracebacks are not swallowed."""
+    app = Starlette(routes=[Route("/boom", boom)])
+    app.add_middleware(CorrelationIdMiddleware)
+    with pytest.raises(RuntimeError, match="handler failed"):
+        TestClient(app).get("/boom")
+
+
+def test_handler_set_id_header_is_replaced_once() -> None:
+    """The response carries exactly one X-Request-ID even if the handler set its own."""
+
+    async def sets(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("x", headers={"X-Request-ID": "handler"})
+
+    app = Starlette(routes=[Route("/", sets)])
+    app.add_middleware(CorrelationIdMiddleware)
+    response = TestClient(app).get("/", headers={"X-Request-ID": "incoming"})
+    assert response.headers.get_list("x-request-id") == ["incoming"]
+
+
+async def test_concurrent_requests_never_see_each_others_id() -> None:
+    """Interleaved asyncio requests each read their own id, and it is reset afterwards."""
+
+    async def slow(request: Request) -> PlainTextResponse:
+        before = get_correlation_id()
+        await asyncio.sleep(0.01)
+        return PlainTextResponse(f"{before}|{get_correlation_id()}")
+
+    app = Starlette(routes=[Route("/", slow)])
+    app.add_middleware(CorrelationIdMiddleware)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        responses = await asyncio.gather(
+            *(client.get("/", headers={"X-Request-ID": f"req-{i}"}) for i in range(20))
+        )
+    for i, response in enumerate(responses):
+        assert response.text == f"req-{i}|req-{i}"
+    assert get_correlation_id() is None
+
+
+def test_logging_filter_and_structlog_processor() -> None:
+    """The filter sets record.correlation_id ("-" outside a request); the processor adds it."""
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "msg", None, None)
+    flt = CorrelationIdFilter()
+    assert flt.filter(record) is True
+    assert record.correlation_id == "-"  # type: ignore[attr-defined]
+    token = correlation_id_var.set("abc123")
+    try:
+        flt.filter(record)
+        assert record.correlation_id == "abc123"  # type: ignore[attr-defined]
+        assert add_correlation_id(None, "info", {"event": "e"})["request_id"] == "abc123"
+        assert outgoing_headers() == {"X-Request-ID": "abc123"}
+    finally:
+        correlation_id_var.reset(token)
+    assert outgoing_headers() == {}
+
+
+def test_logs_written_in_a_handler_carry_the_id(caplog) -> None:
+    """A stdlib log line inside a handler carries the request's id via the filter."""
+    app_logger = logging.getLogger("tests.correlation.app")
+
+    async def logs(request: Request) -> PlainTextResponse:
+        app_logger.info("inside")
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/", logs)])
+    app.add_middleware(CorrelationIdMiddleware)
+    caplog.handler.addFilter(CorrelationIdFilter())
+    with caplog.at_level(logging.INFO, logger="tests.correlation.app"):
+        TestClient(app).get("/", headers={"X-Request-ID": "logged-id"})
+    assert [r.correlation_id for r in caplog.records if r.name == app_logger.name] == ["logged-id"]  # type: ignore[attr-defined]
+
+
+async def test_httpx_hooks_propagate_the_id() -> None:
+    """The httpx event hooks add X-Request-ID to outgoing calls, sync and async."""
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-request-id"))
+        return httpx.Response(200)
+
+    token = correlation_id_var.set("out-1")
+    try:
+        with httpx.Client(
+            transport=httpx.MockTransport(handler), event_hooks={"request": [httpx_hook]}
+        ) as client:
+            client.get("http://svc/")
+            client.get("http://svc/", headers={"X-Request-ID": "explicit"})
+        async with httpx.AsyncClient(
+            transport=httpx.MockTransport(handler), event_hooks={"request": [async_httpx_hook]}
+        ) as aclient:
+            await aclient.get("http://svc/")
+    finally:
+        correlation_id_var.reset(token)
+    assert seen == ["out-1", "explicit", "out-1"]
+
+
+def test_is_valid_request_id_rules() -> None:
+    """The charset-and-length rule: token chars, 1..max_length."""
+    assert is_valid_request_id("abc")
+    assert not is_valid_request_id("")
+    assert not is_valid_request_id("a" * 129)
+    assert is_valid_request_id("a" * 200, max_length=200)
+
+
+def test_non_http_scopes_pass_through() -> None:
+    """Lifespan scopes reach the app untouched."""
+    seen: list[str] = []
+
+    async def inner(scope, receive, send):  # type: ignore[no-untyped-def]
+        seen.append(scope["type"])
+
+    asyncio.run(CorrelationIdMiddleware(inner)({"type": "lifespan"}, None, None))  # type: ignore[arg-type]
+    assert seen == ["lifespan"]

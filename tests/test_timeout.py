@@ -1,0 +1,96 @@
+"""Tests for renderkit.resilience.TimeoutMiddleware."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, StreamingResponse
+from starlette.routing import Route
+
+from renderkit.correlation import CorrelationIdMiddleware
+from renderkit.errors import ConfigError
+from renderkit.resilience import TimeoutMiddleware
+
+cancelled: list[bool] = []
+
+
+async def slow(request: Request) -> PlainTextResponse:
+    try:
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:
+        cancelled.append(True)
+        raise
+    return PlainTextResponse("late")
+
+
+async def fast(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("fast")
+
+
+async def stream(request: Request) -> StreamingResponse:
+    async def body():  # type: ignore[no-untyped-def]
+        for i in range(3):
+            yield f"chunk{i};".encode()
+            await asyncio.sleep(0.06)
+
+    return StreamingResponse(body())
+
+
+def client_for(**options: object) -> httpx.AsyncClient:
+    app = Starlette(
+        routes=[Route("/slow", slow), Route("/fast", fast), Route("/stream", stream)]
+    )
+    app.add_middleware(TimeoutMiddleware, **options)  # type: ignore[arg-type]
+    app.add_middleware(CorrelationIdMiddleware)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+async def test_slow_handler_gets_504_json_and_is_cancelled() -> None:
+    """After the timeout the handler is cancelled and the client gets a 504 with a JSON body."""
+    cancelled.clear()
+    async with client_for(timeout=0.1) as client:
+        response = await client.get("/slow", headers={"X-Request-ID": "t-1"})
+    assert response.status_code == 504
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-request-id"] == "t-1"
+    body = response.json()
+    assert body["error"] == "gateway_timeout" and body["request_id"] == "t-1"
+    assert "0.1 seconds" in body["detail"]
+    assert cancelled == [True]
+
+
+async def test_fast_handler_and_started_stream_are_left_alone() -> None:
+    """A response that started before the deadline streams to its end."""
+    async with client_for(timeout=0.1) as client:
+        assert (await client.get("/fast")).text == "fast"
+        response = await client.get("/stream")
+    assert response.status_code == 200
+    assert response.text == "chunk0;chunk1;chunk2;"
+
+
+async def test_exempt_paths_and_disabled_timeout() -> None:
+    """Exempt paths and timeout=None never time out."""
+    async with client_for(timeout=0.05, exempt_paths=["/stream"]) as client:
+        assert (await client.get("/stream")).status_code == 200
+    middleware = TimeoutMiddleware(fast, timeout=None)  # type: ignore[arg-type]
+    assert middleware.timeout is None
+
+
+@pytest.mark.parametrize("bad", [0, -1, "30", True])
+def test_bad_timeout_is_rejected(bad: object) -> None:
+    """Non-positive or non-numeric timeouts fail at construction naming the option."""
+    with pytest.raises(ValueError, match="timeout"):
+        TimeoutMiddleware(fast, timeout=bad)  # type: ignore[arg-type]
+
+
+def test_from_env_reads_request_timeout() -> None:
+    """REQUEST_TIMEOUT takes durations; 0/off disables; garbage is a ConfigError naming it."""
+    assert TimeoutMiddleware.from_env(fast, {}).timeout == 30.0  # type: ignore[arg-type]
+    assert TimeoutMiddleware.from_env(fast, {"REQUEST_TIMEOUT": "2m"}).timeout == 120.0  # type: ignore[arg-type]
+    assert TimeoutMiddleware.from_env(fast, {"REQUEST_TIMEOUT": "off"}).timeout is None  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="REQUEST_TIMEOUT"):
+        TimeoutMiddleware.from_env(fast, {"REQUEST_TIMEOUT": "soon"})  # type: ignore[arg-type]
