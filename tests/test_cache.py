@@ -462,7 +462,7 @@ def test_cached_custom_key_and_kind_checks() -> None:
 
     with pytest.raises(TypeError, match="AsyncCache"):
         cache.cached()(coro)
-    with pytest.raises(TypeError, match="Cache.cached"):
+    with pytest.raises(TypeError, match=r"Cache\.cached"):
         AsyncCache().cached()(lambda: 1)  # type: ignore[arg-type]
 
 

@@ -61,6 +61,7 @@ class RedisBackend:
         socket_timeout: float = 0.25,
         socket_connect_timeout: float = 0.25,
         max_connections: int = 50,
+        pool_timeout: float = 1.0,
         **client_kwargs: Any,
     ) -> RedisBackend:
         """Connect lazily to ``url`` with short socket timeouts and no client-side retries.
@@ -68,10 +69,13 @@ class RedisBackend:
         A hung Redis costs ``socket_timeout`` once; the circuit breaker of a
         :class:`~renderkit.cache.FallbackBackend` then stops paying it on every call.
         """
-        options: dict[str, Any] = {
+        pool_options: dict[str, Any] = {
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_connect_timeout,
             "max_connections": max_connections,
+            # Callers beyond max_connections wait briefly for a free connection instead of
+            # failing at once (which would wrongly trip the circuit breaker under load).
+            "timeout": pool_timeout,
             "health_check_interval": 30,
             **client_kwargs,
         }
@@ -79,14 +83,14 @@ class RedisBackend:
             aredis = require("redis.asyncio", extra="redis", feature="RedisBackend")
             aretry = require("redis.asyncio.retry", extra="redis", feature="RedisBackend")
             backoff = require("redis.backoff", extra="redis", feature="RedisBackend")
-            options.setdefault("retry", aretry.Retry(backoff.NoBackoff(), 0))
-            client = aredis.Redis.from_url(url, **options)
+            apool = aredis.BlockingConnectionPool.from_url(url, **pool_options)
+            client = aredis.Redis(connection_pool=apool, retry=aretry.Retry(backoff.NoBackoff(), 0))
         else:
             sredis = require("redis", extra="redis", feature="RedisBackend")
             retry = require("redis.retry", extra="redis", feature="RedisBackend")
             backoff = require("redis.backoff", extra="redis", feature="RedisBackend")
-            options.setdefault("retry", retry.Retry(backoff.NoBackoff(), 0))
-            client = sredis.Redis.from_url(url, **options)
+            pool = sredis.BlockingConnectionPool.from_url(url, **pool_options)
+            client = sredis.Redis(connection_pool=pool, retry=retry.Retry(backoff.NoBackoff(), 0))
         return cls(client, prefix=prefix)
 
     def _wrong_kind(self, wanted: str) -> TypeError:
@@ -154,6 +158,7 @@ class RedisBackend:
     def close(self) -> None:
         if not self.is_async:
             self._sync.close()
+            self._sync.connection_pool.disconnect()
 
     # -- asyncio ---------------------------------------------------------------------------
     async def aget(self, key: str) -> bytes | None:
@@ -197,7 +202,7 @@ class RedisBackend:
 
     async def aclose(self) -> None:
         if self.is_async:
-            await self._async.aclose()
+            await self._async.aclose(close_connection_pool=True)
         else:
             self.close()
 
