@@ -733,3 +733,14 @@ def test_environment_agrees_with_platform_detection(
         "staging" if platform.is_preview else "production" if platform.is_paas else "development"
     )
     assert environment(env_vars) == expected
+
+
+def test_unresolvable_annotation_is_a_type_error() -> None:
+    """An annotation naming a local-only type raises TypeError with a hint, not NameError."""
+    Local = int
+
+    class Bad(Settings):
+        value: Local = env("VALUE", default="1")  # type: ignore[valid-type]
+
+    with pytest.raises(TypeError, match="module level"):
+        Bad.load({})

@@ -904,7 +904,13 @@ class Settings:
             return cached  # type: ignore[no-any-return]
         import typing
 
-        hints = typing.get_type_hints(cls)
+        try:
+            hints = typing.get_type_hints(cls)
+        except NameError as exc:
+            raise TypeError(
+                f"{cls.__name__}: a field annotation names something not importable from its "
+                f"module ({exc}); define settings classes at module level"
+            ) from None
         spec: dict[str, tuple[EnvField, _Parser]] = {}
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
