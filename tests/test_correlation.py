@@ -100,7 +100,10 @@ def test_header_order_and_traceparent_fallback() -> None:
     # An invalid traceparent (all-zero trace id, wrong version) is ignored.
     zero = b"00-" + b"0" * 32 + b"-00f067aa0ba902b7-01"
     assert HEX32.fullmatch(policy.resolve([(b"traceparent", zero)]))
-    assert policy.resolve([(b"traceparent", b"ff-" + trace.encode() + b"-00f067aa0ba902b7-01")]) != trace
+    assert (
+        policy.resolve([(b"traceparent", b"ff-" + trace.encode() + b"-00f067aa0ba902b7-01")])
+        != trace
+    )
 
 
 def test_invalid_first_header_falls_through_to_the_next() -> None:
@@ -116,7 +119,9 @@ def test_custom_header_validator_and_generator() -> None:
         validator=lambda v: v.startswith("ok-"),
         generator=lambda: "gen-1",
     )
-    assert client.get("/", headers={"X-Correlation-ID": "ok-7"}).headers["x-correlation-id"] == "ok-7"
+    assert (
+        client.get("/", headers={"X-Correlation-ID": "ok-7"}).headers["x-correlation-id"] == "ok-7"
+    )
     response = client.get("/", headers={"X-Correlation-ID": "nope"})
     assert response.headers["x-correlation-id"] == "gen-1"
     assert "x-request-id" not in response.headers
@@ -142,7 +147,7 @@ def test_a_failing_validator_or_generator_never_breaks_the_request(caplog) -> No
 
 def test_bad_options_raise_a_clear_error() -> None:
     """Option mistakes are reported together, naming the option."""
-    with pytest.raises(ValueError, match="header=.*max_length"):
+    with pytest.raises(ValueError, match=r"header=.*max_length"):
         CorrelationId(header="X Request", max_length=0)
     with pytest.raises(ValueError, match="incoming"):
         CorrelationId(incoming="X-Request-ID")

@@ -106,7 +106,10 @@ def test_nonce_is_fresh_per_request_and_matches_the_body() -> None:
         response = client.get("/")
         nonce = response.text.split("nonce='")[1].split("'")[0]
         assert len(nonce) >= 22
-        assert f"'nonce-{nonce}'" in parse_csp(response.headers["content-security-policy"])["script-src"]
+        assert (
+            f"'nonce-{nonce}'"
+            in parse_csp(response.headers["content-security-policy"])["script-src"]
+        )
         nonces.add(nonce)
     assert len(nonces) == 3
 
@@ -157,14 +160,18 @@ def test_headers_are_on_an_unhandled_500() -> None:
 def test_api_preset() -> None:
     """The API preset sends OWASP's CSP for JSON APIs and no nonce."""
     response = starlette_client(SecurityHeaders.api()).get("/json")
-    assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert (
+        response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    )
     assert "permissions-policy" not in response.headers
     assert_observatory_a_plus(response.headers)
 
 
 def test_report_only_and_reporting_endpoints() -> None:
     """Report-only mode uses the -Report-Only header with report-uri and report-to."""
-    policy = SecurityHeaders(csp_report_only=True, report_uri="/csp", report_to="https://r.example/csp")
+    policy = SecurityHeaders(
+        csp_report_only=True, report_uri="/csp", report_to="https://r.example/csp"
+    )
     response = starlette_client(policy).get("/")
     assert "content-security-policy" not in response.headers
     csp = response.headers["content-security-policy-report-only"]
@@ -239,7 +246,7 @@ def test_bad_policy_options_raise_clear_errors(options: dict[str, object], messa
 
 def test_middleware_rejects_a_non_policy() -> None:
     """Passing something else than SecurityHeaders as policy is a TypeError with a hint."""
-    with pytest.raises(TypeError, match="SecurityHeaders.html"):
+    with pytest.raises(TypeError, match=r"SecurityHeaders\.html"):
         SecurityHeadersMiddleware(page, policy={"csp": None})  # type: ignore[arg-type]
 
 

@@ -41,9 +41,7 @@ async def stream(request: Request) -> StreamingResponse:
 
 
 def client_for(**options: object) -> httpx.AsyncClient:
-    app = Starlette(
-        routes=[Route("/slow", slow), Route("/fast", fast), Route("/stream", stream)]
-    )
+    app = Starlette(routes=[Route("/slow", slow), Route("/fast", fast), Route("/stream", stream)])
     app.add_middleware(TimeoutMiddleware, **options)  # type: ignore[arg-type]
     app.add_middleware(CorrelationIdMiddleware)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")

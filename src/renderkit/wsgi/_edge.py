@@ -52,16 +52,36 @@ _500 = b"Internal Server Error"
 
 
 class _ClosingIterable:
-    """Wrap a response body so work can run when the server closes it (after the last byte)."""
+    """Wrap a response body so work runs once, when the server closes it (after the last byte).
 
-    __slots__ = ("_body", "_on_close")
+    ``early``: also run it when the body is exhausted, for callers that forget ``close()``
+    (test clients that never read or close a response would otherwise keep the request's
+    context alive in their thread).
+    """
 
-    def __init__(self, body: Iterable[bytes], on_close: Callable[[], None]) -> None:
+    __slots__ = ("_body", "_done", "_early", "_on_close")
+
+    def __init__(
+        self, body: Iterable[bytes], on_close: Callable[[], None], *, early: bool = False
+    ) -> None:
         self._body = body
         self._on_close = on_close
+        self._early = early
+        self._done = False
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
+        if not self._early:
+            return iter(self._body)
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[bytes]:
+        yield from self._body
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self._on_close()
 
     def close(self) -> None:
         try:
@@ -69,7 +89,7 @@ class _ClosingIterable:
             if close is not None:
                 close()
         finally:
-            self._on_close()
+            self._finish()
 
 
 def _error_response(start_response: StartResponse, exc: BaseException) -> list[bytes]:
@@ -158,7 +178,7 @@ class CorrelationIdMiddleware:
         except BaseException:
             _reset(token)
             raise
-        return _ClosingIterable(body, lambda: _reset(token))
+        return _ClosingIterable(body, lambda: _reset(token), early=True)
 
 
 class SecurityHeadersMiddleware:

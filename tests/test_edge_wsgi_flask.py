@@ -1,0 +1,271 @@
+"""Tests for the WSGI edge middleware and the Flask ``RenderKit`` extension."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask, g, render_template_string
+
+from renderkit._context import correlation_id_var
+from renderkit._http import ProxyTrust
+from renderkit.correlation import CorrelationIdFilter, get_correlation_id
+from renderkit.flask import RenderKit, RenderKitState
+from renderkit.metrics import UNMATCHED_ROUTE, RequestMetrics
+from renderkit.security import SecurityHeaders
+from renderkit.wsgi import (
+    CorrelationIdMiddleware,
+    HTTPSRedirectMiddleware,
+    RequestMetricsMiddleware,
+    SecurityHeadersMiddleware,
+)
+from test_security import assert_observatory_a_plus, parse_csp
+
+PROXY = ProxyTrust(hops=1)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_correlation_context() -> Iterator[None]:
+    # Flask's test client closes a response only when the test does; start each test clean.
+    token = correlation_id_var.set(None)
+    yield
+    correlation_id_var.reset(token)
+
+
+def make_flask(**options: Any) -> tuple[Flask, RenderKit]:
+    app = Flask(__name__)
+
+    @app.get("/users/<int:uid>")
+    def user(uid: int) -> str:
+        return render_template_string(
+            '<script nonce="{{ csp_nonce }}">1</script>{{ request_id }}|{{ g.csp_nonce }}|'
+            + str(g.request_id)
+            + "|"
+            + str(get_correlation_id())
+        )
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("handler failed")
+
+    @app.get("/health")
+    def health() -> str:
+        return "ok"
+
+    options.setdefault("trust", PROXY)
+    options.setdefault("environ", {"APP_ENV": "development"})
+    return app, RenderKit(app, **options)
+
+
+def closed(response: Any) -> Any:
+    response.close()  # the server closes the body: that is when metrics record and ids reset
+    return response
+
+
+def test_flask_scores_a_plus_and_exposes_ids_to_handlers_and_templates() -> None:
+    """Headers meet the Observatory rules; g.request_id, g.csp_nonce and the Jinja global work."""
+    app, _ = make_flask()
+    client = app.test_client()
+    response = closed(
+        client.get(
+            "/users/5",
+            base_url="https://localhost",
+            headers={"X-Request-ID": "flask-1"},
+        )
+    )
+    assert_observatory_a_plus(response.headers)
+    nonce = response.text.split('nonce="')[1].split('"')[0]
+    assert (
+        f"'nonce-{nonce}'" in parse_csp(response.headers["Content-Security-Policy"])["script-src"]
+    )
+    assert response.text.endswith(f"flask-1|{nonce}|flask-1|flask-1")
+    assert response.headers["X-Request-ID"] == "flask-1"
+    assert response.headers["Cache-Control"] == "private, no-store"
+    assert get_correlation_id() is None
+
+
+def test_flask_500_carries_id_and_headers_and_counts_the_error() -> None:
+    """A raising view answers 500 with the id and security headers; metrics count it."""
+    app, _ = make_flask()
+    app.logger.disabled = True
+    response = closed(app.test_client().get("/boom", headers={"X-Request-ID": "boom-1"}))
+    assert response.status_code == 500
+    assert response.headers["X-Request-ID"] == "boom-1"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    state: RenderKitState = app.extensions["renderkit"]
+    assert state.metrics is not None
+    snap = state.metrics.snapshot()
+    boom = next(r for r in snap["routes"] if r["route"] == "/boom")
+    assert boom["errors"] == 1
+
+
+def test_flask_metrics_use_the_url_rule_and_serve_endpoints() -> None:
+    """Routes are labelled by URL rule; /metrics and /metrics/json serve them."""
+    app, _ = make_flask(metrics_token="tok")
+    client = app.test_client()
+    for uid in range(3):
+        closed(client.get(f"/users/{uid}"))
+    closed(client.get("/nope/1"))
+    assert client.get("/metrics").status_code == 401
+    text = client.get("/metrics", headers={"Authorization": "Bearer tok"}).text
+    assert 'route="/users/<int:uid>",status="200"} 3' in text
+    assert f'route="{UNMATCHED_ROUTE}",status="404"}} 1' in text
+    data = client.get("/metrics/json", headers={"Authorization": "Bearer tok"}).json
+    assert data["requests"] >= 4
+
+
+def test_https_redirect_is_on_in_production_only_and_exempts_health() -> None:
+    """RenderKit decides by environment; FORCE_HTTPS overrides; /health stays reachable."""
+    prod, _ = make_flask(environ={"APP_ENV": "production"})
+    client = prod.test_client()
+    response = client.get("/users/1?x=1", headers={"X-Forwarded-Proto": "http"})
+    assert response.status_code == 301
+    assert response.headers["Location"] == "https://localhost/users/1?x=1"
+    assert response.headers["X-Request-ID"]  # the redirect passes through the edge stack
+    assert client.post("/users/1").status_code == 308
+    assert client.get("/health").status_code == 200
+    dev, _ = make_flask()
+    assert dev.test_client().get("/users/1").status_code == 200
+    forced, _ = make_flask(environ={"APP_ENV": "development", "FORCE_HTTPS": "1"})
+    assert forced.test_client().get("/users/1").status_code == 301
+    off, _ = make_flask(environ={"APP_ENV": "production"}, https_redirect=False)
+    assert off.test_client().get("/users/1").status_code == 200
+
+
+def test_init_app_factory_pattern_and_options() -> None:
+    """RenderKit().init_app(app) works; a second init on one app raises; hooks are no-ops."""
+    ext = RenderKit(
+        security=SecurityHeaders.api(), metrics=False, trust=PROXY, environ={"APP_ENV": "test"}
+    )
+    app = Flask(__name__)
+    app.add_url_rule("/", "index", lambda: "x")
+    ext.init_app(app)
+    state = app.extensions["renderkit"]
+    assert state.extension is ext and state.metrics is None
+    response = closed(app.test_client().get("/"))
+    assert (
+        response.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    )
+    assert app.test_client().get("/metrics").status_code == 404
+    with pytest.raises(RuntimeError, match="already initialised"):
+        ext.init_app(app)
+    with pytest.raises(TypeError, match="security"):
+        RenderKit(security="strict")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="metrics_path"):
+        RenderKit(metrics_path="metrics")
+
+
+def test_hooks_do_nothing_when_their_option_is_none() -> None:
+    """The sessions / rate-limit / health hooks are no-ops without their option."""
+    app, ext = make_flask()
+    state = app.extensions["renderkit"]
+    for hook in (ext._init_sessions, ext._init_ratelimit, ext._init_health):
+        assert hook(app, state) is None
+
+
+# --- plain WSGI ---------------------------------------------------------------------------
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    if environ["PATH_INFO"] == "/raise":
+        raise RuntimeError("wsgi app failed")
+    body = f"{environ.get('renderkit.request_id')}|{get_correlation_id()}".encode()
+    start_response("200 OK", [("Content-Type", "text/html"), ("Server", "gunicorn")])
+    return [body]
+
+
+def call(app: Any, path: str = "/", **environ: str) -> tuple[str, dict[str, str], bytes]:
+    from werkzeug.test import EnvironBuilder
+
+    env = EnvironBuilder(path=path).get_environ()
+    env.update(environ)
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured["status"], captured["headers"] = status, dict(headers)
+        return lambda data: None
+
+    body = app(env, start_response)
+    data = b"".join(body)
+    getattr(body, "close", lambda: None)()
+    return captured["status"], captured["headers"], data
+
+
+def test_wsgi_stack_ids_headers_and_500(caplog) -> None:
+    """The WSGI twins add the id and headers, and turn an exception into a logged 500."""
+    metrics = RequestMetrics()
+    stack = CorrelationIdMiddleware(
+        RequestMetricsMiddleware(SecurityHeadersMiddleware(wsgi_app, trust=PROXY), metrics=metrics)
+    )
+    status, headers, body = call(stack, HTTP_X_REQUEST_ID="w-1", HTTP_X_FORWARDED_PROTO="https")
+    assert status == "200 OK" and body == b"w-1|w-1"
+    assert headers["X-Request-ID"] == "w-1"
+    assert "Server" not in headers and headers["strict-transport-security"].startswith("max-age=")
+    assert "'nonce-" in headers["content-security-policy"]
+    with caplog.at_level(logging.ERROR, logger="renderkit.wsgi"):
+        status, headers, body = call(stack, "/raise", HTTP_X_REQUEST_ID="w-2\r\nX: y")
+    assert status.startswith("500")
+    assert headers["X-Request-ID"] != "w-2\r\nX: y" and len(headers["X-Request-ID"]) == 32
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "wsgi app failed" in caplog.text
+    # The innermost edge middleware answered the exception; metrics saw (and count) a 500.
+    assert metrics.snapshot()["errors"] == 1
+    assert metrics.snapshot()["routes"][0]["statuses"] == {"200": 1, "500": 1}
+    assert get_correlation_id() is None
+
+
+def test_wsgi_https_redirect() -> None:
+    """WSGI redirect: 301/308, query kept, health exempt, foreign host rejected."""
+    app = HTTPSRedirectMiddleware(wsgi_app, trust=PROXY, allowed_hosts=["example.com"])
+    status, headers, _ = call(
+        app, "/a b", QUERY_STRING="q=1", HTTP_HOST="example.com", HTTP_X_FORWARDED_PROTO="http"
+    )
+    assert status.startswith("301") and headers["Location"] == "https://example.com/a%20b?q=1"
+    status, _, _ = call(app, "/a", REQUEST_METHOD="POST", HTTP_HOST="example.com")
+    assert status.startswith("308")
+    assert call(app, "/healthz", HTTP_HOST="example.com")[0] == "200 OK"
+    status, headers, _ = call(app, "/a", HTTP_HOST="evil.com")
+    assert status.startswith("400") and "Location" not in headers
+    assert call(app, "/a", HTTP_HOST="example.com", HTTP_X_FORWARDED_PROTO="https")[0] == "200 OK"
+
+
+def test_wsgi_threads_never_share_an_id() -> None:
+    """Concurrent WSGI threads each see only their own request id."""
+    barrier = threading.Barrier(8)
+    results: dict[int, bytes] = {}
+
+    def slow_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        barrier.wait(timeout=5)
+        start_response("200 OK", [])
+        return [str(get_correlation_id()).encode()]
+
+    stack = CorrelationIdMiddleware(slow_app)
+
+    def worker(i: int) -> None:
+        results[i] = call(stack, HTTP_X_REQUEST_ID=f"thread-{i}")[2]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert results == {i: f"thread-{i}".encode() for i in range(8)}
+
+
+def test_flask_logs_carry_the_request_id(caplog) -> None:
+    """A log line written in a Flask view carries the id through CorrelationIdFilter."""
+    app, _ = make_flask()
+    view_logger = logging.getLogger("tests.flask.view")
+
+    @app.get("/log")
+    def log_view() -> str:
+        view_logger.warning("inside")
+        return "ok"
+
+    caplog.handler.addFilter(CorrelationIdFilter())
+    with caplog.at_level(logging.WARNING, logger="tests.flask.view"):
+        closed(app.test_client().get("/log", headers={"X-Request-ID": "log-1"}))
+    assert [r.correlation_id for r in caplog.records if r.name == "tests.flask.view"] == ["log-1"]  # type: ignore[attr-defined]
