@@ -23,6 +23,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "renderkit.testing": HEAVY,
     "renderkit.cli": (*HEAVY, "starlette", "psutil"),
     "renderkit.wsgi": HEAVY,
+    "renderkit.correlation": (*HEAVY, "starlette", "httpx", "psutil"),
+    "renderkit.security": (*HEAVY, "starlette", "structlog", "psutil"),
+    "renderkit.metrics": (*HEAVY, "starlette", "structlog", "psutil"),
+    "renderkit.flask": HEAVY,
 }
 
 PROBE = """

@@ -58,13 +58,56 @@ PUBLIC: dict[str, set[str]] = {
         "cgroup_memory_usage",
         "detect",
     },
+    "renderkit.correlation": {
+        "CorrelationId",
+        "CorrelationIdFilter",
+        "CorrelationIdMiddleware",
+        "add_correlation_id",
+        "async_httpx_hook",
+        "get_correlation_id",
+        "httpx_hook",
+        "is_valid_request_id",
+        "outgoing_headers",
+    },
+    "renderkit.security": {
+        "DEFAULT_EXEMPT_PATHS",
+        "DOCS_PATHS",
+        "HTTPSRedirect",
+        "HTTPSRedirectMiddleware",
+        "NONCE",
+        "SecurityHeaders",
+        "SecurityHeadersMiddleware",
+        "default_trust",
+        "https_redirect_enabled",
+    },
+    "renderkit.metrics": {
+        "PROMETHEUS_BUCKETS",
+        "RequestMetrics",
+        "RequestMetricsMiddleware",
+        "UNMATCHED_ROUTE",
+        "metrics_endpoint",
+        "route_template",
+    },
 }
 
 # Names SPEC.md promises; they must stay importable whatever else changes.
 SPEC_NAMES: dict[str, set[str]] = {
     "renderkit.config": {"ConfigError", "Settings", "env", "environment"},
     "renderkit.platform": {"Platform", "detect"},
-    "renderkit.resilience": {"CircuitBreaker"},
+    "renderkit.resilience": {"CircuitBreaker", "TimeoutMiddleware"},
+    "renderkit.security": {
+        "HTTPSRedirectMiddleware",
+        "SecurityHeaders",
+        "SecurityHeadersMiddleware",
+    },
+    "renderkit.correlation": {"CorrelationIdMiddleware", "get_correlation_id"},
+    "renderkit.flask": {"RenderKit"},
+    "renderkit.wsgi": {
+        "CorrelationIdMiddleware",
+        "HTTPSRedirectMiddleware",
+        "RequestMetricsMiddleware",
+        "SecurityHeadersMiddleware",
+    },
     "renderkit.health": {"CheckResult"},
 }
 

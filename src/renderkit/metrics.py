@@ -37,9 +37,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROMETHEUS_BUCKETS",
-    "UNMATCHED_ROUTE",
     "RequestMetrics",
     "RequestMetricsMiddleware",
+    "UNMATCHED_ROUTE",
     "metrics_endpoint",
     "route_template",
 ]

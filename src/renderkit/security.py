@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_EXEMPT_PATHS",
     "DOCS_PATHS",
-    "NONCE",
     "HTTPSRedirect",
     "HTTPSRedirectMiddleware",
+    "NONCE",
     "SecurityHeaders",
     "SecurityHeadersMiddleware",
     "default_trust",
