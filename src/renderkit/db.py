@@ -51,6 +51,16 @@ _SECURE_SSLMODES = {"require", "verify-ca", "verify-full"}
 _RETRY_CLASSES = ("08",)
 _RETRY_STATES = {"57P01", "57P02", "57P03", "53300"}
 _ROLLED_BACK_STATES = {"40001", "40P01"}
+_PERMANENT_CONNECT_ERRORS = (
+    "does not exist",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "permission denied",
+    "invalid sslmode",
+    "certificate",
+    "password supplied",
+    "no password",
+)
 
 
 def _mask(url: str) -> str:
@@ -73,7 +83,9 @@ def normalize_url(url: str, *, variable: str = "DATABASE_URL") -> str:
     try:
         return str(parse_postgres_url(url))
     except ValueError as exc:
-        raise ConfigError(ConfigProblem(variable, f"{exc}; got {_mask(url.strip())}")) from None
+        # Only a URL's password can be masked reliably; anything else is not echoed at all.
+        shown = _mask(url.strip()) if "://" in url else "a value that is not a URL (hidden)"
+        raise ConfigError(ConfigProblem(variable, f"{exc}; got {shown}")) from None
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -85,8 +97,11 @@ def is_transient(exc: BaseException) -> bool:
     if not isinstance(exc, psycopg.OperationalError):
         return False
     state = getattr(exc, "sqlstate", None)
-    if state is None:  # no answer from the server at all: refused, reset, timed out
-        return True
+    if state is None:
+        # A failed connect carries no SQLSTATE: tell refused/reset/timed out/starting up
+        # (worth retrying) from a wrong password, database or host (never going to work).
+        message = str(exc).lower()
+        return not any(marker in message for marker in _PERMANENT_CONNECT_ERRORS)
     return (
         state.startswith(_RETRY_CLASSES) or state in _RETRY_STATES or (state in _ROLLED_BACK_STATES)
     )
