@@ -108,6 +108,7 @@ _DEFAULT_PERMISSIONS: dict[str, tuple[str, ...]] = {
 _DIRECTIVE = re.compile(r"[a-z][a-z0-9-]*")
 _BAD_SOURCE_CHARS = re.compile(r"[;,\s\x00-\x1f\x7f]")
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _render_csp(
@@ -262,6 +263,12 @@ class SecurityHeaders:
             csp_text.encode("latin-1")
         except UnicodeEncodeError:
             problems.append("csp contains non-Latin-1 characters; use ASCII (punycode hosts)")
+        if _CONTROL_CHARS.search(csp_text):
+            # report_uri and a policy string reach the header unchecked otherwise.
+            problems.append(
+                "csp (with report_uri) contains a control character such as CR, LF or NUL, "
+                "which would break or inject headers; remove it"
+            )
         hsts = f"max-age={self.hsts_max_age}"
         if self.hsts_include_subdomains:
             hsts += "; includeSubDomains"
