@@ -76,7 +76,6 @@ class RedisBackend:
             # Callers beyond max_connections wait briefly for a free connection instead of
             # failing at once (which would wrongly trip the circuit breaker under load).
             "timeout": pool_timeout,
-            "health_check_interval": 30,
             **client_kwargs,
         }
         if asyncio:

@@ -37,7 +37,7 @@ class CorruptValue(ValueError):
 class Serializer:
     """Encode values to header-tagged bytes and back."""
 
-    __slots__ = ("_dumps", "compress_level", "compress_threshold", "pickle")
+    __slots__ = ("_dumps", "_loads", "compress_level", "compress_threshold", "pickle")
 
     def __init__(
         self,
@@ -52,6 +52,7 @@ class Serializer:
         self._dumps = json.JSONEncoder(
             ensure_ascii=False, separators=(",", ":"), allow_nan=False
         ).encode
+        self._loads = json.JSONDecoder().decode
 
     def dumps(self, value: Any) -> bytes:
         """Encode ``value``; raise :class:`CacheValueError` naming the type it cannot store."""
@@ -88,13 +89,14 @@ class Serializer:
         tag = data[0]
         try:
             if tag == _JSON:
-                return json.loads(data[1:])
+                # Straight to the decoder: json.loads would sniff the encoding of bytes first.
+                return self._loads(str(memoryview(data)[1:], "utf-8"))
             if tag == _RAW:
                 return data[1:]
             if tag in (_JSON_Z, _RAW_Z, _PICKLE_Z, _PICKLE):
                 body = zlib.decompress(data[1:]) if tag != _PICKLE else data[1:]
                 if tag == _JSON_Z:
-                    return json.loads(body)
+                    return self._loads(body.decode())
                 if tag == _RAW_Z:
                     return body
                 if not self.pickle:
