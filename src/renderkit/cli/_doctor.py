@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from renderkit.cli._connectivity import check_database, check_redis
 from renderkit.config import ConfigReport, explain_environment, format_bytes
 from renderkit.errors import ConfigError
 from renderkit.platform import Platform, detect
@@ -162,7 +163,14 @@ def check_settings(ctx: DoctorContext) -> Iterable[Finding]:
         )
 
 
-CHECKS: list[Check] = [check_environment, check_port, check_resources, check_settings]
+CHECKS: list[Check] = [
+    check_environment,
+    check_port,
+    check_resources,
+    check_settings,
+    check_database,
+    check_redis,
+]
 """The checks the doctor runs, in order; append a function to add one."""
 
 

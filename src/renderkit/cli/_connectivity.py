@@ -1,0 +1,165 @@
+"""Doctor checks that reach out: DATABASE_URL and REDIS_URL answer, and how fast.
+
+Each check connects once with a short timeout, runs the cheapest round trip (``SELECT 1`` /
+``PING``), and reports the latency. Passwords never appear in a finding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from renderkit.config import mask_url, parse_postgres_url, parse_redis_url
+
+if TYPE_CHECKING:
+    from renderkit.cli._doctor import DoctorContext, Finding
+
+__all__ = ["check_database", "check_redis"]
+
+CONNECT_TIMEOUT = 5.0
+SLOW_MS = 50.0  # a same-region private network answers in a few ms
+
+
+def _finding(*args: Any, **kwargs: Any) -> Finding:
+    from renderkit.cli._doctor import Finding
+
+    return Finding(*args, **kwargs)
+
+
+def _latency(name: str, what: str, ms: float, extra: str, details: dict[str, Any]) -> Finding:
+    text = f"{what} answered in {ms:.1f} ms{extra}"
+    details = {"latency_ms": round(ms, 2), **details}
+    if ms > SLOW_MS:
+        return _finding(
+            name,
+            "warn",
+            f"{text}: slow for a round trip",
+            "put the service in the same region as the app and use its internal URL",
+            details,
+        )
+    return _finding(name, "ok", text, "", details)
+
+
+def check_database(ctx: DoctorContext) -> Iterable[Finding]:
+    """DATABASE_URL is valid, Postgres accepts a connection, and ``SELECT 1`` is quick."""
+    raw = ctx.environ.get("DATABASE_URL", "").strip()
+    if not raw:
+        yield _finding("database", "ok", "DATABASE_URL not set; Postgres check skipped")
+        return
+    try:
+        url = str(parse_postgres_url(raw))
+    except ValueError as exc:
+        yield _finding(
+            "database",
+            "fail",
+            f"DATABASE_URL is invalid: {exc}",
+            "set DATABASE_URL to postgresql://user:password@host:5432/dbname",
+        )
+        return
+    try:
+        import psycopg
+    except ImportError:
+        yield _finding(
+            "database",
+            "warn",
+            "DATABASE_URL is set but psycopg is not installed, so it was not tested",
+            "pip install 'renderkit[postgres]'",
+        )
+        return
+    started = time.perf_counter()
+    try:
+        with psycopg.connect(
+            url,
+            connect_timeout=int(CONNECT_TIMEOUT),
+            application_name="renderkit-doctor",
+            autocommit=True,
+        ) as conn:
+            connected = time.perf_counter()
+            conn.execute("SELECT 1")
+            ms = (time.perf_counter() - connected) * 1000
+            version = conn.info.server_version
+            ssl = conn.pgconn.ssl_in_use
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        yield _finding(
+            "database",
+            "fail",
+            f"cannot reach Postgres at {mask_url(url)}: {mask_url(first)}",
+            "check the host, credentials and that the database is running (on Render, use "
+            "the internal URL from the same region)",
+            {"connect_ms": round((time.perf_counter() - started) * 1000, 1)},
+        )
+        return
+    details = {
+        "server_version": version,
+        "ssl": bool(ssl),
+        "connect_ms": round((connected - started) * 1000, 1),
+    }
+    yield _latency("database", "Postgres SELECT 1", ms, f" (server {version // 10000})", details)
+    if ctx.environment == "production" and not ssl and "localhost" not in url:
+        yield _finding(
+            "database",
+            "warn",
+            "the Postgres connection is not encrypted in production",
+            "add ?sslmode=require to DATABASE_URL unless it is a private-network URL",
+        )
+
+
+def check_redis(ctx: DoctorContext) -> Iterable[Finding]:
+    """REDIS_URL is valid, Redis answers ``PING`` quickly, and evicts keys when full."""
+    raw = ctx.environ.get("REDIS_URL", "").strip()
+    if not raw:
+        yield _finding("redis", "ok", "REDIS_URL not set; caches and limits stay in memory")
+        return
+    try:
+        url = str(parse_redis_url(raw))
+    except ValueError as exc:
+        yield _finding(
+            "redis",
+            "fail",
+            f"REDIS_URL is invalid: {exc}",
+            "set REDIS_URL to redis://host:6379/0 (rediss:// for TLS)",
+        )
+        return
+    try:
+        import redis
+    except ImportError:
+        yield _finding(
+            "redis",
+            "warn",
+            "REDIS_URL is set but redis-py is not installed, so it was not tested",
+            "pip install 'renderkit[redis]'",
+        )
+        return
+    client = redis.Redis.from_url(
+        url, socket_timeout=CONNECT_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
+    )
+    try:
+        client.ping()  # connects
+        started = time.perf_counter()
+        client.ping()
+        ms = (time.perf_counter() - started) * 1000
+        try:
+            info: dict[str, Any] = client.info("memory")
+        except Exception:  # some managed Redis deny INFO; the latency still counts
+            info = {}
+    except Exception as exc:
+        yield _finding(
+            "redis",
+            "fail",
+            f"cannot reach Redis at {mask_url(url)}: {type(exc).__name__}: {mask_url(str(exc))}",
+            "check the host and password; renderkit keeps serving from memory meanwhile",
+        )
+        return
+    finally:
+        client.close()
+    policy = info.get("maxmemory_policy")
+    yield _latency("redis", "Redis PING", ms, "", {"maxmemory_policy": policy})
+    if policy == "noeviction":
+        yield _finding(
+            "redis",
+            "warn",
+            "Redis maxmemory-policy is noeviction: a full cache makes writes fail",
+            "set the policy to allkeys-lru for a cache (Render: Key Value > maxmemory policy)",
+        )
