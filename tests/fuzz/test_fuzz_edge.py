@@ -14,9 +14,7 @@ from renderkit._http import ProxyTrust, client_ip, effective_scheme, header_list
 from renderkit.correlation import DEFAULT_MAX_LENGTH, CorrelationId, is_valid_request_id
 from renderkit.security import NONCE, SecurityHeaders
 
-FUZZ = settings(
-    deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow]
-)
+FUZZ = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 
 TOKEN_ID = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~/:=@]+")
 HEADER_BYTES = st.binary(max_size=300)
@@ -25,7 +23,9 @@ ADDRESSES = st.one_of(
     st.ip_addresses().map(str),
     st.ip_addresses(v=4).map(lambda a: f"{a}:{1234}"),
     st.ip_addresses(v=6).map(lambda a: f"[{a}]:443"),
-    st.sampled_from(["unknown", "", " ", "_", "[::1", "1.2.3.4:x", "::ffff:1.2.3.4", "fe80::1%eth0"]),
+    st.sampled_from(
+        ["unknown", "", " ", "_", "[::1", "1.2.3.4:x", "::ffff:1.2.3.4", "fe80::1%eth0"]
+    ),
     st.text(max_size=40),
 )
 TRUSTS = st.sampled_from(
@@ -147,8 +147,9 @@ def test_client_ip_is_an_address_the_peer_or_unknown(
             st.just(b"x-forwarded-proto"),
             st.one_of(
                 HEADER_BYTES,
-                st.lists(st.sampled_from(["http", "https", "HTTPS", " ", "ftp", ""]), max_size=5)
-                .map(lambda xs: ",".join(xs).encode()),
+                st.lists(
+                    st.sampled_from(["http", "https", "HTTPS", " ", "ftp", ""]), max_size=5
+                ).map(lambda xs: ",".join(xs).encode()),
             ),
         ),
         max_size=3,

@@ -47,6 +47,16 @@ Ttl = float | int | timedelta | None
 class CacheKeyError(RenderKitError, ValueError, TypeError):
     """A cache key is not a non-empty ``str`` of at most 1024 UTF-8 bytes."""
 
+    __module__ = "renderkit.cache"
+
+
+def _utf8_size(key: str) -> int:
+    """The key's UTF-8 length, or -1 when it cannot be encoded (a lone surrogate)."""
+    try:
+        return len(key.encode())
+    except UnicodeEncodeError:
+        return -1
+
 
 def _bad_key(key: object) -> CacheKeyError:
     if not isinstance(key, str):
@@ -56,6 +66,11 @@ def _bad_key(key: object) -> CacheKeyError:
         )
     if not key:
         return CacheKeyError("cache key is empty: pass a non-empty string")
+    if _utf8_size(key) < 0:
+        return CacheKeyError(
+            f"cache key is not valid Unicode (it holds a lone surrogate, key starts {key[:40]!r}): "
+            "build keys from decoded text, or hash the raw bytes"
+        )
     return CacheKeyError(
         f"cache key is {len(key.encode())} bytes long (limit {MAX_KEY_BYTES}): "
         f"hash long keys, e.g. hashlib.sha256(key.encode()).hexdigest() (key starts {key[:40]!r})"
@@ -111,7 +126,7 @@ class _CacheCore:
     def _key(self, key: str) -> str:
         if key.__class__ is str and 0 < len(key) <= 256:
             return self._prefix + key
-        if not isinstance(key, str) or not key or len(key.encode()) > MAX_KEY_BYTES:
+        if not isinstance(key, str) or not key or not 0 < _utf8_size(key) <= MAX_KEY_BYTES:
             raise _bad_key(key)
         return self._prefix + key
 

@@ -1,0 +1,194 @@
+"""Property tests for the env-value parsers: bools, numbers, durations, sizes, lists, URLs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from renderkit.config import (
+    MASK,
+    ByteSize,
+    format_duration,
+    mask_url,
+    parse_bool,
+    parse_bytes,
+    parse_duration,
+    parse_float,
+    parse_int,
+    parse_list,
+    parse_postgres_url,
+    parse_redis_url,
+)
+
+FUZZ = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+
+ANY_TEXT = st.text(max_size=300)
+NUMBERISH = st.from_regex(r"\s*-?[0-9]{0,25}(\.[0-9]{0,8})?\s*[a-zA-Zµ ]{0,8}\s*", fullmatch=True)
+DURATIONISH = st.lists(
+    st.tuples(
+        st.from_regex(r"[0-9]{1,6}(\.[0-9]{0,3})?", fullmatch=True),
+        st.sampled_from(["us", "ms", "s", "m", "h", "d", "w", "min", "hours", "", "x", "µs"]),
+    ),
+    min_size=1,
+    max_size=4,
+).map(lambda parts: " ".join(n + u for n, u in parts))
+
+
+@FUZZ
+@given(ANY_TEXT)
+def test_parse_bool_returns_a_bool_or_raises_valueerror(value: str) -> None:
+    """Only the documented words are booleans; everything else is a ValueError."""
+    try:
+        result = parse_bool(value)
+    except ValueError as exc:
+        assert "boolean" in str(exc)
+        return
+    assert isinstance(result, bool)
+    assert value.strip().lower() in {"true", "1", "yes", "on", "y", "t"} | {
+        "false",
+        "0",
+        "no",
+        "off",
+        "n",
+        "f",
+    }
+
+
+@FUZZ
+@given(st.one_of(ANY_TEXT, NUMBERISH))
+@example("1e400")
+@example("nan")
+@example("-inf")
+@example("١٢٣")  # Arabic-Indic digits: not ASCII, refused
+def test_number_parsers_return_finite_numbers_or_raise_valueerror(value: str) -> None:
+    """parse_int / parse_float never raise anything but ValueError and never return inf/nan."""
+    try:
+        number = parse_float(value)
+    except ValueError:
+        pass
+    else:
+        assert number == number and abs(number) != float("inf")
+    try:
+        whole = parse_int(value)
+    except ValueError:
+        pass
+    else:
+        assert isinstance(whole, int) and value.strip().isascii()
+
+
+@FUZZ
+@given(st.one_of(ANY_TEXT, NUMBERISH, DURATIONISH))
+@example("9" * 250 + "w")
+@example("1h30m")
+@example("-5s")
+@example("0.0000001s")
+@example("5 m 3")
+def test_parse_duration_is_non_negative_and_round_trips(value: str) -> None:
+    """A parsed duration is a non-negative timedelta that format_duration writes back exactly."""
+    try:
+        result = parse_duration(value)
+    except ValueError as exc:
+        assert "duration" in str(exc)
+        return
+    assert isinstance(result, timedelta)
+    assert result >= timedelta(0)
+    assert parse_duration(format_duration(result)) == result
+
+
+@FUZZ
+@given(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=10**6)))
+def test_format_duration_output_always_parses_back(value: timedelta) -> None:
+    """format_duration's output is valid parse_duration input with the same value."""
+    assert parse_duration(format_duration(value)) == value
+
+
+@FUZZ
+@given(st.one_of(ANY_TEXT, NUMBERISH))
+@example("1.5GiB")
+@example("0.5")
+@example("9" * 60 + "tib")
+@example("-1kb")
+def test_parse_bytes_returns_whole_non_negative_bytes(value: str) -> None:
+    """A parsed size is a non-negative whole ByteSize; anything else is a ValueError."""
+    try:
+        result = parse_bytes(value)
+    except ValueError as exc:
+        assert "size" in str(exc)
+        return
+    assert isinstance(result, ByteSize) and result >= 0
+
+
+@FUZZ
+@given(
+    st.one_of(
+        ANY_TEXT,
+        st.lists(st.text(max_size=10), max_size=6).map(", ".join),
+        st.recursive(
+            st.one_of(st.integers(), st.text(max_size=5), st.booleans(), st.none()),
+            lambda inner: st.lists(inner, max_size=3),
+            max_leaves=8,
+        ).map(lambda v: __import__("json").dumps(v)),
+    )
+)
+@example("[" * 5000)
+@example('["a", ["b"]]')
+def test_parse_list_returns_stripped_items_or_raises_valueerror(value: str) -> None:
+    """parse_list gives stripped non-empty strings (comma or JSON form) or a ValueError."""
+    try:
+        items = parse_list(value)
+    except ValueError:
+        return
+    assert all(isinstance(i, str) and i and i == i.strip() for i in items)
+    try:
+        numbers = parse_list(value, parse_int)
+    except ValueError:
+        return
+    assert all(isinstance(n, int) for n in numbers)
+
+
+URLISH = st.builds(
+    lambda scheme, user, pw, host, port, path: (
+        f"{scheme}://{user}{':' + pw if pw else ''}{'@' if user or pw else ''}{host}{port}{path}"
+    ),
+    st.sampled_from(["postgres", "postgresql", "redis", "rediss", "unix", "http", "", "PostGres"]),
+    st.sampled_from(["", "user", "u%40x"]),
+    st.one_of(st.just(""), st.text(max_size=12)),
+    st.sampled_from(["", "localhost", "db.internal", "[::1]", "[::1", "h:x"]),
+    st.sampled_from(["", ":5432", ":0", ":65536", ":-1", ":abc", ":٥٤"]),
+    st.sampled_from(["", "/0", "/app", "/x/y", "/15?ssl=true", "?host=/tmp"]),
+)
+
+
+@FUZZ
+@given(st.one_of(ANY_TEXT, URLISH))
+@example("postgres://user:secret@db:5432/app")
+@example("redis://:pw@[::1")
+@example("redis://h:99999/0")
+def test_url_parsers_validate_and_never_echo_the_password(value: str) -> None:
+    """URL parsers return a normalised URL or a ValueError whose message holds no part of it."""
+    for parser, schemes in (
+        (parse_postgres_url, ("postgresql://",)),
+        (parse_redis_url, ("redis://", "rediss://", "unix://")),
+    ):
+        try:
+            url = parser(value)
+        except ValueError as exc:
+            message = str(exc)
+            password = value.partition("://")[2].partition("@")[0].partition(":")[2]
+            if len(password) >= 4:
+                assert password not in message
+            continue
+        assert url.lower().startswith(schemes)
+        if "secret" in url:
+            assert "secret" not in url.masked and "secret" not in repr(url)
+
+
+@FUZZ
+@given(URLISH.map(lambda u: u.replace("://", "://user:hunter2@", 1)))
+def test_mask_url_hides_the_password(value: str) -> None:
+    """mask_url never lets a URL's password through."""
+    masked = mask_url(value)
+    if "://user:hunter2@" in value and not value.startswith("://"):
+        assert "hunter2" not in masked and MASK in masked
