@@ -48,6 +48,20 @@ PUBLIC: dict[str, set[str]] = {
         "read_dotenv",
     },
     "renderkit.logging": {"add_correlation_id", "configure_logging", "get_logger"},
+    "renderkit.db": {"AsyncDatabase", "Database", "PoolSettings", "is_transient", "normalize_url"},
+    "renderkit.cache": {
+        "AsyncCache",
+        "Backend",
+        "Cache",
+        "CacheKeyError",
+        "CacheValueError",
+        "FallbackBackend",
+        "MemoryBackend",
+        "NullBackend",
+        "RedisBackend",
+        "Serializer",
+        "TieredBackend",
+    },
     "renderkit.platform": {
         "DEFAULT_CGROUP_ROOT",
         "DEFAULT_GRACE_PERIODS",
@@ -109,6 +123,15 @@ SPEC_NAMES: dict[str, set[str]] = {
         "SecurityHeadersMiddleware",
     },
     "renderkit.health": {"CheckResult"},
+    "renderkit.db": {"AsyncDatabase", "Database"},
+    "renderkit.cache": {
+        "AsyncCache",
+        "Cache",
+        "FallbackBackend",
+        "MemoryBackend",
+        "RedisBackend",
+        "TieredBackend",
+    },
 }
 
 

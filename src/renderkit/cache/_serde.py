@@ -29,6 +29,8 @@ _PICKLE, _PICKLE_Z = 0x70, 0x50  # "p", "P"
 class CacheValueError(RenderKitError, TypeError):
     """A value cannot be stored with the cache's serializer; nothing was written."""
 
+    __module__ = "renderkit.cache"
+
 
 class CorruptValue(ValueError):
     """Stored bytes could not be decoded (internal: the cache treats them as a miss)."""
