@@ -64,7 +64,7 @@ def one_input(data: bytes) -> None:
             assert _is_address(ip) or ip == "10.0.0.1", ip
             assert effective_scheme("http", "10.0.0.1", headers, trust) in ("http", "https")
     elif selector == 1:
-        value = _POLICY.resolve(_headers(body) + [(b"traceparent", body)])
+        value = _POLICY.resolve([*_headers(body), (b"traceparent", body)])
         assert _TOKEN.fullmatch(value), value
         text = body.decode("latin-1")
         address = parse_ip(text)
