@@ -57,9 +57,12 @@ def run() -> list[Result]:
     # The facade alone: the same default client the raw baseline uses, no renderkit timeouts.
     same = Cache(RedisBackend(raw), namespace="bench")
     asame = AsyncCache(RedisBackend(araw), namespace="bench")
-    tiered = Cache(TieredBackend(MemoryBackend(), FallbackBackend(RedisBackend.from_url(URL),
-                                                                   MemoryBackend())),
-                   namespace="bench")
+    tiered = Cache(
+        TieredBackend(
+            MemoryBackend(), FallbackBackend(RedisBackend.from_url(URL), MemoryBackend())
+        ),
+        namespace="bench",
+    )
     cache.set("k", VALUE, ttl=600)
     tiered.get("k")  # fill L1
     assert raw.get("bench:k") is not None
@@ -81,15 +84,33 @@ def run() -> list[Result]:
         rounds=15,
         number=300,
     )
-    sync.check(Target("Cache.get <= 1.10x redis-py GET", "Cache.get (Redis+fallback)",
-                      "redis-py GET", max_ratio=1.10), sync.ratio("Cache.get (Redis+fallback)",
-                                                                  "redis-py GET"))
-    sync.check(Target("tiered hot key >= 30x faster than a Redis GET", "redis-py GET",
-                      "Cache.get (tiered, hot key)", min_ratio=30.0),
-               sync.ratio("redis-py GET", "Cache.get (tiered, hot key)"))
-    sync.check(Target("Cache facade on the same client <= 1.10x redis-py GET",
-                      "Cache.get (same client as baseline)", "redis-py GET", max_ratio=1.10),
-               sync.ratio("Cache.get (same client as baseline)", "redis-py GET"))
+    sync.check(
+        Target(
+            "Cache.get <= 1.10x redis-py GET",
+            "Cache.get (Redis+fallback)",
+            "redis-py GET",
+            max_ratio=1.10,
+        ),
+        sync.ratio("Cache.get (Redis+fallback)", "redis-py GET"),
+    )
+    sync.check(
+        Target(
+            "tiered hot key >= 30x faster than a Redis GET",
+            "redis-py GET",
+            "Cache.get (tiered, hot key)",
+            min_ratio=30.0,
+        ),
+        sync.ratio("redis-py GET", "Cache.get (tiered, hot key)"),
+    )
+    sync.check(
+        Target(
+            "Cache facade on the same client <= 1.10x redis-py GET",
+            "Cache.get (same client as baseline)",
+            "redis-py GET",
+            max_ratio=1.10,
+        ),
+        sync.ratio("Cache.get (same client as baseline)", "redis-py GET"),
+    )
     sync.note = NOTE
     results.append(sync)
 
@@ -118,13 +139,24 @@ def run() -> list[Result]:
         number=300,
         loop=loop,
     )
-    asy.check(Target("AsyncCache.get <= 1.10x redis.asyncio GET",
-                     "AsyncCache.get (Redis+fallback)", "redis.asyncio GET", max_ratio=1.10),
-              asy.ratio("AsyncCache.get (Redis+fallback)", "redis.asyncio GET"))
-    asy.check(Target("AsyncCache facade on the same client <= 1.10x redis.asyncio GET",
-                     "AsyncCache.get (same client as baseline)", "redis.asyncio GET",
-                     max_ratio=1.10),
-              asy.ratio("AsyncCache.get (same client as baseline)", "redis.asyncio GET"))
+    asy.check(
+        Target(
+            "AsyncCache.get <= 1.10x redis.asyncio GET",
+            "AsyncCache.get (Redis+fallback)",
+            "redis.asyncio GET",
+            max_ratio=1.10,
+        ),
+        asy.ratio("AsyncCache.get (Redis+fallback)", "redis.asyncio GET"),
+    )
+    asy.check(
+        Target(
+            "AsyncCache facade on the same client <= 1.10x redis.asyncio GET",
+            "AsyncCache.get (same client as baseline)",
+            "redis.asyncio GET",
+            max_ratio=1.10,
+        ),
+        asy.ratio("AsyncCache.get (same client as baseline)", "redis.asyncio GET"),
+    )
     asy.note = NOTE
     results.append(asy)
 
@@ -148,19 +180,40 @@ def run() -> list[Result]:
 
         variants["cashews mem:// get"] = cashews_get
     except ImportError:
-        print("cashews not installed: pip install cashews for the memory comparison",
-              file=sys.stderr)
-    mem = measure("Memory backend get", variants, baseline="MemoryBackend.get", rounds=15,
-                  number=2000, loop=loop)
+        print(
+            "cashews not installed: pip install cashews for the memory comparison", file=sys.stderr
+        )
+    mem = measure(
+        "Memory backend get",
+        variants,
+        baseline="MemoryBackend.get",
+        rounds=15,
+        number=2000,
+        loop=loop,
+    )
     if "cashews mem:// get" in variants:
-        mem.check(Target("MemoryBackend.aget <= 0.5x cashews mem:// get", "MemoryBackend.aget",
-                         "cashews mem:// get", max_ratio=0.5),
-                  mem.ratio("MemoryBackend.aget", "cashews mem:// get"))
-        mem.check(Target("MemoryBackend.get <= 0.5x cashews mem:// get", "MemoryBackend.get",
-                         "cashews mem:// get", max_ratio=0.5),
-                  mem.ratio("MemoryBackend.get", "cashews mem:// get"))
+        mem.check(
+            Target(
+                "MemoryBackend.aget <= 0.5x cashews mem:// get",
+                "MemoryBackend.aget",
+                "cashews mem:// get",
+                max_ratio=0.5,
+            ),
+            mem.ratio("MemoryBackend.aget", "cashews mem:// get"),
+        )
+        mem.check(
+            Target(
+                "MemoryBackend.get <= 0.5x cashews mem:// get",
+                "MemoryBackend.get",
+                "cashews mem:// get",
+                max_ratio=0.5,
+            ),
+            mem.ratio("MemoryBackend.get", "cashews mem:// get"),
+        )
     results.append(mem)
 
+    if "cashews mem:// get" in variants:
+        loop.run_until_complete(cashews.close())
     cache.clear()
     for c in (cache, plain, tiered):
         c.close()

@@ -30,8 +30,9 @@ def run() -> list[Result]:
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
     loop = asyncio.new_event_loop()
-    checked = ConnectionPool(URL, min_size=2, max_size=2, open=False,
-                             check=ConnectionPool.check_connection)
+    checked = ConnectionPool(
+        URL, min_size=2, max_size=2, open=False, check=ConnectionPool.check_connection
+    )
     unchecked = ConnectionPool(URL, min_size=2, max_size=2, open=False)
     checked.open(wait=True)
     unchecked.open(wait=True)
@@ -53,13 +54,20 @@ def run() -> list[Result]:
         rounds=15,
         number=200,
     )
-    sync.check(Target("Database.fetch_one <= 1.10x psycopg_pool", "Database.fetch_one",
-                      "psycopg_pool", max_ratio=1.10),
-               sync.ratio("Database.fetch_one", "psycopg_pool"))
+    sync.check(
+        Target(
+            "Database.fetch_one <= 1.10x psycopg_pool",
+            "Database.fetch_one",
+            "psycopg_pool",
+            max_ratio=1.10,
+        ),
+        sync.ratio("Database.fetch_one", "psycopg_pool"),
+    )
 
     async def setup() -> tuple[Any, AsyncDatabase]:
-        apool = AsyncConnectionPool(URL, min_size=2, max_size=2, open=False,
-                                    check=AsyncConnectionPool.check_connection)
+        apool = AsyncConnectionPool(
+            URL, min_size=2, max_size=2, open=False, check=AsyncConnectionPool.check_connection
+        )
         await apool.open(wait=True)
         adb = AsyncDatabase(URL, min_size=2, max_size=2, application_name="rk-bench")
         await adb.open()
@@ -83,9 +91,15 @@ def run() -> list[Result]:
         number=200,
         loop=loop,
     )
-    asy.check(Target("AsyncDatabase.fetch_one <= 1.10x async psycopg_pool",
-                     "AsyncDatabase.fetch_one", "psycopg_pool async", max_ratio=1.10),
-              asy.ratio("AsyncDatabase.fetch_one", "psycopg_pool async"))
+    asy.check(
+        Target(
+            "AsyncDatabase.fetch_one <= 1.10x async psycopg_pool",
+            "AsyncDatabase.fetch_one",
+            "psycopg_pool async",
+            max_ratio=1.10,
+        ),
+        asy.ratio("AsyncDatabase.fetch_one", "psycopg_pool async"),
+    )
 
     db.close()
     checked.close()
