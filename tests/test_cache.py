@@ -695,3 +695,16 @@ def test_bad_constructor_options() -> None:
         MemoryBackend(max_bytes=0)
     with pytest.raises(ValueError, match="ttl_jitter"):
         Cache(ttl_jitter=1.5)
+
+
+def test_unencodable_key_is_not_an_outage(renderkit_fakeredis: Any) -> None:
+    """A key Redis cannot encode is a miss for that call; the breaker stays closed."""
+    fb = FallbackBackend(RedisBackend(renderkit_fakeredis), MemoryBackend(), failure_threshold=1)
+    cache = Cache(fb)
+    for _ in range(3):
+        assert cache.get("\ud800", "d") == "d"
+    assert fb.fallback_active is False
+    assert fb.stats()["primary_errors"] == 0
+    assert cache.stats()["errors"] == 3
+    cache.set("fine", 1)
+    assert cache.get("fine") == 1

@@ -48,6 +48,8 @@ class FallbackBackend:
             on_state_change=self._state_changed,
         )
         self._counts = {"primary_errors": 0, "fallback_served": 0, "switches": 0}
+        # Failures that mean "the primary is down"; other exceptions propagate to the caller.
+        self._outage: tuple[type[BaseException], ...] = getattr(primary, "errors", (Exception,))
         self._last_error = ""
 
     def _state_changed(self, old: CircuitState, new: CircuitState) -> None:
@@ -79,11 +81,15 @@ class FallbackBackend:
 
     # -- the one decision, driven by a sync and an async runner -----------------------------
     def _call(self, on_primary: Callable[[], T], on_fallback: Callable[[], T]) -> T:
-        if self.breaker.allow():
+        breaker = self.breaker
+        if breaker.allow():
             try:
                 result = on_primary()
-            except Exception as exc:
+            except self._outage as exc:
                 self._failed(exc)
+            except BaseException:
+                breaker._release_probe()  # not an outage: free a half-open probe slot
+                raise
             else:
                 self.breaker.record_success()
                 return result
@@ -93,11 +99,15 @@ class FallbackBackend:
     async def _acall(
         self, on_primary: Callable[[], Awaitable[T]], on_fallback: Callable[[], Awaitable[T]]
     ) -> T:
-        if self.breaker.allow():
+        breaker = self.breaker
+        if breaker.allow():
             try:
                 result = await on_primary()
-            except Exception as exc:
+            except self._outage as exc:
                 self._failed(exc)
+            except BaseException:
+                breaker._release_probe()  # not an outage: free a half-open probe slot
+                raise
             else:
                 self.breaker.record_success()
                 return result
@@ -110,8 +120,11 @@ class FallbackBackend:
         if breaker.allow():
             try:
                 value = self.primary.get(key)
-            except Exception as exc:
+            except self._outage as exc:
                 self._failed(exc)
+            except BaseException:
+                breaker._release_probe()  # not an outage: free a half-open probe slot
+                raise
             else:
                 breaker.record_success()
                 return value
@@ -164,8 +177,11 @@ class FallbackBackend:
         if breaker.allow():
             try:
                 value = await self.primary.aget(key)
-            except Exception as exc:
+            except self._outage as exc:
                 self._failed(exc)
+            except BaseException:
+                breaker._release_probe()  # not an outage: free a half-open probe slot
+                raise
             else:
                 breaker.record_success()
                 return value

@@ -49,6 +49,10 @@ class RedisBackend:
         self.prefix = prefix
         self.name = name
         self.is_async = inspect.iscoroutinefunction(getattr(client, "execute_command", None))
+        exceptions = require("redis.exceptions", extra="redis", feature="RedisBackend")
+        # What counts as "Redis is failing" for a FallbackBackend; anything else (a key that
+        # cannot be encoded, a programming error) is this call's problem, not an outage.
+        self.errors: tuple[type[BaseException], ...] = (exceptions.RedisError, OSError)
         self._release: Any = None
 
     @classmethod
