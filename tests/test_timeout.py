@@ -92,3 +92,43 @@ def test_from_env_reads_request_timeout() -> None:
     assert TimeoutMiddleware.from_env(fast, {"REQUEST_TIMEOUT": "off"}).timeout is None  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="REQUEST_TIMEOUT"):
         TimeoutMiddleware.from_env(fast, {"REQUEST_TIMEOUT": "soon"})  # type: ignore[arg-type]
+
+
+async def test_cancel_scope_path_used_off_asyncio_behaves_the_same() -> None:
+    """The anyio cancel-scope path (used under trio) also times out only unstarted responses."""
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:  # type: ignore[type-arg]
+        sent.append(message)
+
+    async def receive() -> dict:  # type: ignore[type-arg]
+        return {"type": "http.request", "body": b""}
+
+    async def stuck(scope, receive, send):  # type: ignore[no-untyped-def]
+        await slow(None)  # type: ignore[arg-type]
+
+    middleware = TimeoutMiddleware(stuck, timeout=0.05)  # type: ignore[arg-type]
+    scope = {"type": "http", "method": "GET", "path": "/slow", "headers": []}
+    cancelled.clear()
+    assert await middleware._call_with_cancel_scope(scope, receive, send) is True
+    assert cancelled == [True] and sent == []
+
+    async def quick(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0.1)  # past the deadline, but the response had started
+        await send({"type": "http.response.body", "body": b"done"})
+
+    middleware = TimeoutMiddleware(quick, timeout=0.05)  # type: ignore[arg-type]
+    assert await middleware._call_with_cancel_scope(scope, receive, send) is False
+    assert sent[-1]["body"] == b"done"
+
+
+async def test_timeout_error_raised_by_the_handler_is_not_a_504() -> None:
+    """A handler's own TimeoutError propagates; only the middleware's deadline becomes 504."""
+
+    async def raises(scope, receive, send):  # type: ignore[no-untyped-def]
+        raise TimeoutError("upstream timed out")
+
+    middleware = TimeoutMiddleware(raises, timeout=5)  # type: ignore[arg-type]
+    with pytest.raises(TimeoutError, match="upstream"):
+        await middleware({"type": "http", "path": "/", "headers": []}, None, None)  # type: ignore[arg-type]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
-
-import anyio
 
 from renderkit._asgi import Message, Receive, Scope, Send, path_matcher, send_error_response
 from renderkit._context import correlation_id_var
@@ -85,8 +84,41 @@ class TimeoutMiddleware:
         ):
             await self.app(scope, receive, send)
             return
+        try:
+            asyncio.current_task()
+        except RuntimeError:  # not on asyncio (trio through anyio): use a cancel scope
+            timed_out = await self._call_with_cancel_scope(scope, receive, send)
+        else:
+            timed_out = await self._call_with_asyncio_timeout(scope, receive, send)
+        if timed_out:
+            await self._answer_504(scope, send)
+
+    async def _call_with_asyncio_timeout(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        # asyncio.timeout costs one timer handle; reschedule(None) lifts it at the first byte.
         started = False
-        with anyio.CancelScope(deadline=anyio.current_time() + self.timeout) as cancel_scope:
+        timeout = asyncio.timeout(self.timeout)
+
+        async def send_lifting_deadline(message: Message) -> None:
+            nonlocal started
+            if not started and message["type"] == "http.response.start":
+                started = True
+                timeout.reschedule(None)
+            await send(message)
+
+        try:
+            async with timeout:
+                await self.app(scope, receive, send_lifting_deadline)
+        except TimeoutError:
+            if not timeout.expired() or started:
+                raise
+            return True
+        return False
+
+    async def _call_with_cancel_scope(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        import anyio
+
+        started = False
+        with anyio.CancelScope(deadline=anyio.current_time() + self.timeout) as cancel_scope:  # type: ignore[operator]
 
             async def send_lifting_deadline(message: Message) -> None:
                 nonlocal started
@@ -96,19 +128,21 @@ class TimeoutMiddleware:
                 await send(message)
 
             await self.app(scope, receive, send_lifting_deadline)
-        if cancel_scope.cancelled_caught and not started:
-            request_id = correlation_id_var.get()
-            logger.warning(
-                "request timed out after %.1fs: %s %s (request_id %s); answered 504",
-                self.timeout,
-                scope.get("method"),
-                scope.get("path"),
-                request_id or "-",
-            )
-            body = {
-                "error": "gateway_timeout",
-                "detail": f"The server did not finish the request within {self.timeout:g} seconds.",
-            }
-            if request_id is not None:
-                body["request_id"] = request_id
-            await send_error_response(send, 504, json.dumps(body).encode(), b"application/json")
+        return cancel_scope.cancelled_caught and not started
+
+    async def _answer_504(self, scope: Scope, send: Send) -> None:
+        request_id = correlation_id_var.get()
+        logger.warning(
+            "request timed out after %.1fs: %s %s (request_id %s); answered 504",
+            self.timeout,
+            scope.get("method"),
+            scope.get("path"),
+            request_id or "-",
+        )
+        body = {
+            "error": "gateway_timeout",
+            "detail": f"The server did not finish the request within {self.timeout:g} seconds.",
+        }
+        if request_id is not None:
+            body["request_id"] = request_id
+        await send_error_response(send, 504, json.dumps(body).encode(), b"application/json")
