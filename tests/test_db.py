@@ -408,3 +408,14 @@ async def test_async_database(renderkit_database_url: str, app_name: str) -> Non
         await db.close()
         await db.close()
     assert _backends(renderkit_database_url, app_name) == 0
+
+
+@pytest.mark.integration
+def test_statement_retries_are_bounded_too(db: Database) -> None:
+    """fetch_one on a statement that always loses its connection tries retry_attempts times."""
+    with pytest.raises(psycopg.OperationalError):
+        db.fetch_one("SELECT pg_terminate_backend(pg_backend_pid())")
+    stats = db.stats()
+    assert stats["errors"] == 3
+    assert stats["retries"] == 2
+    assert db.fetch_one("SELECT 1") == (1,)

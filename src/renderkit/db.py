@@ -547,15 +547,19 @@ class Database(_DatabaseBase):
             self._count("errors")
             if self.settings.retry_attempts < 2 or not self._should_retry(exc, idempotent, attempt):
                 raise
-            self._count("retries")
-            time.sleep(self._backoff(1))
+        return self._retry(fn, idempotent, getattr(fn, "__qualname__", "run"))
+
+    def _retry(self, fn: Callable[[psycopg.Connection[Any]], T], idempotent: bool, what: str) -> T:
+        """Attempts 2..retry_attempts after a retryable first failure, with backoff."""
+        self._count("retries")
+        time.sleep(self._backoff(1))
         tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
-        box = [attempt]
+        box = [_Attempt()]
         for retry in tenacity.Retrying(**self._retrying_kwargs(idempotent, box)):
             with retry:
                 box[0] = _Attempt()
                 try:
-                    return self._once(fn, box[0], getattr(fn, "__qualname__", "run"))
+                    return self._once(fn, box[0], what)
                 except Exception:
                     self._count("errors")
                     raise
@@ -586,7 +590,7 @@ class Database(_DatabaseBase):
             self._count("errors")
             if self.settings.retry_attempts < 2 or not self._should_retry(exc, idempotent, attempt):
                 raise
-            return self.run(lambda conn: fetch(conn.execute(sql, params)), idempotent=idempotent)
+            return self._retry(lambda conn: fetch(conn.execute(sql, params)), idempotent, str(sql))
         self._count("queries")
         if self.settings.slow_query is not None:
             self._observe(started, str(sql))
@@ -712,15 +716,24 @@ class AsyncDatabase(_DatabaseBase):
             self._count("errors")
             if self.settings.retry_attempts < 2 or not self._should_retry(exc, idempotent, attempt):
                 raise
-            self._count("retries")
-            await asyncio.sleep(self._backoff(1))
+        return await self._retry(fn, idempotent, getattr(fn, "__qualname__", "run"))
+
+    async def _retry(
+        self,
+        fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+        idempotent: bool,
+        what: str,
+    ) -> T:
+        """Attempts 2..retry_attempts after a retryable first failure, with backoff."""
+        self._count("retries")
+        await asyncio.sleep(self._backoff(1))
         tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
-        box = [attempt]
+        box = [_Attempt()]
         async for retry in tenacity.AsyncRetrying(**self._retrying_kwargs(idempotent, box)):
             with retry:
                 box[0] = _Attempt()
                 try:
-                    return await self._once(fn, box[0], getattr(fn, "__qualname__", "run"))
+                    return await self._once(fn, box[0], what)
                 except Exception:
                     self._count("errors")
                     raise
@@ -760,7 +773,7 @@ class AsyncDatabase(_DatabaseBase):
             async def again(conn: psycopg.AsyncConnection[Any]) -> T:
                 return await fetch(await conn.execute(sql, params))
 
-            return await self.run(again, idempotent=idempotent)
+            return await self._retry(again, idempotent, str(sql))
         self._count("queries")
         if self.settings.slow_query is not None:
             self._observe(started, str(sql))
