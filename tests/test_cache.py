@@ -708,3 +708,24 @@ def test_unencodable_key_is_not_an_outage(renderkit_fakeredis: Any) -> None:
     assert cache.stats()["errors"] == 3
     cache.set("fine", 1)
     assert cache.get("fine") == 1
+
+
+async def test_health_registry_sees_degraded_cache_and_down_database() -> None:
+    """Wired into Health: a cache on its fallback degrades (200); a down database fails (503)."""
+    from renderkit.db import AsyncDatabase
+    from renderkit.health import Health
+
+    primary = Broken()
+    primary.down = True
+    cache = AsyncCache(FallbackBackend(primary, MemoryBackend(), failure_threshold=1))
+    await cache.get("k")  # trips the breaker
+    health = Health()
+    health.add("cache", cache.health_check, critical=False)
+    report = await health.run(fresh=True)
+    assert report.status == "degraded"
+    assert report.http_status == 200
+    db = AsyncDatabase("postgresql://u@127.0.0.1:1/db")  # never opened: unhealthy
+    health.add("database", db.health_check, critical=True)
+    report = await health.run(fresh=True)
+    assert report.status == "unhealthy"
+    assert report.http_status == 503
