@@ -274,3 +274,14 @@ def test_non_http_scopes_pass_through() -> None:
 
     asyncio.run(CorrelationIdMiddleware(inner)({"type": "lifespan"}, None, None))  # type: ignore[arg-type]
     assert seen == ["lifespan"]
+
+
+def test_generated_ids_are_uuid4_hex() -> None:
+    """Generated ids parse as version-4 RFC 4122 UUIDs and do not repeat."""
+    import uuid
+
+    ids = {CorrelationId().new_id() for _ in range(200)}
+    assert len(ids) == 200
+    for value in ids:
+        parsed = uuid.UUID(hex=value)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == value

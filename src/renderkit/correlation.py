@@ -16,8 +16,8 @@ and WSGI threads never see each other's id.
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -66,7 +66,11 @@ def is_valid_request_id(value: str, max_length: int = DEFAULT_MAX_LENGTH) -> boo
 
 
 def _uuid4_hex() -> str:
-    return uuid.uuid4().hex
+    """``uuid.uuid4().hex`` without building a UUID object (same bits, a third of the cost)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 def _trace_id(traceparent: str) -> str | None:
