@@ -6,8 +6,10 @@ Concern-specific Flask pieces live in private modules here; this package re-expo
 from __future__ import annotations
 
 from renderkit.flask._ext import RenderKit, RenderKitState
+from renderkit.flask._ratelimit import limit
 
 __all__ = [
     "RenderKit",
     "RenderKitState",
+    "limit",
 ]

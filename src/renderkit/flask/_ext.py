@@ -225,10 +225,9 @@ class RenderKit:
         """Wire rate limiting from ``limiter`` (nothing when it is None)."""
         if self.limiter is None:
             return
-        raise NotImplementedError(
-            "RenderKit(limiter=...) is not wired yet in this version of renderkit; "
-            "wrap app.wsgi_app with renderkit.wsgi's rate-limit middleware directly"
-        )
+        from renderkit.flask._ratelimit import EXTRAS_KEY, wire_ratelimit
+
+        state.extras[EXTRAS_KEY] = wire_ratelimit(app, self.limiter, state.trust)
 
     def _init_health(self, app: Flask, state: RenderKitState) -> None:
         """Serve ``health`` (a ``renderkit.health.Health``) under /health (nothing when None)."""

@@ -74,7 +74,7 @@ def client_ip_key(trust: ProxyTrust | None = None) -> KeyFunc:
         except ValueError:
             return _bounded("ip", address or "unknown")
         if parsed.version == 6:
-            mapped = parsed.ipv4_mapped  # type: ignore[union-attr]
+            mapped = parsed.ipv4_mapped
             if mapped is not None:
                 return f"ip:{mapped}"
             return f"ip:{ipaddress.ip_network(f'{parsed}/64', strict=False)}"

@@ -161,7 +161,7 @@ class RateLimit(_RouteLimit):
         if not result.allowed:
             from starlette.exceptions import HTTPException
 
-            status, headers, body = self.policy.refusal(result, check)
+            status, headers, _body = self.policy.refusal(result, check)
             raise HTTPException(
                 status_code=status,
                 detail="rate limit exceeded" if status == 429 else "rate limiting unavailable",

@@ -113,7 +113,8 @@ class RateLimitPolicy:
         if key is not None and trust is not None:
             raise ValueError("pass either key= or trust= (trust configures the default IP key)")
         self.limiter = limiter
-        self.key: KeyFunc = key if key is not None else client_ip_key(trust)
+        self._ip_key = client_ip_key(trust)
+        self.key: KeyFunc = key if key is not None else self._ip_key
         self.rules = tuple(rules)
         problems: list[ConfigProblem] = []
         self._tier_items: dict[str, list[RateLimitItem]] = {}
@@ -210,11 +211,8 @@ class RateLimitPolicy:
             logger.exception("the rate-limit key function raised; keying the request by its IP")
             identity = None
         if identity is None:
-            identity = (
-                client_ip_key()(request)
-                if key is not None or function is not self.key
-                else "anonymous"
-            )
+            # An API-key or user key function found nothing: count the client's address.
+            identity = self._ip_key(request) or "ip:unknown"
         if identity in self.exempt_keys:
             return None
         if self._watch is not None:

@@ -12,10 +12,12 @@ from renderkit.wsgi._edge import (
     RequestMetricsMiddleware,
     SecurityHeadersMiddleware,
 )
+from renderkit.wsgi._ratelimit import RateLimitMiddleware
 
 __all__ = [
     "CorrelationIdMiddleware",
     "HTTPSRedirectMiddleware",
+    "RateLimitMiddleware",
     "RequestMetricsMiddleware",
     "SecurityHeadersMiddleware",
 ]
