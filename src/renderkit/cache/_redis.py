@@ -120,7 +120,9 @@ class RedisBackend:
 
     # -- sync ------------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
-        value: Any = self._sync.get(self.prefix + key)
+        if self.is_async:
+            raise self._wrong_kind("synchronous code (Cache)")
+        value: Any = self.client.get(self.prefix + key)
         return value  # type: ignore[no-any-return]
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
@@ -165,7 +167,9 @@ class RedisBackend:
 
     # -- asyncio ---------------------------------------------------------------------------
     async def aget(self, key: str) -> bytes | None:
-        value: Any = await self._async.get(self.prefix + key)
+        if not self.is_async:
+            raise self._wrong_kind("asyncio code (AsyncCache)")
+        value: Any = await self.client.get(self.prefix + key)
         return value  # type: ignore[no-any-return]
 
     async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
