@@ -421,7 +421,7 @@ def _read_env(environ: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
 
     from renderkit.config import parse_int
 
-    def number(var: str, key: str, kind: type, *, seconds: bool = False) -> None:
+    def number(var: str, key: str, *, seconds: bool = False) -> None:
         raw = environ.get(var)
         if raw is None or raw.strip() == "":
             return
@@ -429,18 +429,18 @@ def _read_env(environ: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
             kwargs[key] = _parse_seconds(raw) if seconds else parse_int(raw)
         except ValueError:
             unit = "a duration such as 5, 5s, 500ms or 1m" if seconds else "a whole number"
-            problems.append(ConfigProblem(var, f"must be {unit}, got {raw!r}"))
+            problems.append(ConfigProblem(var, f"must be {unit}, got {raw[:80]!r}"))
 
-    number("DB_POOL_MIN", "min_size", int)
-    number("DB_POOL_MAX", "max_size", int)
-    number("DB_CONNECT_TIMEOUT", "connect_timeout", float, seconds=True)
-    number("DB_POOL_TIMEOUT", "pool_timeout", float, seconds=True)
-    number("DB_MAX_IDLE", "max_idle", float, seconds=True)
-    number("DB_MAX_LIFETIME", "max_lifetime", float, seconds=True)
-    number("DB_STATEMENT_TIMEOUT", "statement_timeout", float, seconds=True)
-    number("DB_SLOW_QUERY", "slow_query", float, seconds=True)
-    number("DB_STARTUP_BUDGET", "startup_budget", float, seconds=True)
-    number("DB_RETRY_ATTEMPTS", "retry_attempts", int)
+    number("DB_POOL_MIN", "min_size")
+    number("DB_POOL_MAX", "max_size")
+    number("DB_CONNECT_TIMEOUT", "connect_timeout", seconds=True)
+    number("DB_POOL_TIMEOUT", "pool_timeout", seconds=True)
+    number("DB_MAX_IDLE", "max_idle", seconds=True)
+    number("DB_MAX_LIFETIME", "max_lifetime", seconds=True)
+    number("DB_STATEMENT_TIMEOUT", "statement_timeout", seconds=True)
+    number("DB_SLOW_QUERY", "slow_query", seconds=True)
+    number("DB_STARTUP_BUDGET", "startup_budget", seconds=True)
+    number("DB_RETRY_ATTEMPTS", "retry_attempts")
     for key in ("statement_timeout", "slow_query"):
         if kwargs.get(key) == 0:
             kwargs[key] = None  # 0 disables
