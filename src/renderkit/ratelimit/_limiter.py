@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from renderkit._optional import require
 from renderkit.errors import ConfigError, ConfigProblem
 from renderkit.health import CheckResult
-from renderkit.resilience import CircuitBreaker, CircuitState
+from renderkit.resilience import CircuitBreaker
 
 if TYPE_CHECKING:
     from limits import RateLimitItem
@@ -358,7 +358,6 @@ class RateLimiter:
             "ratelimit-storage",
             failure_threshold=failure_threshold,
             recovery_timeout=recovery_timeout,
-            on_state_change=self._on_state_change,
         )
         self._counts = {
             "checks": 0,
@@ -369,6 +368,7 @@ class RateLimiter:
             "unavailable": 0,
         }
         self._last_error = ""
+        self._down = False
         if self._memory_only:
             self._warn_memory_under_workers(os.environ if environ is None else environ)
         if self.storage_url is not None:
@@ -528,21 +528,27 @@ class RateLimiter:
 
     # --- failure handling ----------------------------------------------------------------
 
-    def _on_state_change(self, old: CircuitState, new: CircuitState) -> None:
-        if new == "open" and old == "closed":
+    def _mark_down(self, exc: BaseException) -> None:
+        self._counts["errors"] += 1
+        self._last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        if not self._down:
+            self._down = True
             logger.warning(
                 "rate-limit storage failed (%s); %s until it answers again",
-                self._last_error or "error",
+                self._last_error,
                 "counting in process memory (fail open)"
                 if self.fail_open
                 else "refusing limited requests with 503 (fail closed)",
             )
-        elif new == "closed":
-            logger.info("rate-limit storage answers again; shared counting resumed")
+
+    def _mark_up(self) -> None:
+        self.breaker.record_success()
+        if self._down:
+            self._down = False
+            logger.warning("rate-limit storage answers again; shared counting resumed")
 
     def _failed(self, exc: BaseException) -> None:
-        self._counts["errors"] += 1
-        self._last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        self._mark_down(exc)
         self.breaker.record_failure(exc)
 
     def _degraded(
@@ -618,7 +624,7 @@ class RateLimiter:
     def _plan(
         self, bridge: Any, storage: Any, items: list[RateLimitItem], key: str, cost: int
     ) -> _Plan | None:
-        if self.strategy == "moving-window" or self.storage_url is None:
+        if self.strategy == "moving-window" or self._memory_only:
             return None
         scripts = _scripts(bridge)
         if scripts is None:
@@ -671,7 +677,7 @@ class RateLimiter:
         except Exception as exc:
             self._failed(exc)
             return self._degraded(items, key, cost, consume)
-        self.breaker.record_success()
+        self._mark_up()
         return result
 
     def _pipeline_sync(self, plan: _Plan) -> list[Any]:
@@ -723,7 +729,7 @@ class RateLimiter:
         except Exception as exc:
             self._failed(exc)
             return self._degraded(items, key, cost, consume)
-        self.breaker.record_success()
+        self._mark_up()
         return result
 
     def _run_sync_unguarded(
@@ -765,7 +771,7 @@ class RateLimiter:
     @property
     def fallback_active(self) -> bool:
         """True while the shared storage is considered down (memory or 503 answers)."""
-        return not self._memory_only and self.breaker.state != "closed"
+        return not self._memory_only and (self._down or self.breaker.state != "closed")
 
     def stats(self) -> dict[str, Any]:
         """Counters since start: checks, allowed, denied, fallback, errors, unavailable."""
@@ -783,7 +789,7 @@ class RateLimiter:
         closed with the storage down. Never touches Redis (the breaker already knows)."""
         if self._memory_only:
             return CheckResult.healthy("in-process memory storage", storage="memory")
-        if self.breaker.state == "closed":
+        if not self.fallback_active:
             return CheckResult.healthy("shared storage answers", strategy=self.strategy)
         if self.fail_open:
             return CheckResult.degraded(
