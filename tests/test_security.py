@@ -356,3 +356,32 @@ def test_https_redirect_enabled_by_environment() -> None:
 
     with pytest.raises(ConfigError, match="FORCE_HTTPS"):
         https_redirect_enabled({"FORCE_HTTPS": "maybe"})
+
+
+def test_fastapi_full_stack_nonce_request_id_and_500() -> None:
+    """On FastAPI the nonce reaches the handler and a raising route keeps id and headers."""
+    from renderkit.correlation import CorrelationIdMiddleware
+
+    app = FastAPI()
+
+    @app.get("/page", response_class=HTMLResponse)
+    async def fastapi_page(request: Request) -> str:
+        return f"<script nonce='{request.state.csp_nonce}'>1</script>"
+
+    @app.get("/fail")
+    async def fail() -> None:
+        raise RuntimeError("handler failed")
+
+    app.add_middleware(HTTPSRedirectMiddleware, trust=PROXY)
+    app.add_middleware(SecurityHeadersMiddleware, trust=PROXY)
+    app.add_middleware(CorrelationIdMiddleware)
+    client = TestClient(app, base_url="https://testserver", raise_server_exceptions=False)
+    page_response = client.get("/page", headers={"X-Forwarded-Proto": "https"})
+    nonce = page_response.text.split("nonce='")[1].split("'")[0]
+    assert f"'nonce-{nonce}'" in page_response.headers["content-security-policy"]
+    assert_observatory_a_plus(page_response.headers)
+    failed = client.get("/fail", headers={"X-Forwarded-Proto": "https", "X-Request-ID": "f-1"})
+    assert failed.status_code == 500 and failed.headers["x-request-id"] == "f-1"
+    assert_observatory_a_plus(failed.headers)
+    redirected = client.get("/page", headers={"X-Forwarded-Proto": "http"}, follow_redirects=False)
+    assert redirected.status_code == 301 and redirected.headers["x-request-id"]
