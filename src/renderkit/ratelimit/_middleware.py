@@ -7,15 +7,17 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+# Runtime imports (starlette is a core dependency): FastAPI reads the dependency's
+# annotations to inject Request and Response.
+from starlette.requests import Request
+from starlette.responses import Response
+
 from renderkit._asgi import Message, Receive, Scope, Send
 from renderkit.ratelimit._keys import KeyFunc, RequestInfo
 from renderkit.ratelimit._limiter import RateLimiter, RateLimitResult
 from renderkit.ratelimit._rules import Check, RateLimitPolicy, Rule
 
 if TYPE_CHECKING:
-    from starlette.requests import Request
-    from starlette.responses import Response
-
     from renderkit._http import ProxyTrust
 
 __all__ = ["RateLimit", "RateLimitMiddleware", "limit", "request_info_from_scope"]
