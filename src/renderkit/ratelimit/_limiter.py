@@ -12,7 +12,6 @@ second script returned. Storages without that shape use ``hit()`` + ``get_window
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
@@ -715,6 +714,8 @@ class RateLimiter:
             strategy = self._async()
             if strategy is None:
                 # A sync non-memory storage: keep its blocking I/O off the event loop.
+                import asyncio
+
                 return await asyncio.to_thread(self._run_sync_unguarded, items, key, cost, consume)
             bridge = getattr(self._async_storage, "bridge", None)
             plan = (
