@@ -6,10 +6,35 @@ Each primitive lives in a private module of this package; import them from here.
 from __future__ import annotations
 
 from renderkit.resilience._breaker import CircuitBreaker, CircuitState
+from renderkit.resilience._retry import (
+    RETRYABLE_STATUS,
+    TRANSIENT_ERRORS,
+    async_retrying,
+    full_jitter,
+    http_retry,
+    retry,
+    retry_after_seconds,
+    retrying,
+)
+from renderkit.resilience._supervisor import RestartPolicy, Supervisor, TaskState
 from renderkit.resilience._timeout import TimeoutMiddleware
+from renderkit.resilience._watchdog import MemoryWatchdog, Pressure
 
 __all__ = [
     "CircuitBreaker",
     "CircuitState",
+    "MemoryWatchdog",
+    "Pressure",
+    "RETRYABLE_STATUS",
+    "RestartPolicy",
+    "Supervisor",
+    "TRANSIENT_ERRORS",
+    "TaskState",
     "TimeoutMiddleware",
+    "async_retrying",
+    "full_jitter",
+    "http_retry",
+    "retry",
+    "retry_after_seconds",
+    "retrying",
 ]

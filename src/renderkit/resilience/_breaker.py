@@ -153,9 +153,7 @@ class CircuitBreaker:
         self.record_success()
         return result
 
-    async def acall(
-        self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
+    async def acall(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn`` through the breaker; raise :class:`CircuitOpenError` while open."""
         if not self.allow():
             raise CircuitOpenError(self.name, self.retry_after())
