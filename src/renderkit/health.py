@@ -44,17 +44,17 @@ from renderkit._http import ProxyTrust, client_ip, header
 if TYPE_CHECKING:
     from renderkit.platform import Platform
 
-__all__ = [
-    "DEFAULT_CACHE_TTL",
-    "DEFAULT_CHECK_TIMEOUT",
-    "HEALTH_JSON",
-    "INSTANCE_HEALTH_PATH",
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
     "CheckResult",
     "CheckSpec",
+    "DEFAULT_CACHE_TTL",
+    "DEFAULT_CHECK_TIMEOUT",
     "EndpointKind",
+    "HEALTH_JSON",
     "Health",
     "HealthEndpoint",
     "HealthReport",
+    "INSTANCE_HEALTH_PATH",
     "RequestFacts",
     "ShutdownState",
     "Status",

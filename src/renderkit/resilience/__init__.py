@@ -20,7 +20,7 @@ from renderkit.resilience._supervisor import RestartPolicy, Supervisor, TaskStat
 from renderkit.resilience._timeout import TimeoutMiddleware
 from renderkit.resilience._watchdog import MemoryWatchdog, Pressure
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
     "CircuitBreaker",
     "CircuitState",
     "MemoryWatchdog",
