@@ -811,6 +811,16 @@ class RateLimiter:
             except Exception:  # closing a broken client must not fail shutdown
                 logger.debug("closing the rate-limit Redis client failed", exc_info=True)
 
+    async def aclose(self) -> None:
+        """Close both Redis clients (call from the event loop that used :meth:`ahit`)."""
+        self.close()
+        bridge: Any = getattr(self._async_storage, "bridge", None)
+        if bridge is not None and self.storage_url is not None:
+            try:
+                await bridge.get_connection().aclose()
+            except Exception:  # closing a broken client must not fail shutdown
+                logger.debug("closing the async rate-limit Redis client failed", exc_info=True)
+
     def __repr__(self) -> str:
         storage = "memory" if self._memory_only else "redis" if self.storage_url else "custom"
         default = ";".join(str(i) for i in self.default)
