@@ -19,7 +19,7 @@ import pytest
 from renderkit.ratelimit import RateLimiter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _uvicorn_server import free_port, serve  # noqa: E402
+from _uvicorn_server import free_port, serve
 
 
 def _prefix() -> str:
