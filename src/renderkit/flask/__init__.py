@@ -6,10 +6,12 @@ Concern-specific Flask pieces live in private modules here; this package re-expo
 from __future__ import annotations
 
 from renderkit.flask._ext import RenderKit, RenderKitState
+from renderkit.flask._health import health_blueprint
 from renderkit.flask._ratelimit import limit
 
 __all__ = [
     "RenderKit",
     "RenderKitState",
+    "health_blueprint",
     "limit",
 ]

@@ -233,10 +233,9 @@ class RenderKit:
         """Serve ``health`` (a ``renderkit.health.Health``) under /health (nothing when None)."""
         if self.health is None:
             return
-        raise NotImplementedError(
-            "RenderKit(health=...) is not wired yet in this version of renderkit; "
-            "serve the Health registry's endpoints directly"
-        )
+        from renderkit.flask._health import init_health
+
+        init_health(app, self.health, state.extras)
 
     # --- metrics endpoints --------------------------------------------------------------------
 

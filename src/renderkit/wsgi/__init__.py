@@ -12,12 +12,15 @@ from renderkit.wsgi._edge import (
     RequestMetricsMiddleware,
     SecurityHeadersMiddleware,
 )
+from renderkit.wsgi._health import HealthApp, ShutdownMiddleware
 from renderkit.wsgi._ratelimit import RateLimitMiddleware
 
 __all__ = [
     "CorrelationIdMiddleware",
     "HTTPSRedirectMiddleware",
+    "HealthApp",
     "RateLimitMiddleware",
     "RequestMetricsMiddleware",
     "SecurityHeadersMiddleware",
+    "ShutdownMiddleware",
 ]

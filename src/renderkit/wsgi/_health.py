@@ -1,0 +1,165 @@
+"""WSGI side of renderkit.health and renderkit.shutdown: a health app and a drain middleware.
+
+The decisions live in :class:`renderkit.health.Health` and
+:class:`renderkit.shutdown.ShutdownCoordinator`; these classes only translate WSGI to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from renderkit._http import mapping_headers
+from renderkit.health import EndpointKind, Health, RequestFacts
+
+if TYPE_CHECKING:
+    from renderkit.shutdown import ShutdownCoordinator
+
+__all__ = ["HealthApp", "ShutdownMiddleware"]
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_REASONS = {
+    200: "200 OK",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    503: "503 Service Unavailable",
+}
+
+
+def _facts(environ: dict[str, Any]) -> RequestFacts:
+    return RequestFacts(
+        peer=environ.get("REMOTE_ADDR") or None,
+        headers=mapping_headers(environ),
+        query=str(environ.get("QUERY_STRING") or ""),
+    )
+
+
+class HealthApp:
+    """A WSGI app serving ``prefix``, ``prefix/live``, ``prefix/ready`` and
+    ``prefix/instance`` from a :class:`~renderkit.health.Health` registry.
+
+    Mount it with a dispatcher, or pass ``app`` to answer those paths and hand every other
+    request to ``app`` (``app.wsgi_app = HealthApp(health, app=app.wsgi_app)``).
+    """
+
+    def __init__(
+        self, health: Health, *, prefix: str = "/health", app: WSGIApp | None = None
+    ) -> None:
+        if not isinstance(health, Health):
+            raise TypeError(
+                "HealthApp(health=...) needs a renderkit.health.Health, got "
+                f"{type(health).__name__}"
+            )
+        if not prefix.startswith("/") or prefix.endswith("/"):
+            raise ValueError(
+                f"HealthApp(prefix={prefix!r}): start with '/' and do not end with '/'"
+            )
+        self.health = health
+        self.app = app
+        self._paths: dict[str, EndpointKind] = {
+            prefix: "health",
+            f"{prefix}/live": "live",
+            f"{prefix}/ready": "ready",
+            f"{prefix}/instance": "instance",
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        kind = self._paths.get(str(environ.get("PATH_INFO") or "/"))
+        if kind is None:
+            if self.app is not None:
+                return self.app(environ, start_response)
+            return _plain(start_response, 404, b"not found")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            return _plain(start_response, 405, b"use GET or HEAD", [("Allow", "GET, HEAD")])
+        code, body, content_type = self.health.respond_sync(kind, _facts(environ))
+        start_response(
+            _REASONS.get(code, f"{code} Status"),
+            [
+                ("Content-Type", content_type.decode()),
+                ("Content-Length", str(0 if method == "HEAD" else len(body))),
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        return [b"" if method == "HEAD" else body]
+
+
+def _plain(
+    start_response: StartResponse,
+    code: int,
+    body: bytes,
+    extra: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
+    start_response(
+        _REASONS[code],
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            *(extra or []),
+        ],
+    )
+    return [body]
+
+
+_REFUSAL = b'{"error":"service is restarting, retry shortly"}'
+
+
+class ShutdownMiddleware:
+    """WSGI twin of :class:`renderkit.shutdown.ShutdownMiddleware`: counts in-flight requests
+    (thread-safe) for the drain and, once the coordinator stops accepting, answers 503 with
+    ``Connection: close`` and ``Retry-After``. A request counts until its body is closed."""
+
+    def __init__(self, app: WSGIApp, *, coordinator: ShutdownCoordinator) -> None:
+        from renderkit.shutdown import ShutdownCoordinator
+
+        if not isinstance(coordinator, ShutdownCoordinator):
+            raise TypeError(
+                "ShutdownMiddleware(coordinator=...) needs a ShutdownCoordinator, got "
+                f"{type(coordinator).__name__}"
+            )
+        self.app = app
+        self.coordinator = coordinator
+        self._headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(_REFUSAL))),
+            ("Connection", "close"),
+            ("Retry-After", str(coordinator.retry_after)),
+            ("Cache-Control", "no-store"),
+        ]
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        coordinator = self.coordinator
+        if not coordinator._enter_sync():
+            start_response("503 Service Unavailable", list(self._headers))
+            return [_REFUSAL]
+        try:
+            body = self.app(environ, start_response)
+        except BaseException:
+            coordinator._exit_sync()
+            raise
+        return _Tracked(body, coordinator)
+
+
+class _Tracked:
+    """Wrap a WSGI body so the request counts as in flight until the server closes it."""
+
+    def __init__(self, body: Iterable[bytes], coordinator: ShutdownCoordinator) -> None:
+        self._body = body
+        self._coordinator = coordinator
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            closer = getattr(self._body, "close", None)
+            if closer is not None:
+                closer()
+        finally:
+            self._coordinator._exit_sync()
