@@ -16,6 +16,9 @@ __all__ = ["main"]
 _COMMANDS = (
     "renderkit.cli._doctor",
     "renderkit.cli._config",
+    "renderkit.cli._verify",
+    "renderkit.cli._secret",
+    "renderkit.cli._blueprint",
 )
 
 
