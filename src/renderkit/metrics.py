@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
     from renderkit._asgi import ASGIApp
 
-__all__ = [
+# Plain sorted() order, as tests/test_public_api.py checks (not ruff's isort-style order).
+__all__ = [  # noqa: RUF022
     "PROMETHEUS_BUCKETS",
     "RequestMetrics",
     "RequestMetricsMiddleware",

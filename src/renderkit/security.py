@@ -35,7 +35,8 @@ from renderkit._http import ProxyTrust, effective_scheme, header
 if TYPE_CHECKING:
     from renderkit._asgi import ASGIApp
 
-__all__ = [
+# Plain sorted() order, as tests/test_public_api.py checks (not ruff's isort-style order).
+__all__ = [  # noqa: RUF022
     "DEFAULT_EXEMPT_PATHS",
     "DOCS_PATHS",
     "HTTPSRedirect",
