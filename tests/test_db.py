@@ -419,3 +419,13 @@ def test_statement_retries_are_bounded_too(db: Database) -> None:
     assert stats["errors"] == 3
     assert stats["retries"] == 2
     assert db.fetch_one("SELECT 1") == (1,)
+
+
+def test_from_env_names_the_variable_of_an_out_of_range_value() -> None:
+    """A parsable but invalid pool size is reported under its DB_* variable."""
+    with pytest.raises(ConfigError) as info:
+        Database.from_env(
+            {"DATABASE_URL": "postgres://u@h/db", "DB_POOL_MIN": "5", "DB_POOL_MAX": "2"}
+        )
+    assert [p.variable for p in info.value.errors] == ["DB_POOL_MAX"]
+    assert info.value.errors[0].source == "environment"

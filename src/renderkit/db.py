@@ -464,6 +464,30 @@ def _read_env(environ: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
     return url, kwargs
 
 
+_ENV_NAMES = {
+    "min_size": "DB_POOL_MIN",
+    "max_size": "DB_POOL_MAX",
+    "pool_timeout": "DB_POOL_TIMEOUT",
+    "max_idle": "DB_MAX_IDLE",
+    "retry_attempts": "DB_RETRY_ATTEMPTS",
+}
+
+
+@contextmanager
+def _env_names(kwargs: Mapping[str, Any], overrides: Mapping[str, Any]) -> Iterator[None]:
+    """Re-label constructor problems with the variable a value came from."""
+    try:
+        yield
+    except ConfigError as exc:
+        problems = [
+            ConfigProblem(_ENV_NAMES[p.variable], p.message)
+            if p.source == "code" and p.variable in kwargs and p.variable not in overrides
+            else p
+            for p in exc.errors
+        ]
+        raise ConfigError(problems) from None
+
+
 def _parse_seconds(raw: str) -> float:
     from renderkit.config import parse_duration
 
@@ -635,7 +659,8 @@ class Database(_DatabaseBase):
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Database:
         """Build from DATABASE_URL and DB_* variables (see the docs for the full list)."""
         url, kwargs = cls._env_kwargs(environ)
-        return cls(url, **{**kwargs, **overrides})
+        with _env_names(kwargs, overrides):
+            return cls(url, **{**kwargs, **overrides})
 
 
 class AsyncDatabase(_DatabaseBase):
@@ -823,7 +848,8 @@ class AsyncDatabase(_DatabaseBase):
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AsyncDatabase:
         """Build from DATABASE_URL and DB_* variables (see the docs for the full list)."""
         url, kwargs = cls._env_kwargs(environ)
-        return cls(url, **{**kwargs, **overrides})
+        with _env_names(kwargs, overrides):
+            return cls(url, **{**kwargs, **overrides})
 
 
 def _rowcount(cur: Any) -> int:

@@ -55,6 +55,11 @@ def _unavailable(reason: str) -> None:
 
 
 def _docker_answers() -> bool:
+    # Without DOCKER_HOST and without the default socket there is nothing to ask; asking
+    # anyway leaks the docker client's socket (a ResourceWarning under filterwarnings=error).
+    if not os.environ.get("DOCKER_HOST") and not os.path.exists("/var/run/docker.sock"):
+        return False
+    client = None
     try:
         import docker
 
@@ -63,6 +68,9 @@ def _docker_answers() -> bool:
         return True
     except Exception:
         return False
+    finally:
+        if client is not None:
+            client.close()
 
 
 def _service_url(var: str, start_container: str, what: str) -> Iterator[str]:
