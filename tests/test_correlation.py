@@ -285,3 +285,26 @@ def test_generated_ids_are_uuid4_hex() -> None:
     for value in ids:
         parsed = uuid.UUID(hex=value)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == value
+
+
+def test_an_app_500_handler_or_debug_page_is_not_preempted() -> None:
+    """A handler for Exception (or debug=True) renders the 500; it can read request.state."""
+    from starlette.responses import JSONResponse
+
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": "oops", "id": request.state.request_id}, status_code=500)
+
+    app = Starlette(routes=[Route("/boom", boom)], exception_handlers={Exception: on_error})
+    app.add_middleware(CorrelationIdMiddleware)
+    response = TestClient(app, raise_server_exceptions=False).get(
+        "/boom", headers={"X-Request-ID": "handled-1"}
+    )
+    assert response.status_code == 500
+    assert response.json() == {"error": "oops", "id": "handled-1"}
+
+    debug_app = Starlette(debug=True, routes=[Route("/boom", boom)])
+    debug_app.add_middleware(CorrelationIdMiddleware)
+    debug = TestClient(debug_app, raise_server_exceptions=False).get(
+        "/boom", headers={"Accept": "text/html"}
+    )
+    assert debug.status_code == 500 and "handler failed" in debug.text  # the traceback page

@@ -4,7 +4,8 @@ Starlette's ``ServerErrorMiddleware`` sits outside every user middleware and sen
 through the *outer* ``send``, so headers a user middleware adds by wrapping ``send`` never reach
 that response. The edge middleware therefore answer an unhandled exception themselves when the
 response has not started (through their own wrapped ``send``, so every edge header lands on it)
-and then re-raise, so the server still logs the traceback and test clients still see it.
+and then re-raise, so the server still logs the traceback and test clients still see it. They
+step aside when the app renders errors its own way (:func:`answers_errors_itself`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = [
     "Receive",
     "Scope",
     "Send",
+    "answers_errors_itself",
     "path_matcher",
     "send_error_response",
 ]
@@ -48,6 +50,22 @@ async def send_error_response(
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def answers_errors_itself(scope: Scope) -> bool:
+    """True when the Starlette/FastAPI app will render the 500 in a way the user chose: its
+    debug traceback page (``debug=True``) or a handler registered for ``500`` / ``Exception``.
+
+    The edge middleware then leave the 500 to the app (without their headers) instead of
+    pre-empting it. Handlers can still read ``request.state.request_id``.
+    """
+    app = scope.get("app")
+    if app is None:
+        return False
+    if getattr(app, "debug", False) is True:
+        return True
+    handlers = getattr(app, "exception_handlers", None)
+    return isinstance(handlers, dict) and (500 in handlers or Exception in handlers)
 
 
 def path_matcher(patterns: tuple[str, ...] | list[str]) -> Callable[[str], bool]:

@@ -22,7 +22,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from renderkit._asgi import Message, Receive, Scope, Send, send_error_response
+from renderkit._asgi import (
+    Message,
+    Receive,
+    Scope,
+    Send,
+    answers_errors_itself,
+    send_error_response,
+)
 from renderkit._context import correlation_id_var
 from renderkit.logging import add_correlation_id
 
@@ -223,8 +230,9 @@ class CorrelationIdMiddleware:
 
     The id is on every response, including the 500 for an unhandled exception: when the app
     raises before starting its response this middleware sends a plain 500 carrying the id and
-    re-raises (so Starlette's error middleware, outside it, only logs). An app-level handler for
-    ``Exception`` runs outside user middleware in Starlette, so that 500 takes its place.
+    re-raises (so Starlette's error middleware, outside it, only logs). When the app renders its
+    own 500 (a handler for ``500`` / ``Exception``, or ``debug=True``) that one is sent instead;
+    it runs outside user middleware, so it can read the id from ``request.state.request_id``.
     """
 
     def __init__(
@@ -275,7 +283,7 @@ class CorrelationIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            if not started and scope["type"] == "http":
+            if not started and scope["type"] == "http" and not answers_errors_itself(scope):
                 await send_error_response(send_with_id)
             raise
         finally:

@@ -29,7 +29,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from renderkit._asgi import Message, Receive, Scope, Send, path_matcher, send_error_response
+from renderkit._asgi import (
+    Message,
+    Receive,
+    Scope,
+    Send,
+    answers_errors_itself,
+    path_matcher,
+    send_error_response,
+)
 from renderkit._http import ProxyTrust, effective_scheme, header
 
 if TYPE_CHECKING:
@@ -513,7 +521,7 @@ class SecurityHeadersMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:
-            if not started:
+            if not started and not answers_errors_itself(scope):
                 await send_error_response(send_with_headers)
             raise
 
