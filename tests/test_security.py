@@ -385,3 +385,41 @@ def test_fastapi_full_stack_nonce_request_id_and_500() -> None:
     assert_observatory_a_plus(failed.headers)
     redirected = client.get("/page", headers={"X-Forwarded-Proto": "http"}, follow_redirects=False)
     assert redirected.status_code == 301 and redirected.headers["x-request-id"]
+
+
+def test_websockets_plain_ws_is_refused_and_wss_passes() -> None:
+    """A plain ws:// upgrade is closed with 1008; a wss one (via the proxy) is accepted."""
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    async def ws_endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hi")
+        await websocket.close()
+
+    app = Starlette(routes=[WebSocketRoute("/ws", ws_endpoint)])
+    app.add_middleware(HTTPSRedirectMiddleware, trust=PROXY)
+    client = TestClient(app)
+    with client.websocket_connect("/ws", headers={"X-Forwarded-Proto": "https"}) as ws:
+        assert ws.receive_text() == "hi"
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect) as refused:
+        with client.websocket_connect("/ws", headers={"X-Forwarded-Proto": "http"}):
+            pass
+    assert refused.value.code == 1008
+
+
+def test_presets_and_replace_keep_the_rest_of_the_policy() -> None:
+    """html(**changes) and replace() change only the named fields."""
+    preload = SecurityHeaders.html(hsts_preload=True)
+    assert preload.hsts_header == (
+        b"strict-transport-security",
+        b"max-age=63072000; includeSubDomains; preload",
+    )
+    sameorigin = preload.replace(frame_options="SAMEORIGIN")
+    assert (b"x-frame-options", b"SAMEORIGIN") in sameorigin.static_headers
+    assert sameorigin.hsts_preload and sameorigin.uses_nonce
+    assert SecurityHeaders.api(frame_options=None).static_headers == tuple(
+        h for h in SecurityHeaders.api().static_headers if h[0] != b"x-frame-options"
+    )
