@@ -227,22 +227,25 @@ def _fake_storage(server: Any) -> Any:
 
 
 @pytest.mark.parametrize("strategy", ["fixed-window", "sliding-window-counter"])
-def test_fakeredis_one_pipelined_round_trip(strategy: str) -> None:
-    """On a limits Redis storage the check and its stats go out as one pipeline."""
+def test_fakeredis_one_pipelined_round_trip(
+    strategy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a limits Redis storage the check and its stats go out in one socket write."""
     import fakeredis
 
     server = fakeredis.FakeServer()
     storage = _fake_storage(server)
     limiter = RateLimiter(storage, default="3/minute", strategy=strategy)
-    client = storage.get_connection()
+    pool = storage.get_connection().connection_pool
+    connection_class = type(pool.get_connection())
     calls: list[int] = []
-    original = client.pipeline
+    original = connection_class.send_packed_command
 
-    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
         calls.append(1)
-        return original(*args, **kwargs)
+        return original(self, *args, **kwargs)
 
-    client.pipeline = counting_pipeline  # type: ignore[method-assign]
+    monkeypatch.setattr(connection_class, "send_packed_command", counting)
     limiter.hit("warm-up")  # first use loads limits' scripts (NOSCRIPT once)
     calls.clear()
     results = [limiter.hit("k") for _ in range(4)]

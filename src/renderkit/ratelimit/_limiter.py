@@ -160,6 +160,9 @@ def _result(item: RateLimitItem, allowed: bool, reset_at: float, remaining: int)
     )
 
 
+_SLIDING: Any = None
+
+
 class _Prefetched:
     """A read-only stand-in storage answering ``limits``' strategy code from pipelined replies."""
 
@@ -194,25 +197,27 @@ class _Plan:
     ) -> None:
         self.strategy = strategy
         self.items = items
-        self.calls: list[tuple[str, list[Any]]] = []
+        self.commands: list[tuple[Any, ...]] = []
         self.now = time.time()
         for item in items:
             limit_key = item.key_for(key)
             expiry = item.get_expiry()
             if strategy == "fixed-window":
                 k = bridge.prefixed_key(limit_key)
-                self.calls.append((scripts["incr"], [1, k, expiry, cost]))
-                self.calls.append(("PTTL", [k]))
+                self.commands.append(("EVALSHA", scripts["incr"], 1, k, expiry, cost))
+                self.commands.append(("PTTL", k))
             else:
                 prev = bridge.prefixed_key(storage._previous_window_key(limit_key))
                 cur = bridge.prefixed_key(storage._current_window_key(limit_key))
-                self.calls.append(
-                    (scripts["acquire_sliding"], [2, prev, cur, item.amount, expiry, cost])
+                self.commands.append(
+                    ("EVALSHA", scripts["acquire_sliding"], 2, prev, cur, item.amount, expiry, cost)
                 )
-                self.calls.append((scripts["sliding"], [2, prev, cur, expiry]))
+                self.commands.append(("EVALSHA", scripts["sliding"], 2, prev, cur, expiry))
 
     def read(self, replies: list[Any]) -> RateLimitResult:
-        limits_strategies = require("limits.strategies", extra="ratelimit", feature="ratelimit")
+        global _SLIDING
+        if _SLIDING is None:
+            _SLIDING = _require_limits().strategies.SlidingWindowCounterRateLimiter
         results: list[RateLimitResult] = []
         for i, item in enumerate(self.items):
             first, second = replies[2 * i], replies[2 * i + 1]
@@ -231,7 +236,7 @@ class _Plan:
                 )
                 # limits' own strategy math over the pipelined replies (its constructor only
                 # checks the storage type, which a read-only stand-in cannot satisfy).
-                reader = object.__new__(limits_strategies.SlidingWindowCounterRateLimiter)
+                reader = object.__new__(_SLIDING)
                 reader.storage = _Prefetched(sliding)
                 stats = reader.get_window_stats(item, "_")
                 results.append(_result(item, bool(first), stats.reset_time, stats.remaining))
@@ -241,6 +246,8 @@ class _Plan:
 def _scripts(bridge: Any) -> dict[str, str] | None:
     """The SHA1 of ``limits``' own Lua scripts on ``bridge``, or None when it has other shapes."""
     try:
+        if getattr(bridge.get_connection(), "connection_pool", None) is None:
+            return None  # a cluster client: no single connection to pipeline on
         return {
             "incr": bridge.lua_incr_expire.sha,
             "acquire_sliding": bridge.lua_acquire_sliding_window.sha,
@@ -248,6 +255,10 @@ def _scripts(bridge: Any) -> dict[str, str] | None:
         }
     except AttributeError:
         return None
+
+
+def _script_objects(owner: Any) -> tuple[Any, ...]:
+    return (owner.lua_incr_expire, owner.lua_acquire_sliding_window, owner.lua_sliding_window)
 
 
 def _is_noscript(exc: BaseException) -> bool:
@@ -596,7 +607,19 @@ class RateLimiter:
         strategy: SyncStrategy, items: list[RateLimitItem], key: str, cost: int, consume: bool
     ) -> RateLimitResult:
         results = []
+        fixed = type(strategy).__name__ == "FixedWindowRateLimiter"
         for item in items:
+            if consume and fixed:
+                # What FixedWindowRateLimiter.hit() does, keeping the count it throws away:
+                # the remaining quota then costs no second read.
+                storage_key = item.key_for(key)
+                count = strategy.storage.incr(storage_key, item.get_expiry(), amount=cost)
+                reset_at = strategy.storage.get_expiry(storage_key)
+                result = _result(item, count <= item.amount, reset_at, item.amount - count)
+                if len(items) == 1:
+                    return result
+                results.append(result)
+                continue
             allowed = (
                 strategy.hit(item, key, cost=cost)
                 if consume
@@ -604,7 +627,7 @@ class RateLimiter:
             )
             stats = strategy.get_window_stats(item, key)
             results.append(_result(item, allowed, stats.reset_time, stats.remaining))
-        return _most_restrictive(results)
+        return results[0] if len(results) == 1 else _most_restrictive(results)
 
     @staticmethod
     async def _check_async(
@@ -682,25 +705,24 @@ class RateLimiter:
     def _pipeline_sync(self, plan: _Plan) -> list[Any]:
         storage: Any = self._sync_storage
         client = storage.get_connection()
+        pool = client.connection_pool
         for attempt in range(2):
-            pipe = client.pipeline(transaction=False)
-            for command, args in plan.calls:
-                if command == "PTTL":
-                    pipe.pttl(*args)
-                else:
-                    pipe.evalsha(command, *args)
+            connection = pool.get_connection()
             try:
-                return list(pipe.execute())
-            except Exception as exc:
+                # A hand-driven pipeline: one write, one read of N replies, no Pipeline object.
+                connection.send_packed_command(connection.pack_commands(plan.commands))
+                replies = [connection.read_response() for _ in plan.commands]
+            except BaseException as exc:
+                connection.disconnect()  # unread replies would poison the next user
                 if attempt or not _is_noscript(exc):
                     raise
-                # First use, SCRIPT FLUSH or a failover: load limits' scripts, then retry once.
-                for script in (
-                    storage.lua_incr_expire,
-                    storage.lua_acquire_sliding_window,
-                    storage.lua_sliding_window,
-                ):
+                # First use, SCRIPT FLUSH or a failover: load limits' scripts, retry once.
+                for script in _script_objects(storage):
                     client.script_load(script.script)
+                continue
+            finally:
+                pool.release(connection)
+            return replies
         raise AssertionError("unreachable")
 
     async def _run_async(
@@ -740,24 +762,22 @@ class RateLimiter:
 
     async def _pipeline_async(self, bridge: Any, plan: _Plan) -> list[Any]:
         client = bridge.get_connection()
+        pool = client.connection_pool
         for attempt in range(2):
-            pipe = client.pipeline(transaction=False)
-            for command, args in plan.calls:
-                if command == "PTTL":
-                    pipe.pttl(*args)
-                else:
-                    pipe.evalsha(command, *args)
+            connection = await pool.get_connection()
             try:
-                return list(await pipe.execute())
-            except Exception as exc:
+                await connection.send_packed_command(connection.pack_commands(plan.commands))
+                replies = [await connection.read_response() for _ in plan.commands]
+            except BaseException as exc:
+                await connection.disconnect()
                 if attempt or not _is_noscript(exc):
                     raise
-                for script in (
-                    bridge.lua_incr_expire,
-                    bridge.lua_acquire_sliding_window,
-                    bridge.lua_sliding_window,
-                ):
+                for script in _script_objects(bridge):
                     await client.script_load(script.script)
+                continue
+            finally:
+                await pool.release(connection)
+            return replies
         raise AssertionError("unreachable")
 
     def reset(self, key: str, limit: Limit = None) -> None:
