@@ -88,7 +88,7 @@ class FallbackBackend:
             except self._outage as exc:
                 self._failed(exc)
             except BaseException:
-                breaker._release_probe()  # not an outage: free a half-open probe slot
+                breaker.record_neutral()  # not an outage: free a half-open probe slot
                 raise
             else:
                 self.breaker.record_success()
@@ -106,7 +106,7 @@ class FallbackBackend:
             except self._outage as exc:
                 self._failed(exc)
             except BaseException:
-                breaker._release_probe()  # not an outage: free a half-open probe slot
+                breaker.record_neutral()  # not an outage: free a half-open probe slot
                 raise
             else:
                 self.breaker.record_success()
@@ -123,7 +123,7 @@ class FallbackBackend:
             except self._outage as exc:
                 self._failed(exc)
             except BaseException:
-                breaker._release_probe()  # not an outage: free a half-open probe slot
+                breaker.record_neutral()  # not an outage: free a half-open probe slot
                 raise
             else:
                 breaker.record_success()
@@ -180,7 +180,7 @@ class FallbackBackend:
             except self._outage as exc:
                 self._failed(exc)
             except BaseException:
-                breaker._release_probe()  # not an outage: free a half-open probe slot
+                breaker.record_neutral()  # not an outage: free a half-open probe slot
                 raise
             else:
                 breaker.record_success()

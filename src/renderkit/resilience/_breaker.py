@@ -78,6 +78,10 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """Return True when a call may go to the dependency now (claims the probe slot)."""
+        if self._state == "closed":
+            # Hot path: a closed circuit needs no lock; the counter is approximate under threads.
+            self._counts["calls"] += 1
+            return True
         with self._lock:
             state = self._current_state()
             if state == "closed":
@@ -148,7 +152,7 @@ class CircuitBreaker:
             self.record_failure(exc)
             raise
         except BaseException:
-            self._release_probe()
+            self.record_neutral()
             raise
         self.record_success()
         return result
@@ -163,12 +167,14 @@ class CircuitBreaker:
             self.record_failure(exc)
             raise
         except BaseException:
-            self._release_probe()
+            self.record_neutral()
             raise
         self.record_success()
         return result
 
-    def _release_probe(self) -> None:
+    def record_neutral(self) -> None:
+        """Report that an allowed call ended in a way that says nothing about the dependency
+        (a caller bug, a cancellation): frees a half-open probe slot, counts nothing."""
         with self._lock:
             self._probe_in_flight = False
 
