@@ -83,7 +83,7 @@ def test_flask_scores_a_plus_and_exposes_ids_to_handlers_and_templates() -> None
     )
     assert response.text.endswith(f"flask-1|{nonce}|flask-1|flask-1")
     assert response.headers["X-Request-ID"] == "flask-1"
-    assert response.headers["Cache-Control"] == "private, no-store"
+    assert response.headers["Cache-Control"] == "private"
     assert get_correlation_id() is None
 
 

@@ -435,7 +435,7 @@ class SecurityHeaders:
             and b"cache-control" not in present
             and content_type[:9].lower() == b"text/html"
         ):
-            out.append((b"cache-control", b"private, no-store"))
+            out.append((b"cache-control", b"private"))
         return out
 
 
