@@ -7,7 +7,8 @@
    slowapi's per-request overhead, ``(renderkit - bare) / (slowapi asgi - bare) <= 0.5``.
 2. Redis (``RENDERKIT_BENCH_REDIS_URL``, default redis://127.0.0.1:6379/0): ``limits hit()``
    (limits' own async sliding-window hit on its redis-py storage) vs ``renderkit ahit()``
-   (the decision *and* remaining/reset). Target: <= 1.05x. Round trips per check are counted
+   (the decision *and* remaining/reset), and ``limits hit() + get_window_stats()`` (what an
+   app needs to send RateLimit headers with limits alone). Target: <= 1.05x of hit(). Round trips per check are counted
    on the client (calls that write to the socket) and must be exactly 1.
 
 Run: ``.venv/bin/python benchmarks/bench_ratelimit.py`` (needs ``pip install 'renderkit[bench]'``).
@@ -162,6 +163,10 @@ def redis_bench(url: str) -> Result:
     async def theirs() -> None:
         await own.hit(item, "client")
 
+    async def theirs_with_stats() -> None:
+        await own.hit(item, "client")
+        await own.get_window_stats(item, "client")
+
     loop.run_until_complete(ours())
     loop.run_until_complete(theirs())
     counter = [0]
@@ -179,7 +184,11 @@ def redis_bench(url: str) -> Result:
         AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
     result = measure(
         "One check on Redis (sliding window counter), async redis-py",
-        {"limits hit()": theirs, "renderkit ahit()": ours},
+        {
+            "limits hit()": theirs,
+            "renderkit ahit()": ours,
+            "limits hit() + get_window_stats()": theirs_with_stats,
+        },
         baseline="limits hit()",
         rounds=15,
         number=300,

@@ -203,6 +203,15 @@ def client_ip(
             if not _in(address, trust.trusted_cidrs):
                 return str(address)
         return fallback
+    if trust.trusted_cidrs:
+        # Some proxies also append their own internal hop (Render: "client, edge, 10.x";
+        # arcjet/arcjet-js#5411). A client cannot forge a right-most entry, so drop trailing
+        # addresses inside the trusted networks before counting hops.
+        while len(chain) > 1:
+            tail = parse_ip(chain[-1])
+            if tail is None or not _in(tail, trust.trusted_cidrs):
+                break
+            chain = chain[:-1]
     hops = trust.hops or 1
     if len(chain) < hops:
         # Fewer entries than proxies: the request skipped the edge; believe nobody further.

@@ -190,6 +190,9 @@ RENDER = client_ip_key(ProxyTrust.render())
     [
         # Render: "client, cloudflare edge" from a private 10.x peer -> the client.
         ("10.1.2.3", "198.51.100.7, 172.70.1.1", "ip:198.51.100.7"),
+        # Render as observed in arcjet/arcjet-js#5411: "client, edge, own 10.x hop".
+        ("10.1.2.3", "198.51.100.7, 172.70.247.28, 10.19.6.53", "ip:198.51.100.7"),
+        ("10.1.2.3", "2.2.2.2,198.51.100.7, 172.71.95.118, 10.19.64.237", "ip:198.51.100.7"),
         # A forged left-most entry is ignored.
         ("10.1.2.3", "1.1.1.1, 198.51.100.7, 172.70.1.1", "ip:198.51.100.7"),
         ("10.1.2.3", "evil, garbage, 198.51.100.7, 172.70.1.1", "ip:198.51.100.7"),
