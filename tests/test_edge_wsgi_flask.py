@@ -269,3 +269,57 @@ def test_flask_logs_carry_the_request_id(caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="tests.flask.view"):
         closed(app.test_client().get("/log", headers={"X-Request-ID": "log-1"}))
     assert [r.correlation_id for r in caplog.records if r.name == "tests.flask.view"] == ["log-1"]  # type: ignore[attr-defined]
+
+
+FLASK_APP = """
+import time
+
+from flask import Flask, g
+
+from renderkit._http import ProxyTrust
+from renderkit.correlation import get_correlation_id
+from renderkit.flask import RenderKit
+
+app = Flask(__name__)
+
+
+@app.get("/echo/<int:n>")
+def echo(n):
+    time.sleep(0.02)  # overlap the threads
+    return f"{g.request_id}|{get_correlation_id()}"
+
+
+@app.get("/boom")
+def boom():
+    raise RuntimeError("view failed on purpose")
+
+
+RenderKit(app, trust=ProxyTrust.none(), environ={"APP_ENV": "development"})
+"""
+
+
+@pytest.mark.e2e
+def test_threaded_gunicorn_keeps_ids_apart_and_counts_every_request(tmp_path) -> None:
+    """Under gunicorn --threads 8, concurrent requests each get their own id; metrics count all."""
+    import concurrent.futures
+
+    import httpx
+
+    from _uvicorn_server import serve_gunicorn
+
+    with serve_gunicorn(FLASK_APP, tmp_path) as base:
+
+        def fetch(i: int) -> tuple[str, str]:
+            response = httpx.get(f"{base}/echo/{i}", headers={"X-Request-ID": f"g-{i}"}, timeout=10)
+            return response.headers["x-request-id"], response.text
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(fetch, range(24)))
+        failed = httpx.get(f"{base}/boom", headers={"X-Request-ID": "g-500"}, timeout=10)
+        metrics = httpx.get(f"{base}/metrics/json", timeout=10).json()
+    assert results == [(f"g-{i}", f"g-{i}|g-{i}") for i in range(24)]
+    assert failed.status_code == 500 and failed.headers["x-request-id"] == "g-500"
+    assert failed.headers["content-security-policy"]
+    routes = {r["route"]: r for r in metrics["routes"]}
+    assert routes["/echo/<int:n>"]["count"] == 24
+    assert routes["/boom"]["errors"] == 1
