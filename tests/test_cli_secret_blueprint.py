@@ -20,6 +20,7 @@ from renderkit.cli._blueprint import (
     validate_blueprint,
 )
 from renderkit.cli._secret import KINDS, generate
+from renderkit.health import INSTANCE_HEALTH_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,7 +121,7 @@ def test_blueprint_wires_database_keyvalue_and_secret(capsys: pytest.CaptureFixt
     }
     assert env["SESSION_SECRET"] == {"key": "SESSION_SECRET", "generateValue": True}
     assert env["APP_ENV"]["value"] == "production"
-    assert web["healthCheckPath"] == "/health"
+    assert web["healthCheckPath"] == INSTANCE_HEALTH_PATH == "/health/instance"
     assert web["maxShutdownDelaySeconds"] == 30
     kv = next(s for s in data["services"] if s["type"] == "keyvalue")
     assert kv["name"] == "shop-kv"

@@ -48,6 +48,7 @@ def good_app() -> Starlette:
             Route("/health", health),
             Route("/health/live", live),
             Route("/health/ready", live),
+            Route("/health/instance", live),
         ]
     )
     app.add_middleware(SecurityHeadersMiddleware)

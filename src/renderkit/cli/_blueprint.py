@@ -34,8 +34,10 @@ __all__ = [
     "validate_blueprint",
 ]
 
-DEFAULT_HEALTH_PATH = "/health"
-"""The path Render's single health check should hit (liveness plus critical dependencies)."""
+DEFAULT_HEALTH_PATH = "/health/instance"
+"""The path Render's single health check should hit: ``renderkit.health``'s instance endpoint,
+which fails for instance-local faults only, so a shared database outage does not make Render
+restart every instance (``renderkit.health.INSTANCE_HEALTH_PATH``)."""
 
 REGIONS = ("oregon", "ohio", "virginia", "frankfurt", "singapore")
 SERVICE_PLANS = ("free", "starter", "standard", "pro", "pro plus", "pro max", "pro ultra")

@@ -3,8 +3,9 @@
 Checks, in order (each prints a progress line on stderr, then its verdict):
 
 1. ``health``: the health path answers 2xx within Render's 5 s, as JSON with a ``status``.
-2. ``health-endpoints``: ``<health>/live`` and ``<health>/ready`` answer (404 is reported, not
-   failed: apps may expose a single path).
+2. ``health-endpoints``: ``<health>/live``, ``<health>/ready`` and ``<health>/instance`` (the
+   path for Render's ``healthCheckPath``) answer (404 is reported, not failed: apps may expose
+   a single path).
 3. ``https-redirect``: plain http is answered with 301/308 to https on the same host.
 4. ``security-headers``: the page's headers graded with Mozilla HTTP Observatory's rules
    (:func:`renderkit.cli._observatory.grade_headers`); A or better passes, B warns.
@@ -48,7 +49,7 @@ EXIT_USAGE = 2
 RENDER_HEALTH_DEADLINE = 5.0
 """Render counts a health check as failed when it takes longer than this."""
 _ORIGIN = "https://renderkit-verify.invalid"
-_HOSTILE_ID = 'hostile "id" <script>alert(1)</script>; ' * 8
+_HOSTILE_ID = ('hostile "id" <script>alert(1)</script>; ' * 8).strip()
 _ID_SAFE = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~/:=@"
 )
@@ -221,9 +222,9 @@ def check_health(ctx: _Context) -> VerifyCheck:
 
 
 def check_health_endpoints(ctx: _Context) -> VerifyCheck:
-    """Liveness and readiness sub-paths answer (reported, not required)."""
+    """Liveness, readiness and instance sub-paths answer (reported, not required)."""
     seen: dict[str, int] = {}
-    for suffix in ("live", "ready"):
+    for suffix in ("live", "ready", "instance"):
         path = ctx.health_path.rstrip("/") + "/" + suffix
         seen[path] = ctx.get(path).status_code
     missing = [p for p, code in seen.items() if code == 404]
@@ -242,7 +243,7 @@ def check_health_endpoints(ctx: _Context) -> VerifyCheck:
             "health-endpoints",
             "skip",
             f"not found: {', '.join(missing)}",
-            "Health.routes() adds /live and /ready for other orchestrators",
+            "Health.routes() adds /live, /ready and /instance (for Render's healthCheckPath)",
             {"status_codes": seen},
         )
     return VerifyCheck("health-endpoints", "pass", text, details={"status_codes": seen})
@@ -365,7 +366,7 @@ def check_request_id(ctx: _Context) -> VerifyCheck:
         return VerifyCheck(
             "request-id",
             "fail",
-            "a hostile X-Request-ID (quotes, spaces, <script>, 352 chars) was echoed back",
+            "a hostile X-Request-ID (quotes, spaces, <script>, 351 chars) was echoed back",
             "validate incoming ids (CorrelationIdMiddleware does): a log injection waits here",
             details,
         )

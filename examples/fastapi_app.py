@@ -1,0 +1,119 @@
+"""The renderkit demo: a FastAPI app using every module, with zero configuration.
+
+Run it (no environment variables needed; memory backends)::
+
+    uvicorn examples.fastapi_app:app            # or: nox -s demo
+    open http://127.0.0.1:8000/
+
+With ``REDIS_URL`` set, the cache and the rate limiter share Redis across instances (each
+keeps serving from memory while Redis is down). On Render, ``render.yaml`` in this folder
+(from ``renderkit blueprint``) wires ``REDIS_URL`` and ``SESSION_SECRET``.
+
+Routes: ``/`` (HTML page whose inline script runs thanks to the CSP nonce),
+``/api/slow-square/{n}`` (cache with stampede protection), ``/api/limited`` (5/minute),
+``/health``, ``/health/live``, ``/health/ready``, ``/health/instance``, ``/metrics`` and
+``/metrics/json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse
+
+from renderkit.cache import AsyncCache
+from renderkit.config import environment
+from renderkit.correlation import CorrelationIdMiddleware, get_correlation_id
+from renderkit.health import Health
+from renderkit.logging import configure_logging
+from renderkit.metrics import RequestMetrics, RequestMetricsMiddleware
+from renderkit.platform import detect
+from renderkit.ratelimit import RateLimit, RateLimiter, RateLimitMiddleware
+from renderkit.resilience import TimeoutMiddleware
+from renderkit.security import (
+    HTTPSRedirectMiddleware,
+    SecurityHeadersMiddleware,
+    https_redirect_enabled,
+)
+from renderkit.shutdown import ShutdownCoordinator, ShutdownMiddleware
+
+PAGE = (Path(__file__).parent / "index.html").read_text(encoding="utf-8")
+
+
+def create_app(environ: Mapping[str, str] | None = None) -> FastAPI:
+    """Build the demo app from ``environ`` (default: ``os.environ``); nothing connects yet."""
+    env = dict(os.environ if environ is None else environ)
+    platform = detect(env)
+    env_name = environment(env)
+
+    cache = AsyncCache.from_env(env)  # memory unless REDIS_URL / CACHE_TYPE say otherwise
+    limiter = RateLimiter.from_env(env)  # memory:// unless RATELIMIT_STORAGE_URL / REDIS_URL
+    metrics = RequestMetrics()
+    coordinator = ShutdownCoordinator.from_env(env)
+    coordinator.on_shutdown(cache.close, name="cache", timeout=2.0)
+    coordinator.on_shutdown(limiter.close, name="ratelimit", timeout=2.0)
+
+    health = Health.from_env(env, shutdown=coordinator)
+    health.add("cache", cache.health_check, critical=False, component_type="datastore")
+    health.add("ratelimit", limiter.health_check, critical=False, component_type="datastore")
+    health.add_system_checks()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(environ=env)
+        async with coordinator.lifespan(app):
+            yield
+
+    app = FastAPI(title="renderkit demo", lifespan=lifespan)
+    app.router.routes.extend(health.routes(prefix="/health"))
+    app.router.routes.extend(metrics.routes("/metrics"))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def home(request: Request) -> HTMLResponse:
+        page = (
+            PAGE.replace("__NONCE__", request.state.csp_nonce)
+            .replace("__REQUEST_ID__", get_correlation_id() or "-")
+            .replace("__ENVIRONMENT__", env_name)
+            .replace("__PROVIDER__", platform.provider)
+        )
+        return HTMLResponse(page)
+
+    @cache.cached(ttl=30)
+    async def slow_square(n: int) -> dict[str, Any]:
+        await asyncio.sleep(0.2)  # an expensive computation or a slow upstream
+        return {"n": n, "square": n * n}
+
+    @app.get("/api/slow-square/{n}")
+    async def square(n: int) -> dict[str, Any]:
+        """The first call takes 200 ms; the next 30 s come from the cache."""
+        return {"result": await slow_square(n), "cache": cache.stats()}
+
+    @app.get("/api/limited", dependencies=[Depends(RateLimit("5/minute", limiter=limiter))])
+    async def limited() -> dict[str, Any]:
+        """Five calls a minute per client; the sixth gets a 429 with Retry-After."""
+        return {"ok": True, "request_id": get_correlation_id()}
+
+    # Added last = outermost: shutdown tracking sees every request; the request id is bound
+    # before anything logs; security headers land even on 429s and 504s.
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, exempt_paths=["/health*"])
+    app.add_middleware(TimeoutMiddleware, timeout=30.0)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
+    if https_redirect_enabled(env):
+        app.add_middleware(HTTPSRedirectMiddleware)
+    app.add_middleware(CorrelationIdMiddleware)
+    app.add_middleware(ShutdownMiddleware, coordinator=coordinator)
+    app.state.cache = cache
+    app.state.limiter = limiter
+    app.state.health = health
+    app.state.coordinator = coordinator
+    return app
+
+
+app = create_app()
