@@ -8,8 +8,8 @@
 2. Redis (``RENDERKIT_BENCH_REDIS_URL``, default redis://127.0.0.1:6379/0): ``limits hit()``
    (limits' own async sliding-window hit on its redis-py storage) vs ``renderkit ahit()``
    (the decision *and* remaining/reset), and ``limits hit() + get_window_stats()`` (what an
-   app needs to send RateLimit headers with limits alone). Target: <= 1.05x of hit(). Round trips per check are counted
-   on the client (calls that write to the socket) and must be exactly 1.
+   app needs to send RateLimit headers with limits alone). Target: <= 1.05x of hit(). Round
+   trips per check are counted on the client (socket writes) and must be exactly 1.
 
 Run: ``.venv/bin/python benchmarks/bench_ratelimit.py`` (needs ``pip install 'renderkit[bench]'``).
 """

@@ -27,6 +27,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "renderkit.security": (*HEAVY, "starlette", "structlog", "psutil"),
     "renderkit.metrics": (*HEAVY, "starlette", "structlog", "psutil"),
     "renderkit.flask": HEAVY,
+    "renderkit.ratelimit": HEAVY,
     "renderkit.db": (*HEAVY, "tenacity", "starlette", "structlog", "psutil"),
     "renderkit.cache": (*HEAVY, "tenacity", "starlette", "structlog", "psutil"),
 }

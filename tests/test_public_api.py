@@ -9,6 +9,30 @@ import sys
 import pytest
 
 PUBLIC: dict[str, set[str]] = {
+    "renderkit.ratelimit": {
+        "Check",
+        "DEFAULT_LIMIT",
+        "DEFAULT_TIMEOUT",
+        "HEALTH_PATHS",
+        "KeyFunc",
+        "PROBLEM_TYPE",
+        "RateLimit",
+        "RateLimitMiddleware",
+        "RateLimitPolicy",
+        "RateLimitResult",
+        "RateLimiter",
+        "RequestInfo",
+        "Rule",
+        "Strategy",
+        "api_key",
+        "client_ip_key",
+        "deny_response",
+        "first_of",
+        "limit",
+        "parse_limits",
+        "rate_limit_headers",
+        "session_user",
+    },
     "renderkit.errors": {
         "BackendUnavailable",
         "CircuitOpenError",
@@ -123,6 +147,7 @@ SPEC_NAMES: dict[str, set[str]] = {
         "SecurityHeadersMiddleware",
     },
     "renderkit.health": {"CheckResult"},
+    "renderkit.ratelimit": {"RateLimitMiddleware", "RateLimiter"},
     "renderkit.db": {"AsyncDatabase", "Database"},
     "renderkit.cache": {
         "AsyncCache",

@@ -227,9 +227,7 @@ def _fake_storage(server: Any) -> Any:
 
 
 @pytest.mark.parametrize("strategy", ["fixed-window", "sliding-window-counter"])
-def test_fakeredis_one_pipelined_round_trip(
-    strategy: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_fakeredis_one_pipelined_round_trip(strategy: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a limits Redis storage the check and its stats go out in one socket write."""
     import fakeredis
 

@@ -28,13 +28,13 @@ from renderkit.ratelimit._limiter import (
 from renderkit.ratelimit._middleware import RateLimit, RateLimitMiddleware, limit
 from renderkit.ratelimit._rules import HEALTH_PATHS, Check, RateLimitPolicy, Rule
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
+    "Check",
     "DEFAULT_LIMIT",
     "DEFAULT_TIMEOUT",
     "HEALTH_PATHS",
-    "PROBLEM_TYPE",
-    "Check",
     "KeyFunc",
+    "PROBLEM_TYPE",
     "RateLimit",
     "RateLimitMiddleware",
     "RateLimitPolicy",

@@ -11,14 +11,7 @@ from typing import Any
 
 from renderkit._http import PRIVATE_NETWORKS, ProxyTrust, client_ip, header
 
-__all__ = [
-    "KeyFunc",
-    "RequestInfo",
-    "api_key",
-    "client_ip_key",
-    "first_of",
-    "session_user",
-]
+__all__ = ["KeyFunc", "RequestInfo", "api_key", "client_ip_key", "first_of", "session_user"]
 
 logger = logging.getLogger("renderkit.ratelimit")
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from renderkit._http import ProxyTrust
 
-__all__ = ["HEALTH_PATHS", "Check", "RateLimitPolicy", "Rule"]
+__all__ = ["Check", "HEALTH_PATHS", "RateLimitPolicy", "Rule"]  # noqa: RUF022
 
 logger = logging.getLogger("renderkit.ratelimit")
 
