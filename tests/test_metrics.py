@@ -186,3 +186,14 @@ def test_option_errors_and_health() -> None:
     metrics.record("GET", "/", 200, 0.01)
     metrics.reset()
     assert metrics.snapshot()["requests"] == 0
+
+
+def test_route_template_falls_back_to_the_endpoint_when_route_is_missing() -> None:
+    """Without scope["route"] (older Starlette) the template comes from the matched endpoint."""
+    from renderkit.metrics import route_template
+
+    routes = [Route("/a/{x}", item), Route("/b/{y}", boom)]
+    router = Starlette(routes=routes).router
+    assert route_template({"endpoint": boom, "router": router}) == "/b/{y}"
+    assert route_template({"endpoint": lambda r: None, "router": router}) is None
+    assert route_template({}) is None

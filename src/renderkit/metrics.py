@@ -398,7 +398,9 @@ def route_template(scope: Scope, root_path: str = "") -> str | None:
     """
     route = scope.get("route")
     if route is None:
-        return None
+        route = _route_by_endpoint(scope)
+        if route is None:
+            return None
     template = getattr(route, "path", None)
     if not isinstance(template, str):
         return None
@@ -407,6 +409,19 @@ def route_template(scope: Scope, root_path: str = "") -> str | None:
     if prefix and not (template and prefix.endswith(template)):
         return prefix + template
     return prefix or template or "/"
+
+
+def _route_by_endpoint(scope: Scope) -> Any:
+    """Starlette releases that do not set ``scope["route"]`` still set the matched endpoint:
+    find the router's route holding it (first match), else None."""
+    endpoint = scope.get("endpoint")
+    router = scope.get("router")
+    if endpoint is None or router is None:
+        return None
+    for candidate in getattr(router, "routes", ()):
+        if getattr(candidate, "endpoint", None) is endpoint:
+            return candidate
+    return None
 
 
 class RequestMetricsMiddleware:
