@@ -323,3 +323,12 @@ def test_threaded_gunicorn_keeps_ids_apart_and_counts_every_request(tmp_path) ->
     routes = {r["route"]: r for r in metrics["routes"]}
     assert routes["/echo/<int:n>"]["count"] == 24
     assert routes["/boom"]["errors"] == 1
+
+
+def test_jinja_nonce_global_is_empty_outside_a_request() -> None:
+    """{{ csp_nonce }} renders empty (not an error) outside a request and in app contexts."""
+    app, _ = make_flask()
+    nonce_global = app.jinja_env.globals["csp_nonce"]
+    assert str(nonce_global) == "" and not nonce_global
+    with app.app_context():
+        assert render_template_string("[{{ csp_nonce }}]") == "[]"
