@@ -46,8 +46,11 @@ from renderkit.shutdown import ShutdownCoordinator, ShutdownMiddleware
 PAGE = (Path(__file__).parent / "index.html").read_text(encoding="utf-8")
 
 
-def create_app(environ: Mapping[str, str] | None = None) -> FastAPI:
-    """Build the demo app from ``environ`` (default: ``os.environ``); nothing connects yet."""
+def create_app(environ: Mapping[str, str] | None = None, *, logs: bool = True) -> FastAPI:
+    """Build the demo app from ``environ`` (default: ``os.environ``); nothing connects yet.
+
+    ``logs``: configure logging at start-up (tests pass False to keep pytest's own).
+    """
     env = dict(os.environ if environ is None else environ)
     platform = detect(env)
     env_name = environment(env)
@@ -66,7 +69,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(environ=env)
+        if logs:
+            configure_logging(environ=env)
         async with coordinator.lifespan(app):
             yield
 

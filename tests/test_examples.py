@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -29,7 +31,7 @@ def csp_nonce(csp: str) -> str:
 @pytest.fixture
 def fastapi_client() -> Iterator[TestClient]:
     module = importlib.import_module("examples.fastapi_app")
-    app = module.create_app({})  # zero configuration: no env var at all
+    app = module.create_app({}, logs=False)  # zero configuration: no env var at all
     with TestClient(app) as client:
         yield client
 
@@ -93,7 +95,7 @@ def test_fastapi_docs_still_render(fastapi_client: TestClient) -> None:
 def test_fastapi_production_redirects_plain_http() -> None:
     """In production (APP_ENV=production) plain http is redirected; health is exempt."""
     module = importlib.import_module("examples.fastapi_app")
-    app = module.create_app({"APP_ENV": "production", "SESSION_SECRET": "x" * 64})
+    app = module.create_app({"APP_ENV": "production", "SESSION_SECRET": "x" * 64}, logs=False)
     with TestClient(app) as client:
         response = client.get("/", follow_redirects=False)
         assert response.status_code in (301, 308)
@@ -113,3 +115,106 @@ def test_fastapi_example_imports_with_no_environment() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "FastAPI"
+
+
+# --- Flask ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def flask_client() -> Any:
+    module = importlib.import_module("examples.flask_app")
+    return module.create_app({}).test_client()
+
+
+def test_flask_home_page_uses_the_csp_nonce(flask_client: Any) -> None:
+    """The Flask page carries this response's nonce and request id, with A+ headers."""
+    response = flask_client.get("/")
+    assert response.status_code == 200
+    nonce = csp_nonce(response.headers["Content-Security-Policy"])
+    assert f'<script nonce="{nonce}">' in response.get_data(as_text=True)
+    assert response.headers["X-Request-ID"] in response.get_data(as_text=True)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_flask_cache_limits_and_health(flask_client: Any) -> None:
+    """Cache hit on the second call, 429 on the sixth limited call, health endpoints up."""
+    first = flask_client.get("/api/slow-square/7").json
+    second = flask_client.get("/api/slow-square/7").json
+    assert first["result"] == {"n": 7, "square": 49}
+    assert second["cache"]["hits"] > first["cache"]["hits"]
+    codes = [flask_client.get("/api/limited").status_code for _ in range(6)]
+    assert codes == [200] * 5 + [429]
+    for path in ("/health", "/health/live", "/health/ready", "/health/instance"):
+        response = flask_client.get(path)
+        assert response.status_code == 200, path
+        assert response.json["status"] == "healthy"
+
+
+@pytest.mark.e2e
+def test_flask_example_under_gunicorn_drains_on_sigterm(tmp_path: Path) -> None:
+    """gunicorn with the example config serves the app and exits cleanly on SIGTERM."""
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    from _uvicorn_server import free_port
+
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "examples/gunicorn.conf.py",
+             "--workers", "1", "examples.flask_app:app"],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "PORT": str(port), "APP_ENV": "development"},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                assert process.poll() is None, log.read_text()[-2000:]
+                try:
+                    with socket.create_connection(("127.0.0.1", port), 0.2):
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline, "gunicorn did not listen within 20 s"
+                    time.sleep(0.05)
+            response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            assert response.status_code == 200
+            assert response.json()["status"] == "healthy"
+            assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).headers["x-request-id"]
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=5)
+    text = log.read_text()
+    assert "shutdown" in text  # renderkit's coordinator ran its hooks in the worker
+
+
+# --- Starlette, one module -----------------------------------------------------------------
+
+
+def test_starlette_minimal_adopts_health_alone() -> None:
+    """The minimal app serves the four health endpoints; importing it pulls in no other module."""
+    module = importlib.import_module("examples.starlette_minimal")
+    with TestClient(module.app) as client:
+        assert client.get("/").status_code == 200
+        for path in ("/health", "/health/live", "/health/ready", "/health/instance"):
+            response = client.get(path)
+            assert response.status_code == 200, path
+            assert response.json()["status"] == "healthy"
+    code = (
+        "import json, sys, examples.starlette_minimal; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('renderkit.'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = set(json.loads(result.stdout))
+    assert not loaded & {"renderkit.cache", "renderkit.sessions", "renderkit.ratelimit"}
