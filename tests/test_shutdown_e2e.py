@@ -1,0 +1,187 @@
+"""End to end: SIGTERM under load loses no request, then hooks run, inside the grace period.
+
+Real servers on 127.0.0.1 (uvicorn; gunicorn with uvicorn workers; Flask under gunicorn's
+threaded workers), 50 concurrent one-second requests, SIGTERM mid-flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+GRACE = 10.0
+CONCURRENCY = 50
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(
+    command: list[str], port: int, env: dict[str, str], cwd: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server process, wait until it listens on ``port``, stop it by pid at the end."""
+    process = subprocess.Popen(
+        command, cwd=cwd, env={**os.environ, **env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited: {process.stderr.read().decode()[-3000:]}")  # type: ignore[union-attr]
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start listening within 20 s")
+            time.sleep(0.05)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+async def load_then_sigterm(url: str, process: subprocess.Popen[bytes]) -> tuple[list[int], float]:
+    """Fire CONCURRENCY one-second requests, SIGTERM mid-flight; return statuses and the time
+    from the signal to the process's exit."""
+    limits = httpx.Limits(max_connections=CONCURRENCY + 10)
+    async with httpx.AsyncClient(timeout=GRACE + 5, limits=limits) as client:
+        requests = [
+            asyncio.ensure_future(client.get(f"{url}/work?seconds=1")) for _ in range(CONCURRENCY)
+        ]
+        await asyncio.sleep(0.4)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        responses = await asyncio.gather(*requests, return_exceptions=True)
+    statuses = [r.status_code if isinstance(r, httpx.Response) else -1 for r in responses]
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, process.wait, GRACE + 5)
+    return statuses, time.monotonic() - signalled
+
+
+def check_event_log(log: Path) -> None:
+    """Every request finished before the first hook; hooks ran in reverse registration order."""
+    lines = [line.split(" ", 2) for line in log.read_text().splitlines()]
+    events = [event for _, _, event in lines]
+    assert events.count("request done") == CONCURRENCY, events
+    hooks = [i for i, event in enumerate(events) if event.startswith("hook ")]
+    assert [events[i] for i in hooks] == ["hook cache", "hook database"]
+    last_request = max(float(t) for t, _, event in lines if event == "request done")
+    first_hook = min(float(lines[i][0]) for i in hooks)
+    assert first_hook >= last_request
+    assert min(hooks) == CONCURRENCY  # nothing but requests before the hooks
+
+
+def test_uvicorn_sigterm_under_load(tmp_path: Path) -> None:
+    """uvicorn: all 50 in-flight requests get 200, hooks run after them, exit well in time."""
+    port = free_port()
+    log = tmp_path / "events.log"
+    env = {
+        "EXAMPLE_EVENT_LOG": str(log),
+        "SHUTDOWN_GRACE_PERIOD": f"{GRACE:g}s",
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+    command = [
+        sys.executable, "-m", "uvicorn", "health_shutdown_example:app", "--app-dir", str(EXAMPLES),
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    with server(command, port, env, tmp_path) as process:
+        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process))
+    assert statuses == [200] * CONCURRENCY
+    assert took < GRACE
+    check_event_log(log)
+
+
+def test_gunicorn_uvicorn_workers_sigterm_under_load(tmp_path: Path) -> None:
+    """gunicorn + uvicorn workers: the same guarantees through the worker's ASGI lifespan."""
+    port = free_port()
+    log = tmp_path / "events.log"
+    env = {
+        "EXAMPLE_EVENT_LOG": str(log),
+        "SHUTDOWN_GRACE_PERIOD": f"{GRACE:g}s",
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+    command = [
+        sys.executable, "-m", "gunicorn", "health_shutdown_example:app", "--chdir", str(EXAMPLES),
+        "-k", "uvicorn.workers.UvicornWorker", "-w", "1", "-b", f"127.0.0.1:{port}",
+        "--graceful-timeout", f"{GRACE + 5:g}", "--log-level", "warning",
+    ]  # fmt: skip
+    with server(command, port, env, tmp_path) as process:
+        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process))
+    assert statuses == [200] * CONCURRENCY
+    assert took < GRACE
+    check_event_log(log)
+
+
+FLASK_APP = """
+import os, time
+from flask import Flask
+from renderkit.shutdown import ShutdownCoordinator
+from renderkit.wsgi import ShutdownMiddleware
+
+LOG = os.environ["EXAMPLE_EVENT_LOG"]
+
+def record(event):
+    with open(LOG, "a") as f:
+        f.write(f"{time.time():.6f} {os.getpid()} {event}\\n")
+
+coordinator = ShutdownCoordinator(grace_period=10)
+coordinator.on_shutdown(lambda: record("hook database"), name="database")
+coordinator.on_shutdown(lambda: record("hook cache"), name="cache")
+
+app = Flask(__name__)
+
+@app.get("/work")
+def work():
+    time.sleep(1)
+    record("request done")
+    return {"ok": True}
+
+app.wsgi_app = ShutdownMiddleware(app.wsgi_app, coordinator=coordinator)
+"""
+
+GUNICORN_CONF = """
+from renderkit.shutdown import gunicorn_hooks
+globals().update(gunicorn_hooks("flask_app:coordinator"))
+"""
+
+
+def test_flask_gunicorn_threads_sigterm_under_load(tmp_path: Path) -> None:
+    """Flask under gunicorn gthread workers: requests finish, worker_exit runs the hooks after."""
+    (tmp_path / "flask_app.py").write_text(textwrap.dedent(FLASK_APP))
+    (tmp_path / "gunicorn_conf.py").write_text(textwrap.dedent(GUNICORN_CONF))
+    port = free_port()
+    log = tmp_path / "events.log"
+    env = {"EXAMPLE_EVENT_LOG": str(log), "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{tmp_path}"}
+    command = [
+        sys.executable, "-m", "gunicorn", "flask_app:app", "-c", str(tmp_path / "gunicorn_conf.py"),
+        "-k", "gthread", "--threads", str(CONCURRENCY + 10), "-w", "1",
+        "-b", f"127.0.0.1:{port}", "--graceful-timeout", f"{GRACE + 5:g}", "--log-level", "warning",
+    ]  # fmt: skip
+    with server(command, port, env, tmp_path) as process:
+        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process))
+    assert statuses == [200] * CONCURRENCY
+    assert took < GRACE
+    check_event_log(log)
