@@ -75,3 +75,13 @@ def bench(session: nox.Session) -> None:
     """Run every benchmark in benchmarks/ and write docs/benchmarks.md."""
     session.install("-e", ".[all,dev,bench]")
     session.run("python", "benchmarks/run_all.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def chaos(session: nox.Session) -> None:
+    """Serve the chaos app (2 workers) under load while Redis and Postgres fail; print figures.
+
+    Starts its own redis-server and Postgres on free ports; ``nox -s chaos -- --duration 60``.
+    """
+    session.install("-e", DEV)
+    session.run("python", "benchmarks/chaos.py", *session.posargs)
