@@ -1,0 +1,109 @@
+"""Session ids and their signatures (private).
+
+A session id is 32 random bytes (256 bits) from the OS CSPRNG, URL-safe base64 without
+padding (43 characters). The cookie carries ``<id>.<signature>``, where the signature is
+HMAC-SHA256 of the id under a key derived from the app's secret, also 43 characters. A cookie
+of any other shape is rejected before any HMAC is computed, and an id is looked up in a store
+only after its signature verified, so an attacker can never make the app query a chosen id.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Sequence
+
+from renderkit.errors import ConfigError, ConfigProblem
+
+__all__ = ["ID_LENGTH", "Signer", "new_session_id"]
+
+ID_BYTES = 32
+ID_LENGTH = 43  # len(urlsafe_b64encode(32 bytes)) without "=" padding
+COOKIE_LENGTH = ID_LENGTH * 2 + 1
+_COOKIE_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}")
+# Keys are derived from the secret for one purpose, so the same SESSION_SECRET reused
+# elsewhere (Flask's secret_key, CSRF tokens) never yields signatures valid here.
+_PURPOSE = b"renderkit.sessions.cookie-signature.v1"
+
+SecretKey = str | bytes
+
+
+def new_session_id() -> str:
+    """Return a fresh random session id (256 bits, 43 URL-safe characters)."""
+    return secrets.token_urlsafe(ID_BYTES)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+class Signer:
+    """Sign ids with the first key; accept a signature made by any key in the list.
+
+    Rotate by putting the new secret first and keeping the old one second until every
+    session signed with it has expired (the session TTL); then drop the old one. A cookie
+    verified by an older key is re-signed with the newest key on the next response.
+    """
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, secret_keys: SecretKey | Sequence[SecretKey], *, option: str) -> None:
+        keys = [secret_keys] if isinstance(secret_keys, str | bytes) else list(secret_keys)
+        problems: list[ConfigProblem] = []
+        if not keys:
+            problems.append(
+                ConfigProblem(
+                    option,
+                    "no secret key given; pass secret_key=... (a long random string, e.g. "
+                    "from `renderkit secret`) or set SESSION_SECRET",
+                    "code",
+                )
+            )
+        derived: list[bytes] = []
+        for index, key in enumerate(keys):
+            if isinstance(key, str):
+                key = key.encode("utf-8")
+            if not isinstance(key, bytes) or not key:
+                problems.append(
+                    ConfigProblem(
+                        option,
+                        f"key #{index + 1} is empty or not a str/bytes; every key must be a "
+                        "non-empty secret string",
+                        "code",
+                    )
+                )
+                continue
+            derived.append(hmac.new(key, _PURPOSE, hashlib.sha256).digest())
+        if problems:
+            raise ConfigError(problems)
+        self._keys = tuple(derived)
+
+    @property
+    def key_count(self) -> int:
+        """How many keys are accepted (the first one signs)."""
+        return len(self._keys)
+
+    def sign(self, session_id: str) -> str:
+        """Return the cookie value ``<id>.<signature>`` for ``session_id``."""
+        mac = hmac.new(self._keys[0], session_id.encode("ascii"), hashlib.sha256).digest()
+        return f"{session_id}.{_b64(mac)}"
+
+    def unsign(self, value: str) -> tuple[str, bool] | None:
+        """Return ``(id, signed_with_current_key)`` for a genuine cookie value, else None.
+
+        Anything of the wrong length or alphabet (truncated, oversized, non-ASCII, empty) is
+        rejected without computing an HMAC; signatures are compared in constant time.
+        """
+        if len(value) != COOKIE_LENGTH or not _COOKIE_SHAPE.fullmatch(value):
+            return None
+        session_id = value[:ID_LENGTH]
+        signature = value[ID_LENGTH + 1 :]
+        raw_id = session_id.encode("ascii")
+        for index, key in enumerate(self._keys):
+            expected = _b64(hmac.new(key, raw_id, hashlib.sha256).digest())
+            if hmac.compare_digest(expected, signature):
+                return session_id, index == 0
+        return None
