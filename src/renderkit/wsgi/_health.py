@@ -143,23 +143,31 @@ class ShutdownMiddleware:
 
 
 class _Tracked:
-    """Wrap a WSGI body so the request counts as in flight until the server closes it."""
+    """Wrap a WSGI body so the request counts as in flight until it is sent: released when the
+    server exhausts the body or closes it, whichever comes first (PEP 3333 servers close)."""
 
     def __init__(self, body: Iterable[bytes], coordinator: ShutdownCoordinator) -> None:
         self._body = body
         self._coordinator = coordinator
-        self._closed = False
+        self._released = False
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._coordinator._exit_sync()
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
+        try:
+            yield from self._body
+        except BaseException:
+            self._release()
+            raise
+        self._release()
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
         try:
             closer = getattr(self._body, "close", None)
             if closer is not None:
                 closer()
         finally:
-            self._coordinator._exit_sync()
+            self._release()
