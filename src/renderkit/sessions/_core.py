@@ -128,7 +128,7 @@ class SessionEngine:
                 ConfigProblem(
                     SECRET_VAR,
                     f"{option_prefix} needs secret_key=... or the {SECRET_VAR} variable: a "
-                    "long random string (generate one with `renderkit secret session`)",
+                    "long random string (generate one with `renderkit secret`)",
                 )
             )
         same = str(same_site).lower()
@@ -209,14 +209,16 @@ class SessionEngine:
                 return found
         return None
 
-    def open(self, values: Sequence[str], *, lazy: bool) -> Session:
+    def open(
+        self, values: Sequence[str], *, lazy: bool, factory: type[Session] = Session
+    ) -> Session:
         """A Session for the request's cookie values; with ``lazy`` it loads on first access."""
         found = self.verified(values) if values else None
         if found is None:
-            return Session()
+            return factory()
         session_id, current = found
         loader = self._safe_load if lazy else None
-        return Session(session_id, loader, cookie_stale=not current)
+        return factory(session_id, loader, cookie_stale=not current)
 
     def _safe_load(self, session_id: str) -> SessionRecord | None:
         try:

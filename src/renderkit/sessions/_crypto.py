@@ -35,7 +35,7 @@ def parse_encryption_key(value: str | bytes, *, variable: str = ENCRYPTION_KEY_V
             ConfigProblem(
                 variable,
                 f"must be 64 hex characters (a 256-bit key), got {len(text)} characters that "
-                "are not all hex; generate one with `renderkit secret encryption`",
+                "are not all hex; generate one with `renderkit secret --kind encryption`",
                 expected="64 hex characters",
                 found="****",
             )

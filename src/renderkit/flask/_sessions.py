@@ -1,0 +1,180 @@
+"""Flask: a ``SessionInterface`` backed by renderkit's session stores and cookie format."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from renderkit._optional import require
+from renderkit.sessions._base import DEFAULT_TTL, SessionStore
+from renderkit.sessions._core import OnConflict, SessionEngine, cookie_values
+from renderkit.sessions._session import Session
+from renderkit.sessions._signing import SecretKey
+
+if TYPE_CHECKING:
+    from flask import Flask, Request, Response
+
+__all__ = ["EXTRAS_KEY", "RenderKitSessionInterface", "wire_sessions"]
+
+EXTRAS_KEY = "sessions"
+
+
+def _session_class() -> type[Session]:
+    sessions_mod = require("flask.sessions", extra="flask", feature="RenderKitSessionInterface")
+
+    class FlaskSession(Session, sessions_mod.SessionMixin):  # type: ignore[misc,name-defined]
+        """A renderkit Session that Flask accepts as ``flask.session``."""
+
+        had_cookie = False
+
+    return FlaskSession
+
+
+class RenderKitSessionInterface:
+    """Server-side Flask sessions: ``app.session_interface = RenderKitSessionInterface(store)``.
+
+    Same stores, cookie format and options as :class:`renderkit.sessions.SessionMiddleware`,
+    so a Flask app and an ASGI app sharing ``secret_key`` and a Redis/Postgres store share
+    their sessions. ``secret_key`` defaults to SESSION_SECRET, then ``app.secret_key``; the
+    cookie name, domain, path and SameSite default to Flask's ``SESSION_COOKIE_*`` settings.
+    ``https_only`` None sets ``Secure`` when ``SESSION_COOKIE_SECURE`` is true or in
+    production. Loads lazily; saves only when modified.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore | None = None,
+        *,
+        secret_key: SecretKey | Sequence[SecretKey] | None = None,
+        session_cookie: str | None = None,
+        max_age: int | None = DEFAULT_TTL,
+        path: str | None = None,
+        same_site: str | None = None,
+        https_only: bool | None = None,
+        domain: str | None = None,
+        ttl: float | None = None,
+        rolling: bool = False,
+        on_conflict: OnConflict = "merge",
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        sessions_mod = require("flask.sessions", extra="flask", feature="RenderKitSessionInterface")
+        from renderkit.sessions._memory import MemoryStore
+
+        self._base = sessions_mod.SessionInterface
+        self.store = store if store is not None else MemoryStore()
+        self.options: dict[str, Any] = {
+            "secret_key": secret_key,
+            "session_cookie": session_cookie,
+            "max_age": max_age,
+            "path": path,
+            "same_site": same_site,
+            "https_only": https_only,
+            "domain": domain,
+            "ttl": ttl,
+            "rolling": rolling,
+            "on_conflict": on_conflict,
+        }
+        self.environ = environ
+        self.session_class = _session_class()
+        self._engines: dict[int, SessionEngine] = {}
+        # Flask checks these on the interface.
+        self.null_session_class = sessions_mod.NullSession
+        self.pickle_based = False
+
+    def engine(self, app: Flask) -> SessionEngine:
+        """The engine for ``app`` (built on first use from the options and app.config)."""
+        engine = self._engines.get(id(app))
+        if engine is None:
+            o = self.options
+            cfg = app.config
+            secret = o["secret_key"]
+            if secret is None:
+                import os
+
+                env = os.environ if self.environ is None else self.environ
+                secret = env.get("SESSION_SECRET") or app.secret_key
+            https_only = o["https_only"]
+            if https_only is None and cfg.get("SESSION_COOKIE_SECURE"):
+                https_only = True
+            engine = SessionEngine(
+                self.store,
+                secret_key=secret,
+                cookie_name=o["session_cookie"] or cfg.get("SESSION_COOKIE_NAME") or "session",
+                max_age=o["max_age"],
+                ttl=o["ttl"],
+                path=o["path"] or cfg.get("SESSION_COOKIE_PATH") or "/",
+                domain=o["domain"] or cfg.get("SESSION_COOKIE_DOMAIN") or None,
+                same_site=o["same_site"] or cfg.get("SESSION_COOKIE_SAMESITE") or "lax",
+                https_only=https_only,
+                rolling=o["rolling"],
+                on_conflict=o["on_conflict"],
+                environ=self.environ,
+                option_prefix="RenderKitSessionInterface",
+            )
+            self._engines[id(app)] = engine
+        return engine
+
+    # -- the SessionInterface protocol ----------------------------------------------------
+    def make_null_session(self, app: Flask) -> Any:
+        return self.null_session_class()
+
+    def is_null_session(self, obj: object) -> bool:
+        return isinstance(obj, self.null_session_class)
+
+    def should_set_cookie(self, app: Flask, session: Any) -> bool:
+        return bool(session.modified)
+
+    def open_session(self, app: Flask, request: Request) -> Session:
+        engine = self.engine(app)
+        raw = request.headers.get("Cookie")
+        values = cookie_values([raw], engine.cookie.name) if raw else []
+        session = engine.open(values, lazy=True, factory=self.session_class)
+        session.had_cookie = bool(values)  # type: ignore[attr-defined]
+        return session
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        if not isinstance(session, Session):
+            return
+        engine = self.engine(app)
+        if session.accessed:
+            response.vary.add("Cookie")
+        plan = engine.plan(session, bool(getattr(session, "had_cookie", False)))
+        if plan is None:
+            return
+        engine.commit(plan)
+        if plan.cookie is not None:
+            response.headers.add("Set-Cookie", plan.cookie.decode("latin-1"))
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else Flask (or an extension) asks of a SessionInterface: Flask's defaults.
+        attr = getattr(self._base, name)
+        if callable(attr):
+            return attr.__get__(self, type(self))
+        return attr
+
+    def stats(self) -> dict[str, Any]:
+        """The store's stats plus the engines' merges, dropped writes and store errors."""
+        stats = self.store.stats()
+        for engine in self._engines.values():
+            for key, value in engine.stats().items():
+                if key in ("store_errors", "merged", "dropped_stale"):
+                    stats[key] = stats.get(key, 0) + value
+        return stats
+
+
+def wire_sessions(
+    app: Flask, store: SessionStore | RenderKitSessionInterface, environ: Mapping[str, str] | None
+) -> RenderKitSessionInterface:
+    """Install server-side sessions on ``app`` (used by ``RenderKit(session_store=...)``)."""
+    if isinstance(store, RenderKitSessionInterface):
+        interface = store
+    elif isinstance(store, SessionStore):
+        interface = RenderKitSessionInterface(store, environ=environ)
+    else:
+        raise TypeError(
+            "RenderKit(session_store=...) takes a renderkit.sessions store (MemoryStore(), "
+            "RedisStore.from_url(...), ...) or a RenderKitSessionInterface, got "
+            f"{type(store).__name__}"
+        )
+    app.session_interface = interface  # type: ignore[assignment]
+    return interface
