@@ -19,6 +19,7 @@ _COMMANDS = (
     "renderkit.cli._verify",
     "renderkit.cli._secret",
     "renderkit.cli._blueprint",
+    "renderkit.cli._sessions",
 )
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 from renderkit.flask._ext import RenderKit, RenderKitState
 from renderkit.flask._health import health_blueprint
 from renderkit.flask._ratelimit import limit
+from renderkit.flask._sessions import RenderKitSessionInterface
 
 __all__ = [
     "RenderKit",
+    "RenderKitSessionInterface",
     "RenderKitState",
     "health_blueprint",
     "limit",

@@ -216,10 +216,10 @@ class RenderKit:
         """Wire server-side sessions from ``session_store`` (nothing when it is None)."""
         if self.session_store is None:
             return
-        raise NotImplementedError(
-            "RenderKit(session_store=...) is not wired yet in this version of renderkit; "
-            "use renderkit.sessions' Flask SessionInterface directly"
-        )
+        from renderkit.flask._sessions import EXTRAS_KEY as SESSIONS_KEY
+        from renderkit.flask._sessions import wire_sessions
+
+        state.extras[SESSIONS_KEY] = wire_sessions(app, self.session_store, self.environ)
 
     def _init_ratelimit(self, app: Flask, state: RenderKitState) -> None:
         """Wire rate limiting from ``limiter`` (nothing when it is None)."""

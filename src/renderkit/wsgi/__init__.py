@@ -14,6 +14,7 @@ from renderkit.wsgi._edge import (
 )
 from renderkit.wsgi._health import HealthApp, ShutdownMiddleware
 from renderkit.wsgi._ratelimit import RateLimitMiddleware
+from renderkit.wsgi._sessions import SessionMiddleware
 
 __all__ = [
     "CorrelationIdMiddleware",
@@ -22,5 +23,6 @@ __all__ = [
     "RateLimitMiddleware",
     "RequestMetricsMiddleware",
     "SecurityHeadersMiddleware",
+    "SessionMiddleware",
     "ShutdownMiddleware",
 ]
