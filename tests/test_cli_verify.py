@@ -339,6 +339,9 @@ def test_verify_end_to_end_example_versus_misconfigured(tmp_path: Path) -> None:
     assert good["observatory"]["grade"] == "A+"  # type: ignore[index]
     assert good_status["request-id"] == "pass"
     assert good_status["health"] == "pass"
+    assert good_status["cookies"] == "pass"  # the home page's session cookie: Secure, HttpOnly
+    assert good_status["rate-limit-headers"] == "pass"
+    assert bad_status["cookies"] == "fail"
     for check in ("security-headers", "request-id"):
         assert bad_status[check] == "fail", bad
     assert bad_status["https-redirect"] == "warn"

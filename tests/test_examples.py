@@ -50,6 +50,30 @@ def test_fastapi_home_page_uses_the_csp_nonce(fastapi_client: TestClient) -> Non
     assert first.headers["cache-control"].startswith("private")  # a nonce is never shared
 
 
+def test_fastapi_session_counts_visits(fastapi_client: TestClient) -> None:
+    """The session cookie carries the counters across requests; a new client starts over."""
+    first = fastapi_client.post("/api/visits")
+    assert first.json()["visits"] == 1
+    cookie = first.headers["set-cookie"].lower()
+    assert "httponly" in cookie
+    assert "samesite=lax" in cookie
+    second = fastapi_client.post("/api/visits")
+    assert second.json()["visits"] == 2
+    assert "set-cookie" not in second.headers  # the id did not change: no cookie re-sent
+    fastapi_client.get("/")
+    assert fastapi_client.get("/api/visits").json() == {"views": 1, "visits": 2}
+    fastapi_client.cookies.clear()
+    assert fastapi_client.get("/api/visits").json() == {"views": 0, "visits": 0}
+
+
+def test_fastapi_production_needs_session_secret() -> None:
+    """In production without SESSION_SECRET the app refuses to start, naming the variable."""
+    module = importlib.import_module("examples.fastapi_app")
+    app = module.create_app({"APP_ENV": "production"}, logs=False)
+    with pytest.raises(Exception, match="SESSION_SECRET"), TestClient(app) as client:
+        client.get("/health")
+
+
 def test_fastapi_cache_route_computes_once(fastapi_client: TestClient) -> None:
     """The second call of the slow route is a cache hit."""
     first = fastapi_client.get("/api/slow-square/12").json()
@@ -148,6 +172,16 @@ def test_flask_cache_limits_and_health(flask_client: Any) -> None:
         response = flask_client.get(path)
         assert response.status_code == 200, path
         assert response.json["status"] == "healthy"
+
+
+def test_flask_session_counts_visits(flask_client: Any) -> None:
+    """Flask's session is renderkit's server-side one: the counter survives requests."""
+    first = flask_client.post("/api/visits")
+    assert first.json["visits"] == 1
+    assert "HttpOnly" in first.headers["Set-Cookie"]
+    assert flask_client.post("/api/visits").json["visits"] == 2
+    flask_client.get("/")
+    assert flask_client.get("/api/visits").json == {"views": 1, "visits": 2}
 
 
 @pytest.mark.e2e

@@ -32,6 +32,7 @@ def test_the_section_has_examples_for_every_fixture() -> None:
         "renderkit_platform",
         "renderkit_health_probe",
         "renderkit_fakeredis",
+        "renderkit_session_store",
     ):
         assert fixture in joined, fixture
 

@@ -10,7 +10,8 @@ Every fixture is prefixed ``renderkit_`` so it never clashes with an app's own:
 - ``renderkit_fakeredis`` / ``renderkit_async_fakeredis``: fresh in-process fakeredis clients
   (sync and asyncio) sharing one fake server per test.
 - ``renderkit_cache`` / ``renderkit_async_cache``: a ``Cache`` / ``AsyncCache`` on that fake
-  Redis; ``renderkit_limiter``: a ``RateLimiter`` counting in it.
+  Redis; ``renderkit_limiter``: a ``RateLimiter`` counting in it; ``renderkit_session_store``:
+  a sessions ``RedisStore`` keeping its sessions there.
 - ``renderkit_platform``: a factory simulating Render, Heroku, Fly.io or a laptop (env vars
   and cgroup limit files under ``tmp_path``) and returning the detected ``Platform``.
 - ``renderkit_health_probe``: runs a ``Health`` registry fresh and returns its report.
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from renderkit.health import Health, HealthReport
     from renderkit.platform import Platform
     from renderkit.ratelimit import RateLimiter
+    from renderkit.sessions import RedisStore
 
 __all__ = [
     "PLATFORM_ENV",
@@ -59,6 +61,7 @@ __all__ = [
     "renderkit_limiter",
     "renderkit_platform",
     "renderkit_redis_url",
+    "renderkit_session_store",
     "require_services",
 ]
 
@@ -209,6 +212,20 @@ def renderkit_limiter(renderkit_fakeredis: redis.Redis) -> Iterator[RateLimiter]
     limiter = RateLimiter(storage, default="100/minute")
     yield limiter
     limiter.close()
+
+
+@pytest.fixture
+def renderkit_session_store(renderkit_fakeredis: redis.Redis) -> Iterator[RedisStore]:
+    """A ``renderkit.sessions.RedisStore`` on the test's fakeredis (serves ASGI and WSGI).
+
+    Pass it to ``SessionMiddleware(store=...)`` or ``RenderKit(session_store=...)``; the
+    stored sessions are the ``session:*`` keys of ``renderkit_fakeredis``.
+    """
+    from renderkit.sessions import RedisStore
+
+    store = RedisStore(renderkit_fakeredis)
+    yield store
+    store.close()
 
 
 # --- a simulated platform -----------------------------------------------------------------
