@@ -882,13 +882,12 @@ class HealthEndpoint:
         code, body, content_type = await self.health.respond(self.kind, facts)
         headers = [
             (b"content-type", content_type),
-            (b"content-length", str(0 if scope.get("method") == "HEAD" else len(body)).encode()),
+            (b"content-length", str(len(body)).encode()),
             _NO_STORE,
         ]
         await send({"type": "http.response.start", "status": code, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body}
-        )
+        head = scope.get("method") == "HEAD"
+        await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 # --- built-in checks -----------------------------------------------------------------------------

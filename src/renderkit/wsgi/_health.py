@@ -79,7 +79,7 @@ class HealthApp:
             _REASONS.get(code, f"{code} Status"),
             [
                 ("Content-Type", content_type.decode()),
-                ("Content-Length", str(0 if method == "HEAD" else len(body))),
+                ("Content-Length", str(len(body))),
                 ("Cache-Control", "no-store"),
             ],
         )
