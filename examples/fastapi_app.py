@@ -11,7 +11,8 @@ keeps serving from memory while Redis is down). On Render, ``render.yaml`` in th
 
 Routes: ``/`` (HTML page whose inline script runs thanks to the CSP nonce; it counts your
 views in a server-side session), ``/api/visits`` (GET/POST: a session counter),
-``/api/slow-square/{n}`` (cache with stampede protection), ``/api/limited`` (5/minute),
+``/api/slow-square/{n}`` (cache with stampede protection), ``/api/db-time`` (Postgres, when
+``DATABASE_URL`` is set), ``/api/limited`` (5/minute),
 ``/health``, ``/health/live``, ``/health/ready``, ``/health/instance``, ``/metrics`` and
 ``/metrics/json``.
 """
@@ -27,12 +28,13 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from renderkit.cache import AsyncCache
 from renderkit.config import environment
 from renderkit.correlation import CorrelationIdMiddleware, get_correlation_id
+from renderkit.db import AsyncDatabase
 from renderkit.health import Health
 from renderkit.logging import configure_logging
 from renderkit.metrics import RequestMetrics, RequestMetricsMiddleware
@@ -84,6 +86,8 @@ def create_app(environ: Mapping[str, str] | None = None, *, logs: bool = True) -
     env_name = environment(env)
 
     store = session_store(env)
+    # Postgres only when DATABASE_URL is set: the zero-config demo runs without one.
+    database = AsyncDatabase.from_env(env) if env.get("DATABASE_URL") else None
     cache = AsyncCache.from_env(env)  # memory unless REDIS_URL / CACHE_TYPE say otherwise
     limiter = RateLimiter.from_env(env)  # memory:// unless RATELIMIT_STORAGE_URL / REDIS_URL
     metrics = RequestMetrics()
@@ -91,11 +95,15 @@ def create_app(environ: Mapping[str, str] | None = None, *, logs: bool = True) -
     coordinator.on_shutdown(cache.close, name="cache", timeout=2.0)
     coordinator.on_shutdown(limiter.close, name="ratelimit", timeout=2.0)
     coordinator.on_shutdown(store.close, name="sessions", timeout=2.0)
+    if database is not None:
+        coordinator.on_shutdown(database.close, name="database", timeout=5.0)
 
     health = Health.from_env(env, shutdown=coordinator)
     health.add("cache", cache.health_check, critical=False, component_type="datastore")
     health.add("ratelimit", limiter.health_check, critical=False, component_type="datastore")
     health.add("sessions", store.health_check, critical=False, component_type="datastore")
+    if database is not None:  # Postgres is critical: unhealthy (503) when it is down
+        health.add("database", database.health_check, critical=True, component_type="datastore")
     health.add_system_checks()
 
     @contextlib.asynccontextmanager
@@ -103,6 +111,8 @@ def create_app(environ: Mapping[str, str] | None = None, *, logs: bool = True) -
         if logs:
             configure_logging(environ=env)
         async with coordinator.lifespan(app):
+            if database is not None:
+                await database.open()  # retries with backoff while Postgres cold-starts
             yield
 
     app = FastAPI(title="renderkit demo", lifespan=lifespan)
@@ -145,6 +155,14 @@ def create_app(environ: Mapping[str, str] | None = None, *, logs: bool = True) -
         """The first call takes 200 ms; the next 30 s come from the cache."""
         return {"result": await slow_square(n), "cache": cache.stats()}
 
+    @app.get("/api/db-time")
+    async def db_time() -> dict[str, Any]:
+        """The database's clock (404 without DATABASE_URL)."""
+        if database is None:
+            raise HTTPException(404, "set DATABASE_URL to enable this route")
+        row = await database.fetch_one("SELECT now()::text AS now")
+        return {"now": row[0] if isinstance(row, tuple) else row}
+
     @app.get("/api/limited", dependencies=[Depends(RateLimit("5/minute", limiter=limiter))])
     async def limited() -> dict[str, Any]:
         """Five calls a minute per client; the sixth gets a 429 with Retry-After."""
@@ -163,6 +181,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, logs: bool = True) -
         app.add_middleware(HTTPSRedirectMiddleware)
     app.add_middleware(CorrelationIdMiddleware)
     app.add_middleware(ShutdownMiddleware, coordinator=coordinator)
+    app.state.database = database
     app.state.sessions = store
     app.state.cache = cache
     app.state.limiter = limiter

@@ -144,6 +144,8 @@ def test_uvicorn_start_command_drains_inside_the_shutdown_delay(
     assert "--no-proxy-headers" in command
     assert "--forwarded-allow-ips" not in command
     assert data["services"][0]["maxShutdownDelaySeconds"] == 60
+    env = {v["key"]: v.get("value") for v in data["services"][0]["envVars"]}
+    assert env["SHUTDOWN_GRACE_PERIOD"] == "55s"  # the coordinator's budget matches uvicorn's
 
 
 def test_gunicorn_start_command_for_flask() -> None:
@@ -164,6 +166,12 @@ def test_with_worker_adds_a_worker_sharing_the_resources(
     assert "healthCheckPath" not in worker
     assert {v["key"] for v in worker["envVars"]} >= {"DATABASE_URL", "REDIS_URL"}
     assert validate_blueprint(data) == []
+
+
+def test_build_command_option(capsys: pytest.CaptureFixture[str]) -> None:
+    """--build-command replaces the default pip install line."""
+    data = blueprint_yaml(capsys, "--build-command", "pip install '.[all]' uvicorn fastapi")
+    assert data["services"][0]["buildCommand"] == "pip install '.[all]' uvicorn fastapi"
 
 
 def test_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -254,11 +262,11 @@ def _mutate(path: str, value: Any) -> dict[str, Any]:
         ("services.0.name", "Bad Name", "lower-case letters"),
         ("services.0.type", "lambda", "not a Render service type"),
         ("services.0.envVars.0.value", 1, "quote it"),
-        ("services.0.envVars.2.fromDatabase.name", "other-db", "no database 'other-db'"),
-        ("services.0.envVars.2.fromDatabase.property", "uri", "'uri' is not one of"),
-        ("services.0.envVars.3.fromService.name", "nope", "no keyvalue service 'nope'"),
-        ("services.0.envVars.3.fromService.type", "web", "connectionString exists only"),
-        ("services.0.envVars.5.generateValue", "yes", "must be true"),
+        ("services.0.envVars.3.fromDatabase.name", "other-db", "no database 'other-db'"),
+        ("services.0.envVars.3.fromDatabase.property", "uri", "'uri' is not one of"),
+        ("services.0.envVars.4.fromService.name", "nope", "no keyvalue service 'nope'"),
+        ("services.0.envVars.4.fromService.type", "web", "connectionString exists only"),
+        ("services.0.envVars.6.generateValue", "yes", "must be true"),
         ("services.2.ipAllowList", KeyError, "missing required key 'ipAllowList'"),
         ("services.2.maxmemoryPolicy", "lru", "'lru' is not one of"),
         ("databases.0.plan", "galactic", "not a Render Postgres plan"),

@@ -252,3 +252,21 @@ def test_starlette_minimal_adopts_health_alone() -> None:
     assert result.returncode == 0, result.stderr
     loaded = set(json.loads(result.stdout))
     assert not loaded & {"renderkit.cache", "renderkit.sessions", "renderkit.ratelimit"}
+
+
+@pytest.mark.integration
+def test_fastapi_with_real_postgres(renderkit_database_url: str) -> None:
+    """With DATABASE_URL the example opens Postgres, checks it in /health and serves /api/db-time."""
+    module = importlib.import_module("examples.fastapi_app")
+    app = module.create_app({"DATABASE_URL": renderkit_database_url}, logs=False)
+    with TestClient(app) as client:
+        assert client.get("/api/db-time").status_code == 200
+        assert client.get("/api/db-time").json()["now"]
+        assert client.get("/health").json()["status"] == "healthy"
+
+
+def test_fastapi_db_route_without_database(fastapi_client: TestClient) -> None:
+    """Without DATABASE_URL the database route says which variable enables it."""
+    response = fastapi_client.get("/api/db-time")
+    assert response.status_code == 404
+    assert "DATABASE_URL" in response.json()["detail"]

@@ -318,6 +318,8 @@ class BlueprintOptions:
             out.append(
                 f"--max-shutdown-delay {self.max_shutdown_delay}: Render allows 1 to 300 seconds"
             )
+        if not self.build_command.strip():
+            out.append("--build-command: give the command that installs your app")
         if self.python_version and not re.fullmatch(r"3\.\d+\.\d+", self.python_version):
             out.append(f"--python-version {self.python_version!r}: use a full version, e.g. 3.11.9")
         return out
@@ -355,6 +357,8 @@ def build_blueprint(options: BlueprintOptions | None = None) -> dict[str, Any]:
     shared_env: list[dict[str, Any]] = [
         {"key": "APP_ENV", "value": "production"},
         {"key": "PYTHON_VERSION", "value": python_version},
+        # Render tells the app nothing about maxShutdownDelaySeconds: pass the drain budget.
+        {"key": "SHUTDOWN_GRACE_PERIOD", "value": f"{graceful_timeout(o.max_shutdown_delay)}s"},
         {"key": "DATABASE_URL", "fromDatabase": {"name": db_name, "property": "connectionString"}},
         {
             "key": "REDIS_URL",
@@ -489,6 +493,7 @@ def _run(args: argparse.Namespace) -> int:
         with_worker=args.with_worker,
         worker_command=args.worker_command,
         python_version=args.python_version or "",
+        build_command=args.build_command,
     )
     problems = options.problems()
     if problems:
@@ -558,6 +563,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--python-version", default=None, help="PYTHON_VERSION (default: this interpreter's)"
+    )
+    p.add_argument(
+        "--build-command",
+        default="pip install -r requirements.txt",
+        help="(default: pip install -r requirements.txt)",
     )
     p.add_argument("-o", "--output", default=None, help="write to this file instead of stdout")
     p.set_defaults(handler=_run)
