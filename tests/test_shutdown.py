@@ -87,6 +87,23 @@ def test_signal_chains_to_the_previous_handler() -> None:
         signal.signal(SIG, original)
 
 
+async def test_chains_with_a_loop_signal_handler() -> None:
+    """A server that used loop.add_signal_handler (hypercorn) still gets its callback."""
+    loop = asyncio.get_running_loop()
+    fired = asyncio.Event()
+    loop.add_signal_handler(SIG, fired.set)
+    coordinator = ShutdownCoordinator(signals=(SIG,))
+    try:
+        coordinator.install_signal_handlers()
+        signal.raise_signal(SIG)
+        await asyncio.wait_for(fired.wait(), 2)
+        assert coordinator.is_shutting_down
+        assert await asyncio.wait_for(coordinator.shutting_down.wait(), 1)
+    finally:
+        coordinator.uninstall_signal_handlers()
+        loop.remove_signal_handler(SIG)
+
+
 def test_no_handlers_installed_at_construction() -> None:
     """Creating a coordinator installs nothing; it happens at lifespan start or on request."""
     before = signal.getsignal(signal.SIGTERM)

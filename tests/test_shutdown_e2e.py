@@ -185,3 +185,42 @@ def test_flask_gunicorn_threads_sigterm_under_load(tmp_path: Path) -> None:
     assert statuses == [200] * CONCURRENCY
     assert took < GRACE
     check_event_log(log)
+
+
+async def stream_then_sigterm(url: str, process: subprocess.Popen[bytes]) -> tuple[bytes, float]:
+    """Open the SSE stream, SIGTERM once it flows; return what arrived and the time to exit."""
+    async with httpx.AsyncClient(timeout=GRACE + 5) as client:
+        async with client.stream("GET", f"{url}/events") as response:
+            received = b""
+            signalled = 0.0
+            async for chunk in response.aiter_bytes():
+                received += chunk
+                if not signalled:
+                    signalled = time.monotonic()
+                    process.send_signal(signal.SIGTERM)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, process.wait, GRACE + 5)
+    return received, time.monotonic() - signalled
+
+
+def test_uvicorn_sigterm_ends_open_sse_stream(tmp_path: Path) -> None:
+    """An open SSE stream ends when shutdown begins, so uvicorn's drain and the hooks finish."""
+    port = free_port()
+    log = tmp_path / "events.log"
+    env = {
+        "EXAMPLE_EVENT_LOG": str(log),
+        "SHUTDOWN_GRACE_PERIOD": f"{GRACE:g}s",
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+    command = [
+        sys.executable, "-m", "uvicorn", "health_shutdown_example:app", "--app-dir", str(EXAMPLES),
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    with server(command, port, env, tmp_path) as process:
+        received, took = asyncio.run(stream_then_sigterm(f"http://127.0.0.1:{port}", process))
+    assert received.startswith(b"data: tick")
+    assert took < 3.0  # without the shutdown event uvicorn would wait on the stream forever
+    assert [line.split(" ", 2)[2] for line in log.read_text().splitlines()] == [
+        "hook cache",
+        "hook database",
+    ]
