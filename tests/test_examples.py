@@ -256,7 +256,7 @@ def test_starlette_minimal_adopts_health_alone() -> None:
 
 @pytest.mark.integration
 def test_fastapi_with_real_postgres(renderkit_database_url: str) -> None:
-    """With DATABASE_URL the example opens Postgres, checks it in /health and serves /api/db-time."""
+    """With DATABASE_URL the example opens Postgres, checks it and serves /api/db-time."""
     module = importlib.import_module("examples.fastapi_app")
     app = module.create_app({"DATABASE_URL": renderkit_database_url}, logs=False)
     with TestClient(app) as client:
