@@ -367,6 +367,7 @@ class RedisStore(SessionStore):
             for client in list(self._async_clients.values()):
                 try:
                     await client.aclose()
+                    await client.connection_pool.disconnect()
                 except RuntimeError:
                     pass  # its event loop is gone
             self._async_clients.clear()
