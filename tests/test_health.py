@@ -379,10 +379,10 @@ async def test_instance_path_ignores_dependency_outage_after_startup() -> None:
     health.add("memory", lambda: state["memory"], critical=True, restart=True)
     async with client_for(health) as client:
         assert (await client.get(INSTANCE_HEALTH_PATH)).status_code == 503  # never reached db
-        assert not health.started
+        started_before = health.started
         state["db"] = True
         assert (await client.get(INSTANCE_HEALTH_PATH)).status_code == 200
-        assert health.started
+        assert (started_before, health.started) == (False, True)
         state["db"] = False  # shared outage after start-up: degraded, 200
         response = await client.get(INSTANCE_HEALTH_PATH)
         assert (response.status_code, response.json()["status"]) == (200, "degraded")
@@ -523,3 +523,21 @@ def test_report_to_dict_public_and_json_serialisable() -> None:
     assert report.to_dict(detail=False) == {"status": "healthy"}
     code, body, _ = health.render("health", report, detail=True, health_json=False)
     assert code == 200 and "odd" in json.loads(body)["checks"]
+
+
+def test_stale_while_revalidate_without_a_loop_refreshes_in_a_thread() -> None:
+    """run_sync serves the stale report at once and refreshes it in a background thread."""
+    clock = FakeClock()
+    state = {"ok": True}
+    health = Health(cache_ttl=1.0, stale_while_revalidate=30.0, clock=clock)
+    health.add("db", lambda: state["ok"])
+    assert health.run_sync().status == "healthy"
+    state["ok"] = False
+    clock.now += 2
+    assert health.run_sync().status == "healthy"  # stale, served at once
+    deadline = time.monotonic() + 2
+    while health.stats()["runs"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    clock.now += 0.1
+    assert health.run_sync().status == "unhealthy"
+    assert health.stats()["stale_served"] == 1

@@ -138,6 +138,21 @@ def test_drain_delay_defers_forwarding(previous_handler: list[tuple[int, str]]) 
         coordinator.uninstall_signal_handlers()
 
 
+async def test_drain_delay_on_the_event_loop(previous_handler: list[tuple[int, str]]) -> None:
+    """Installed inside a running loop, the delayed forward is scheduled on that loop."""
+    coordinator = ShutdownCoordinator(grace_period=5, drain_delay=0.1, signals=(SIG,))
+    coordinator.install_signal_handlers()
+    try:
+        signal.raise_signal(SIG)
+        await asyncio.sleep(0.02)
+        assert previous_handler == [] and coordinator.accepting
+        await asyncio.sleep(0.2)
+        assert previous_handler == [(SIG, "server")] and not coordinator.accepting
+        assert coordinator.phase == "closing"
+    finally:
+        coordinator.uninstall_signal_handlers()
+
+
 async def test_inflight_requests_finish_and_new_ones_get_503() -> None:
     """In-flight requests complete with 200; new ones get 503 + Connection: close + Retry-After."""
     coordinator = ShutdownCoordinator(grace_period=5, retry_after=7)
@@ -339,7 +354,7 @@ def test_bad_options_are_rejected() -> None:
     with pytest.raises(ValueError, match="timeout"):
         coordinator.on_shutdown(lambda: None, timeout=0)
     with pytest.raises(TypeError, match="ShutdownCoordinator"):
-        ShutdownMiddleware(lambda s, r, x: None, coordinator=object())  # type: ignore[arg-type]
+        ShutdownMiddleware(lambda s, r, x: None, coordinator=object())  # type: ignore[arg-type,return-value]
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from renderkit._http import ProxyTrust, client_ip, header
 
 if TYPE_CHECKING:
+    from starlette.routing import Route
+
     from renderkit.platform import Platform
 
 __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
@@ -805,7 +807,7 @@ class Health:
             )
         return HealthEndpoint(self, kind)
 
-    def routes(self, prefix: str = "/health") -> list[Any]:
+    def routes(self, prefix: str = "/health") -> list[Route]:
         """Starlette routes: ``prefix``, ``prefix/live``, ``prefix/ready``, ``prefix/instance``."""
         from starlette.routing import Route
 

@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 if TYPE_CHECKING:
     import tenacity
@@ -241,6 +241,38 @@ def async_retrying(
     )
 
 
+@overload
+def retry(
+    fn: F,
+    *,
+    attempts: int = 5,
+    initial: float = 1.0,
+    max_delay: float = 16.0,
+    deadline: float | None = None,
+    on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+    retry_if: Callable[[BaseException], bool] | None = None,
+    retry_if_result: Callable[[Any], bool] | None = None,
+    max_retry_after: float = 60.0,
+    sleep: Callable[[float], Any] | None = None,
+) -> F: ...
+
+
+@overload
+def retry(
+    fn: None = None,
+    *,
+    attempts: int = 5,
+    initial: float = 1.0,
+    max_delay: float = 16.0,
+    deadline: float | None = None,
+    on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+    retry_if: Callable[[BaseException], bool] | None = None,
+    retry_if_result: Callable[[Any], bool] | None = None,
+    max_retry_after: float = 60.0,
+    sleep: Callable[[float], Any] | None = None,
+) -> Callable[[F], F]: ...
+
+
 def retry(
     fn: F | None = None,
     *,
@@ -253,7 +285,7 @@ def retry(
     retry_if_result: Callable[[Any], bool] | None = None,
     max_retry_after: float = 60.0,
     sleep: Callable[[float], Any] | None = None,
-) -> Any:
+) -> F | Callable[[F], F]:
     """Decorate a sync or async function to retry transient failures with the preset.
 
     ``@retry`` or ``@retry(attempts=3, on=(ConnectionError,))``. Only retry work that is
@@ -305,6 +337,32 @@ def _retryable_http_error(error: BaseException) -> bool:
     return True
 
 
+@overload
+def http_retry(
+    fn: F,
+    *,
+    attempts: int = 4,
+    initial: float = 1.0,
+    max_delay: float = 16.0,
+    deadline: float | None = None,
+    max_retry_after: float = 60.0,
+    sleep: Callable[[float], Any] | None = None,
+) -> F: ...
+
+
+@overload
+def http_retry(
+    fn: None = None,
+    *,
+    attempts: int = 4,
+    initial: float = 1.0,
+    max_delay: float = 16.0,
+    deadline: float | None = None,
+    max_retry_after: float = 60.0,
+    sleep: Callable[[float], Any] | None = None,
+) -> Callable[[F], F]: ...
+
+
 def http_retry(
     fn: F | None = None,
     *,
@@ -314,7 +372,7 @@ def http_retry(
     deadline: float | None = None,
     max_retry_after: float = 60.0,
     sleep: Callable[[float], Any] | None = None,
-) -> Any:
+) -> F | Callable[[F], F]:
     """Decorate an httpx call (sync or async) to retry transport errors and 429/502/503/504.
 
     Works whether the function returns the response or calls ``raise_for_status()``; a 429 or
