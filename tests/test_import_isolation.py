@@ -31,6 +31,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "renderkit.ratelimit": HEAVY,
     "renderkit.db": (*HEAVY, "tenacity", "starlette", "structlog", "psutil"),
     "renderkit.cache": (*HEAVY, "tenacity", "starlette", "structlog", "psutil"),
+    "renderkit.sessions": (*HEAVY, "tenacity", "starlette", "structlog", "psutil"),
 }
 
 PROBE = """

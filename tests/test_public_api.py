@@ -86,6 +86,21 @@ PUBLIC: dict[str, set[str]] = {
         "Serializer",
         "TieredBackend",
     },
+    "renderkit.sessions": {
+        "DEFAULT_TTL",
+        "FallbackStore",
+        "MemoryStore",
+        "PostgresStore",
+        "RedisStore",
+        "Session",
+        "SessionConflict",
+        "SessionError",
+        "SessionMiddleware",
+        "SessionRecord",
+        "SessionStore",
+        "Signer",
+        "new_session_id",
+    },
     "renderkit.platform": {
         "DEFAULT_CGROUP_ROOT",
         "DEFAULT_GRACE_PERIODS",
@@ -204,6 +219,13 @@ SPEC_NAMES: dict[str, set[str]] = {
         "MemoryBackend",
         "RedisBackend",
         "TieredBackend",
+    },
+    "renderkit.sessions": {
+        "FallbackStore",
+        "MemoryStore",
+        "PostgresStore",
+        "RedisStore",
+        "SessionMiddleware",
     },
 }
 
