@@ -137,3 +137,25 @@ def test_renderkit_rejects_a_non_store() -> None:
     """RenderKit(session_store=<something else>) fails at init with what it accepts."""
     with pytest.raises(TypeError, match="MemoryStore"):
         RenderKit(flask_app(), session_store="redis://x", metrics=False)
+
+
+def test_example_app_login_visit_logout_everywhere(monkeypatch: Any) -> None:
+    """examples/sessions_example.py runs as documented with the memory store."""
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("SESSION_SECRET", SECRET)
+    path = Path(__file__).resolve().parents[2] / "examples" / "sessions_example.py"
+    spec = importlib.util.spec_from_file_location("sessions_example_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with TestClient(module.app) as phone, TestClient(module.app) as laptop:
+        assert phone.get("/").json()["user"] is None
+        phone.get("/login?user=ada")
+        laptop.get("/login?user=ada")
+        assert phone.get("/").json() == {"user": "ada", "visits": 1}
+        assert laptop.post("/logout-everywhere").json() == {"sessions_ended": 2}
+        assert phone.get("/").json()["user"] is None
+        assert phone.get("/health").json()["status"] == "healthy"
