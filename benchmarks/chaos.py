@@ -264,6 +264,7 @@ class ChaosReport:
     in_flight_completed: int = 0
     in_flight_dropped: int = 0
     exit_code: int | None = None
+    server_errors: list[str] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
     server_log_tail: str = ""
 
@@ -317,6 +318,8 @@ class ChaosReport:
         lines += ["", "| goal | met |", "|---|:---:|"]
         lines += [f"| {g} | {'yes' if ok else '**no**'} |" for g, ok in self.goals().items()]
         lines += ["", "Fault timeline: " + "; ".join(self.faults)]
+        if self.server_errors:
+            lines += ["", "First 5xx answers: " + "; ".join(self.server_errors)]
         if self.rate_bursts:
             lines += ["", f"Rate-limit bursts (limit {self.limit}): " + "; ".join(self.rate_bursts)]
         return "\n".join(lines) + "\n"
@@ -328,6 +331,7 @@ class ChaosReport:
 class _State:
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
+        self.started = time.monotonic()
         self.redis_up = True
         self.redis_back_at = 0.0
         self.sigterm_sent = False
@@ -337,7 +341,7 @@ class _State:
         self.conn_errors_after = 0
 
 
-async def _client_loop(base: str, state: _State, report: ChaosReport) -> None:
+async def _client_loop(base: str, state: _State, report: ChaosReport, client_no: int) -> None:
     last = 0
     async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
         while time.monotonic() < state.deadline and not state.sigterm_sent:
@@ -352,6 +356,12 @@ async def _client_loop(base: str, state: _State, report: ChaosReport) -> None:
                 await asyncio.sleep(0.05)
                 continue
             state.codes[str(response.status_code)] += 1
+            if response.status_code >= 500 and response.status_code != 503:
+                if len(report.server_errors) < 20:
+                    report.server_errors.append(
+                        f"{time.monotonic() - state.started:.1f}s client {client_no} "
+                        f"after count {last}: {response.status_code}"
+                    )
             if response.status_code == 200:
                 value = int(response.json()["count"])
                 report.session_checks += 1
@@ -499,7 +509,9 @@ async def _run(
                 report.rate_bursts.append(f"warm-up {round_no + 1}: {allowed} allowed")
     started = time.monotonic()
     state = _State(started + duration)
-    tasks = [asyncio.create_task(_client_loop(server.base, state, report)) for _ in range(clients)]
+    tasks = [
+        asyncio.create_task(_client_loop(server.base, state, report, n)) for n in range(clients)
+    ]
     tasks.append(asyncio.create_task(_health_poller(server.base, state, report)))
     if "ratelimit" in report.wired:
         tasks.append(asyncio.create_task(_rate_bursts(server.base, state, report, limit)))
@@ -517,6 +529,21 @@ async def _run(
     return report
 
 
+def _create_session_table(url: str) -> None:
+    """Create renderkit.sessions' table in the run's Postgres (when the module exists)."""
+    try:
+        from renderkit.db import Database
+        from renderkit.sessions import PostgresStore
+    except ImportError:
+        return
+    db = Database(url, min_size=0, max_size=1, ssl="off")
+    db.open()
+    try:
+        PostgresStore(db).create_table()
+    finally:
+        db.close()
+
+
 def run_chaos(duration: float = 40.0, clients: int = 16, limit: int = 20) -> ChaosReport:
     """Start the services and the app, run the faults under load, stop everything."""
     redis = OwnRedis()
@@ -527,6 +554,7 @@ def run_chaos(duration: float = 40.0, clients: int = 16, limit: int = 20) -> Cha
         pg.init()
         pg.start()
         pg.sql("CREATE TABLE chaos_counter (sid text PRIMARY KEY, n integer NOT NULL)")
+        _create_session_table(pg.url)
         server = Server(
             {
                 "CHAOS_REDIS_URL": redis.url,
@@ -538,6 +566,9 @@ def run_chaos(duration: float = 40.0, clients: int = 16, limit: int = 20) -> Cha
         server.start()
         report = asyncio.run(_run(server, redis, pg, duration, clients, limit))
         report.server_log_tail = server.tail()
+        keep = os.environ.get("CHAOS_SERVER_LOG")
+        if keep:
+            shutil.copyfile(server.log.name, keep)
         return report
     finally:
         if server is not None:

@@ -10,9 +10,10 @@ Routes: ``GET /count`` adds one to a counter kept in the client's session and re
 in-flight requests of the shutdown check); ``/health``, ``/health/live``, ``/health/ready``;
 ``GET /modules`` lists which renderkit modules were wired (the report prints it).
 
-Modules still missing from the tree are skipped, and the report says so: sessions fall back to a
-counter row per client in Postgres (through ``renderkit.db``) keyed by a random cookie, health
-falls back to a plain endpoint over each component's ``health_check()``.
+Modules still missing from the tree are skipped, and the report says so: without
+``renderkit.sessions`` the counter lives in a Postgres row per client (through ``renderkit.db``)
+keyed by a random cookie; without the ``Health`` registry a plain endpoint runs each
+component's ``health_check()``.
 """
 
 from __future__ import annotations
@@ -189,6 +190,24 @@ if HAS["ratelimit"]:
     checks["ratelimit"] = (limiter.health_check, False)
     cleanups.append(limiter.close)
     wired.append("ratelimit")
+
+
+# --- sessions: Redis first, Postgres while Redis is down --------------------------------------
+if HAS["sessions"]:
+    from renderkit.sessions import FallbackStore, PostgresStore, RedisStore, SessionMiddleware
+
+    session_store = FallbackStore(
+        RedisStore.from_url(REDIS_URL), PostgresStore(db), recovery_timeout=2.0
+    )
+    middleware.append(
+        (
+            SessionMiddleware,
+            {"store": session_store, "secret_key": SECRET, "https_only": False},
+        )
+    )
+    checks["sessions"] = (session_store.health_check, False)
+    cleanups.append(session_store.aclose)
+    wired.append("sessions")
 
 
 @contextlib.asynccontextmanager

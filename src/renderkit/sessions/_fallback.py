@@ -127,9 +127,19 @@ class FallbackStore(SessionStore):
         user_id: str | None = None,
         ttl: float = DEFAULT_TTL,
     ) -> int:
-        ok, new = self._try(
-            lambda: self.primary.save(session_id, data, version=version, user_id=user_id, ttl=ttl)
-        )
+        try:
+            ok, new = self._try(
+                lambda: self.primary.save(
+                    session_id, data, version=version, user_id=user_id, ttl=ttl
+                )
+            )
+        except SessionConflict:
+            if not self._fallback_used or self.primary.load(session_id) is not None:
+                raise
+            # After an outage the primary takes back a session that lived in the fallback.
+            ok, new = self._try(
+                lambda: self.primary.save(session_id, data, version=0, user_id=user_id, ttl=ttl)
+            )
         if ok:
             assert new is not None
             return new
@@ -180,9 +190,19 @@ class FallbackStore(SessionStore):
         user_id: str | None = None,
         ttl: float = DEFAULT_TTL,
     ) -> int:
-        ok, new = await self._atry(
-            lambda: self.primary.asave(session_id, data, version=version, user_id=user_id, ttl=ttl)
-        )
+        try:
+            ok, new = await self._atry(
+                lambda: self.primary.asave(
+                    session_id, data, version=version, user_id=user_id, ttl=ttl
+                )
+            )
+        except SessionConflict:
+            if not self._fallback_used or await self.primary.aload(session_id) is not None:
+                raise
+            # After an outage the primary takes back a session that lived in the fallback.
+            ok, new = await self._atry(
+                lambda: self.primary.asave(session_id, data, version=0, user_id=user_id, ttl=ttl)
+            )
         if ok:
             assert new is not None
             return new
