@@ -155,7 +155,9 @@ def test_flask_blueprint_and_renderkit_wiring() -> None:
     health = make_health()
     RenderKit(wired, health=health, security=False, metrics=False, https_redirect=False)
     assert wired.extensions["renderkit"].extras["health"] is health
-    assert wired.test_client().get("/health/ready").status_code == 200
+    response = wired.test_client().get("/health/ready")
+    response.close()  # ends the request: the correlation middleware unbinds its request id
+    assert response.status_code == 200
 
 
 def test_flask_wiring_rejects_bad_health_option() -> None:

@@ -386,7 +386,10 @@ async def test_watchdog_async_handlers_and_background_run() -> None:
     watchdog.on_pressure(trim)
     watchdog.on_pressure(lambda: hits.append("sync"))
     watchdog.start()
-    await asyncio.sleep(0.05)
+    for _ in range(200):
+        if watchdog.stats()["samples"] >= 2:
+            break
+        await asyncio.sleep(0.01)
     await watchdog.stop()
     assert hits[:2] == ["async", "sync"] and watchdog.stats()["samples"] >= 2
 
