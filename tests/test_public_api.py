@@ -100,6 +100,7 @@ PUBLIC: dict[str, set[str]] = {
         "SessionStore",
         "Signer",
         "new_session_id",
+        "store_from_env",
     },
     "renderkit.platform": {
         "DEFAULT_CGROUP_ROOT",

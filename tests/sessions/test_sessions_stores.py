@@ -406,3 +406,47 @@ def test_sessions_survive_a_deploy(kind: str, request: Any) -> None:
         finally:
             _drop(second)
             second.close()
+
+
+# --- store_from_env ----------------------------------------------------------------------------
+
+
+def test_store_from_env_picks_the_store() -> None:
+    """auto: Redis with a fallback if REDIS_URL is set, Postgres with DATABASE_URL, else memory."""
+    from renderkit.sessions import store_from_env
+
+    assert isinstance(store_from_env({}), MemoryStore)
+    redis_only = store_from_env({"REDIS_URL": "redis://127.0.0.1:6399/3"})
+    assert isinstance(redis_only, FallbackStore)
+    assert isinstance(redis_only.fallback, MemoryStore)
+    both = store_from_env(
+        {"REDIS_URL": "redis://127.0.0.1:6399/3", "DATABASE_URL": "postgres://u@h/db"}
+    )
+    assert isinstance(both, FallbackStore) and isinstance(both.fallback, PostgresStore)
+    pg = store_from_env({"DATABASE_URL": "postgres://u@h/db", "SESSION_PRUNE_INTERVAL": "5m"})
+    assert isinstance(pg, PostgresStore) and pg.prune_interval == 300
+    bare = store_from_env({"REDIS_URL": "redis://h:6379/0", "SESSION_FALLBACK": "none"})
+    assert isinstance(bare, RedisStore)
+    sealed = store_from_env({"SESSION_ENCRYPTION_KEY": KEY, "SESSION_MAX_SIZE": "1KiB"})
+    assert sealed.codec.encrypted and sealed.codec.max_size == 1024
+
+
+def test_store_from_env_lists_every_problem_without_secrets() -> None:
+    """Bad variables are all reported at once; URLs and keys are never echoed."""
+    from renderkit.errors import ConfigError
+    from renderkit.sessions import store_from_env
+
+    with pytest.raises(ConfigError) as info:
+        store_from_env(
+            {
+                "SESSION_STORE": "mongo",
+                "REDIS_URL": "http://user:pw-secret@h",
+                "SESSION_ENCRYPTION_KEY": "not-hex-secret",
+                "SESSION_MAX_SIZE": "lots",
+            }
+        )
+    names = {p.variable for p in info.value.errors}
+    assert names == {"SESSION_STORE", "REDIS_URL", "SESSION_ENCRYPTION_KEY", "SESSION_MAX_SIZE"}
+    assert "pw-secret" not in str(info.value) and "not-hex-secret" not in str(info.value)
+    with pytest.raises(ConfigError, match="needs REDIS_URL"):
+        store_from_env({"SESSION_STORE": "redis"})

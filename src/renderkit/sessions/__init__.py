@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from renderkit.errors import SessionError
 from renderkit.sessions._base import DEFAULT_TTL, SessionConflict, SessionRecord, SessionStore
+from renderkit.sessions._env import store_from_env
 from renderkit.sessions._fallback import FallbackStore
 from renderkit.sessions._memory import MemoryStore
 from renderkit.sessions._middleware import SessionMiddleware
@@ -31,4 +32,5 @@ __all__ = [
     "SessionStore",
     "Signer",
     "new_session_id",
+    "store_from_env",
 ]
