@@ -163,7 +163,15 @@ class PostgresStore(SessionStore):
 
         ``db_options`` go to :class:`renderkit.db.Database` (``min_size``, ``max_size``, ...).
         """
-        options = {"min_size": 1, "max_size": 5, "name": "sessions-db", **db_options}
+        # A short start-up budget: while Postgres is down a request waits at most a few
+        # seconds for its session (then proceeds with an empty one), not the pool's 30 s.
+        options = {
+            "min_size": 1,
+            "max_size": 5,
+            "startup_budget": 3.0,
+            "name": "sessions-db",
+            **db_options,
+        }
         return cls(
             table=table,
             prune_interval=prune_interval,
