@@ -144,10 +144,27 @@ def test_fastapi_example_imports_with_no_environment() -> None:
 # --- Flask ---------------------------------------------------------------------------------
 
 
+class BufferedClient:
+    """Flask's test client, reading and closing every response as a WSGI server does.
+
+    An unclosed response keeps the request's correlation id bound in the test's context
+    (the WSGI middleware resets it when the server closes the body).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self.client.get(*args, buffered=True, **kwargs)
+
+    def post(self, *args: Any, **kwargs: Any) -> Any:
+        return self.client.post(*args, buffered=True, **kwargs)
+
+
 @pytest.fixture
-def flask_client() -> Any:
+def flask_client() -> BufferedClient:
     module = importlib.import_module("examples.flask_app")
-    return module.create_app({}).test_client()
+    return BufferedClient(module.create_app({}).test_client())
 
 
 def test_flask_home_page_uses_the_csp_nonce(flask_client: Any) -> None:
