@@ -485,6 +485,7 @@ def test_from_env_reads_variables_and_reports_all_problems() -> None:
     )
     assert (health.token, health.timeout, health.cache_ttl) == ("tok", 2.0, 0.5)
     assert (health.service_id, health.release_id) == ("web", "c0ffee")
+    assert health.trust.hops == 2  # Render's proxy chain: the client is 2 hops from the right
     with pytest.raises(ConfigError) as info:
         Health.from_env({"HEALTH_CHECK_TIMEOUT": "soon", "HEALTH_TRUSTED_NETWORKS": "nope"})
     text = str(info.value)

@@ -166,3 +166,15 @@ def test_flask_wiring_rejects_bad_health_option() -> None:
         RenderKit(Flask("bad"), health="yes", security=False, metrics=False)
     with pytest.raises(ValueError, match="url_prefix"):
         health_blueprint(Health(), url_prefix="status")
+
+
+def test_renderkit_health_true_builds_one_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RenderKit(health=True) serves a Health.from_env() with the system checks."""
+    monkeypatch.setenv("HEALTH_TOKEN", "tok")
+    app = Flask("auto")
+    RenderKit(app, health=True, security=False, metrics=False, correlation=False)
+    health = app.extensions["renderkit"].extras["health"]
+    assert health.names == ["memory", "cpu", "disk"] and health.token == "tok"
+    response = app.test_client().get("/health", headers={"Authorization": "Bearer tok"})
+    assert response.status_code == 200
+    assert response.json is not None and set(response.json["checks"]) == {"memory", "cpu", "disk"}

@@ -365,7 +365,8 @@ class Health:
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Health:
         """Build from ``HEALTH_TOKEN``, ``HEALTH_CHECK_TIMEOUT`` ("5s"), ``HEALTH_CACHE_TTL``
         ("1s"), ``HEALTH_STALE_WHILE_REVALIDATE`` ("0s") and ``HEALTH_TRUSTED_NETWORKS`` (comma
-        list of CIDRs); ``service_id``/``release_id`` come from ``renderkit.platform.detect``.
+        list of CIDRs); ``service_id``/``release_id`` and the proxy ``trust`` come from
+        ``renderkit.platform.detect``.
 
         Keyword ``options`` override the environment. Every bad variable is reported at once.
         """
@@ -410,7 +411,9 @@ class Health:
         if problems:
             raise ConfigError(problems)
         values.update(options)
-        values.setdefault("platform", detect(env))
+        platform = values.setdefault("platform", detect(env))
+        # Behind the platform's proxies, trusted networks apply to the real client address.
+        values.setdefault("trust", ProxyTrust.for_provider(platform.provider))
         return cls(**values)
 
     def add(
