@@ -542,3 +542,35 @@ def test_stale_while_revalidate_without_a_loop_refreshes_in_a_thread() -> None:
     clock.now += 0.1
     assert health.run_sync().status == "unhealthy"
     assert health.stats()["stale_served"] == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"authorization", b"Bearer \xff\xfe\x00")],
+        [(b"authorization", b"Basic " + b"A" * 10_000)],
+        [(b"authorization", b"Bearer")],
+        [(b"accept", b"\xff;;;,,application/health+json;q=bogus")],
+        [(b"x-forwarded-for", b"not-an-ip, \xff")],
+    ],
+)
+async def test_malformed_headers_get_the_public_answer(headers: list[tuple[bytes, bytes]]) -> None:
+    """Garbage Authorization, Accept or X-Forwarded-For never raises and never unlocks detail."""
+    health = Health(token="tok")
+    health.add("db", lambda: None)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    for client in (("198.51.100.1", 1), None, ("not an ip", 0)):
+        sent.clear()
+        scope = {"type": "http", "method": "GET", "headers": headers, "client": client,
+                 "query_string": b"format=\xff"}  # fmt: skip
+        await health.endpoint("health")(scope, receive, send)
+        assert sent[0]["status"] == 200
+        assert json.loads(sent[1]["body"])["status"] in ("healthy", "pass")
+        assert "checks" not in json.loads(sent[1]["body"])
