@@ -83,8 +83,13 @@ def test_renderkit_extension_wires_server_side_sessions() -> None:
     """RenderKit(app, session_store=...) installs the interface; flask.session works."""
     store = CountingStore()
     app = flask_app()
-    app.config["SESSION_SECRET"] = None
-    RenderKit(app, session_store=store, environ={"SESSION_SECRET": SECRET}, metrics=False)
+    RenderKit(
+        app,
+        session_store=store,
+        environ={"SESSION_SECRET": SECRET},
+        metrics=False,
+        correlation=False,
+    )
     assert isinstance(app.session_interface, RenderKitSessionInterface)
     client = app.test_client()
     login = client.get("/login/ada")
@@ -136,7 +141,7 @@ def test_flask_and_asgi_share_sessions_through_one_store(renderkit_fakeredis: An
 def test_renderkit_rejects_a_non_store() -> None:
     """RenderKit(session_store=<something else>) fails at init with what it accepts."""
     with pytest.raises(TypeError, match="MemoryStore"):
-        RenderKit(flask_app(), session_store="redis://x", metrics=False)
+        RenderKit(flask_app(), session_store="redis://x", metrics=False, correlation=False)
 
 
 def test_example_app_login_visit_logout_everywhere(monkeypatch: Any) -> None:
