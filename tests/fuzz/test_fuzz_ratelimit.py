@@ -97,11 +97,6 @@ def test_session_user_key_is_bounded_and_printable(user: object) -> None:
         assert key.startswith("user:") and len(key) <= 5 + MAX_KEY_LENGTH and key.isprintable()
 
 
-@pytest.mark.xfail(
-    reason="fuzz finding: parse_limits([]) returns [] and RateLimiter(default=[]).hit() then "
-    "raises ValueError('min() arg is an empty sequence') instead of a ConfigError at start-up",
-    strict=False,
-)
 def test_an_empty_list_of_limits_is_refused_at_construction() -> None:
     """An empty limit list is a configuration error, not a crash at the first request."""
     from renderkit.ratelimit import RateLimiter

@@ -99,6 +99,16 @@ def parse_limits(value: str | Sequence[str], *, option: str = "limit") -> list[R
                     found=text[:80],
                 )
             ) from None
+    if not items:
+        raise ConfigError(
+            ConfigProblem(
+                option,
+                "no rate limit given; use a value such as '100/hour' or '10/minute;1000/day'",
+                "code",
+                expected="at least one limit such as 100/hour",
+                found="an empty list",
+            )
+        )
     for item in items:
         if item.amount < 1:
             raise ConfigError(
@@ -484,23 +494,27 @@ class RateLimiter:
     def _sync_options(self) -> dict[str, Any]:
         redis_retry = require("redis.retry", extra="ratelimit", feature="renderkit.ratelimit")
         backoff = require("redis.backoff", extra="ratelimit", feature="renderkit.ratelimit")
+        exceptions = require("redis.exceptions", extra="ratelimit", feature="renderkit.ratelimit")
         return {
             "key_prefix": self.key_prefix,
             "socket_timeout": self.timeout,
             "socket_connect_timeout": self.timeout,
-            # redis-py retries 3 times by default: a hung server would cost 4 timeouts.
-            "retry": redis_retry.Retry(backoff.NoBackoff(), 0),
+            # redis-py retries 3 times on timeouts by default: a hung server would cost 4
+            # timeouts. Retry once, on a broken connection only: after a Redis restart each
+            # pooled socket is dead once, and a fresh connection succeeds at once.
+            "retry": redis_retry.Retry(backoff.NoBackoff(), 1, (exceptions.ConnectionError,)),
         }
 
     def _async_options(self) -> dict[str, Any]:
         redis_retry = require("redis.asyncio.retry", extra="ratelimit", feature="ratelimit")
         backoff = require("redis.backoff", extra="ratelimit", feature="renderkit.ratelimit")
+        exceptions = require("redis.exceptions", extra="ratelimit", feature="renderkit.ratelimit")
         return {
             "key_prefix": self.key_prefix,
             "implementation": "redispy",
             "socket_timeout": self.timeout,
             "socket_connect_timeout": self.timeout,
-            "retry": redis_retry.Retry(backoff.NoBackoff(), 0),
+            "retry": redis_retry.Retry(backoff.NoBackoff(), 1, (exceptions.ConnectionError,)),
         }
 
     def _sync(self) -> SyncStrategy:
