@@ -224,3 +224,24 @@ def test_uvicorn_sigterm_ends_open_sse_stream(tmp_path: Path) -> None:
         "hook cache",
         "hook database",
     ]
+
+
+def test_hypercorn_sigterm_under_load(tmp_path: Path) -> None:
+    """hypercorn (loop.add_signal_handler): requests finish, hooks run after them, in time."""
+    pytest.importorskip("hypercorn")
+    port = free_port()
+    log = tmp_path / "events.log"
+    env = {
+        "EXAMPLE_EVENT_LOG": str(log),
+        "SHUTDOWN_GRACE_PERIOD": f"{GRACE:g}s",
+        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{EXAMPLES}",
+    }
+    command = [
+        sys.executable, "-m", "hypercorn", "health_shutdown_example:app",
+        "--bind", f"127.0.0.1:{port}", "--graceful-timeout", f"{GRACE:g}", "--log-level", "warning",
+    ]  # fmt: skip
+    with server(command, port, env, tmp_path) as process:
+        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process))
+    assert statuses == [200] * CONCURRENCY
+    assert took < GRACE
+    check_event_log(log)
