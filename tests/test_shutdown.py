@@ -263,6 +263,25 @@ async def test_lifespan_runs_hooks_and_health_flips() -> None:
     assert ran == ["db"]
 
 
+async def test_app_can_start_again_after_a_shutdown() -> None:
+    """A second lifespan (a test suite starting the app again) serves normally and re-runs
+    the hooks; reset() refuses while a shutdown is under way."""
+    coordinator = ShutdownCoordinator(grace_period=5)
+    ran: list[str] = []
+    coordinator.on_shutdown(lambda: ran.append("db"), name="db")
+    app = make_app(coordinator)
+    for _ in range(2):
+        async with app.router.lifespan_context(app):
+            async with asgi_client(app) as client:
+                assert (await client.get("/slow?s=0")).status_code == 200
+            assert not coordinator.shutting_down.is_set()
+    assert ran == ["db", "db"]
+    coordinator.reset()
+    coordinator.begin("test")
+    with pytest.raises(RuntimeError, match="under way"):
+        coordinator.reset()
+
+
 async def test_wrap_lifespan_composes_with_the_app_lifespan() -> None:
     """The app's own lifespan runs inside ours: its teardown before our hooks."""
     coordinator = ShutdownCoordinator(grace_period=5)

@@ -588,6 +588,26 @@ class ShutdownCoordinator:
             )
         return HookOutcome(hook.name, "ok", self._clock() - start)
 
+    def reset(self) -> None:
+        """Forget a finished shutdown so the app can serve again (the lifespan calls this when
+        an app is started again in the same process, as test suites do); hooks are kept."""
+        with self._lock:
+            if self._phase not in ("running", "stopped"):
+                raise RuntimeError(
+                    f"ShutdownCoordinator.reset(): shutdown is under way ({self._phase}); "
+                    "wait for it to finish"
+                )
+            self._phase = "running"
+            self.accepting = True
+            self.shutting_down = ShutdownEvent()
+            self._began_at = None
+            self._reason = ""
+            self._summary = None
+            self._shutdown_task = None
+            self._deadline_task = None
+            self._done = threading.Event()
+            self._tasks.clear()
+
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Block until shutdown finished its hooks (True) or ``timeout`` passed."""
         return self._done.wait(timeout)
@@ -598,6 +618,8 @@ class ShutdownCoordinator:
     async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
         """ASGI lifespan for ``Starlette(lifespan=coordinator.lifespan)``: installs the signal
         handlers at start-up; at shutdown drains and runs the hooks."""
+        if self._phase == "stopped":
+            self.reset()  # a new serving cycle (a test suite starting the app again)
         self.install_signal_handlers()
         try:
             yield
