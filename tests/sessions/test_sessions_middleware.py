@@ -148,9 +148,12 @@ def test_read_only_request_never_writes() -> None:
         client.get("/login?name=ada")
         store.calls.clear()
         response = client.get("/whoami")
+        untouched = client.get("/plain")
     assert response.json()["user"] == "ada"
     assert [call for call, _ in store.calls] == ["get"]
     assert set_cookies(response) == []
+    assert response.headers["vary"] == "Cookie"  # session-dependent: never shared by a cache
+    assert "vary" not in untouched.headers
 
 
 def test_network_store_preloads_only_with_a_valid_cookie() -> None:

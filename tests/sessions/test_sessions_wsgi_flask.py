@@ -37,7 +37,9 @@ def test_wsgi_middleware_lazy_save_and_clear() -> None:
     store = CountingStore()
     client = Client(SessionMiddleware(wsgi_app, store=store, secret_key=SECRET))
     assert client.get("/set").get_data() == b"1"
-    assert client.get("/set").get_data() == b"2"
+    second = client.get("/set")
+    assert second.get_data() == b"2"
+    assert second.headers["Vary"] == "Cookie"
     store.calls.clear()
     response = client.get("/plain")
     assert store.calls == [] and "Set-Cookie" not in response.headers

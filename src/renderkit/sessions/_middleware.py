@@ -14,6 +14,16 @@ from renderkit.sessions._signing import SecretKey
 __all__ = ["SessionMiddleware"]
 
 
+def _vary_cookie(headers: list[Any]) -> None:
+    """Add ``Vary: Cookie`` (a response that depends on the session must not be shared)."""
+    for index, (key, value) in enumerate(headers):
+        if key.lower() == b"vary":
+            if b"cookie" not in value.lower() and value.strip() != b"*":
+                headers[index] = (key, value + b", Cookie")
+            return
+    headers.append((b"vary", b"Cookie"))
+
+
 class SessionMiddleware:
     """Put a server-side :class:`Session` at ``scope["session"]`` (``request.session``).
 
@@ -107,10 +117,13 @@ class SessionMiddleware:
                 plan = engine.plan(session, had_cookie)
                 if plan is not None:
                     await engine.acommit(plan)
-                    if plan.cookie is not None:
-                        headers: list[Any] = list(message.get("headers", ()))
+                if session.accessed or (plan is not None and plan.cookie is not None):
+                    headers: list[Any] = list(message.get("headers", ()))
+                    if plan is not None and plan.cookie is not None:
                         headers.append((b"set-cookie", plan.cookie))
-                        message["headers"] = headers
+                    if session.accessed:
+                        _vary_cookie(headers)
+                    message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)

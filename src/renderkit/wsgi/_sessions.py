@@ -18,6 +18,18 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
+def _vary_cookie(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Add ``Vary: Cookie`` (a response that depends on the session must not be shared)."""
+    out = list(headers)
+    for index, (key, value) in enumerate(out):
+        if key.lower() == "vary":
+            if "cookie" not in value.lower() and value.strip() != "*":
+                out[index] = (key, value + ", Cookie")
+            return out
+    out.append(("Vary", "Cookie"))
+    return out
+
+
 class SessionMiddleware:
     """Put a server-side session at ``environ["renderkit.session"]`` for any WSGI app.
 
@@ -83,6 +95,8 @@ class SessionMiddleware:
                     engine.commit(plan)
                     if plan.cookie is not None:
                         headers = [*headers, ("Set-Cookie", plan.cookie.decode("latin-1"))]
+                if session.accessed:
+                    headers = _vary_cookie(headers)
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start_with_cookie)
