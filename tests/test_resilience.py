@@ -290,6 +290,7 @@ async def test_supervisor_gives_up_and_reports_critical_unhealthy() -> None:
     assert result.status == "unhealthy" and "disk gone" in result.message
     assert supervisor.state("once") == "finished"
     assert supervisor.task_check("indexer")().status == "unhealthy"
+    assert supervisor.names == ["indexer", "once"]
 
 
 async def _return_at_once() -> None:

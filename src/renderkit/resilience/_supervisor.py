@@ -186,6 +186,11 @@ class Supervisor:
             if entry.state in ("pending", "running", "backoff"):
                 entry.state = "stopped"
 
+    @property
+    def names(self) -> list[str]:
+        """The supervised task names, in the order they were added."""
+        return list(self._tasks)
+
     def state(self, name: str) -> TaskState:
         """The current state of task ``name``."""
         return self._tasks[name].state
