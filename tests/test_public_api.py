@@ -9,6 +9,25 @@ import sys
 import pytest
 
 PUBLIC: dict[str, set[str]] = {
+    "renderkit.testing": {
+        "ClientFactory",
+        "HealthProbe",
+        "PLATFORM_ENV",
+        "PlatformFactory",
+        "renderkit_async_cache",
+        "renderkit_async_fakeredis",
+        "renderkit_cache",
+        "renderkit_client",
+        "renderkit_database_url",
+        "renderkit_fakeredis",
+        "renderkit_fakeredis_server",
+        "renderkit_health_probe",
+        "renderkit_limiter",
+        "renderkit_platform",
+        "renderkit_redis_url",
+        "renderkit_session_store",
+        "require_services",
+    },
     "renderkit.ratelimit": {
         "Check",
         "DEFAULT_LIMIT",
