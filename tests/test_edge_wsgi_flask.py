@@ -332,3 +332,27 @@ def test_jinja_nonce_global_is_empty_outside_a_request() -> None:
     assert str(nonce_global) == "" and not nonce_global
     with app.app_context():
         assert render_template_string("[{{ csp_nonce }}]") == "[]"
+
+
+def test_wsgi_request_id_never_leaks_into_the_callers_context() -> None:
+    """A body that is never iterated nor closed leaves the caller's context without an id,
+    while logs written during streaming still see it."""
+    seen: list[str | None] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        seen.append(get_correlation_id())
+        yield b"a"
+        seen.append(get_correlation_id())
+        yield b"b"
+
+    wrapped = CorrelationIdMiddleware(app)
+    headers: list[Any] = []
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_X_REQUEST_ID": "stream-1"}
+    abandoned = wrapped(dict(environ), lambda s, h, e=None: headers.append(h))
+    assert get_correlation_id() is None
+    body = wrapped(dict(environ), lambda s, h, e=None: headers.append(h))
+    assert b"".join(body) == b"ab"
+    assert seen == ["stream-1", "stream-1"]
+    assert get_correlation_id() is None
+    del abandoned

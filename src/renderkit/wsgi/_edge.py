@@ -9,6 +9,7 @@ Values other layers read go into the environ: ``renderkit.request_id`` and
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,7 +30,7 @@ from renderkit.security import (
 )
 
 if TYPE_CHECKING:
-    from contextvars import Token
+    pass
 
 __all__ = [
     "CorrelationIdMiddleware",
@@ -52,31 +53,17 @@ _500 = b"Internal Server Error"
 
 
 class _ClosingIterable:
-    """Wrap a response body so work runs once, when the server closes it (after the last byte).
+    """Wrap a response body so work runs once, when the server closes it (after the last byte)."""
 
-    ``early``: also run it when the body is exhausted, for callers that forget ``close()``
-    (test clients that never read or close a response would otherwise keep the request's
-    context alive in their thread).
-    """
+    __slots__ = ("_body", "_done", "_on_close")
 
-    __slots__ = ("_body", "_done", "_early", "_on_close")
-
-    def __init__(
-        self, body: Iterable[bytes], on_close: Callable[[], None], *, early: bool = False
-    ) -> None:
+    def __init__(self, body: Iterable[bytes], on_close: Callable[[], None]) -> None:
         self._body = body
         self._on_close = on_close
-        self._early = early
         self._done = False
 
     def __iter__(self) -> Iterator[bytes]:
-        if not self._early:
-            return iter(self._body)
-        return self._iterate()
-
-    def _iterate(self) -> Iterator[bytes]:
-        yield from self._body
-        self._finish()
+        return iter(self._body)
 
     def _finish(self) -> None:
         if not self._done:
@@ -115,12 +102,29 @@ def _call_guarded(
         return _error_response(start_response, exc)
 
 
-def _reset(token: Token[str | None]) -> None:
-    try:
-        correlation_id_var.reset(token)
-    except ValueError:
-        # The server closed the body in another context than the one that ran the app.
-        correlation_id_var.set(None)
+class _ContextBody:
+    """A response body whose iteration and ``close()`` run inside the request's context."""
+
+    __slots__ = ("_body", "_context")
+
+    def __init__(self, body: Iterable[bytes], context: contextvars.Context) -> None:
+        self._body = body
+        self._context = context
+
+    def __iter__(self) -> Iterator[bytes]:
+        run = self._context.run
+        chunks = run(iter, self._body)
+        while True:
+            try:
+                chunk = run(next, chunks)
+            except StopIteration:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            self._context.run(close)
 
 
 class CorrelationIdMiddleware:
@@ -155,9 +159,17 @@ class CorrelationIdMiddleware:
         self._lower = self.policy.header.lower()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        # The app, its body iteration and close() all run in a copy of the caller's context:
+        # the id is visible while streaming and can never leak into the server thread's own
+        # context, whether or not the server (or a test client) closes the body.
+        context = contextvars.copy_context()
+        body = context.run(self._run, environ, start_response)
+        return _ContextBody(body, context)
+
+    def _run(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         request_id = self.policy.resolve(mapping_headers(environ))
         environ[REQUEST_ID_KEY] = request_id
-        token = correlation_id_var.set(request_id)
+        correlation_id_var.set(request_id)
         started = [False]
         name, lower = self._header, self._lower
 
@@ -173,12 +185,7 @@ class CorrelationIdMiddleware:
                 else start_response(status, headers)
             )
 
-        try:
-            body = _call_guarded(self.app, environ, start_with_id, started)
-        except BaseException:
-            _reset(token)
-            raise
-        return _ClosingIterable(body, lambda: _reset(token), early=True)
+        return _call_guarded(self.app, environ, start_with_id, started)
 
 
 class SecurityHeadersMiddleware:
