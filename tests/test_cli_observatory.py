@@ -330,3 +330,24 @@ def test_hsts_left_unscored_when_untestable() -> None:
     report = grade_headers(headers, https=None)
     assert report.outcome("strict-transport-security").result == "hsts-not-tested"
     assert report.score == 120
+
+
+@pytest.mark.parametrize(
+    ("value", "expected", "passed"),
+    [
+        (None, "coop-not-implemented", True),
+        ("same-origin", "coop-implemented-with-same-origin", True),
+        ("Same-Origin-Allow-Popups", "coop-implemented-with-same-origin-allow-popups", True),
+        ('same-origin; report-to="x"', "coop-implemented-with-same-origin", True),
+        ("everyone", "coop-header-invalid", False),
+    ],
+)
+def test_coop_is_reported_but_not_scored(value: str | None, expected: str, passed: bool) -> None:
+    """COOP gets a result id and a pass flag, and never moves the score."""
+    headers = dict(STRONG)
+    if value is not None:
+        headers["cross-origin-opener-policy"] = value
+    report = grade_headers(headers)
+    outcome = report.outcome("cross-origin-opener-policy")
+    assert (outcome.result, outcome.passed, outcome.modifier) == (expected, passed, 0)
+    assert report.score == 120

@@ -4,8 +4,9 @@ Observatory starts every site at 100 and applies one modifier per test; bonuses 
 when the score without them is at least 90. :func:`grade_headers` applies the header-based
 tests (CSP, cookies, CORS, HSTS, redirection when measured, Referrer-Policy, X-Content-Type-
 Options, X-Frame-Options, Cross-Origin-Resource-Policy) to a headers mapping; the rules and
-modifiers follow Observatory's published scoring table. Tests that need the page body
-(Subresource Integrity) or a preload list are not scored.
+modifiers follow Observatory's published scoring table. Cross-Origin-Opener-Policy is
+reported too, with no effect on the score (Observatory does not grade it). Tests that need
+the page body (Subresource Integrity) or a preload list are not scored.
 """
 
 from __future__ import annotations
@@ -530,6 +531,24 @@ def _corp(pairs: Sequence[tuple[str, str]]) -> TestOutcome:
     )
 
 
+_COOP_VALUES = ("same-origin", "same-origin-allow-popups", "noopener-allow-popups", "unsafe-none")
+
+
+def _coop(pairs: Sequence[tuple[str, str]]) -> TestOutcome:
+    """Cross-Origin-Opener-Policy: reported (Observatory does not score it), never scored."""
+    test = "cross-origin-opener-policy"
+    fix = "send Cross-Origin-Opener-Policy: same-origin"
+    value = _first(pairs, "cross-origin-opener-policy")
+    if value is None:
+        return TestOutcome(test, "coop-not-implemented", 0, True, "no COOP (not scored)", fix)
+    normalised = value.split(";")[0].strip().lower()
+    if normalised not in _COOP_VALUES:
+        return TestOutcome(
+            test, "coop-header-invalid", 0, False, f"{value!r} is not a COOP value", fix
+        )
+    return TestOutcome(test, f"coop-implemented-with-{normalised}", 0, True, normalised)
+
+
 _REDIRECT_MODIFIERS = {
     "redirection-to-https": 0,
     "redirection-not-needed-no-http": 0,
@@ -567,6 +586,7 @@ def grade_headers(
         _nosniff(pairs),
         _framing(pairs),
         _corp(pairs),
+        _coop(pairs),
     ]
     if redirection is not None:
         if redirection not in _REDIRECT_MODIFIERS:
