@@ -450,3 +450,63 @@ def test_store_from_env_lists_every_problem_without_secrets() -> None:
     assert "pw-secret" not in str(info.value) and "not-hex-secret" not in str(info.value)
     with pytest.raises(ConfigError, match="needs REDIS_URL"):
         store_from_env({"SESSION_STORE": "redis"})
+
+
+# --- Mirroring into a durable fallback --------------------------------------------------------
+
+
+def _mirrored(fake_primary: Any) -> tuple[FallbackStore, SessionStore]:
+    import fakeredis
+
+    durable = RedisStore(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    return FallbackStore(RedisStore(fake_primary), durable), durable
+
+
+def test_mirror_is_on_for_a_durable_fallback_only(renderkit_fakeredis: Any) -> None:
+    """A memory fallback is not mirrored by default; a durable one is; both can be forced."""
+    assert FallbackStore(RedisStore(renderkit_fakeredis), MemoryStore()).mirror is False
+    store, _ = _mirrored(renderkit_fakeredis)
+    assert store.mirror is True
+    forced = FallbackStore(RedisStore(renderkit_fakeredis), MemoryStore(), mirror=True)
+    assert forced.mirror is True
+
+
+def test_a_redis_restarted_empty_loses_no_mirrored_session(renderkit_fakeredis: Any) -> None:
+    """After Redis comes back empty the session loads from the fallback, its counter goes on,
+    and Redis takes the session back on the next save."""
+    store, durable = _mirrored(renderkit_fakeredis)
+    sid = new_session_id()
+    version = 0
+    for count in range(1, 4):
+        version = store.save(sid, {"count": count}, version=version)
+    assert durable.load(sid).data == {"count": 3}  # type: ignore[union-attr]
+    renderkit_fakeredis.flushall()  # kill -9 of a Redis without persistence
+    record = store.load(sid)
+    assert record is not None and record.data == {"count": 3}
+    version = store.save(sid, {"count": 4}, version=record.version)
+    assert renderkit_fakeredis.exists("session:" + sid)
+    again = store.load(sid)
+    assert again is not None and again.data == {"count": 4}
+    assert durable.load(sid).data == {"count": 4}  # type: ignore[union-attr]
+    assert store.stats()["mirror_errors"] == 0
+
+
+async def test_async_mirror_survives_an_empty_redis_and_deletes_both(
+    renderkit_fakeredis: Any, renderkit_async_fakeredis: Any
+) -> None:
+    """The async twins mirror the same way, and a delete removes the session from both."""
+    import fakeredis
+
+    durable = RedisStore(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()))
+    store = FallbackStore(RedisStore(renderkit_async_fakeredis), durable)
+    sid = new_session_id()
+    version = await store.asave(sid, {"n": 1})
+    await renderkit_async_fakeredis.flushall()
+    record = await store.aload(sid)
+    assert record is not None and record.data == {"n": 1}
+    await store.asave(sid, {"n": 2}, version=record.version)
+    assert (await store.aload(sid)).data == {"n": 2}  # type: ignore[union-attr]
+    assert await store.adelete(sid) is True
+    assert await durable.aload(sid) is None
+    assert await store.aload(sid) is None
+    del version

@@ -30,6 +30,12 @@ class FallbackStore(SessionStore):
     is read first and the fallback answers for sessions created during the outage.
     ``delete_user_sessions`` raises :class:`BackendUnavailable` when the primary cannot be
     reached, because its sessions would come back when it recovers.
+
+    ``mirror`` (default: on when the fallback is durable, i.e. not a ``MemoryStore``) also
+    writes every save, delete and expiry to the fallback while the primary answers, and reads
+    the fallback when the primary has no record. A Redis that restarts empty (no persistence,
+    ``kill -9``) then loses no session: the next request finds it in Postgres and Redis takes it
+    back. It costs one fallback write per modified session.
     """
 
     def __init__(
@@ -40,11 +46,15 @@ class FallbackStore(SessionStore):
         breaker: CircuitBreaker | None = None,
         failure_threshold: int = 2,
         recovery_timeout: float = 10.0,
+        mirror: bool | None = None,
         name: str = "sessions",
     ) -> None:
         super().__init__(name=name)
+        from renderkit.sessions._memory import MemoryStore
+
         self.primary = primary
         self.fallback = fallback
+        self.mirror = not isinstance(fallback, MemoryStore) if mirror is None else mirror
         self.blocking = primary.blocking or fallback.blocking
         self.errors = fallback.errors
         self.breaker = breaker or CircuitBreaker(
@@ -53,6 +63,8 @@ class FallbackStore(SessionStore):
             recovery_timeout=recovery_timeout,
             expected_exceptions=primary.errors,
         )
+        self._mirror_errors: tuple[type[BaseException], ...] = (SessionConflict, *fallback.errors)
+        self._mirror_error_count = 0
         self._lock = threading.Lock()
         self._falling_back = False
         self._fallback_used = False
@@ -87,6 +99,16 @@ class FallbackStore(SessionStore):
                     type(self.fallback).__name__,
                 )
 
+    @property
+    def _consult_fallback(self) -> bool:
+        """True when the fallback may hold sessions the primary lacks."""
+        return self.mirror or self._fallback_used
+
+    def _mirror_failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self._mirror_error_count += 1
+        logger.debug("%s: mirror write to the fallback failed: %r", self.name, exc)
+
     def _try(self, fn: Callable[[], T]) -> tuple[bool, T | None]:
         try:
             result = self.breaker.call(fn)
@@ -114,7 +136,7 @@ class FallbackStore(SessionStore):
     # -- sync ------------------------------------------------------------------------------
     def load(self, session_id: str) -> SessionRecord | None:
         ok, record = self._try(lambda: self.primary.load(session_id))
-        if ok and (record is not None or not self._fallback_used):
+        if ok and (record is not None or not self._consult_fallback):
             return record
         return self.fallback.load(session_id)
 
@@ -134,7 +156,7 @@ class FallbackStore(SessionStore):
                 )
             )
         except SessionConflict:
-            if not self._fallback_used or self.primary.load(session_id) is not None:
+            if not self._consult_fallback or self.primary.load(session_id) is not None:
                 raise
             # After an outage the primary takes back a session that lived in the fallback.
             ok, new = self._try(
@@ -142,6 +164,8 @@ class FallbackStore(SessionStore):
             )
         if ok:
             assert new is not None
+            if self.mirror:
+                self._mirror_save(session_id, data, user_id, ttl)
             return new
         try:
             return self.fallback.save(session_id, data, version=version, user_id=user_id, ttl=ttl)
@@ -151,21 +175,35 @@ class FallbackStore(SessionStore):
             # The fallback takes over a session it never held (it lived in the primary).
             return self.fallback.save(session_id, data, version=0, user_id=user_id, ttl=ttl)
 
+    def _mirror_save(
+        self, session_id: str, data: Mapping[str, Any], user_id: str | None, ttl: float
+    ) -> None:
+        """Copy a save the primary accepted; the primary's version check already decided."""
+        try:
+            current = self.fallback.load(session_id)
+            version = current.version if current is not None else 0
+            self.fallback.save(session_id, data, version=version, user_id=user_id, ttl=ttl)
+        except self._mirror_errors as exc:
+            self._mirror_failed(exc)
+
     def delete(self, session_id: str) -> bool:
         ok, existed = self._try(lambda: self.primary.delete(session_id))
-        if not ok or self._fallback_used:
+        if not ok or self._consult_fallback:
             existed = self.fallback.delete(session_id) or bool(existed)
         return bool(existed)
 
     def touch(self, session_id: str, ttl: float = DEFAULT_TTL) -> bool:
         ok, done = self._try(lambda: self.primary.touch(session_id, ttl))
+        if self.mirror and ok:
+            self.fallback.touch(session_id, ttl)
         if not ok or (self._fallback_used and not done):
             done = self.fallback.touch(session_id, ttl)
         return bool(done)
 
     def delete_user_sessions(self, user_id: str) -> int:
         ok, removed = self._try(lambda: self.primary.delete_user_sessions(user_id))
-        also = self.fallback.delete_user_sessions(user_id) if self._fallback_used or not ok else 0
+        consult = self._consult_fallback or not ok
+        also = self.fallback.delete_user_sessions(user_id) if consult else 0
         if not ok:
             raise BackendUnavailable(
                 f"{type(self.primary).__name__} is unavailable: {also} session(s) of this "
@@ -177,7 +215,7 @@ class FallbackStore(SessionStore):
     # -- async -----------------------------------------------------------------------------
     async def aload(self, session_id: str) -> SessionRecord | None:
         ok, record = await self._atry(lambda: self.primary.aload(session_id))
-        if ok and (record is not None or not self._fallback_used):
+        if ok and (record is not None or not self._consult_fallback):
             return record
         return await self.fallback.aload(session_id)
 
@@ -197,7 +235,7 @@ class FallbackStore(SessionStore):
                 )
             )
         except SessionConflict:
-            if not self._fallback_used or await self.primary.aload(session_id) is not None:
+            if not self._consult_fallback or await self.primary.aload(session_id) is not None:
                 raise
             # After an outage the primary takes back a session that lived in the fallback.
             ok, new = await self._atry(
@@ -205,6 +243,8 @@ class FallbackStore(SessionStore):
             )
         if ok:
             assert new is not None
+            if self.mirror:
+                await self._amirror_save(session_id, data, user_id, ttl)
             return new
         try:
             return await self.fallback.asave(
@@ -215,14 +255,27 @@ class FallbackStore(SessionStore):
                 raise
             return await self.fallback.asave(session_id, data, version=0, user_id=user_id, ttl=ttl)
 
+    async def _amirror_save(
+        self, session_id: str, data: Mapping[str, Any], user_id: str | None, ttl: float
+    ) -> None:
+        """Async :meth:`_mirror_save`."""
+        try:
+            current = await self.fallback.aload(session_id)
+            version = current.version if current is not None else 0
+            await self.fallback.asave(session_id, data, version=version, user_id=user_id, ttl=ttl)
+        except self._mirror_errors as exc:
+            self._mirror_failed(exc)
+
     async def adelete(self, session_id: str) -> bool:
         ok, existed = await self._atry(lambda: self.primary.adelete(session_id))
-        if not ok or self._fallback_used:
+        if not ok or self._consult_fallback:
             existed = await self.fallback.adelete(session_id) or bool(existed)
         return bool(existed)
 
     async def atouch(self, session_id: str, ttl: float = DEFAULT_TTL) -> bool:
         ok, done = await self._atry(lambda: self.primary.atouch(session_id, ttl))
+        if self.mirror and ok:
+            await self.fallback.atouch(session_id, ttl)
         if not ok or (self._fallback_used and not done):
             done = await self.fallback.atouch(session_id, ttl)
         return bool(done)
@@ -231,7 +284,7 @@ class FallbackStore(SessionStore):
         ok, removed = await self._atry(lambda: self.primary.adelete_user_sessions(user_id))
         also = (
             await self.fallback.adelete_user_sessions(user_id)
-            if self._fallback_used or not ok
+            if self._consult_fallback or not ok
             else 0
         )
         if not ok:
@@ -253,6 +306,8 @@ class FallbackStore(SessionStore):
         return {
             "store": "FallbackStore",
             "fallback_active": self.falling_back,
+            "mirror": self.mirror,
+            "mirror_errors": self._mirror_error_count,
             "fallback_calls": self._fallback_calls,
             "breaker": self.breaker.stats(),
             "primary": self.primary.stats(),
