@@ -112,7 +112,8 @@ class ProxyTrust:
         if self.hops < 0:
             raise ValueError(f"ProxyTrust(hops={self.hops}): hops must be 0 or more")
         cidrs = tuple(
-            n if isinstance(n, ipaddress.IPv4Network | ipaddress.IPv6Network)
+            n
+            if isinstance(n, ipaddress.IPv4Network | ipaddress.IPv6Network)
             else ipaddress.ip_network(n, strict=False)
             for n in self.trusted_cidrs
         )
@@ -174,9 +175,7 @@ class ProxyTrust:
         return address is not None and _in(address, self.trusted_cidrs)
 
 
-def client_ip(
-    peer: str | None, headers: Iterable[tuple[bytes, bytes]], trust: ProxyTrust
-) -> str:
+def client_ip(peer: str | None, headers: Iterable[tuple[bytes, bytes]], trust: ProxyTrust) -> str:
     """Return the client's address as a string, never raising.
 
     ``peer`` is the TCP peer (``scope["client"][0]``; None on a unix socket, which yields

@@ -46,17 +46,17 @@ if TYPE_CHECKING:
 
     from renderkit.platform import Platform
 
-__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
-    "CheckResult",
-    "CheckSpec",
+__all__ = [
     "DEFAULT_CACHE_TTL",
     "DEFAULT_CHECK_TIMEOUT",
-    "EndpointKind",
     "HEALTH_JSON",
+    "INSTANCE_HEALTH_PATH",
+    "CheckResult",
+    "CheckSpec",
+    "EndpointKind",
     "Health",
     "HealthEndpoint",
     "HealthReport",
-    "INSTANCE_HEALTH_PATH",
     "RequestFacts",
     "ShutdownState",
     "Status",

@@ -36,11 +36,11 @@ if TYPE_CHECKING:
     from renderkit._asgi import ASGIApp
 
 # Plain sorted() order, as tests/test_public_api.py checks (not ruff's isort-style order).
-__all__ = [  # noqa: RUF022
+__all__ = [
     "PROMETHEUS_BUCKETS",
+    "UNMATCHED_ROUTE",
     "RequestMetrics",
     "RequestMetricsMiddleware",
-    "UNMATCHED_ROUTE",
     "metrics_endpoint",
     "route_template",
 ]

@@ -44,12 +44,12 @@ if TYPE_CHECKING:
     from renderkit._asgi import ASGIApp
 
 # Plain sorted() order, as tests/test_public_api.py checks (not ruff's isort-style order).
-__all__ = [  # noqa: RUF022
+__all__ = [
     "DEFAULT_EXEMPT_PATHS",
     "DOCS_PATHS",
+    "NONCE",
     "HTTPSRedirect",
     "HTTPSRedirectMiddleware",
-    "NONCE",
     "SecurityHeaders",
     "SecurityHeadersMiddleware",
     "default_trust",

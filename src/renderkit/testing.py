@@ -45,10 +45,10 @@ if TYPE_CHECKING:
     from renderkit.ratelimit import RateLimiter
     from renderkit.sessions import RedisStore
 
-__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
+__all__ = [
+    "PLATFORM_ENV",
     "ClientFactory",
     "HealthProbe",
-    "PLATFORM_ENV",
     "PlatformFactory",
     "renderkit_async_cache",
     "renderkit_async_fakeredis",

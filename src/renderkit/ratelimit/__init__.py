@@ -28,13 +28,13 @@ from renderkit.ratelimit._limiter import (
 from renderkit.ratelimit._middleware import RateLimit, RateLimitMiddleware, limit
 from renderkit.ratelimit._rules import HEALTH_PATHS, Check, RateLimitPolicy, Rule
 
-__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
-    "Check",
+__all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_TIMEOUT",
     "HEALTH_PATHS",
-    "KeyFunc",
     "PROBLEM_TYPE",
+    "Check",
+    "KeyFunc",
     "RateLimit",
     "RateLimitMiddleware",
     "RateLimitPolicy",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from renderkit._http import ProxyTrust
 
-__all__ = ["Check", "HEALTH_PATHS", "RateLimitPolicy", "Rule"]  # noqa: RUF022
+__all__ = ["HEALTH_PATHS", "Check", "RateLimitPolicy", "Rule"]
 
 logger = logging.getLogger("renderkit.ratelimit")
 

@@ -20,15 +20,15 @@ from renderkit.resilience._supervisor import RestartPolicy, Supervisor, TaskStat
 from renderkit.resilience._timeout import TimeoutMiddleware
 from renderkit.resilience._watchdog import MemoryWatchdog, Pressure
 
-__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
+__all__ = [
+    "RETRYABLE_STATUS",
+    "TRANSIENT_ERRORS",
     "CircuitBreaker",
     "CircuitState",
     "MemoryWatchdog",
     "Pressure",
-    "RETRYABLE_STATUS",
     "RestartPolicy",
     "Supervisor",
-    "TRANSIENT_ERRORS",
     "TaskState",
     "TimeoutMiddleware",
     "async_retrying",
