@@ -49,50 +49,47 @@ def _drop(store: PostgresStore) -> None:
     store._sync().execute(f"DROP TABLE IF EXISTS {store.table}")
 
 
-@pytest.fixture(
-    params=[
-        "memory",
-        "fakeredis-sync",
-        "fakeredis-async",
-        "fallback",
-        pytest.param("redis", marks=pytest.mark.integration),
-        pytest.param("postgres", marks=pytest.mark.integration),
-    ]
-)
-async def store(request: Any, renderkit_fakeredis_server: Any) -> AsyncIterator[SessionStore]:
+def _combos() -> list[Any]:
+    """Every store kind driven through its sync and its async methods, except a store built on
+    an asyncio client, which serves only the async ones (tested on its own below)."""
+    kinds = ["memory", "fakeredis-sync", "fakeredis-async", "fallback", "redis", "postgres"]
+    combos = []
+    for kind in kinds:
+        for mode in ("sync", "async"):
+            if kind == "fakeredis-async" and mode == "sync":
+                continue
+            marks = [pytest.mark.integration] if kind in ("redis", "postgres") else []
+            combos.append(pytest.param((kind, mode), id=f"{kind}-{mode}", marks=marks))
+    return combos
+
+
+@pytest.fixture(params=_combos())
+async def run(request: Any, renderkit_fakeredis_server: Any) -> AsyncIterator[Driver]:
     import fakeredis
 
-    kind = request.param
+    kind, mode = request.param
     if kind == "memory":
-        yield MemoryStore()
+        yield Driver(MemoryStore(), mode)
     elif kind == "fakeredis-sync":
-        yield RedisStore(fakeredis.FakeRedis(server=renderkit_fakeredis_server))
+        yield Driver(RedisStore(fakeredis.FakeRedis(server=renderkit_fakeredis_server)), mode)
     elif kind == "fakeredis-async":
         client = fakeredis.FakeAsyncRedis(server=renderkit_fakeredis_server)
-        yield RedisStore(client)
+        yield Driver(RedisStore(client), mode)
         await client.aclose()
     elif kind == "fallback":
-        yield FallbackStore(
-            RedisStore(fakeredis.FakeRedis(server=renderkit_fakeredis_server)), MemoryStore()
-        )
+        primary = RedisStore(fakeredis.FakeRedis(server=renderkit_fakeredis_server))
+        yield Driver(FallbackStore(primary, MemoryStore()), mode)
     elif kind == "redis":
         url = request.getfixturevalue("renderkit_redis_url")
         store = RedisStore.from_url(url, prefix=f"rk-test-{uuid.uuid4().hex}:")
-        yield store
+        yield Driver(store, mode)
         await store.aclose()
     else:
         url = request.getfixturevalue("renderkit_database_url")
         pg = _pg_store(url)
-        yield pg
+        yield Driver(pg, mode)
         _drop(pg)
         await pg.aclose()
-
-
-@pytest.fixture(params=["sync", "async"])
-def run(request: Any, store: SessionStore) -> Driver:
-    if request.param == "sync" and isinstance(store, RedisStore) and store._given_async:
-        pytest.skip("an asyncio client serves only the async methods")
-    return Driver(store, request.param)
 
 
 async def test_save_load_roundtrip_with_versions(run: Driver) -> None:
