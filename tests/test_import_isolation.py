@@ -15,6 +15,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "renderkit": (*HEAVY, "starlette", "structlog", "psutil", "tenacity"),
     "renderkit.errors": (*HEAVY, "starlette", "structlog", "psutil"),
     "renderkit._http": (*HEAVY, "starlette", "structlog", "psutil"),
+    "renderkit._redis": (*HEAVY, "starlette", "structlog", "psutil"),
     "renderkit.platform": (*HEAVY, "starlette", "structlog", "psutil"),
     "renderkit.config": (*HEAVY, "starlette", "structlog", "psutil"),
     "renderkit.logging": (*HEAVY, "starlette", "psutil"),

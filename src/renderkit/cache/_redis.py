@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from renderkit._optional import require
+from renderkit._redis import reconnect_once
 from renderkit.health import CheckResult
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class RedisBackend:
         pool_timeout: float = 1.0,
         **client_kwargs: Any,
     ) -> RedisBackend:
-        """Connect lazily to ``url`` with short socket timeouts and no client-side retries.
+        """Connect lazily to ``url`` with short socket timeouts and one reconnect, no retries.
 
         A hung Redis costs ``socket_timeout`` once; the circuit breaker of a
         :class:`~renderkit.cache.FallbackBackend` then stops paying it on every call.
@@ -84,16 +85,14 @@ class RedisBackend:
         }
         if asyncio:
             aredis = require("redis.asyncio", extra="redis", feature="RedisBackend")
-            aretry = require("redis.asyncio.retry", extra="redis", feature="RedisBackend")
-            backoff = require("redis.backoff", extra="redis", feature="RedisBackend")
             apool = aredis.BlockingConnectionPool.from_url(url, **pool_options)
-            client = aredis.Redis(connection_pool=apool, retry=aretry.Retry(backoff.NoBackoff(), 0))
+            retry = reconnect_once(asyncio=True, extra="redis", feature="RedisBackend")
+            client = aredis.Redis(connection_pool=apool, retry=retry)
         else:
             sredis = require("redis", extra="redis", feature="RedisBackend")
-            retry = require("redis.retry", extra="redis", feature="RedisBackend")
-            backoff = require("redis.backoff", extra="redis", feature="RedisBackend")
             pool = sredis.BlockingConnectionPool.from_url(url, **pool_options)
-            client = sredis.Redis(connection_pool=pool, retry=retry.Retry(backoff.NoBackoff(), 0))
+            retry = reconnect_once(asyncio=False, extra="redis", feature="RedisBackend")
+            client = sredis.Redis(connection_pool=pool, retry=retry)
         return cls(client, prefix=prefix)
 
     def _wrong_kind(self, wanted: str) -> TypeError:

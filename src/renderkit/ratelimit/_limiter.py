@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from renderkit._optional import require
+from renderkit._redis import reconnect_once
 from renderkit.errors import ConfigError, ConfigProblem
 from renderkit.health import CheckResult
 from renderkit.resilience import CircuitBreaker
@@ -492,29 +493,21 @@ class RateLimiter:
         }[self.strategy]
 
     def _sync_options(self) -> dict[str, Any]:
-        redis_retry = require("redis.retry", extra="ratelimit", feature="renderkit.ratelimit")
-        backoff = require("redis.backoff", extra="ratelimit", feature="renderkit.ratelimit")
-        exceptions = require("redis.exceptions", extra="ratelimit", feature="renderkit.ratelimit")
         return {
             "key_prefix": self.key_prefix,
             "socket_timeout": self.timeout,
             "socket_connect_timeout": self.timeout,
-            # redis-py retries 3 times on timeouts by default: a hung server would cost 4
-            # timeouts. Retry once, on a broken connection only: after a Redis restart each
-            # pooled socket is dead once, and a fresh connection succeeds at once.
-            "retry": redis_retry.Retry(backoff.NoBackoff(), 1, (exceptions.ConnectionError,)),
+            # redis-py retries 3 times on timeouts by default: a hung server would cost 4.
+            "retry": reconnect_once(asyncio=False, extra="ratelimit", feature="RateLimiter"),
         }
 
     def _async_options(self) -> dict[str, Any]:
-        redis_retry = require("redis.asyncio.retry", extra="ratelimit", feature="ratelimit")
-        backoff = require("redis.backoff", extra="ratelimit", feature="renderkit.ratelimit")
-        exceptions = require("redis.exceptions", extra="ratelimit", feature="renderkit.ratelimit")
         return {
             "key_prefix": self.key_prefix,
             "implementation": "redispy",
             "socket_timeout": self.timeout,
             "socket_connect_timeout": self.timeout,
-            "retry": redis_retry.Retry(backoff.NoBackoff(), 1, (exceptions.ConnectionError,)),
+            "retry": reconnect_once(asyncio=True, extra="ratelimit", feature="RateLimiter"),
         }
 
     def _sync(self) -> SyncStrategy:

@@ -9,6 +9,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from renderkit._optional import require
+from renderkit._redis import reconnect_once
 from renderkit.health import CheckResult
 from renderkit.sessions._base import RawRecord, SessionStore
 
@@ -176,11 +177,10 @@ class RedisStore(SessionStore):
                 "store with RedisStore.from_url(url) to serve both"
             )
         sredis = require("redis", extra="redis", feature="RedisStore")
-        retry = require("redis.retry", extra="redis", feature="RedisStore")
-        backoff = require("redis.backoff", extra="redis", feature="RedisStore")
         pool = sredis.BlockingConnectionPool.from_url(self._url, timeout=1.0, **self._options)
         created: redis.Redis = sredis.Redis(
-            connection_pool=pool, retry=retry.Retry(backoff.NoBackoff(), 0)
+            connection_pool=pool,
+            retry=reconnect_once(asyncio=False, extra="redis", feature="RedisStore"),
         )
         self._sync_client = created
         return created
@@ -194,10 +194,11 @@ class RedisStore(SessionStore):
         client = self._async_clients.get(loop)
         if client is None:
             aredis = require("redis.asyncio", extra="redis", feature="RedisStore")
-            aretry = require("redis.asyncio.retry", extra="redis", feature="RedisStore")
-            backoff = require("redis.backoff", extra="redis", feature="RedisStore")
             pool = aredis.BlockingConnectionPool.from_url(self._url, timeout=1.0, **self._options)
-            client = aredis.Redis(connection_pool=pool, retry=aretry.Retry(backoff.NoBackoff(), 0))
+            client = aredis.Redis(
+                connection_pool=pool,
+                retry=reconnect_once(asyncio=True, extra="redis", feature="RedisStore"),
+            )
             self._async_clients[loop] = client
         return client
 
