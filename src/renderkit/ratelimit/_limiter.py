@@ -184,13 +184,20 @@ class _Prefetched:
         return self.sliding
 
     def acquire_sliding_window_entry(self, *args: Any, **kwargs: Any) -> bool:
-        raise NotImplementedError
+        raise _read_only()
 
     def get_moving_window(self, *args: Any, **kwargs: Any) -> tuple[float, int]:
-        raise NotImplementedError
+        raise _read_only()
 
     def acquire_entry(self, *args: Any, **kwargs: Any) -> bool:
-        raise NotImplementedError
+        raise _read_only()
+
+
+def _read_only() -> RuntimeError:
+    return RuntimeError(
+        "renderkit bug: the limits strategy tried to write through the read-only stand-in "
+        "storage of a pipelined check; please report it with the strategy name"
+    )
 
 
 class _Plan:
