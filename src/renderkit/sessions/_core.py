@@ -95,8 +95,22 @@ def cookie_values(raw_headers: Iterable[str], name: str) -> list[str]:
 
 
 def _default_secure(environ: Mapping[str, str] | None) -> bool:
-    from renderkit.config import environment
+    """Secure cookies when HTTPS is served: ``FORCE_HTTPS`` when set, else production only.
 
+    The same rule as the HTTPS redirect (SPEC principle 7), so an app that sets
+    ``FORCE_HTTPS=false`` in production (plain HTTP behind a private network) still gets its
+    session cookie back, and ``FORCE_HTTPS=true`` in development marks it Secure.
+    """
+    from renderkit.config import environment, parse_bool
+
+    forced = (os.environ if environ is None else environ).get("FORCE_HTTPS", "").strip()
+    if forced:
+        try:
+            return parse_bool(forced)
+        except ValueError as exc:
+            raise ConfigError(
+                ConfigProblem("FORCE_HTTPS", f"{exc}; use true or false", "environment")
+            ) from None
     return environment(environ) == "production"
 
 
