@@ -37,8 +37,8 @@ class SessionMiddleware:
       defaults to the SESSION_SECRET variable.
     - ``max_age``: cookie lifetime in seconds (None: a browser-session cookie); also the
       stored session's lifetime unless ``ttl`` is given. Default 7 days.
-    - ``https_only``: the ``Secure`` flag; None (default) sets it in production
-      (``renderkit.config.environment()``).
+    - ``https_only``: the ``Secure`` flag; None (default) follows ``FORCE_HTTPS`` when set,
+      else sets it in production (``renderkit.config.environment()``).
     - ``rolling``: extend the session on activity (refreshed at most every 1% of the TTL).
     - ``on_conflict``: ``"merge"`` (default) re-applies this request's changes on top of a
       newer write; ``"raise"`` raises :class:`SessionConflict`.
