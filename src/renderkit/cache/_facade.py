@@ -24,7 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from renderkit.cache._base import Backend
 from renderkit.cache._fallback import FallbackBackend
-from renderkit.cache._memory import MemoryBackend
+from renderkit.cache._memory import ABSENT, MemoryBackend
 from renderkit.cache._null import NullBackend
 from renderkit.cache._redis import RedisBackend
 from renderkit.cache._serde import CorruptValue, Serializer
@@ -121,6 +121,13 @@ class _CacheCore:
         self.stale_served = 0
         self._failing = False
         self._corrupt_logged = False
+        # A TieredBackend whose L1 hands out decoded values: hot keys skip the JSON decode.
+        backend_ = self.backend
+        self._l1_value: Callable[[str, Any], Any] | None = (
+            backend_.l1_value
+            if isinstance(backend_, TieredBackend) and backend_.decodes_in_l1
+            else None
+        )
 
     # -- keys and values -----------------------------------------------------------------
     def _key(self, key: str) -> str:
@@ -137,23 +144,32 @@ class _CacheCore:
             seconds *= 1 - random.random() * self.ttl_jitter
         return seconds
 
-    def _decode(self, full_key: str, raw: bytes, default: Any) -> Any:
+    def _corrupt_miss(self, full_key: str, exc: CorruptValue, default: Any) -> Any:
+        self.corrupt += 1
+        self.misses += 1
+        if not self._corrupt_logged:
+            self._corrupt_logged = True
+            logger.warning(
+                "cache %s: undecodable value under %r treated as a miss (%s); "
+                "further ones are counted in stats()['corrupt'] without logging",
+                self.name,
+                full_key,
+                exc,
+            )
+        return default
+
+    def _from_l1(self, full_key: str) -> Any:
+        """The decoded L1 value of a tiered backend, or ``ABSENT`` (then ask the backend)."""
+        l1_value = self._l1_value
+        if l1_value is None:
+            return ABSENT
         try:
-            value = self.serializer.loads(raw)
+            value = l1_value(full_key, self.serializer.loads)
         except CorruptValue as exc:
-            self.corrupt += 1
-            self.misses += 1
-            if not self._corrupt_logged:
-                self._corrupt_logged = True
-                logger.warning(
-                    "cache %s: undecodable value under %r treated as a miss (%s); "
-                    "further ones are counted in stats()['corrupt'] without logging",
-                    self.name,
-                    full_key,
-                    exc,
-                )
-            return default
-        self.hits += 1
+            self._corrupt_miss(full_key, exc, None)
+            return ABSENT
+        if value is not ABSENT:
+            self.hits += 1
         return value
 
     # -- error policy --------------------------------------------------------------------
@@ -425,6 +441,10 @@ class Cache(_CacheCore):
     def get(self, key: str, default: Any = None) -> Any:
         """Return the cached value, or ``default`` on a miss (or a backend failure)."""
         full = self._key(key)
+        if self._l1_value is not None:
+            value = self._from_l1(full)
+            if value is not ABSENT:
+                return value
         try:
             raw = self.backend.get(full)
         except Exception as exc:
@@ -436,7 +456,12 @@ class Cache(_CacheCore):
         if raw is None:
             self.misses += 1
             return default
-        return self._decode(full, raw, default)
+        try:
+            value = self.serializer.loads(raw)
+        except CorruptValue as exc:
+            return self._corrupt_miss(full, exc, default)
+        self.hits += 1
+        return value
 
     def set(self, key: str, value: Any, ttl: Ttl = None) -> bool:
         """Store ``value`` for ``ttl`` seconds (default ``default_ttl``); False if not stored."""
@@ -665,6 +690,10 @@ class AsyncCache(_CacheCore):
     async def get(self, key: str, default: Any = None) -> Any:
         """Return the cached value, or ``default`` on a miss (or a backend failure)."""
         full = self._key(key)
+        if self._l1_value is not None:
+            value = self._from_l1(full)
+            if value is not ABSENT:
+                return value
         try:
             raw = await self.backend.aget(full)
         except Exception as exc:
@@ -676,7 +705,12 @@ class AsyncCache(_CacheCore):
         if raw is None:
             self.misses += 1
             return default
-        return self._decode(full, raw, default)
+        try:
+            value = self.serializer.loads(raw)
+        except CorruptValue as exc:
+            return self._corrupt_miss(full, exc, default)
+        self.hits += 1
+        return value
 
     async def set(self, key: str, value: Any, ttl: Ttl = None) -> bool:
         """Store ``value`` for ``ttl`` seconds (default ``default_ttl``); False if not stored."""

@@ -11,11 +11,14 @@ from typing import Any
 from renderkit.cache._base import SyncOnlyBackend
 from renderkit.health import CheckResult
 
-__all__ = ["MemoryBackend"]
+__all__ = ["ABSENT", "MemoryBackend"]
 
 # Bytes charged per entry on top of key and value: the dict slot, the tuple, the bytes and
 # str object headers. Keeps the byte bound honest for many small values.
 _ENTRY_OVERHEAD = 200
+ABSENT: Any = object()
+# Decoded values that no caller can change: safe to hand the same object to everyone.
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
 
 
 class MemoryBackend(SyncOnlyBackend):
@@ -41,6 +44,8 @@ class MemoryBackend(SyncOnlyBackend):
         self.max_bytes = max_bytes
         self._clock = clock
         self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        # Decoded values kept next to their bytes (see get_decoded); dropped with them.
+        self._decoded: dict[str, Any] = {}
         self._bytes = 0
         self._lock = threading.Lock()
         self._locks: dict[str, tuple[str, float]] = {}
@@ -60,12 +65,45 @@ class MemoryBackend(SyncOnlyBackend):
             self._data.move_to_end(key)
             return item[0]
 
+    def get_decoded(self, key: str, decode: Any, *, share: bool = False) -> Any:
+        """Return ``decode(bytes)`` for ``key``, or the sentinel ``ABSENT`` when not held.
+
+        A decoded value is kept next to its bytes and returned again on the next read when
+        it is immutable (str, int, float, bool, None, bytes), or always with ``share=True``
+        (then every caller gets the same object and must not mutate it). A kept value is
+        dropped whenever its bytes are replaced, deleted, evicted or expire. Its size is not
+        counted against ``max_bytes``: only the encoded bytes are.
+        """
+        with self._lock:
+            item = self._data.get(key)
+            if item is None:
+                return ABSENT
+            expires = item[1]
+            if expires is not None and expires <= self._clock():
+                self._remove(key, item[0])
+                self._expired += 1
+                return ABSENT
+            self._data.move_to_end(key)
+            value = self._decoded.get(key, ABSENT)
+            if value is not ABSENT:
+                return value
+            raw = item[0]
+        value = decode(raw)  # outside the lock: may be slow, may raise
+        if share or value.__class__ in _IMMUTABLE:
+            with self._lock:
+                current = self._data.get(key)
+                if current is not None and current[0] is raw:  # not replaced meanwhile
+                    self._decoded[key] = value
+        return value
+
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         size = len(value) + len(key) + _ENTRY_OVERHEAD
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
                 self._bytes -= len(old[0]) + len(key) + _ENTRY_OVERHEAD
+                if self._decoded:
+                    self._decoded.pop(key, None)
             if size > self.max_bytes:
                 return  # larger than the whole cache: storing it would evict everything
             expires = None if ttl is None else self._clock() + ttl
@@ -76,10 +114,14 @@ class MemoryBackend(SyncOnlyBackend):
                 old_key, (old_value, _) = data.popitem(last=False)
                 self._bytes -= len(old_value) + len(old_key) + _ENTRY_OVERHEAD
                 self._evictions += 1
+                if self._decoded:
+                    self._decoded.pop(old_key, None)
 
     def _remove(self, key: str, value: bytes) -> None:
         del self._data[key]
         self._bytes -= len(value) + len(key) + _ENTRY_OVERHEAD
+        if self._decoded:
+            self._decoded.pop(key, None)
 
     def delete(self, key: str) -> bool:
         with self._lock:
@@ -87,6 +129,8 @@ class MemoryBackend(SyncOnlyBackend):
             if item is None:
                 return False
             self._bytes -= len(item[0]) + len(key) + _ENTRY_OVERHEAD
+            if self._decoded:
+                self._decoded.pop(key, None)
             return True
 
     def clear(self, prefix: str = "") -> int:
@@ -94,6 +138,7 @@ class MemoryBackend(SyncOnlyBackend):
             if not prefix:
                 count = len(self._data)
                 self._data.clear()
+                self._decoded.clear()
                 self._bytes = 0
                 return count
             doomed = [k for k in self._data if k.startswith(prefix)]
@@ -133,4 +178,5 @@ class MemoryBackend(SyncOnlyBackend):
                 "max_bytes": self.max_bytes,
                 "evictions": self._evictions,
                 "expired": self._expired,
+                "decoded": len(self._decoded),
             }
