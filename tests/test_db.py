@@ -242,6 +242,20 @@ def _terminate(url: str, app_name: str) -> int:
 
 
 @pytest.mark.integration
+def test_url_options_are_kept_beside_the_statement_timeout(renderkit_database_url: str) -> None:
+    """A URL's own ?options= (Neon's endpoint=, -c search_path=) survives our statement_timeout."""
+    separator = "&" if "?" in renderkit_database_url else "?"
+    url = f"{renderkit_database_url}{separator}options=-c%20search_path%3Drk_custom_path"
+    database = Database(url, min_size=1, max_size=1, statement_timeout=7)
+    database.open()
+    try:
+        assert database.fetch_one("SHOW search_path") == ("rk_custom_path",)
+        assert database.fetch_one("SHOW statement_timeout") == ("7s",)
+    finally:
+        database.close()
+
+
+@pytest.mark.integration
 def test_queries_and_transactions(db: Database) -> None:
     """execute/fetch_one/fetch_all work; a failing transaction() rolls back."""
     db.execute("CREATE TEMP TABLE IF NOT EXISTS t (x int)")  # temp: per connection, fine here

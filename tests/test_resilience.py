@@ -247,6 +247,45 @@ async def test_supervisor_restarts_failed_task_with_backoff() -> None:
     assert supervisor.state("consumer") == "stopped"
 
 
+async def test_supervisor_add_after_start_from_a_thread_runs_on_its_loop() -> None:
+    """add() after start() from sync code in another thread schedules the task on the loop."""
+    import threading
+
+    ran = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    async def worker() -> None:
+        loop.call_soon(ran.set)
+        await asyncio.sleep(30)
+
+    supervisor = Supervisor(stagger=0)
+    await supervisor.start()
+    adder = threading.Thread(target=supervisor.add, args=("late", worker))
+    adder.start()
+    await asyncio.to_thread(adder.join, 5)
+    await asyncio.wait_for(ran.wait(), 5)
+    assert supervisor.state("late") == "running"
+    await supervisor.stop()
+    assert supervisor.state("late") == "stopped"
+
+
+def test_supervisor_add_after_its_loop_closed_says_what_to_do() -> None:
+    """add() after the start() loop closed raises a RuntimeError that names the fix."""
+
+    async def worker() -> None:
+        await asyncio.sleep(30)
+
+    supervisor = Supervisor(stagger=0)
+    supervisor.add("first", worker)
+
+    async def start_only() -> None:
+        await supervisor.start()
+
+    asyncio.run(start_only())
+    with pytest.raises(RuntimeError, match=r"call add\(\) before start\(\)"):
+        supervisor.add("late", worker)
+
+
 async def test_supervisor_staggers_start() -> None:
     """Tasks start `stagger` seconds apart, the first at once."""
     loop = asyncio.get_running_loop()

@@ -258,9 +258,21 @@ class _DatabaseBase:
         if s.pooled:
             kwargs["prepare_threshold"] = None
         elif s.statement_timeout is not None:
-            kwargs["options"] = f"-c statement_timeout={round(s.statement_timeout * 1000)}"
+            # A keyword argument replaces the URL's own "options" (Neon's endpoint=...,
+            # -c search_path=...): keep those and add ours after them.
+            timeout = f"-c statement_timeout={round(s.statement_timeout * 1000)}"
+            given = self._url_options()
+            kwargs["options"] = f"{given} {timeout}" if given else timeout
         kwargs.update(self._extra_kwargs)
         return kwargs
+
+    def _url_options(self) -> str:
+        """The ``options`` startup parameter written in the URL itself, or ""."""
+        psycopg = require("psycopg", extra="postgres", feature="renderkit.db")
+        try:
+            return str(psycopg.conninfo.conninfo_to_dict(self.url).get("options") or "").strip()
+        except psycopg.ProgrammingError:
+            return ""  # an unparsable URL fails at connect, with psycopg's own message
 
     def _pool_kwargs(self) -> dict[str, Any]:
         s = self.settings

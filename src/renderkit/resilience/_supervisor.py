@@ -80,6 +80,7 @@ class Supervisor:
         self._tasks: dict[str, _Task] = {}
         self._runner: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(
         self,
@@ -108,7 +109,7 @@ class Supervisor:
                 "'never'"
             )
         self._tasks[name] = _Task(name, factory, restart, critical)
-        if self._runner and not self._stopping:
+        if self._loop is not None and not self._stopping:  # started (even with no task yet)
             self._spawn(self._tasks[name], 0.0)
 
     async def start(self) -> None:
@@ -116,10 +117,31 @@ class Supervisor:
         if self._runner:
             return
         self._stopping = False
+        self._loop = asyncio.get_running_loop()
         for index, entry in enumerate(self._tasks.values()):
             self._spawn(entry, index * self.stagger)
 
     def _spawn(self, entry: _Task, delay: float) -> None:
+        # add() after start() may come from sync code, another thread or another loop: the
+        # task belongs on the loop start() ran on.
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        target = self._loop or running
+        if target is None or target.is_closed():
+            raise RuntimeError(
+                f"Supervisor.add({entry.name!r}): the event loop the supervisor was started on "
+                "has closed; call add() before start(), or start() it again in the running app"
+            )
+        if running is not target:
+            target.call_soon_threadsafe(self._spawn_here, entry, delay)
+            return
+        self._spawn_here(entry, delay)
+
+    def _spawn_here(self, entry: _Task, delay: float) -> None:
+        if self._stopping:
+            return
         task = asyncio.get_running_loop().create_task(
             self._supervise(entry, delay), name=f"renderkit-supervisor-{entry.name}"
         )
