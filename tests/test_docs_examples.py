@@ -152,11 +152,31 @@ def _steps(page: str, *, opening_only: bool, env: dict[str, str]) -> list[tuple[
         if before:
             steps.append((f"<set-up {page}:{index}>", before))
         steps.append((f"docs/{page}.md block {index}", source))
+    # Starlette builds the middleware stack at the first request, so a wrong add_middleware()
+    # keyword only shows then: send one request to whatever app the page built.
+    steps.append(("<one request to app>", _SMOKE))
     if page == "platform" and not opening_only:
         # Its second block is a test an app team would write; call it like pytest would.
         steps.append(("<call test_half_cpu>", _CALL_TESTS))
     return steps
 
+
+_SMOKE = """
+_app = globals().get("app")
+if _app is not None:
+    import flask as _flask
+    from starlette.applications import Starlette as _St
+    from starlette.testclient import TestClient as _TC
+
+    if isinstance(_app, _St):
+        with _TC(_app, base_url="https://testserver") as _client:
+            _status = _client.get("/", follow_redirects=False).status_code
+    elif isinstance(_app, _flask.Flask):
+        _status = _app.test_client().get("/", base_url="https://localhost").status_code
+    else:
+        raise TypeError(f"app is a {type(_app).__name__}, not an ASGI/Flask app")
+    assert _status < 500, f"GET / answered {_status}"
+"""
 
 _CALL_TESTS = """
 import tempfile as _tempfile, pathlib as _pathlib
