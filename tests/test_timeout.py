@@ -132,3 +132,106 @@ async def test_timeout_error_raised_by_the_handler_is_not_a_504() -> None:
     middleware = TimeoutMiddleware(raises, timeout=5)  # type: ignore[arg-type]
     with pytest.raises(TimeoutError, match="upstream"):
         await middleware({"type": "http", "path": "/", "headers": []}, None, None)  # type: ignore[arg-type]
+
+
+def _scope(path: str = "/x") -> dict:  # type: ignore[type-arg]
+    return {"type": "http", "method": "GET", "path": path, "headers": []}
+
+
+async def _receive() -> dict:  # type: ignore[type-arg]
+    return {"type": "http.request", "body": b""}
+
+
+async def test_concurrent_requests_time_out_each_on_its_own_deadline() -> None:
+    """One watchdog serves many requests: a slow one gets 504 while quicker ones finish."""
+    statuses: dict[str, int] = {}
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(float(scope["path"][1:]))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = TimeoutMiddleware(app, timeout=0.15)  # type: ignore[arg-type]
+
+    async def call(delay: str, start_after: float) -> None:
+        await asyncio.sleep(start_after)
+
+        async def send(message: dict) -> None:  # type: ignore[type-arg]
+            if message["type"] == "http.response.start":
+                statuses[delay] = message["status"]
+
+        await middleware(_scope("/" + delay), _receive, send)  # type: ignore[arg-type]
+
+    # Staggered starts: the first request's deadline passes while later ones are in flight,
+    # so the watchdog must re-arm for the next pending deadline after it fires.
+    await asyncio.gather(call("0.01", 0), call("0.5", 0.02), call("0.05", 0.04), call("1", 0.08))
+    assert statuses == {"0.01": 200, "0.5": 504, "0.05": 200, "1": 504}
+    assert middleware._watchdog is not None and not middleware._watchdog.pending
+
+
+async def test_outside_cancellation_is_not_turned_into_a_504() -> None:
+    """A request cancelled by someone else (client gone, shutdown) propagates CancelledError."""
+    sent: list[dict] = []  # type: ignore[type-arg]
+
+    async def send(message: dict) -> None:  # type: ignore[type-arg]
+        sent.append(message)
+
+    async def stuck(scope, receive, send):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(5)
+
+    middleware = TimeoutMiddleware(stuck, timeout=5)  # type: ignore[arg-type]
+    task = asyncio.create_task(middleware(_scope(), _receive, send))  # type: ignore[arg-type]
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sent == []
+    assert middleware._watchdog is not None and not middleware._watchdog.pending
+
+
+async def test_handler_that_swallows_the_cancellation_keeps_its_task_uncancelled() -> None:
+    """A handler that catches the timeout's cancellation and answers itself is left alone, and
+    the task's cancellation count is restored (later awaits in the same task still work)."""
+    sent: list[dict] = []  # type: ignore[type-arg]
+
+    async def send(message: dict) -> None:  # type: ignore[type-arg]
+        sent.append(message)
+
+    async def stubborn(scope, receive, send):  # type: ignore[no-untyped-def]
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"mine"})
+
+    middleware = TimeoutMiddleware(stubborn, timeout=0.05)  # type: ignore[arg-type]
+    await middleware(_scope(), _receive, send)  # type: ignore[arg-type]
+    assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [200]
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0.01)  # the task is not cancelled any more
+
+
+def test_middleware_survives_a_new_event_loop_per_run() -> None:
+    """Each event loop gets its own watchdog (a new TestClient, a new asyncio.run)."""
+
+    async def stuck(scope, receive, send):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(5)
+
+    middleware = TimeoutMiddleware(stuck, timeout=0.03)  # type: ignore[arg-type]
+
+    async def once() -> int:
+        statuses: list[int] = []
+
+        async def send(message: dict) -> None:  # type: ignore[type-arg]
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await middleware(_scope(), _receive, send)  # type: ignore[arg-type]
+        return statuses[0]
+
+    assert asyncio.run(once()) == 504
+    first = middleware._watchdog
+    assert asyncio.run(once()) == 504
+    assert middleware._watchdog is not first

@@ -16,7 +16,6 @@ and WSGI threads never see each other's id.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from renderkit._asgi import (
     Scope,
     Send,
     answers_errors_itself,
+    random_chunk,
     send_error_response,
 )
 from renderkit._context import correlation_id_var
@@ -74,7 +74,7 @@ def is_valid_request_id(value: str, max_length: int = DEFAULT_MAX_LENGTH) -> boo
 
 def _uuid4_hex() -> str:
     """``uuid.uuid4().hex`` without building a UUID object (same bits, a third of the cost)."""
-    raw = bytearray(os.urandom(16))
+    raw = bytearray(random_chunk(16))
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     return raw.hex()
@@ -113,6 +113,7 @@ class CorrelationId:
     generator: Callable[[], str] = _uuid4_hex
     max_length: int = DEFAULT_MAX_LENGTH
     _incoming_bytes: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    _incoming_set: frozenset[bytes] = field(init=False, repr=False, compare=False)
     _header_bytes: bytes = field(init=False, repr=False, compare=False)
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
@@ -136,6 +137,7 @@ class CorrelationId:
         object.__setattr__(
             self, "_incoming_bytes", tuple(n.lower().encode("latin-1") for n in self.incoming)
         )
+        object.__setattr__(self, "_incoming_set", frozenset(self._incoming_bytes))
         object.__setattr__(self, "_header_bytes", self.header.lower().encode("latin-1"))
         object.__setattr__(self, "_pattern", _charset_pattern(self.max_length))
 
@@ -185,11 +187,13 @@ class CorrelationId:
         """Return the first acceptable incoming id from ``headers`` (ASGI-style pairs), else a
         new one. Never raises: a broken header is skipped, a broken generator is replaced."""
         found: dict[bytes, bytes] = {}
-        wanted = self._incoming_bytes
+        wanted = self._incoming_set
         for key, value in headers:
             if key in wanted and key not in found:
                 found[key] = value
-        for name in wanted:
+        if not found:  # the usual case at the edge: nobody sent an id
+            return self.new_id()
+        for name in self._incoming_bytes:
             raw = found.get(name)
             if raw is None or len(raw) > 4 * self.max_length + 64:
                 continue
@@ -223,6 +227,21 @@ class CorrelationId:
         if isinstance(value, str) and self._pattern.fullmatch(value):
             return value
         return _uuid4_hex()
+
+
+def _with_header(
+    headers: Iterable[tuple[bytes, bytes]], pair: tuple[bytes, bytes]
+) -> list[tuple[bytes, bytes]]:
+    """A new header list ending with ``pair``, without any header of the same name (the id the
+    middleware resolved wins over one the handler set)."""
+    name = pair[0]
+    out = [*headers]
+    for key, _ in out:
+        if key.lower() == name:
+            out = [(k, v) for k, v in out if k.lower() != name]
+            break
+    out.append(pair)
+    return out
 
 
 class CorrelationIdMiddleware:
@@ -263,21 +282,17 @@ class CorrelationIdMiddleware:
         request_id = self.policy.resolve(scope["headers"])
         scope.setdefault("state", {})["request_id"] = request_id
         token = correlation_id_var.set(request_id)
-        encoded = request_id.encode("ascii")
-        header = self._header
+        pair = (self._header, request_id.encode("ascii"))
         started = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != header]
-                headers.append((header, encoded))
-                message["headers"] = headers
+                headers = message.get("headers", ())
+                message["headers"] = _with_header(headers, pair)
             elif message["type"] == "websocket.accept":
-                headers = list(message.get("headers", ()))
-                headers.append((header, encoded))
-                message["headers"] = headers
+                message["headers"] = [*message.get("headers", ()), pair]
             await send(message)
 
         try:

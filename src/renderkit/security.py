@@ -21,10 +21,11 @@ helpers (:func:`https_redirect_enabled`, the Flask ``RenderKit``) decide by envi
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
+import functools
 import logging
 import re
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,6 +37,7 @@ from renderkit._asgi import (
     Send,
     answers_errors_itself,
     path_matcher,
+    random_chunk,
     send_error_response,
 )
 from renderkit._http import ProxyTrust, effective_scheme, header
@@ -118,6 +120,38 @@ _DIRECTIVE = re.compile(r"[a-z][a-z0-9-]*")
 _BAD_SOURCE_CHARS = re.compile(r"[;,\s\x00-\x1f\x7f]")
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_NONCE_BYTES = 18  # 144 bits, 24 base64url characters without padding
+
+
+def _new_nonce() -> str:
+    return (
+        binascii.b2a_base64(random_chunk(_NONCE_BYTES), newline=False).translate(_URLSAFE).decode()
+    )
+
+
+def _scheme(scope: Scope, trust: ProxyTrust) -> str:
+    """The scheme the client used, computed once per request for every edge middleware.
+
+    The HTTPS redirect and the security headers both need it; the second one reuses the
+    first's answer when it trusts the same proxies and nothing rewrote the scheme, peer or
+    headers in between (an inner proxy-headers middleware that does gets a fresh answer).
+    """
+    scheme = scope.get("scheme", "http")
+    client = scope.get("client")
+    headers = scope["headers"]
+    cached = scope.get("renderkit.scheme")
+    if (
+        cached is not None
+        and cached[0] is trust
+        and cached[1] == scheme
+        and cached[2] is client
+        and cached[3] is headers
+    ):
+        return cached[4]  # type: ignore[no-any-return]
+    result = effective_scheme(scheme, client[0] if client else None, headers, trust)
+    scope["renderkit.scheme"] = (trust, scheme, client, headers, result)
+    return result
 
 
 def _render_csp(
@@ -214,6 +248,9 @@ class SecurityHeaders:
     hsts_header: tuple[bytes, bytes] | None = field(init=False, repr=False, compare=False)
     managed_names: frozenset[bytes] = field(init=False, repr=False, compare=False)
     removed_names: frozenset[bytes] = field(init=False, repr=False, compare=False)
+    _touched_names: frozenset[bytes] = field(init=False, repr=False, compare=False)
+    _csp_pieces_bytes: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    _csp_nonce_pieces: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
     _for_path: Callable[[str], SecurityHeaders] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -330,6 +367,20 @@ class SecurityHeaders:
             "removed_names",
             frozenset(n.lower().encode("latin-1") for n in self.remove_headers),
         )
+        # A response naming none of these takes apply()'s fast path (plain list extension).
+        set_(self, "_touched_names", self.managed_names | self.removed_names)
+        set_(
+            self,
+            "_csp_pieces_bytes",
+            tuple(piece.encode("latin-1") for piece in self.csp_pieces),
+        )
+        # The same pieces with the quoting around the nonce attached, so a response's CSP is
+        # one bytes.join: b"...script-src 'self' 'nonce-" + nonce + b"'; style-src ...".
+        nonce_pieces = [piece.encode("latin-1") for piece in self.csp_pieces]
+        for i in range(len(nonce_pieces) - 1):
+            nonce_pieces[i] += b"'nonce-"
+            nonce_pieces[i + 1] = b"'" + nonce_pieces[i + 1]
+        set_(self, "_csp_nonce_pieces", tuple(nonce_pieces))
 
         docs_policy: list[SecurityHeaders] = []
 
@@ -384,16 +435,16 @@ class SecurityHeaders:
 
     def new_nonce(self) -> str | None:
         """A fresh nonce when the CSP uses one, else None."""
-        return secrets.token_urlsafe(16) if self.uses_nonce else None
+        return _new_nonce() if self.uses_nonce else None
 
     def csp_value(self, nonce: str | None) -> bytes | None:
         """The CSP header value for one response (None when no CSP is configured)."""
-        pieces = self.csp_pieces
+        pieces = self._csp_pieces_bytes
         if not pieces:
             return None
         if nonce is None or len(pieces) == 1:
-            return pieces[0].encode("latin-1")
-        return f"'nonce-{nonce}'".join(pieces).encode("latin-1")
+            return pieces[0]
+        return nonce.encode("latin-1").join(self._csp_nonce_pieces)
 
     def apply(
         self,
@@ -408,42 +459,50 @@ class SecurityHeaders:
         (or replaces it with ``overwrite=True``); HSTS only when ``https``; ``Cache-Control:
         private`` on HTML responses whose CSP carries a nonce, unless Cache-Control is set.
         """
-        removed = self.removed_names
-        managed = self.managed_names if self.overwrite else frozenset()
-        out: list[tuple[bytes, bytes]] = []
-        present: set[bytes] = set()
-        content_type = b""
-        for key, value in headers:
-            lower = key.lower()
-            if lower in removed or lower in managed:
-                continue
-            if lower == b"content-type":
-                content_type = value
-            present.add(lower)
-            out.append((key, value))
-        for name, value in self.static_headers:
-            if name not in present:
-                out.append((name, value))
-        csp = self.csp_value(nonce)
-        if csp is not None and self.csp_header not in present:
-            out.append((self.csp_header, csp))
+        if not isinstance(headers, list):
+            headers = list(headers)
+        present = {key.lower(): value for key, value in headers}
+        if self._touched_names.isdisjoint(present):
+            # The usual case: nothing to remove, keep or replace.
+            out = [*headers, *self.static_headers]
+        else:
+            removed = self.removed_names
+            managed = self.managed_names if self.overwrite else frozenset()
+            out = [
+                (key, value)
+                for key, value in headers
+                if key.lower() not in removed and key.lower() not in managed
+            ]
+            present = {key.lower(): value for key, value in out}
+            out.extend((name, value) for name, value in self.static_headers if name not in present)
+        if self._csp_pieces_bytes and self.csp_header not in present:
+            if nonce is None or len(self._csp_nonce_pieces) == 1:
+                out.append((self.csp_header, self._csp_pieces_bytes[0]))
+            else:
+                out.append((self.csp_header, nonce.encode().join(self._csp_nonce_pieces)))
         if https and self.hsts_header is not None and b"strict-transport-security" not in present:
             out.append(self.hsts_header)
-        if (
-            nonce is not None
-            and self.private_cache_with_nonce
-            and b"cache-control" not in present
-            and content_type[:9].lower() == b"text/html"
-        ):
-            out.append((b"cache-control", b"private"))
+        if nonce is not None and self.private_cache_with_nonce and b"cache-control" not in present:
+            content_type = present.get(b"content-type")
+            if content_type is not None and content_type[:9].lower() == b"text/html":
+                out.append((b"cache-control", b"private"))
         return out
 
 
 def default_trust() -> ProxyTrust:
-    """The proxy trust for the detected platform (Render: its Cloudflare + proxy chain)."""
+    """The proxy trust for the detected platform (Render: its Cloudflare + proxy chain).
+
+    The same object for every call on one platform, so the edge middleware can tell they
+    trust the same proxies by identity and work out the request's scheme once.
+    """
     from renderkit.platform import detect
 
-    return ProxyTrust.for_provider(detect().provider)
+    return _trust_for(detect().provider)
+
+
+@functools.cache
+def _trust_for(provider: str) -> ProxyTrust:
+    return ProxyTrust.for_provider(provider)
 
 
 def https_redirect_enabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -494,19 +553,10 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         policy = self.policy.for_path(scope["path"])
-        nonce = policy.new_nonce() if policy.uses_nonce else None
+        nonce = _new_nonce() if policy.uses_nonce else None
         if nonce is not None:
             scope.setdefault("state", {})["csp_nonce"] = nonce
-        client = scope.get("client")
-        https = (
-            effective_scheme(
-                scope.get("scheme", "http"),
-                client[0] if client else None,
-                scope["headers"],
-                self.trust,
-            )
-            == "https"
-        )
+        https = _scheme(scope, self.trust) == "https"
         started = False
 
         async def send_with_headers(message: Message) -> None:
@@ -654,9 +704,9 @@ class HTTPSRedirectMiddleware:
             await self.app(scope, receive, send)
             return
         redirect = self.redirect
-        client = scope.get("client")
-        if redirect.is_exempt(scope["path"]) or not redirect.needs_redirect(
-            scope.get("scheme", "http"), client[0] if client else None, scope["headers"]
+        if redirect.is_exempt(scope["path"]) or _scheme(scope, redirect.trust) not in (
+            "http",
+            "ws",
         ):
             await self.app(scope, receive, send)
             return

@@ -7,7 +7,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from renderkit._asgi import Message, Receive, Scope, Send, path_matcher, send_error_response
 from renderkit._context import correlation_id_var
@@ -18,6 +18,57 @@ if TYPE_CHECKING:
 __all__ = ["TimeoutMiddleware"]
 
 logger = logging.getLogger("renderkit.resilience")
+
+
+class _Deadline:
+    """One request's deadline inside a :class:`_Watchdog`."""
+
+    __slots__ = ("at", "expired", "task")
+
+    def __init__(self, task: asyncio.Task[Any], at: float) -> None:
+        self.task = task
+        self.at = at
+        self.expired = False
+
+
+class _Watchdog:
+    """The deadlines of one middleware's requests on one event loop, kept by ONE timer.
+
+    Every request gets the same timeout and the loop clock is monotonic, so deadlines are
+    added in the order they fall due: the dict's insertion order is deadline order and the
+    first entry is always the next to expire. One timer handle at that first deadline does
+    the work ``asyncio.timeout()`` does with a handle (and a heap push, and a cancellation)
+    per request; a request costs a dict insert and a dict pop. The timer fires at most once
+    per pending deadline it finds, then re-arms itself at the next one.
+    """
+
+    __slots__ = ("handle", "loop", "pending", "timeout")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.pending: dict[_Deadline, None] = {}
+        self.handle: asyncio.TimerHandle | None = None
+
+    def add(self, task: asyncio.Task[Any]) -> _Deadline:
+        deadline = _Deadline(task, self.loop.time() + self.timeout)
+        self.pending[deadline] = None
+        if self.handle is None:
+            self.handle = self.loop.call_at(deadline.at, self._fire)
+        return deadline
+
+    def _fire(self) -> None:
+        self.handle = None
+        now = self.loop.time()
+        pending = self.pending
+        while pending:
+            deadline = next(iter(pending))
+            if deadline.at > now:
+                self.handle = self.loop.call_at(deadline.at, self._fire)
+                return
+            del pending[deadline]
+            deadline.expired = True
+            deadline.task.cancel()
 
 
 class TimeoutMiddleware:
@@ -49,6 +100,7 @@ class TimeoutMiddleware:
         self.timeout = float(timeout) if timeout is not None else None
         patterns = tuple(exempt_paths)
         self._exempt = path_matcher(patterns) if patterns else None
+        self._watchdog: _Watchdog | None = None
 
     @classmethod
     def from_env(
@@ -85,34 +137,54 @@ class TimeoutMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            asyncio.current_task()
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # not on asyncio (trio through anyio): use a cancel scope
             timed_out = await self._call_with_cancel_scope(scope, receive, send)
         else:
-            timed_out = await self._call_with_asyncio_timeout(scope, receive, send)
+            timed_out = await self._call_with_watchdog(loop, scope, receive, send)
         if timed_out:
             await self._answer_504(scope, send)
 
-    async def _call_with_asyncio_timeout(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        # asyncio.timeout costs one timer handle; reschedule(None) lifts it at the first byte.
+    async def _call_with_watchdog(
+        self, loop: asyncio.AbstractEventLoop, scope: Scope, receive: Receive, send: Send
+    ) -> bool:
+        watchdog = self._watchdog
+        if watchdog is None or watchdog.loop is not loop:
+            # First request, or the app moved to another loop (a new TestClient, a second
+            # server thread): a fresh watchdog. Requests in flight keep the one they started
+            # with, so each watchdog is only ever touched from its own loop.
+            watchdog = self._watchdog = _Watchdog(loop, self.timeout)  # type: ignore[arg-type]
+        task = asyncio.current_task(loop)
+        assert task is not None
+        cancelling = task.cancelling()
+        deadline = watchdog.add(task)
+        pending = watchdog.pending
         started = False
-        timeout = asyncio.timeout(self.timeout)
 
         async def send_lifting_deadline(message: Message) -> None:
             nonlocal started
             if not started and message["type"] == "http.response.start":
                 started = True
-                timeout.reschedule(None)
+                pending.pop(deadline, None)
             await send(message)
 
+        timed_out = False
         try:
-            async with timeout:
-                await self.app(scope, receive, send_lifting_deadline)
-        except TimeoutError:
-            if not timeout.expired() or started:
-                raise
-            return True
-        return False
+            await self.app(scope, receive, send_lifting_deadline)
+        except asyncio.CancelledError:
+            if not deadline.expired:
+                raise  # cancelled by someone else (client gone, server shutting down)
+            deadline.expired = False
+            if task.uncancel() > cancelling:
+                raise  # also cancelled by someone else: that cancellation wins
+            if started:  # the handler caught the cancellation and began a response
+                raise TimeoutError("request timed out after its response started") from None
+            timed_out = True
+        finally:
+            pending.pop(deadline, None)
+            if deadline.expired:  # cancelled, but the handler swallowed it and finished
+                task.uncancel()
+        return timed_out
 
     async def _call_with_cancel_scope(self, scope: Scope, receive: Receive, send: Send) -> bool:
         import anyio
