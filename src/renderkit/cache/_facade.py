@@ -158,16 +158,18 @@ class _CacheCore:
             )
         return default
 
-    def _from_l1(self, full_key: str) -> Any:
-        """The decoded L1 value of a tiered backend, or ``ABSENT`` (then ask the backend)."""
+    def _from_l1(self, full_key: str, default: Any) -> Any:
+        """The decoded L1 value of a tiered backend, or ``ABSENT`` (then ask the backend).
+
+        Undecodable L1 bytes are a counted, logged miss: ``default`` is returned.
+        """
         l1_value = self._l1_value
         if l1_value is None:
             return ABSENT
         try:
             value = l1_value(full_key, self.serializer.loads)
         except CorruptValue as exc:
-            self._corrupt_miss(full_key, exc, None)
-            return ABSENT
+            return self._corrupt_miss(full_key, exc, default)
         if value is not ABSENT:
             self.hits += 1
         return value
@@ -442,7 +444,7 @@ class Cache(_CacheCore):
         """Return the cached value, or ``default`` on a miss (or a backend failure)."""
         full = self._key(key)
         if self._l1_value is not None:
-            value = self._from_l1(full)
+            value = self._from_l1(full, default)
             if value is not ABSENT:
                 return value
         try:
@@ -691,7 +693,7 @@ class AsyncCache(_CacheCore):
         """Return the cached value, or ``default`` on a miss (or a backend failure)."""
         full = self._key(key)
         if self._l1_value is not None:
-            value = self._from_l1(full)
+            value = self._from_l1(full, default)
             if value is not ABSENT:
                 return value
         try:

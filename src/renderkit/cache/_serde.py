@@ -13,7 +13,7 @@ Reads take an optional fast path: when `orjson <https://pypi.org/project/orjson/
 installed, JSON is decoded with it (about 3x faster than the standard library), and the result
 is always what ``json.loads`` would return. orjson turns integers outside the 64-bit range into
 floats, so a payload holding a run of 19 or more digits goes to ``json`` instead, as does
-anything orjson refuses (``1e400``, very deep nesting). Writes always use ``json``, so the
+anything orjson refuses (such as ``1e400``). Writes always use ``json``, so the
 stored bytes do not depend on what is installed.
 """
 
@@ -99,7 +99,7 @@ class Serializer:
             try:
                 return fast(memoryview(data)[start:])
             except ValueError:
-                pass  # what orjson refuses (1e400, deep nesting) the standard library may read
+                pass  # what orjson refuses (1e400) the standard library may read
         return self._loads(str(memoryview(data)[start:], "utf-8"))
 
     def dumps(self, value: Any) -> bytes:
