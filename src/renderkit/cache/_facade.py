@@ -442,7 +442,10 @@ class Cache(_CacheCore):
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the cached value, or ``default`` on a miss (or a backend failure)."""
-        full = self._key(key)
+        if key.__class__ is str and 0 < len(key) <= 256:  # _key's fast path, inlined
+            full = self._prefix + key
+        else:
+            full = self._key(key)
         if self._l1_value is not None:
             value = self._from_l1(full, default)
             if value is not ABSENT:
@@ -691,7 +694,10 @@ class AsyncCache(_CacheCore):
 
     async def get(self, key: str, default: Any = None) -> Any:
         """Return the cached value, or ``default`` on a miss (or a backend failure)."""
-        full = self._key(key)
+        if key.__class__ is str and 0 < len(key) <= 256:  # _key's fast path, inlined
+            full = self._prefix + key
+        else:
+            full = self._key(key)
         if self._l1_value is not None:
             value = self._from_l1(full, default)
             if value is not ABSENT:

@@ -33,6 +33,7 @@ __all__ = ["CacheValueError", "CorruptValue", "Serializer"]
 # literal (or digits inside a string) that orjson might read as a float.
 _DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x78 for i in range(256))
 _LONG_RUN = b"0" * 19
+_COPY_BELOW = 2048
 
 _JSON, _JSON_Z = 0x6A, 0x4A  # "j", "J"
 _RAW, _RAW_Z = 0x62, 0x42  # "b", "B"
@@ -94,13 +95,16 @@ class Serializer:
 
     def _json(self, data: bytes, start: int) -> Any:
         """Decode JSON from ``data[start:]`` exactly as ``json.loads`` would."""
+        # Copying a small body is cheaper than building a memoryview and slicing it; bodies
+        # past the compression threshold are sliced without a copy.
+        body = data[start:] if len(data) <= _COPY_BELOW else memoryview(data)[start:]
         fast = self._fast_loads
         if fast is not None and _LONG_RUN not in data.translate(_DIGITS):
             try:
-                return fast(memoryview(data)[start:])
+                return fast(body)
             except ValueError:
                 pass  # what orjson refuses (1e400) the standard library may read
-        return self._loads(str(memoryview(data)[start:], "utf-8"))
+        return self._loads(str(body, "utf-8"))
 
     def dumps(self, value: Any) -> bytes:
         """Encode ``value``; raise :class:`CacheValueError` naming the type it cannot store."""
@@ -137,7 +141,7 @@ class Serializer:
         tag = data[0]
         try:
             if tag == _JSON:
-                # Straight to the decoder, no copy: json.loads would sniff the encoding first.
+                # Straight to the decoder: json.loads would sniff the encoding of bytes first.
                 return self._json(data, 1)
             if tag == _RAW:
                 return data[1:]
