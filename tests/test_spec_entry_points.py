@@ -715,3 +715,27 @@ def test_from_env_reads_documented_variables(monkeypatch: pytest.MonkeyPatch) ->
     for cls in (Database, AsyncDatabase):
         db = cls.from_env({"DATABASE_URL": "postgres://u:p@127.0.0.1:1/x"})
         assert json.loads(json.dumps(db.stats()))
+
+
+@pytest.mark.parametrize(
+    ("factory", "variable", "value"),
+    [
+        ("shutdown", "SHUTDOWN_GRACE_PERIOD", "soon"),
+        ("health", "HEALTH_CACHE_TTL", "later"),
+        ("health", "HEALTH_TRUSTED_NETWORKS", "10.0.0.0/33"),
+    ],
+)
+def test_from_env_problems_say_where_the_value_came_from(
+    factory: str, variable: str, value: str
+) -> None:
+    """A bad variable is reported as coming from the environment, with the value it had."""
+    from renderkit.config import ConfigError
+    from renderkit.health import Health
+    from renderkit.shutdown import ShutdownCoordinator
+
+    build = {"shutdown": ShutdownCoordinator.from_env, "health": Health.from_env}[factory]
+    with pytest.raises(ConfigError) as info:
+        build({variable: value})
+    (problem,) = info.value.errors
+    assert (problem.variable, problem.source) == (variable, "environment")
+    assert value in str(info.value)

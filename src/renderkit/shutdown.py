@@ -296,7 +296,9 @@ class ShutdownCoordinator:
                     raise ValueError("must be a positive duration such as 25s")
                 values[option] = seconds
             except ValueError as exc:
-                problems.append(ConfigProblem(variable, str(exc), raw))
+                problems.append(
+                    ConfigProblem(variable, f"{exc}; got {raw!r}", "environment", found=repr(raw))
+                )
         if problems:
             raise ConfigError(problems)
         values.update(options)
