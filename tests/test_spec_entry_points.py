@@ -739,3 +739,31 @@ def test_from_env_problems_say_where_the_value_came_from(
     (problem,) = info.value.errors
     assert (problem.variable, problem.source) == (variable, "environment")
     assert value in str(info.value)
+
+
+def test_redis_down_degrades_and_never_500s() -> None:
+    """Principle 1: with Redis refusing connections, cache, limiter and sessions keep serving."""
+    from renderkit.cache import Cache
+    from renderkit.ratelimit import RateLimiter, RateLimitMiddleware
+    from renderkit.sessions import RedisStore, SessionMiddleware
+
+    dead = "redis://127.0.0.1:1/0"  # nothing listens on port 1: refused at once
+    cache = Cache.from_url(dead)
+    cache.set("k", {"v": 1})
+    assert cache.get("k") == {"v": 1}
+    assert cache.health_check().status == "degraded"
+
+    limiter = RateLimiter(dead, default="100/hour")
+    assert limiter.hit("client").allowed is True
+    assert limiter.health_check().status == "degraded"
+
+    store = RedisStore.from_url(dead)
+    app = _starlette()
+    app.add_middleware(SessionMiddleware, store=store, secret_key=SECRET)
+    app.add_middleware(RateLimitMiddleware, limiter=limiter)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/count").status_code == 200
+        client.cookies.set("session", "tampered.cookie")
+        assert client.get("/").status_code == 200
+    assert store.health_check().status != "healthy"
+    store.close()
