@@ -1,4 +1,4 @@
-"""Every ```python block of docs/*.md runs as written.
+"""Every ```python block of docs/*.md (and the README) runs as written.
 
 A page is read like a notebook: its blocks run in order in one namespace, so a later block may
 use what an earlier one defined. Names a page leaves to the reader (``db``, ``app``, ``SECRET``,
@@ -133,12 +133,17 @@ def _placeholders(source: str) -> str:
     return re.sub(r",\s*\.\.\.\s*\]", "]", source)
 
 
+def _path(page: str) -> Path:
+    return ROOT / "README.md" if page == "README" else DOCS / f"{page}.md"
+
+
 def _blocks(page: str) -> list[str]:
-    return BLOCK.findall((DOCS / f"{page}.md").read_text(encoding="utf-8"))
+    return BLOCK.findall(_path(page).read_text(encoding="utf-8"))
 
 
 def _pages() -> list[str]:
-    return sorted(p.stem for p in DOCS.glob("*.md") if _blocks(p.stem))
+    """Every docs page with a python block, and the README (the first example users see)."""
+    return sorted(["README", *(p.stem for p in DOCS.glob("*.md") if _blocks(p.stem))])
 
 
 def _steps(page: str, *, opening_only: bool, env: dict[str, str]) -> list[tuple[str, str]]:
@@ -151,7 +156,7 @@ def _steps(page: str, *, opening_only: bool, env: dict[str, str]) -> list[tuple[
         before = BEFORE.get(f"{page}:{index}")
         if before:
             steps.append((f"<set-up {page}:{index}>", before))
-        steps.append((f"docs/{page}.md block {index}", source))
+        steps.append((f"{_path(page).relative_to(ROOT)} block {index}", source))
     # Starlette builds the middleware stack at the first request, so a wrong add_middleware()
     # keyword only shows then: send one request to whatever app the page built.
     steps.append(("<one request to app>", _SMOKE))
@@ -231,7 +236,7 @@ UNIT_PAGES = [p for p in _pages() if p not in INTEGRATION_PAGES]
 
 def test_every_page_with_code_is_covered() -> None:
     """A new docs page with a python block is picked up (and the known ones still have one)."""
-    assert {"cache", "config", "security", "sessions", "health", "shutdown"} <= set(_pages())
+    assert {"README", "cache", "config", "security", "sessions", "health"} <= set(_pages())
     assert INTEGRATION_PAGES <= set(_pages())
 
 
@@ -240,7 +245,7 @@ def test_every_page_with_code_is_covered() -> None:
 def test_docs_page_runs(page: str, scope: str, unit_results: dict[str, str | None]) -> None:
     """The page's opening example alone, then all its blocks in order, run without error."""
     error = unit_results[f"{page}:{scope}"]
-    assert error is None, f"docs/{page}.md ({scope}) failed:\n{error}"
+    assert error is None, f"{_path(page).relative_to(ROOT)} ({scope}) failed:\n{error}"
 
 
 @pytest.fixture
@@ -271,7 +276,7 @@ def test_docs_page_runs_against_real_services(
     env = {"REDIS_URL": renderkit_redis_url, "DATABASE_URL": docs_database_url}
     results = _run(_jobs([page], env), env)
     error = results[f"{page}:{scope}"]
-    assert error is None, f"docs/{page}.md ({scope}) failed:\n{error}"
+    assert error is None, f"{_path(page).relative_to(ROOT)} ({scope}) failed:\n{error}"
 
 
 def test_placeholders_become_empty_lists() -> None:
