@@ -767,3 +767,65 @@ def test_redis_down_degrades_and_never_500s() -> None:
         assert client.get("/").status_code == 200
     assert store.health_check().status != "healthy"
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, False),
+        ({"APP_ENV": "production"}, True),
+        ({"RENDER": "true"}, True),
+        ({"RENDER": "true", "IS_PULL_REQUEST": "true"}, False),
+        ({"APP_ENV": "production", "FORCE_HTTPS": "off"}, False),
+        ({"FORCE_HTTPS": "yes"}, True),
+    ],
+)
+def test_https_redirect_enabled_is_the_wiring_decision(
+    environ: dict[str, str], expected: bool
+) -> None:
+    """Principle 7's rule in one function: FORCE_HTTPS when set, else production only."""
+    from renderkit.security import https_redirect_enabled
+
+    assert https_redirect_enabled(environ) is expected
+
+
+def test_bad_force_https_names_the_variable() -> None:
+    """FORCE_HTTPS=maybe is a ConfigError naming FORCE_HTTPS, not a silent default."""
+    from renderkit.config import ConfigError
+    from renderkit.security import https_redirect_enabled
+
+    with pytest.raises(ConfigError, match="FORCE_HTTPS"):
+        https_redirect_enabled({"FORCE_HTTPS": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "secure"),
+    [
+        ({"APP_ENV": "development"}, False),
+        ({"APP_ENV": "production"}, True),
+        ({"APP_ENV": "production", "FORCE_HTTPS": "false"}, False),
+    ],
+)
+def test_flask_renderkit_session_cookie_secure_only_in_production(
+    environ: dict[str, str], secure: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Principle 7: RenderKit(session_store=...) marks the cookie Secure in production only."""
+    from flask import session
+
+    from renderkit.flask import RenderKit
+    from renderkit.sessions import MemoryStore
+
+    for name in ("APP_ENV", "FORCE_HTTPS", "RENDER"):
+        monkeypatch.delenv(name, raising=False)
+    app = _flask_app()
+    app.secret_key = SECRET
+
+    @app.get("/login")
+    def login() -> str:
+        session["user"] = "ada"
+        return "ok"
+
+    RenderKit(app, session_store=MemoryStore(), https_redirect=False, environ=environ)
+    response = app.test_client().get("/login", base_url="https://localhost")
+    cookie = response.headers["Set-Cookie"].lower()
+    assert ("secure" in [part.strip() for part in cookie.split(";")]) is secure
