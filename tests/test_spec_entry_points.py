@@ -829,3 +829,24 @@ def test_flask_renderkit_session_cookie_secure_only_in_production(
     response = app.test_client().get("/login", base_url="https://localhost")
     cookie = response.headers["Set-Cookie"].lower()
     assert ("secure" in [part.strip() for part in cookie.split(";")]) is secure
+
+
+@pytest.mark.integration
+async def test_async_twins_use_the_same_method_names(renderkit_database_url: str) -> None:
+    """Principle 3: AsyncDatabase and AsyncCache mirror Database and Cache, awaited."""
+    from renderkit.cache import AsyncCache
+    from renderkit.db import AsyncDatabase
+
+    db = AsyncDatabase(renderkit_database_url)
+    await db.open()
+    try:
+        row = await db.fetch_one("SELECT 1")
+        assert row is not None and list(row) == [1]
+        assert (await db.health_check()).status == "healthy"
+    finally:
+        await db.close()
+
+    cache = AsyncCache.from_url(None)
+    await cache.set("k", [1, 2], ttl=60)
+    assert await cache.get("k") == [1, 2]
+    assert (await cache.health_check()).status == "healthy"
