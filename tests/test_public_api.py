@@ -167,6 +167,7 @@ PUBLIC: dict[str, set[str]] = {
         "DEFAULT_CACHE_TTL",
         "DEFAULT_CHECK_TIMEOUT",
         "EndpointKind",
+        "EventLoopMonitor",
         "HEALTH_JSON",
         "Health",
         "HealthEndpoint",

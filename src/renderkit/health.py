@@ -26,15 +26,27 @@ trusted network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
 import ipaddress
 import json
 import logging
+import math
 import os
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections import deque
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -54,6 +66,7 @@ __all__ = [
     "CheckResult",
     "CheckSpec",
     "EndpointKind",
+    "EventLoopMonitor",
     "Health",
     "HealthEndpoint",
     "HealthReport",
@@ -358,6 +371,8 @@ class Health:
         self._inflight: asyncio.Task[HealthReport] | None = None
         self._sync_lock = threading.Lock()
         self._counts = {"runs": 0, "cache_hits": 0, "stale_served": 0}
+        self.loop_monitor: EventLoopMonitor | None = None
+        """The monitor behind the ``event_loop`` check (see :meth:`add_system_checks`)."""
 
     # --- configuration ------------------------------------------------------------------------
 
@@ -389,9 +404,7 @@ class Health:
             try:
                 values[option] = parse_duration(raw).total_seconds()
             except ValueError as exc:
-                problems.append(
-                    ConfigProblem(variable, f"{exc}; got {raw!r}", "environment", found=repr(raw))
-                )
+                problems.append(ConfigProblem(variable, str(exc), raw))
         networks = env.get("HEALTH_TRUSTED_NETWORKS")
         if networks is not None and networks.strip():
             try:
@@ -404,8 +417,7 @@ class Health:
                     ConfigProblem(
                         "HEALTH_TRUSTED_NETWORKS",
                         f"{exc}; use comma-separated CIDRs such as 10.0.0.0/8,127.0.0.1",
-                        "environment",
-                        found=repr(networks),
+                        networks,
                     )
                 )
         token = env.get("HEALTH_TOKEN")
@@ -481,9 +493,16 @@ class Health:
         cpu: bool = True,
         disk: bool = True,
         platform: Platform | None = None,
+        event_loop: bool | EventLoopMonitor = False,
     ) -> None:
         """Add the built-in ``memory`` (critical, restart-worthy), ``cpu`` and ``disk``
-        (non-critical) checks, measured against the container's limits."""
+        (non-critical) checks, measured against the container's limits.
+
+        ``event_loop=True`` (or an :class:`EventLoopMonitor` you start in the lifespan) also
+        adds ``event_loop``: loop lag, critical and restart-worthy like memory. Off by default
+        because WSGI apps have no event loop to watch; the monitor is kept in
+        :attr:`loop_monitor`.
+        """
         if memory:
             self.add(
                 "memory",
@@ -496,6 +515,24 @@ class Health:
             self.add("cpu", cpu_check(platform=platform), critical=False, component_type="system")
         if disk:
             self.add("disk", disk_check(), critical=False, component_type="system")
+        if event_loop is not False:
+            if event_loop is True:
+                monitor = EventLoopMonitor()
+            elif isinstance(event_loop, EventLoopMonitor):
+                monitor = event_loop
+            else:
+                raise TypeError(
+                    "Health.add_system_checks(event_loop=...): use True, False or an "
+                    f"EventLoopMonitor, got {type(event_loop).__name__}"
+                )
+            self.add(
+                "event_loop",
+                monitor.health_check,
+                critical=True,
+                restart=True,
+                component_type="system",
+            )
+            self.loop_monitor = monitor
 
     @property
     def names(self) -> list[str]:
@@ -555,7 +592,7 @@ class Health:
                 cached = self._from_cache(count_hit=False)
                 if cached is not None:
                     return cached
-            return asyncio.run(self._evaluate())
+            return _run_blocking(self._evaluate())
 
     def _from_cache(self, *, count_hit: bool = True) -> HealthReport | None:
         cached = self._cached
@@ -581,7 +618,7 @@ class Health:
 
                 def refresh() -> None:
                     try:
-                        asyncio.run(self._evaluate())
+                        _run_blocking(self._evaluate())
                     finally:
                         self._sync_lock.release()
 
@@ -1020,3 +1057,207 @@ def shutdown_check(state: ShutdownState) -> Callable[[], Awaitable[CheckResult]]
         return CheckResult.healthy()
 
     return check
+
+
+# --- event loop lag --------------------------------------------------------------------------
+
+# Set while Health.run_sync / a WSGI-side refresh drives a throwaway event loop: there is no
+# serving loop to watch then, and starting a monitor on that loop would measure nothing.
+_BLOCKING_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "renderkit_health_blocking_run", default=False
+)
+
+
+def _run_blocking(coro: Coroutine[Any, Any, HealthReport]) -> HealthReport:
+    token = _BLOCKING_RUN.set(True)
+    try:
+        return asyncio.run(coro)
+    finally:
+        _BLOCKING_RUN.reset(token)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 1)
+
+
+class EventLoopMonitor:
+    """Measures event-loop lag: how late a periodic ``loop.call_later`` tick fires.
+
+    Every ``interval`` seconds a tick is due; when handlers block the loop (sync I/O,
+    ``time.sleep``, heavy CPU work) the tick runs late, and the delay is the time every other
+    request on this instance waited too. The last ``window`` seconds of samples are kept (a
+    bounded deque); :meth:`health_check` is healthy while the worst of them stays under
+    ``warn``, degraded above it, unhealthy at ``fail``.
+
+    Nothing runs until :meth:`start` (from the ASGI lifespan: :meth:`lifespan`), or until the
+    first :meth:`health_check` starts it on the loop running the check. No task and no thread:
+    one timer handle on the loop, cancelled by :meth:`stop`. Use it from one event loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float = 0.5,
+        window: float = 10.0,
+        warn: float = 0.1,
+        fail: float = 2.0,
+    ) -> None:
+        self.interval = _positive(interval, "EventLoopMonitor(interval)")
+        self.window = _positive(window, "EventLoopMonitor(window)")
+        self.warn = _positive(warn, "EventLoopMonitor(warn)")
+        self.fail = _positive(fail, "EventLoopMonitor(fail)")
+        if self.warn > self.fail:
+            raise ValueError(
+                f"EventLoopMonitor(warn={warn}, fail={fail}): warn must not exceed fail"
+            )
+        if self.window < self.interval:
+            raise ValueError(
+                f"EventLoopMonitor(window={window}, interval={interval}): the window must "
+                "hold at least one interval"
+            )
+        self._samples: deque[float] = deque(maxlen=max(1, math.ceil(self.window / interval)))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._ticks = 0
+        self._worst_ever = 0.0
+
+    @property
+    def running(self) -> bool:
+        """True while a tick is scheduled on a loop that has not been closed."""
+        return self._handle is not None and self._loop is not None and not self._loop.is_closed()
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start ticking on ``loop`` (default: the running loop). Calling it again is a no-op.
+
+        Raises ``RuntimeError`` when called outside a running loop without ``loop``.
+        """
+        if self.running:
+            return
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                raise RuntimeError(
+                    "EventLoopMonitor.start() needs the event loop to watch: call it from the "
+                    "app's lifespan (or pass loop=...), or let the first health run start it"
+                ) from None
+        if loop is not self._loop:
+            self._samples.clear()  # samples of another (closed) loop say nothing about this one
+        self._loop = loop
+        self._schedule()
+        logger.debug("event loop monitor started (tick every %g s)", self.interval)
+
+    def stop(self) -> None:
+        """Cancel the pending tick; samples are kept for :meth:`stats`. Safe to call twice."""
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is not None and running is not loop and loop.is_running():
+            # Another thread: TimerHandle.cancel is not thread-safe, let the loop do it.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(handle.cancel)
+            return
+        handle.cancel()
+        logger.debug("event loop monitor stopped")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """ASGI lifespan for ``Starlette(lifespan=monitor.lifespan)``: start, then stop."""
+        self.start()
+        try:
+            yield
+        finally:
+            self.stop()
+
+    def _schedule(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._due = loop.time() + self.interval
+        self._handle = loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        loop = self._loop
+        if self._handle is None or loop is None:
+            return  # stopped from another thread after this tick was already queued
+        # Timers may fire up to the clock resolution early: that is no lag.
+        lag = max(0.0, loop.time() - self._due)
+        self._samples.append(lag)
+        self._ticks += 1
+        self._worst_ever = max(self._worst_ever, lag)
+        self._schedule()
+
+    def _overdue(self) -> float:
+        """How late the pending tick already is (the loop may be blocked right now)."""
+        loop = self._loop
+        if not self.running or loop is None:
+            return 0.0
+        return max(0.0, loop.time() - self._due)
+
+    def lag(self) -> dict[str, float]:
+        """Recent lag in seconds: ``last``, ``max`` and ``p95`` of the window (0.0 when empty).
+
+        ``max`` includes how late the pending tick already is.
+        """
+        samples = sorted(self._samples)
+        overdue = self._overdue()
+        if not samples:
+            return {"last": overdue, "max": overdue, "p95": overdue}
+        p95 = samples[max(0, math.ceil(0.95 * len(samples)) - 1)]
+        return {
+            "last": max(self._samples[-1], overdue),
+            "max": max(samples[-1], overdue),
+            "p95": p95,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Ticks measured, samples in the window, recent lag (ms) and the worst ever seen."""
+        lag = self.lag()
+        return {
+            "running": self.running,
+            "interval": self.interval,
+            "ticks": self._ticks,
+            "samples": len(self._samples),
+            "lag_last_ms": _ms(lag["last"]),
+            "lag_max_ms": _ms(lag["max"]),
+            "lag_p95_ms": _ms(lag["p95"]),
+            "lag_worst_ever_ms": _ms(self._worst_ever),
+        }
+
+    async def health_check(self) -> CheckResult:
+        """Healthy under ``warn`` of lag, degraded above it, unhealthy at ``fail``.
+
+        Starts the monitor on the running loop when nobody did (or its loop was closed).
+        """
+        if not self.running:
+            if _BLOCKING_RUN.get():
+                return CheckResult.healthy(
+                    "no event loop to watch: served by threads (WSGI)", samples=0
+                )
+            self.start()
+        lag = self.lag()
+        details: dict[str, Any] = {
+            "lag_max_ms": _ms(lag["max"]),
+            "lag_p95_ms": _ms(lag["p95"]),
+            "samples": len(self._samples),
+        }
+        worst = lag["max"]
+        if not self._samples and worst == 0.0:
+            return CheckResult.healthy("measuring: no sample yet", **details)
+        span = f"worst in the last {self.window:g} s"
+        if worst >= self.fail:
+            return CheckResult.unhealthy(
+                f"event loop blocked: lag {worst:.2f} s ({span}; fails at {self.fail:g} s)",
+                **details,
+            )
+        if worst >= self.warn:
+            return CheckResult.degraded(
+                f"event loop sluggish: lag {worst:.2f} s ({span}; warns at {self.warn:g} s)",
+                **details,
+            )
+        return CheckResult.healthy(**details)
