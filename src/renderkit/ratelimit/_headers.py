@@ -6,6 +6,7 @@ Header shapes follow draft-ietf-httpapi-ratelimit-headers (structured-field form
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -23,14 +24,22 @@ def sf_string(value: str) -> str:
     return '"' + _UNSAFE.sub("-", value)[:64] + '"'
 
 
+@functools.lru_cache(maxsize=1024)
+def _policy_parts(name: str, limit: int, window: int) -> tuple[bytes, str]:
+    """The ``RateLimit-Policy`` value and the quoted name: fixed per quota, built once."""
+    policy = sf_string(name)
+    return f"{policy};q={limit};w={window}".encode("latin-1"), policy
+
+
 def rate_limit_headers(
     result: RateLimitResult, *, name: str | None = None, legacy: bool = False
 ) -> list[tuple[bytes, bytes]]:
     """The ``RateLimit-Policy`` / ``RateLimit`` pair (plus ``X-RateLimit-*`` when ``legacy``)."""
-    policy = sf_string(name or result.policy)
-    reset = max(0, math.ceil(result.reset_after))
+    policy_value, policy = _policy_parts(name or result.policy, result.limit, result.window)
+    reset_after = result.reset_after
+    reset = math.ceil(reset_after) if reset_after > 0 else 0
     headers = [
-        (b"ratelimit-policy", f"{policy};q={result.limit};w={result.window}".encode("latin-1")),
+        (b"ratelimit-policy", policy_value),
         (b"ratelimit", f"{policy};r={result.remaining};t={reset}".encode("latin-1")),
     ]
     if legacy:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -50,6 +51,26 @@ def _bounded(prefix: str, value: str) -> str:
     return f"{prefix}:{value}"
 
 
+@functools.lru_cache(maxsize=4096)
+def ip_key(address: str) -> str:
+    """The counting key for one client address string (as :func:`client_ip` returns it).
+
+    IPv4 as is, IPv4-mapped IPv6 as its IPv4 form, other IPv6 as its /64 network, anything
+    that is not an address hashed under ``ip:`` (never a raw huge or unprintable value).
+    Pure, so it is memoised: parsing an address costs more than the rest of a check.
+    """
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return _bounded("ip", address or "unknown")
+    if parsed.version == 6:
+        mapped = parsed.ipv4_mapped
+        if mapped is not None:
+            return f"ip:{mapped}"
+        return f"ip:{ipaddress.ip_network(f'{parsed}/64', strict=False)}"
+    return f"ip:{parsed}"
+
+
 def client_ip_key(trust: ProxyTrust | None = None) -> KeyFunc:
     """Key by client address behind ``trust``'s proxies (default: none trusted: the TCP peer).
 
@@ -61,17 +82,7 @@ def client_ip_key(trust: ProxyTrust | None = None) -> KeyFunc:
     chosen = trust if trust is not None else ProxyTrust.none()
 
     def key(request: RequestInfo) -> str:
-        address = client_ip(request.peer, request.headers, chosen)
-        try:
-            parsed = ipaddress.ip_address(address)
-        except ValueError:
-            return _bounded("ip", address or "unknown")
-        if parsed.version == 6:
-            mapped = parsed.ipv4_mapped
-            if mapped is not None:
-                return f"ip:{mapped}"
-            return f"ip:{ipaddress.ip_network(f'{parsed}/64', strict=False)}"
-        return f"ip:{parsed}"
+        return ip_key(client_ip(request.peer, request.headers, chosen))
 
     key.trust = chosen  # type: ignore[attr-defined]
     return key
@@ -144,6 +155,11 @@ class KeyWatch:
         self._seen = 0
         self._first: str | None = None
         self._done = False
+
+    @property
+    def done(self) -> bool:
+        """True once the sample is checked: :meth:`observe` does nothing any more."""
+        return self._done
 
     def observe(self, key: str) -> None:
         if self._done:

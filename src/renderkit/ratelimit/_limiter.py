@@ -193,6 +193,23 @@ class _Prefetched:
         raise _read_only()
 
 
+def _sliding_stats(item: RateLimitItem, window: tuple[int, float, int, float]) -> Any:
+    """``limits``' own sliding-window-counter statistics (``WindowStats``) for ``window``,
+    as ``get_sliding_window`` returns it: no second storage read."""
+    global _SLIDING
+    if _SLIDING is None:
+        _SLIDING = _require_limits().strategies.SlidingWindowCounterRateLimiter
+    # The strategy's constructor only checks the storage type, which a read-only stand-in
+    # cannot satisfy; its statistics method is all that runs.
+    reader = object.__new__(_SLIDING)
+    reader.storage = _Prefetched(window)
+    return reader.get_window_stats(item, "_")
+
+
+# What each sync strategy's hit() does, by class name (the strategies are built here).
+_HIT_SHAPES = {"FixedWindowRateLimiter": "fixed", "SlidingWindowCounterRateLimiter": "sliding"}
+
+
 def _read_only() -> RuntimeError:
     return RuntimeError(
         "renderkit bug: the limits strategy tried to write through the read-only stand-in "
@@ -233,9 +250,6 @@ class _Plan:
                 self.commands.append(("EVALSHA", scripts["sliding"], 2, prev, cur, expiry))
 
     def read(self, replies: list[Any]) -> RateLimitResult:
-        global _SLIDING
-        if _SLIDING is None:
-            _SLIDING = _require_limits().strategies.SlidingWindowCounterRateLimiter
         results: list[RateLimitResult] = []
         for i, item in enumerate(self.items):
             first, second = replies[2 * i], replies[2 * i + 1]
@@ -252,11 +266,7 @@ class _Plan:
                     int(window[2] or 0),
                     max(0, float(window[3] or 0)) / 1000,
                 )
-                # limits' own strategy math over the pipelined replies (its constructor only
-                # checks the storage type, which a read-only stand-in cannot satisfy).
-                reader = object.__new__(_SLIDING)
-                reader.storage = _Prefetched(sliding)
-                stats = reader.get_window_stats(item, "_")
+                stats = _sliding_stats(item, sliding)
                 results.append(_result(item, bool(first), stats.reset_time, stats.remaining))
         return _most_restrictive(results)
 
@@ -610,8 +620,9 @@ class RateLimiter:
         return parse_limits(limit)  # type: ignore[arg-type]
 
     def _count(self, result: RateLimitResult) -> RateLimitResult:
-        self._counts["checks"] += 1
-        self._counts["allowed" if result.allowed else "denied"] += 1
+        counts = self._counts
+        counts["checks"] += 1
+        counts["allowed" if result.allowed else "denied"] += 1
         return result
 
     # --- the generic path (any limits storage) -------------------------------------------
@@ -620,28 +631,39 @@ class RateLimiter:
     def _check_sync(
         strategy: SyncStrategy, items: list[RateLimitItem], key: str, cost: int, consume: bool
     ) -> RateLimitResult:
+        shape = _HIT_SHAPES.get(type(strategy).__name__) if consume else None
+        storage: Any = strategy.storage
         results = []
-        fixed = type(strategy).__name__ == "FixedWindowRateLimiter"
         for item in items:
-            if consume and fixed:
+            if shape == "fixed":
                 # What FixedWindowRateLimiter.hit() does, keeping the count it throws away:
                 # the remaining quota then costs no second read.
                 storage_key = item.key_for(key)
-                count = strategy.storage.incr(storage_key, item.get_expiry(), amount=cost)
-                reset_at = strategy.storage.get_expiry(storage_key)
+                count = storage.incr(storage_key, item.get_expiry(), amount=cost)
+                reset_at = storage.get_expiry(storage_key)
                 result = _result(item, count <= item.amount, reset_at, item.amount - count)
-                if len(items) == 1:
-                    return result
-                results.append(result)
-                continue
-            allowed = (
-                strategy.hit(item, key, cost=cost)
-                if consume
-                else strategy.test(item, key, cost=cost)
-            )
-            stats = strategy.get_window_stats(item, key)
-            results.append(_result(item, allowed, stats.reset_time, stats.remaining))
-        return results[0] if len(results) == 1 else _most_restrictive(results)
+            elif shape == "sliding":
+                # What SlidingWindowCounterRateLimiter.hit() + get_window_stats() do, with the
+                # storage key built once and the statistics read once.
+                storage_key = item.key_for(key)
+                expiry = item.get_expiry()
+                allowed = storage.acquire_sliding_window_entry(
+                    storage_key, item.amount, expiry, cost
+                )
+                stats = _sliding_stats(item, storage.get_sliding_window(storage_key, expiry))
+                result = _result(item, allowed, stats.reset_time, stats.remaining)
+            else:
+                allowed = (
+                    strategy.hit(item, key, cost=cost)
+                    if consume
+                    else strategy.test(item, key, cost=cost)
+                )
+                stats = strategy.get_window_stats(item, key)
+                result = _result(item, allowed, stats.reset_time, stats.remaining)
+            if len(items) == 1:
+                return result
+            results.append(result)
+        return _most_restrictive(results)
 
     @staticmethod
     async def _check_async(
@@ -683,9 +705,13 @@ class RateLimiter:
 
     async def ahit(self, key: str, limit: Limit = None, cost: int = 1) -> RateLimitResult:
         """Async :meth:`hit`: the event loop never waits on a blocking Redis call."""
-        items = self._items(limit)
+        items = self.default if limit is None else self._items(limit)
         if cost < 1:
             raise ValueError(f"RateLimiter.ahit(cost={cost}): cost must be 1 or more")
+        if self._memory_only:
+            # In-process memory: no I/O to await, no breaker to consult.
+            strategy = self._sync_strategy or self._sync()
+            return self._count(self._check_sync(strategy, items, key, cost, consume=True))
         return self._count(await self._run_async(items, key, cost, consume=True))
 
     async def apeek(self, key: str, limit: Limit = None) -> RateLimitResult:

@@ -82,30 +82,54 @@ class RateLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        check = self.policy.check_for(request_info_from_scope(scope))
+        policy = self.policy
+        if policy._ip_only:
+            client = scope.get("client")
+            peer = client[0] if client else None
+            check = policy._check_ip(
+                scope.get("method", "GET"),
+                scope.get("path", "/"),
+                peer if isinstance(peer, str) else None,
+                scope.get("headers") or [],
+            )
+        else:
+            check = policy.check_for(request_info_from_scope(scope))
         if check is None:
             await self.app(scope, receive, send)
             return
-        result = await _hit(self.policy, check)
-        if result is None:
+        try:
+            result = await policy.limiter.ahit(check.key, check.items, check.cost)
+        except Exception:
+            # The limiter already fails open on storage errors; this is a bug guard: never a 500.
+            logger.exception("rate-limit check failed; letting the request through")
             await self.app(scope, receive, send)
             return
         if not result.allowed:
-            status, headers, body = self.policy.refusal(result, check)
+            status, headers, body = policy.refusal(result, check)
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
-        extra = self.policy.response_headers(result, check)
+        extra = policy.response_headers(result, check)
         if not extra:
             await self.app(scope, receive, send)
             return
+        await self.app(scope, receive, _HeaderSend(send, extra))
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+class _HeaderSend:
+    """The ``send`` of a limited request: appends the RateLimit headers to the response start."""
+
+    __slots__ = ("extra", "send")
+
+    def __init__(self, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
+        self.send = send
+        self.extra = extra
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers")
+            message["headers"] = [*headers, *self.extra] if headers else self.extra
+        return self.send(message)
 
 
 class _RouteLimit:

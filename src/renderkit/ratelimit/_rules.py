@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from renderkit._asgi import path_matcher
+from renderkit._http import client_ip
 from renderkit.errors import ConfigError, ConfigProblem
 from renderkit.ratelimit._headers import deny_response, rate_limit_headers
-from renderkit.ratelimit._keys import KeyFunc, KeyWatch, RequestInfo, client_ip_key
+from renderkit.ratelimit._keys import KeyFunc, KeyWatch, RequestInfo, client_ip_key, ip_key
 from renderkit.ratelimit._limiter import RateLimiter, RateLimitResult, parse_limits
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["HEALTH_PATHS", "Check", "RateLimitPolicy", "Rule"]
 
 logger = logging.getLogger("renderkit.ratelimit")
+
+_RULE_CACHE_SIZE = 4096
 
 HEALTH_PATHS = ("/health", "/health/*", "/healthz", "/livez", "/readyz", "/ping")
 """Always exempt: a platform health check must never be rate limited."""
@@ -161,6 +164,16 @@ class RateLimitPolicy:
         self.legacy_headers = legacy_headers
         self.problem_json = problem_json
         self._watch = KeyWatch() if watch_keys and key is None else None
+        self._trust: ProxyTrust = self._ip_key.trust  # type: ignore[attr-defined]
+        # The common configuration (client-IP keys, no tier function, no per-rule keys)
+        # needs no RequestInfo: the adapters call _check_ip with the raw request facts.
+        self._ip_only = key is None and tier is None and all(r.key is None for r in self.rules)
+        # Per rule, for _check_ip: (items without a tier function, cost, name).
+        self._plain_rules = [
+            (parsed.get("") or parsed.get(self.default_tier or ""), rule.cost, rule.name or "rule")
+            for rule, parsed in zip(self.rules, self._rule_items, strict=True)
+        ]
+        self._rule_cache: dict[tuple[str, str], int] = {}
 
     def _tier_of(self, request: RequestInfo) -> str | None:
         if self.tier is None:
@@ -172,21 +185,53 @@ class RateLimitPolicy:
             name = None
         return name if name is not None else self.default_tier
 
+    def _rule_index(self, method: str, path: str) -> int:
+        """Index of the first rule covering ``method path`` (-1: none), memoised per route."""
+        cache = self._rule_cache
+        index = cache.get((method, path))
+        if index is None:
+            index = next((i for i, rule in enumerate(self.rules) if rule.matches(method, path)), -1)
+            if len(cache) >= _RULE_CACHE_SIZE:
+                cache.clear()  # many distinct paths (ids in URLs): start over, stay bounded
+            cache[(method, path)] = index
+        return index
+
+    def _check_ip(
+        self, method: str, path: str, peer: str | None, headers: list[tuple[bytes, bytes]]
+    ) -> Check | None:
+        """:meth:`check_for` for the client-IP-only configuration, without a RequestInfo."""
+        if self._exempt(path):
+            return None
+        if self.rules and (index := self._rule_index(method.upper(), path)) >= 0:
+            items, cost, name = self._plain_rules[index]
+            if items is None:
+                return None
+        elif self.limit_unmatched:
+            items, cost, name = self.limiter.default, 1, "default"
+        else:
+            return None
+        identity = ip_key(client_ip(peer, headers, self._trust))
+        if identity in self.exempt_keys:
+            return None
+        watch = self._watch
+        if watch is not None and not watch.done:
+            watch.observe(identity)
+        return Check(f"{name}|{identity}", items, cost, name)
+
     def check_for(self, request: RequestInfo) -> Check | None:
         """The check for ``request``, or None when it is exempt or nothing limits it."""
         path = request.path
+        if self._ip_only:
+            return self._check_ip(request.method, path, request.peer, request.headers)
         if self._exempt(path):
             return None
-        method = request.method.upper()
         tier = self._tier_of(request)
-        for rule, parsed in zip(self.rules, self._rule_items, strict=True):
-            if rule.matches(method, path):
-                items = (
-                    parsed.get(tier or "") or parsed.get("") or parsed.get(self.default_tier or "")
-                )
-                if items is None:
-                    return None
-                return self._check(request, rule.key, items, rule.cost, rule.name or "rule")
+        if self.rules and (index := self._rule_index(request.method.upper(), path)) >= 0:
+            rule, parsed = self.rules[index], self._rule_items[index]
+            items = parsed.get(tier or "") or parsed.get("") or parsed.get(self.default_tier or "")
+            if items is None:
+                return None
+            return self._check(request, rule.key, items, rule.cost, rule.name or "rule")
         if not self.limit_unmatched:
             return None
         items = self._tier_items.get(tier or "") if tier else None
