@@ -503,6 +503,11 @@ class Health:
         because WSGI apps have no event loop to watch; the monitor is kept in
         :attr:`loop_monitor`.
         """
+        if event_loop is not False and not isinstance(event_loop, EventLoopMonitor | bool):
+            raise TypeError(
+                "Health.add_system_checks(event_loop=...): use True, False or an "
+                f"EventLoopMonitor, got {type(event_loop).__name__}"
+            )
         if memory:
             self.add(
                 "memory",
@@ -516,15 +521,7 @@ class Health:
         if disk:
             self.add("disk", disk_check(), critical=False, component_type="system")
         if event_loop is not False:
-            if event_loop is True:
-                monitor = EventLoopMonitor()
-            elif isinstance(event_loop, EventLoopMonitor):
-                monitor = event_loop
-            else:
-                raise TypeError(
-                    "Health.add_system_checks(event_loop=...): use True, False or an "
-                    f"EventLoopMonitor, got {type(event_loop).__name__}"
-                )
+            monitor = event_loop if isinstance(event_loop, EventLoopMonitor) else EventLoopMonitor()
             self.add(
                 "event_loop",
                 monitor.health_check,
