@@ -850,3 +850,22 @@ async def test_async_twins_use_the_same_method_names(renderkit_database_url: str
     await cache.set("k", [1, 2], ttl=60)
     assert await cache.get("k") == [1, 2]
     assert (await cache.health_check()).status == "healthy"
+
+
+@pytest.mark.parametrize("kind", ["sync", "asyncio"])
+def test_redis_store_takes_a_sync_or_asyncio_client(kind: str) -> None:
+    """RedisStore(client) works behind the ASGI middleware with either kind of client."""
+    fakeredis = pytest.importorskip("fakeredis")
+    from renderkit.sessions import RedisStore, SessionMiddleware
+
+    server = fakeredis.FakeServer()
+    client = (
+        fakeredis.FakeRedis(server=server)
+        if kind == "sync"
+        else fakeredis.FakeAsyncRedis(server=server)
+    )
+    app = _starlette()
+    app.add_middleware(SessionMiddleware, store=RedisStore(client), secret_key=SECRET)
+    with TestClient(app) as http:
+        assert [_count(http), _count(http)] == [1, 2]
+    assert any(key.startswith(b"session:") for key in fakeredis.FakeRedis(server=server).keys())
