@@ -15,7 +15,8 @@ process exit), caches the report for a short interval, and serves four endpoints
 - ``/health/instance``: the path for a platform health check that *restarts* instances
   (Render's ``healthCheckPath``): it fails before the app first reached its critical
   dependencies, and afterwards only for instance-local faults (checks added with
-  ``restart=True``, such as memory at the hard limit) or shutdown. A shared database outage
+  ``restart=True``, such as memory at the hard limit or event-loop lag measured by
+  :class:`EventLoopMonitor`) or shutdown. A shared database outage
   reads ``degraded`` with 200 there, because restarting every instance would not fix it.
 
 The public gets ``{"status": ...}`` alone; per-check detail (messages, latency, observed
