@@ -96,6 +96,10 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """Report that a call allowed by :meth:`allow` succeeded."""
+        if self._state == "closed" and not self._failures and not self._probe_in_flight:
+            # Hot path: nothing to reset; the counter is approximate under threads.
+            self._counts["successes"] += 1
+            return
         with self._lock:
             self._counts["successes"] += 1
             self._failures = 0
