@@ -92,15 +92,23 @@ class SessionStore:
         with self._counter_lock:
             self._counters[key] += n
 
+    def _count2(self, first: str, second: str) -> None:
+        with self._counter_lock:
+            counters = self._counters
+            counters[first] += 1
+            counters[second] += 1
+
     def _decoded(self, session_id: str, raw: RawRecord | None) -> SessionRecord | None:
-        self._count("loads")
         if raw is None or raw.expires_at <= time.time():
-            self._count("misses")
+            self._count2("loads", "misses")
             return None
         data = self.codec.decode(session_id, raw.blob)
         if data is None:
-            self._count("corrupt")
-            self._count("misses")
+            with self._counter_lock:
+                counters = self._counters
+                counters["loads"] += 1
+                counters["corrupt"] += 1
+                counters["misses"] += 1
             if not self._corrupt_logged:
                 self._corrupt_logged = True
                 logger.warning(
@@ -110,7 +118,7 @@ class SessionStore:
                     self.name,
                 )
             return None
-        self._count("hits")
+        self._count2("loads", "hits")
         return SessionRecord(data, raw.version, raw.user_id, raw.expires_at)
 
     def _encode(self, session_id: str, data: Mapping[str, Any]) -> bytes:

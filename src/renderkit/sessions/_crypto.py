@@ -22,6 +22,9 @@ _ENCRYPTED = b"\x01"
 _NONCE_BYTES = 12
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 ENCRYPTION_KEY_VAR = "SESSION_ENCRYPTION_KEY"
+# Built once: json.dumps with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_DECODER = json.JSONDecoder()
 
 
 def parse_encryption_key(value: str | bytes, *, variable: str = ENCRYPTION_KEY_VAR) -> bytes:
@@ -67,7 +70,7 @@ class Codec:
     def encode(self, session_id: str, data: Mapping[str, Any]) -> bytes:
         """Serialise ``data``; raise SessionError when it is not JSON or exceeds max_size."""
         try:
-            raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            raw = _ENCODER.encode(data).encode("utf-8")
         except (TypeError, ValueError) as exc:
             bad = [k for k, v in data.items() if not _jsonable(v)]
             raise SessionError(
@@ -107,8 +110,15 @@ class Codec:
         elif self._aead is not None and raw[:1] != b"{":
             return None
         try:
-            value = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            # Stores hold UTF-8 (what encode writes): decode it directly; anything else goes
+            # through json.loads' own encoding detection.
+            value = _DECODER.decode(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            try:
+                value = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                return None
+        except ValueError:
             return None
         return value if isinstance(value, dict) else None
 
