@@ -9,8 +9,6 @@ from hypothesis import strategies as st
 
 from renderkit.config import (
     MASK,
-    POSTGRES_EXPECTED,
-    REDIS_EXPECTED,
     ByteSize,
     format_duration,
     mask_url,
@@ -168,6 +166,7 @@ URLISH = st.builds(
 @example("postgres://user:secret@db:5432/app")
 @example("redis://:pw@[::1")
 @example("redis://h:99999/0")
+@example("://:expe")
 def test_url_parsers_validate_and_never_echo_the_password(value: str) -> None:
     """URL parsers return a normalised URL or a ValueError whose message holds no part of it."""
     for parser, schemes in (
@@ -179,8 +178,15 @@ def test_url_parsers_validate_and_never_echo_the_password(value: str) -> None:
         except ValueError as exc:
             message = str(exc)
             password = value.partition("://")[2].partition("@")[0].partition(":")[2]
-            if len(password) >= 4 and password not in POSTGRES_EXPECTED + REDIS_EXPECTED:
-                assert password not in message
+            if len(password) >= 4:
+                # The same URL with the password replaced: any occurrence of the password's
+                # text in that message is the fixed wording ("expe" in "expected"), not a leak.
+                try:
+                    parser(value.replace(password, "\u2603" * len(password)))
+                    baseline = ""
+                except ValueError as redacted:
+                    baseline = str(redacted)
+                assert message.count(password) <= baseline.count(password)
             continue
         assert url.lower().startswith(schemes)
         if "secret" in url:
