@@ -300,3 +300,63 @@ def test_p95_and_max_of_the_window() -> None:
     monitor._samples.extend([0.01] * 18 + [0.5, 0.2])
     lag = monitor.lag()
     assert lag == {"last": 0.2, "max": 0.5, "p95": 0.2}
+
+
+def test_start_on_a_loop_not_running_yet_counts_no_wait_as_lag() -> None:
+    """start(loop) before the loop runs: the wait until it runs is not a lag sample."""
+    monitor = EventLoopMonitor(interval=0.02)
+    loop = asyncio.new_event_loop()
+    try:
+        monitor.start(loop)
+        assert is_running(monitor) and monitor.lag()["max"] == 0.0
+        time.sleep(BLOCK)  # the loop is not running: nothing is late yet
+        loop.run_until_complete(wait_for_ticks(monitor, 1))
+        first = monitor.stats()["ticks"]
+        monitor.stop()
+    finally:
+        loop.close()
+    assert first >= 1
+    # Counting the wait would make this at least BLOCK - interval (580 ms); a tick that merely
+    # ran late on a loaded machine stays far below half of it.
+    assert monitor.lag()["max"] < BLOCK / 2
+    assert not is_running(monitor)
+
+
+def test_stop_before_a_foreign_loop_runs_schedules_nothing() -> None:
+    """start(loop) then stop() before the loop runs: no tick ever fires."""
+    monitor = EventLoopMonitor(interval=0.01)
+    loop = asyncio.new_event_loop()
+    try:
+        monitor.start(loop)
+        monitor.stop()
+        loop.run_until_complete(asyncio.sleep(0.1))
+    finally:
+        loop.close()
+    assert monitor.stats()["ticks"] == 0 and not is_running(monitor)
+
+
+def test_start_and_stop_from_another_thread_leave_no_tick() -> None:
+    """start(loop) and stop() from a thread while the loop is busy: the loop ticks never."""
+    monitor = EventLoopMonitor(interval=0.01)
+    loop = asyncio.new_event_loop()
+    busy, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        release.wait(5.0)  # keeps the loop from running the monitor's first callback
+
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    try:
+        loop.call_soon_threadsafe(hold)
+        assert busy.wait(5.0)
+        monitor.start(loop)
+        monitor.stop()
+        release.set()
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0.1), loop).result(5.0)
+    finally:
+        release.set()
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5.0)
+        loop.close()
+    assert monitor.stats()["ticks"] == 0 and not is_running(monitor)

@@ -1115,8 +1115,8 @@ class EventLoopMonitor:
             )
         self._samples: deque[float] = deque(maxlen=max(1, math.ceil(self.window / interval)))
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        self._due = 0.0
+        self._handle: asyncio.Handle | None = None
+        self._due = math.inf
         self._ticks = 0
         self._worst_ever = 0.0
 
@@ -1128,7 +1128,9 @@ class EventLoopMonitor:
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Start ticking on ``loop`` (default: the running loop). Calling it again is a no-op.
 
-        Raises ``RuntimeError`` when called outside a running loop without ``loop``.
+        ``loop`` may belong to another thread or not run yet: the first tick is then scheduled
+        from inside it, so waiting for the loop to start never counts as lag. Raises
+        ``RuntimeError`` when called outside a running loop without ``loop``.
         """
         if self.running:
             return
@@ -1143,7 +1145,15 @@ class EventLoopMonitor:
         if loop is not self._loop:
             self._samples.clear()  # samples of another (closed) loop say nothing about this one
         self._loop = loop
-        self._schedule()
+        try:
+            own = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            own = False
+        if own:
+            self._schedule()
+        else:
+            self._due = math.inf
+            self._handle = loop.call_soon_threadsafe(self._begin)
         logger.debug("event loop monitor started (tick every %g s)", self.interval)
 
     def stop(self) -> None:
@@ -1172,6 +1182,10 @@ class EventLoopMonitor:
             yield
         finally:
             self.stop()
+
+    def _begin(self) -> None:
+        if self._handle is not None:  # not stopped before the loop got to it
+            self._schedule()
 
     def _schedule(self) -> None:
         loop = self._loop
