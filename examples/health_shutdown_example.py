@@ -10,8 +10,8 @@ Run it:
 Environment: ``DATABASE_URL`` and ``REDIS_URL`` (optional) add a Postgres check (critical:
 503 when down) and a Redis check (non-critical: degraded when down). ``HEALTH_TOKEN``,
 ``HEALTH_CACHE_TTL``, ``SHUTDOWN_GRACE_PERIOD`` and the other documented variables apply.
-``EXAMPLE_EVENT_LOG`` names a file where requests and cleanup hooks append one line each
-(the end-to-end tests read it to check the order of events).
+``EXAMPLE_EVENT_LOG`` names a file where each request (at its start and end) and each cleanup hook
+appends a line (the end-to-end tests read it to check the order of events).
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ async def work(request: Request) -> Response:
         seconds = min(float(request.query_params.get("seconds", "1")), 10.0)
     except ValueError:
         return JSONResponse({"error": "seconds must be a number"}, status_code=400)
+    record("request start")
     await asyncio.sleep(seconds)
     record("request done")
     return JSONResponse({"slept": seconds})

@@ -63,15 +63,28 @@ def server(
             process.stderr.close()
 
 
-async def load_then_sigterm(url: str, process: subprocess.Popen[bytes]) -> tuple[list[int], float]:
-    """Fire CONCURRENCY one-second requests, SIGTERM mid-flight; return statuses and the time
-    from the signal to the process's exit."""
+def _started(log: Path) -> int:
+    with contextlib.suppress(FileNotFoundError):
+        return log.read_text().count(" request start\n")
+    return 0
+
+
+async def load_then_sigterm(
+    url: str, process: subprocess.Popen[bytes], log: Path
+) -> tuple[list[int], float]:
+    """Fire CONCURRENCY one-second requests, SIGTERM once all are in the app; return statuses
+    and the time from the signal to the process's exit."""
     limits = httpx.Limits(max_connections=CONCURRENCY + 10)
     async with httpx.AsyncClient(timeout=GRACE + 5, limits=limits) as client:
         requests = [
             asyncio.ensure_future(client.get(f"{url}/work?seconds=1")) for _ in range(CONCURRENCY)
         ]
-        await asyncio.sleep(0.4)
+        # Wait (bounded) until every request is running in the app: on a loaded machine a fixed
+        # sleep let SIGTERM overtake requests still connecting (503 / refused, not a lost one).
+        deadline = time.monotonic() + 20
+        while _started(log) < CONCURRENCY and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert _started(log) == CONCURRENCY, "the requests did not all reach the app in 20 s"
         signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)
         responses = await asyncio.gather(*requests, return_exceptions=True)
@@ -84,6 +97,7 @@ async def load_then_sigterm(url: str, process: subprocess.Popen[bytes]) -> tuple
 def check_event_log(log: Path) -> None:
     """Every request finished before the first hook; hooks ran in reverse registration order."""
     lines = [line.split(" ", 2) for line in log.read_text().splitlines()]
+    lines = [line for line in lines if line[2] != "request start"]
     events = [event for _, _, event in lines]
     assert events.count("request done") == CONCURRENCY, events
     hooks = [i for i, event in enumerate(events) if event.startswith("hook ")]
@@ -108,7 +122,7 @@ def test_uvicorn_sigterm_under_load(tmp_path: Path) -> None:
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
     with server(command, port, env, tmp_path) as process:
-        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process))
+        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process, log))
     assert statuses == [200] * CONCURRENCY
     assert took < GRACE
     check_event_log(log)
@@ -129,7 +143,7 @@ def test_gunicorn_uvicorn_workers_sigterm_under_load(tmp_path: Path) -> None:
         "--graceful-timeout", f"{GRACE + 5:g}", "--log-level", "warning",
     ]  # fmt: skip
     with server(command, port, env, tmp_path) as process:
-        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process))
+        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process, log))
     assert statuses == [200] * CONCURRENCY
     assert took < GRACE
     check_event_log(log)
@@ -155,6 +169,7 @@ app = Flask(__name__)
 
 @app.get("/work")
 def work():
+    record("request start")
     time.sleep(1)
     record("request done")
     return {"ok": True}
@@ -181,7 +196,7 @@ def test_flask_gunicorn_threads_sigterm_under_load(tmp_path: Path) -> None:
         "-b", f"127.0.0.1:{port}", "--graceful-timeout", f"{GRACE + 5:g}", "--log-level", "warning",
     ]  # fmt: skip
     with server(command, port, env, tmp_path) as process:
-        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process))
+        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process, log))
     assert statuses == [200] * CONCURRENCY
     assert took < GRACE
     check_event_log(log)
@@ -241,7 +256,7 @@ def test_hypercorn_sigterm_under_load(tmp_path: Path) -> None:
         "--bind", f"127.0.0.1:{port}", "--graceful-timeout", f"{GRACE:g}", "--log-level", "warning",
     ]  # fmt: skip
     with server(command, port, env, tmp_path) as process:
-        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process))
+        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process, log))
     assert statuses == [200] * CONCURRENCY
     assert took < GRACE
     check_event_log(log)
