@@ -88,6 +88,9 @@ def parse_ip(value: str) -> IPAddress | None:
         return None
 
 
+_PEER_CACHE_SIZE = 256
+
+
 def _in(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:
     return any(address.version == n.version and address in n for n in networks)
 
@@ -107,6 +110,11 @@ class ProxyTrust:
     trusted_cidrs: tuple[IPNetwork, ...] = ()
     client_header: str | None = None
     _client_header_bytes: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    # peer -> trusted? Parsing an address and testing it against the networks costs about
+    # 2 µs; the peers in front of an app are a handful of proxies, so remember the answer.
+    _peer_cache: dict[str | None, bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.hops < 0:
@@ -171,8 +179,15 @@ class ProxyTrust:
             return False
         if not self.trusted_cidrs:
             return True
-        address = parse_ip(peer) if peer else None
-        return address is not None and _in(address, self.trusted_cidrs)
+        cache = self._peer_cache
+        trusted = cache.get(peer)
+        if trusted is None:
+            address = parse_ip(peer) if peer else None
+            trusted = address is not None and _in(address, self.trusted_cidrs)
+            if len(cache) >= _PEER_CACHE_SIZE:  # many distinct peers: no proxy in front
+                cache.clear()
+            cache[peer] = trusted
+        return trusted
 
 
 def client_ip(peer: str | None, headers: Iterable[tuple[bytes, bytes]], trust: ProxyTrust) -> str:
