@@ -405,7 +405,9 @@ class Health:
             try:
                 values[option] = parse_duration(raw).total_seconds()
             except ValueError as exc:
-                problems.append(ConfigProblem(variable, str(exc), raw))
+                problems.append(
+                    ConfigProblem(variable, f"{exc}; got {raw!r}", "environment", found=repr(raw))
+                )
         networks = env.get("HEALTH_TRUSTED_NETWORKS")
         if networks is not None and networks.strip():
             try:
@@ -418,7 +420,8 @@ class Health:
                     ConfigProblem(
                         "HEALTH_TRUSTED_NETWORKS",
                         f"{exc}; use comma-separated CIDRs such as 10.0.0.0/8,127.0.0.1",
-                        networks,
+                        "environment",
+                        found=repr(networks),
                     )
                 )
         token = env.get("HEALTH_TOKEN")
