@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
@@ -423,3 +426,69 @@ def test_presets_and_replace_keep_the_rest_of_the_policy() -> None:
     assert SecurityHeaders.api(frame_options=None).static_headers == tuple(
         h for h in SecurityHeaders.api().static_headers if h[0] != b"x-frame-options"
     )
+
+
+def test_proxy_trust_peer_answers_are_remembered_correctly_and_bounded() -> None:
+    """The per-peer memo of ProxyTrust gives the same answers as the check it saves, and stays
+    bounded when every request comes from a different peer."""
+    trust = ProxyTrust.render()
+    for _ in range(3):
+        assert trust.trusts_peer("10.1.2.3") is True
+        assert trust.trusts_peer("203.0.113.9") is False
+        assert trust.trusts_peer(None) is False
+        assert trust.trusts_peer("garbage") is False
+    for i in range(600):
+        assert trust.trusts_peer(f"198.51.{i // 256}.{i % 256}") is False
+    assert len(trust._peer_cache) <= 256
+    assert trust == ProxyTrust.render()  # the memo is not part of equality
+
+
+def test_edge_middlewares_share_the_scheme_only_when_they_trust_the_same_proxies() -> None:
+    """HTTPS redirect and security headers work the scheme out once when they share a trust;
+    a middleware trusting nobody still judges a forwarded 'https' for itself (no HSTS)."""
+
+    async def ok(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def run(app, headers):  # type: ignore[no-untyped-def]
+        sent: list[dict] = []  # type: ignore[type-arg]
+
+        async def send(message):  # type: ignore[no-untyped-def]
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/", "scheme": "http",
+                 "headers": headers, "client": ("10.0.0.2", 1), "state": {}}  # fmt: skip
+        await app(scope, None, send)
+        return scope, sent[0]["status"], dict(sent[0]["headers"])
+
+    trusted = ProxyTrust(hops=1)
+    forwarded = [(b"host", b"example.com"), (b"x-forwarded-proto", b"https")]
+    shared = SecurityHeadersMiddleware(HTTPSRedirectMiddleware(ok, trust=trusted), trust=trusted)
+    scope, status, headers = asyncio.run(run(shared, forwarded))
+    assert status == 200 and b"strict-transport-security" in headers
+    assert scope["renderkit.scheme"][4] == "https"
+
+    distrustful = SecurityHeadersMiddleware(
+        HTTPSRedirectMiddleware(ok, trust=trusted), trust=ProxyTrust.none()
+    )
+    _, status, headers = asyncio.run(run(distrustful, forwarded))
+    assert status == 200  # the redirect middleware believed its proxy: no redirect
+    assert b"strict-transport-security" not in headers  # plain http as far as it can tell
+
+
+def test_random_chunks_are_not_shared_with_a_forked_child() -> None:
+    """Ids and nonces come from batched urandom; a forked worker never reuses its parent's."""
+    from renderkit._asgi import random_chunk
+
+    random_chunk(16)  # fill the pool
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.write(write_end, random_chunk(16))
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    child = os.read(read_end, 16)
+    os.close(read_end)
+    assert len(child) == 16 and child != random_chunk(16)

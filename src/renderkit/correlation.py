@@ -217,6 +217,8 @@ class CorrelationId:
 
     def new_id(self) -> str:
         """Generate an id; fall back to uuid4 hex if the generator fails or returns garbage."""
+        if self.generator is _uuid4_hex:  # the default cannot fail or return garbage
+            return _uuid4_hex()
         try:
             value = self.generator()
         except Exception:

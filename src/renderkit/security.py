@@ -552,7 +552,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        policy = self.policy.for_path(scope["path"])
+        policy = self.policy._for_path(scope["path"])
         nonce = _new_nonce() if policy.uses_nonce else None
         if nonce is not None:
             scope.setdefault("state", {})["csp_nonce"] = nonce
