@@ -61,8 +61,11 @@ def header_list(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[str
     items: list[str] = []
     for key, value in headers:
         if key == name:
-            items.extend(p.strip() for p in value.decode("latin-1").split(","))
-    return [i for i in items if i]
+            for item in value.decode("latin-1").split(","):
+                item = item.strip()
+                if item:
+                    items.append(item)
+    return items
 
 
 def parse_ip(value: str) -> IPAddress | None:
