@@ -465,6 +465,16 @@ def test_cpu_and_disk_checks_report_usage() -> None:
     assert disk_check("/", warn=0.0001, fail=1.0)().status == "degraded"
 
 
+def test_cpu_check_never_inflates_a_short_window() -> None:
+    """Calls milliseconds apart right after a CPU burst stay within one CPU's worth."""
+    check = cpu_check(platform=Platform(cpu_limit=1.0), warn=0.99)
+    end = time.perf_counter() + 0.05
+    while time.perf_counter() < end:
+        pass  # one busy thread: at most 100 % of one CPU, whatever the window
+    usages = [check().details["usage"] for _ in range(5)]
+    assert all(0 <= usage <= 100 for usage in usages), usages
+
+
 async def test_shutdown_check_and_system_checks() -> None:
     """shutdown_check follows the state; add_system_checks registers memory, cpu and disk."""
     flag = Flag()

@@ -997,28 +997,48 @@ def cpu_check(*, warn: float = 0.90, platform: Platform | None = None) -> Callab
     """A check reporting this process's CPU use as a share of the container's CPU limit.
 
     Degraded above ``warn`` (busy, not broken: CPU never makes the report unhealthy). The
-    first call measures from the moment the check was created.
+    first call measures from the moment the check was created. Calls closer together than
+    one second reuse the last figure: CPU time advances in scheduler ticks, so a window of a
+    few milliseconds would report thousands of percent.
     """
     warn = _fraction(warn, "cpu_check(warn)")
     state: dict[str, Any] = {}
 
-    def check() -> CheckResult:
+    def sample() -> tuple[float, float]:
         import psutil
 
-        if "process" not in state:
+        process = state.get("process")
+        if process is None:
+            process = state["process"] = psutil.Process()
+        times = process.cpu_times()
+        return float(times.user + times.system), time.monotonic()
+
+    state["last"] = sample()
+
+    def check() -> CheckResult:
+        if "cpus" not in state:
             from renderkit.platform import detect
 
             state["cpus"] = (platform or detect()).cpu_limit or float(os.cpu_count() or 1)
-            state["process"] = psutil.Process()
-            state["process"].cpu_percent(None)
-        used = float(state["process"].cpu_percent(None)) / 100.0
-        share = used / state["cpus"]
+        cpu, now = sample()
+        last_cpu, last_now = state["last"]
+        window = now - last_now
+        if window >= _CPU_MIN_WINDOW or "share" not in state:
+            # Never divide by less than the minimum window: a short first window then
+            # under-reports instead of inflating the figure.
+            state["share"] = (cpu - last_cpu) / max(window, _CPU_MIN_WINDOW) / state["cpus"]
+            if window >= _CPU_MIN_WINDOW:
+                state["last"] = (cpu, now)
+        share = float(state["share"])
         details = {"usage": round(share * 100.0, 1), "cpus": state["cpus"]}
         if share >= warn:
             return CheckResult.degraded(f"CPU at {share:.0%} of the limit", **details)
         return CheckResult.healthy(**details)
 
     return check
+
+
+_CPU_MIN_WINDOW = 1.0
 
 
 def disk_check(
