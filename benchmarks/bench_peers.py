@@ -9,6 +9,10 @@ Variants, one Starlette route that adds one to a counter in the session:
 - ``peer stack``: asgi-correlation-id + secure's ASGI middleware + slowapi's
   ``SlowAPIASGIMiddleware`` (memory) + starsessions (InMemoryStore, autoload).
 
+Both rate limiters do the same work: the same limit, renderkit's default strategy (sliding
+window counter; slowapi's own default is the fixed window) and rate-limit headers on every
+response (renderkit's default; slowapi's ``headers_enabled``).
+
 In-process (ASGI calls built by hand, each client keeping its session cookie) and, with
 ``--wrk`` or from ``run_all.py``, whole-app throughput under uvicorn with ``wrk -c32``.
 Targets (issue 9): the renderkit stack adds at most 0.4x the peer stack's per-request overhead
@@ -39,6 +43,7 @@ from starlette.routing import Route
 
 SECRET = "bench-secret-" + "k" * 40
 LIMIT = "1000000/minute"
+STRATEGY = "sliding-window-counter"  # renderkit's default, given to both rate limiters
 
 
 async def counter(request: Request) -> JSONResponse:
@@ -65,7 +70,8 @@ def renderkit_app() -> Starlette:
 
     app = Starlette(routes=_routes())
     app.add_middleware(SessionMiddleware, store=MemoryStore(), secret_key=SECRET, https_only=False)
-    app.add_middleware(RateLimitMiddleware, limiter=RateLimiter("memory://", default=LIMIT))
+    limiter = RateLimiter("memory://", default=LIMIT, strategy=STRATEGY)
+    app.add_middleware(RateLimitMiddleware, limiter=limiter)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(CorrelationIdMiddleware)
     return app
@@ -81,7 +87,13 @@ def peer_app() -> Starlette:
     from starsessions import SessionMiddleware as StarSessions
 
     app = Starlette(routes=_routes())
-    app.state.limiter = Limiter(key_func=get_remote_address, default_limits=[LIMIT])
+    app.state.limiter = Limiter(
+        key_func=get_remote_address,
+        default_limits=[LIMIT],
+        strategy=STRATEGY,
+        headers_enabled=True,
+        storage_uri="memory://",
+    )
     app.add_middleware(SessionAutoloadMiddleware)
     app.add_middleware(StarSessions, store=InMemoryStore(), cookie_https_only=False)
     app.add_middleware(SlowAPIASGIMiddleware)
@@ -163,8 +175,9 @@ def in_process() -> Result:
     result.note = (
         "Overhead ratio = (renderkit stack - bare) / (peer stack - bare); bare already carries "
         "Starlette's signed-cookie SessionMiddleware. Both stacks keep server-side sessions in "
-        "memory and count every request against a memory rate limit; each variant keeps its "
-        "session cookie, so every call loads, changes and saves one session."
+        "memory and count every request against the same memory rate limit with the same "
+        f"strategy ({STRATEGY}) and send rate-limit headers; each variant keeps its session "
+        "cookie, so every call loads, changes and saves one session."
     )
     return result
 
