@@ -9,6 +9,7 @@ from renderkit._asgi import ASGIApp, Message, Receive, Scope, Send
 from renderkit.sessions._base import DEFAULT_TTL, SessionStore
 from renderkit.sessions._core import OnConflict, SessionEngine, cookie_values
 from renderkit.sessions._memory import MemoryStore
+from renderkit.sessions._session import Session
 from renderkit.sessions._signing import SecretKey
 
 __all__ = ["SessionMiddleware"]
@@ -103,9 +104,12 @@ class SessionMiddleware:
             return
         engine = self.engine
         values = self._cookie_values(scope)
-        session = engine.open(values, lazy=not self._preload)
-        if self._preload and session._id is not None:
-            await engine.apreload(session)
+        if values:
+            session = engine.open(values, lazy=not self._preload)
+            if self._preload and session._id is not None:
+                await engine.apreload(session)
+        else:
+            session = Session()  # no cookie: what engine.open gives, without the detour
         scope["session"] = session
         if scope_type == "websocket":
             await self.app(scope, receive, send)
@@ -114,7 +118,12 @@ class SessionMiddleware:
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
-                plan = engine.plan(session, had_cookie)
+                # An untouched request without a session id needs no plan (the common case).
+                plan = (
+                    engine.plan(session, had_cookie)
+                    if session.modified or session._id is not None
+                    else None
+                )
                 if plan is not None:
                     await engine.acommit(plan)
                 if session.accessed or (plan is not None and plan.cookie is not None):
