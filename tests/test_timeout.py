@@ -235,3 +235,32 @@ def test_middleware_survives_a_new_event_loop_per_run() -> None:
     first = middleware._watchdog
     assert asyncio.run(once()) == 504
     assert middleware._watchdog is not first
+
+
+async def test_coroutine_driven_outside_any_task_runs_without_a_deadline() -> None:
+    """Driven by hand from a loop callback (no current task), the app still runs."""
+    sent: list[dict] = []  # type: ignore[type-arg]
+
+    async def send(message: dict) -> None:  # type: ignore[type-arg]
+        sent.append(message)
+
+    async def ok(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = TimeoutMiddleware(ok, timeout=1)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[bool] = loop.create_future()
+
+    def drive() -> None:
+        coro = middleware(_scope(), _receive, send)  # type: ignore[arg-type]
+        try:
+            coro.send(None)
+        except StopIteration:
+            done.set_result(True)
+        except BaseException as exc:  # pragma: no cover - reported by the assertion below
+            done.set_exception(exc)
+
+    loop.call_soon(drive)
+    assert await asyncio.wait_for(done, 1) is True
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]

@@ -155,7 +155,9 @@ class TimeoutMiddleware:
             # with, so each watchdog is only ever touched from its own loop.
             watchdog = self._watchdog = _Watchdog(loop, self.timeout)  # type: ignore[arg-type]
         task = asyncio.current_task(loop)
-        assert task is not None
+        if task is None:  # a coroutine driven by hand, outside any task: nothing to cancel
+            await self.app(scope, receive, send)
+            return False
         cancelling = task.cancelling()
         deadline = watchdog.add(task)
         pending = watchdog.pending
