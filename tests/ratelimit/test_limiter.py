@@ -274,3 +274,16 @@ def test_repr_hides_urls() -> None:
     limiter = RateLimiter("redis://:secret@127.0.0.1:1/0")
     assert "secret" not in repr(limiter)
     assert "redis" in repr(limiter)
+
+
+def test_from_env_reports_env_sources_and_validates_redis_urls() -> None:
+    """A bad RATELIMIT_DEFAULT is attributed to the environment, a Redis URL with an impossible
+    port is refused at start-up, and the URL's password never appears in the error."""
+    with pytest.raises(ConfigError) as info:
+        RateLimiter.from_env(
+            {"RATELIMIT_DEFAULT": "lots", "REDIS_URL": "redis://:hunter2@cache:99999/0"}
+        )
+    problems = {problem.variable: problem for problem in info.value.errors}
+    assert problems["RATELIMIT_DEFAULT"].source == "environment"
+    assert "REDIS_URL" in problems
+    assert "hunter2" not in str(info.value)

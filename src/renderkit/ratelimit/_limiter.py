@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from renderkit._optional import require
@@ -420,7 +420,7 @@ class RateLimiter:
         ``RATELIMIT_DEFAULT``, ``RATELIMIT_STRATEGY``, ``RATELIMIT_FAIL_OPEN``,
         ``RATELIMIT_TIMEOUT`` and ``RATELIMIT_KEY_PREFIX``; every bad variable is reported at once.
         """
-        from renderkit.config import parse_bool, parse_duration
+        from renderkit.config import parse_bool, parse_duration, parse_redis_url
 
         env = os.environ if environ is None else environ
         problems: list[ConfigProblem] = []
@@ -429,7 +429,7 @@ class RateLimiter:
         try:
             parse_limits(default, option="RATELIMIT_DEFAULT")
         except ConfigError as exc:
-            problems.extend(exc.errors)
+            problems.extend(replace(problem, source="environment") for problem in exc.errors)
         strategy = env.get("RATELIMIT_STRATEGY", "sliding-window-counter")
         if strategy.strip().lower() not in _STRATEGIES:
             problems.append(
@@ -454,11 +454,16 @@ class RateLimiter:
             except ValueError as exc:
                 problems.append(ConfigProblem("RATELIMIT_TIMEOUT", str(exc)))
         scheme = storage.split("://", 1)[0].lower() if "://" in storage else ""
+        name = "RATELIMIT_STORAGE_URL" if env.get("RATELIMIT_STORAGE_URL") else "REDIS_URL"
         if scheme != "memory" and scheme not in _REDIS_SCHEMES:
-            name = "RATELIMIT_STORAGE_URL" if env.get("RATELIMIT_STORAGE_URL") else "REDIS_URL"
             problems.append(
                 ConfigProblem(name, "expected memory:// or a redis://, rediss:// URL", found="****")
             )
+        elif scheme in ("redis", "rediss"):
+            try:
+                parse_redis_url(storage)  # host, port range, db number; never echoes the URL
+            except ValueError as exc:
+                problems.append(ConfigProblem(name, str(exc), found="****"))
         if problems:
             raise ConfigError(problems)
         return cls(
