@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Any, Protocol, runtime_checkable
 
 from renderkit.health import CheckResult
@@ -19,6 +20,7 @@ class Backend(Protocol):
 
     name: str
 
+    @abc.abstractmethod
     def get(self, key: str) -> bytes | None: ...
     def set(self, key: str, value: bytes, ttl: float | None) -> None: ...
     def delete(self, key: str) -> bool: ...
@@ -39,29 +41,36 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
-class SyncOnlyBackend:
-    """Mixin for backends without I/O: the asyncio methods call the sync ones directly."""
+class SyncOnlyBackend(abc.ABC):
+    """Base for backends without I/O: the asyncio methods call the sync ones directly."""
 
+    @abc.abstractmethod
     def get(self, key: str) -> bytes | None:
-        raise NotImplementedError
+        """Implemented by each backend."""
 
+    @abc.abstractmethod
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        raise NotImplementedError
+        """Implemented by each backend."""
 
+    @abc.abstractmethod
     def delete(self, key: str) -> bool:
-        raise NotImplementedError
+        """Implemented by each backend."""
 
+    @abc.abstractmethod
     def clear(self, prefix: str = "") -> int:
-        raise NotImplementedError
+        """Implemented by each backend."""
 
+    @abc.abstractmethod
     def acquire_lock(self, key: str, lease: float) -> str | None:
-        raise NotImplementedError
+        """Implemented by each backend."""
 
+    @abc.abstractmethod
     def release_lock(self, key: str, token: str) -> None:
-        raise NotImplementedError
+        """Implemented by each backend."""
 
+    @abc.abstractmethod
     def health_check(self) -> CheckResult:
-        raise NotImplementedError
+        """Implemented by each backend."""
 
     def close(self) -> None:
         return None
