@@ -507,3 +507,13 @@ async def test_async_mirror_survives_an_empty_redis_and_deletes_both(
     assert await durable.aload(sid) is None
     assert await store.aload(sid) is None
     del version
+
+
+def test_a_store_subclass_missing_a_hook_says_which() -> None:
+    """A custom store that forgets a raw hook gets a TypeError naming the hook to override."""
+
+    class Incomplete(SessionStore):
+        pass
+
+    with pytest.raises(TypeError, match=r"Incomplete does not implement _get\(\)"):
+        Incomplete().load(new_session_id())

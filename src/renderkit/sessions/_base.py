@@ -142,22 +142,28 @@ class SessionStore:
         return stats
 
     # -- raw hooks (backends override) -----------------------------------------------------
+    def _missing_hook(self, hook: str) -> TypeError:
+        return TypeError(
+            f"{type(self).__name__} does not implement {hook}(); a SessionStore subclass must "
+            "override _get, _put, _remove, _expire and _remove_user (or the public methods)"
+        )
+
     def _get(self, session_id: str) -> RawRecord | None:
-        raise NotImplementedError
+        raise self._missing_hook("_get")
 
     def _put(
         self, session_id: str, blob: bytes, expected: int, user_id: str | None, ttl: float
     ) -> int | None:
-        raise NotImplementedError
+        raise self._missing_hook("_put")
 
     def _remove(self, session_id: str) -> bool:
-        raise NotImplementedError
+        raise self._missing_hook("_remove")
 
     def _expire(self, session_id: str, ttl: float) -> bool:
-        raise NotImplementedError
+        raise self._missing_hook("_expire")
 
     def _remove_user(self, user_id: str) -> int:
-        raise NotImplementedError
+        raise self._missing_hook("_remove_user")
 
     async def _aget(self, session_id: str) -> RawRecord | None:
         return await asyncio.to_thread(self._get, session_id)
