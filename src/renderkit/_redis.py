@@ -8,11 +8,19 @@ restart from tripping the fallback. A hung Redis (a timeout) is not retried: it 
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from renderkit._optional import require
 
-__all__ = ["reconnect_once"]
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["PerLoop", "close_sockets_now", "reconnect_once"]
+
+T = TypeVar("T")
 
 
 def reconnect_once(*, asyncio: bool, extra: str, feature: str) -> Any:
@@ -22,3 +30,158 @@ def reconnect_once(*, asyncio: bool, extra: str, feature: str) -> Any:
     backoff = require("redis.backoff", extra=extra, feature=feature)
     exceptions = require("redis.exceptions", extra=extra, feature=feature)
     return retry.Retry(backoff.NoBackoff(), 1, (exceptions.ConnectionError,))
+
+
+# -- asyncio clients per event loop -------------------------------------------------------
+# A redis.asyncio connection belongs to the event loop that opened it. Apps and their test
+# suites run several loops over one process (Starlette's TestClient without ``with`` runs
+# each request in a fresh loop), so every asyncio client renderkit builds from a URL lives
+# in a PerLoop: one client per running loop, closed on that loop while it shuts down, and
+# closed at once (sockets only) if its loop was closed without shutting down.
+
+
+async def _close_at_loop_end(client: Any) -> AsyncIterator[None]:
+    """Suspended for the loop's lifetime; the loop closes it in ``shutdown_asyncgens()``.
+
+    ``asyncio.run``, ``asyncio.Runner``, anyio (so Starlette's TestClient and its portals),
+    uvicorn and pytest-asyncio all call ``loop.shutdown_asyncgens()`` before ``loop.close()``,
+    while the loop still runs: the client then closes like any other, on its own loop.
+    """
+    try:
+        yield
+    finally:
+        try:
+            await client.aclose(close_connection_pool=True)
+        except Exception:  # a broken connection must not disturb the loop's shutdown
+            pass
+
+
+def _start(gen: AsyncGenerator[None, None]) -> None:
+    """Run ``gen`` to its first ``yield`` now: the running loop starts tracking it."""
+    step: Any = gen.__anext__()
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    raise AssertionError("_close_at_loop_end awaited before its first yield")  # pragma: no cover
+
+
+def close_sockets_now(client: Any) -> None:
+    """Close the sockets of ``client``'s connections without an event loop.
+
+    For a client whose loop is closed: nothing can run on that loop any more, so neither
+    redis-py's ``disconnect()`` nor the transport's ``close()`` can finish (both raise
+    ``RuntimeError: Event loop is closed``), and the sockets would stay open until the
+    collector complains (``ResourceWarning: unclosed socket``). Best effort, never raises.
+    """
+    pool = getattr(client, "connection_pool", None)
+    connections: list[Any] = []
+    for name in ("_available_connections", "_in_use_connections"):
+        connections.extend(getattr(pool, name, None) or ())
+    for extra in (getattr(client, "connection", None),):
+        if extra is not None and extra not in connections:
+            connections.append(extra)
+    for connection in connections:
+        writer = getattr(connection, "_writer", None)
+        if writer is None:
+            continue
+        try:
+            _close_transport_now(writer.transport)
+        except Exception:  # pragma: no cover - a stdlib without these internals
+            pass
+        connection._writer = connection._reader = None
+
+
+def _close_transport_now(transport: Any) -> None:
+    inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    for layer in (transport, inner):
+        if layer is None:
+            continue
+        try:
+            layer.abort()  # marks it closing; a closed loop refuses the deferred rest
+        except RuntimeError:
+            pass
+        sock = getattr(layer, "_sock", None)  # what the deferred callback would close
+        if sock is not None:
+            sock.close()
+            layer._sock = None
+
+
+class PerLoop(Generic[T]):
+    """One value per running event loop, built by ``make``; ``client(value)`` is its redis
+    client. ``first`` (optional) serves the first loop that asks, so a client built eagerly
+    stays the one used in the common one-loop case.
+
+    :meth:`get` is the hot path: one ``get_running_loop()`` and an identity check. On a loop
+    change it drops the entries of closed loops, closing their sockets at once if that
+    loop's shutdown did not already close them.
+    """
+
+    __slots__ = ("_client", "_entries", "_first", "_lock", "_loop", "_make", "_running", "_value")
+
+    def __init__(
+        self, make: Callable[[], T], *, client: Callable[[T], Any], first: T | None = None
+    ) -> None:
+        from asyncio import get_running_loop  # asyncio only where an asyncio client is built
+
+        self._running = get_running_loop
+        self._make = make
+        self._client = client
+        self._first = first
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._value: T | None = None
+        self._entries: dict[asyncio.AbstractEventLoop, tuple[T, Any]] = {}
+        self._lock = threading.Lock()  # loops in several threads may switch at once
+
+    def get(self) -> T:
+        """The value of the running loop (built on first use in that loop)."""
+        loop = self._running()
+        value = self._value
+        if loop is self._loop and value is not None:
+            return value
+        return self._switch(loop)
+
+    def _switch(self, loop: asyncio.AbstractEventLoop) -> T:
+        with self._lock:
+            entry = self._entries.get(loop)
+            if entry is None:
+                entry = self._new_entry(loop)
+        self._loop, self._value = loop, entry[0]
+        return entry[0]
+
+    def _new_entry(self, loop: asyncio.AbstractEventLoop) -> tuple[T, Any]:
+        self._drop_closed()
+        first, self._first = self._first, None
+        value = first if first is not None else self._make()
+        gen: Any = None
+        if sys.get_asyncgen_hooks().firstiter is not None:  # the loop tracks async generators
+            gen = _close_at_loop_end(self._client(value))
+            _start(gen)
+        entry = (value, gen)
+        self._entries[loop] = entry
+        return entry
+
+    def _drop_closed(self) -> None:
+        for loop in [loop for loop in self._entries if loop.is_closed()]:
+            value, _gen = self._entries.pop(loop)
+            close_sockets_now(self._client(value))  # a no-op when the shutdown closed it
+
+    def values(self) -> list[T]:
+        """Every live value (for stats and tests)."""
+        return [value for value, _gen in self._entries.values()]
+
+    async def aclose(self) -> None:
+        """Close the running loop's client now; others close with (or after) their loop."""
+        running = self._running()
+        entries, self._entries = self._entries, {}
+        self._loop = self._value = None
+        for loop, (value, gen) in entries.items():
+            if loop is running:
+                if gen is not None:
+                    await gen.aclose()  # runs its finally: the client closes here
+                else:
+                    await self._client(value).aclose(close_connection_pool=True)
+            elif loop.is_closed():
+                close_sockets_now(self._client(value))
+            # A loop still open in another thread: dropping the generator lets that loop's
+            # asyncgen finalizer close the client on its own loop.

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from renderkit._optional import require
-from renderkit._redis import reconnect_once
+from renderkit._redis import PerLoop, reconnect_once
 from renderkit.health import CheckResult
 
 if TYPE_CHECKING:
@@ -27,6 +27,10 @@ _RELEASE = (
 )
 _SCAN_BATCH = 500
 _MAX_SCAN_ROUNDS = 100_000
+
+
+def _client_of(entry: tuple[Any, Any]) -> Any:
+    return entry[0]
 
 
 def _escape_glob(text: str) -> str:
@@ -82,6 +86,8 @@ class RedisBackend:
             self._gate = _asyncio.Semaphore(max_concurrency)
         self._pool_waits = 0
         self._pool_timeouts = 0
+        # Set by from_url(asyncio=True): a client (and gate) per event loop, see _bound().
+        self._loops: PerLoop[tuple[Any, _asyncio.Semaphore | None]] | None = None
 
     @classmethod
     def from_url(
@@ -118,17 +124,43 @@ class RedisBackend:
         }
         if asyncio:
             aredis = require("redis.asyncio", extra="redis", feature="RedisBackend")
-            apool = aredis.ConnectionPool.from_url(url, **pool_options)
-            retry = reconnect_once(asyncio=True, extra="redis", feature="RedisBackend")
-            client = aredis.Redis(connection_pool=apool, retry=retry)
-            return cls(
-                client, prefix=prefix, max_concurrency=max_connections, pool_timeout=pool_timeout
+
+            def build() -> Any:
+                apool = aredis.ConnectionPool.from_url(url, **pool_options)
+                retry = reconnect_once(asyncio=True, extra="redis", feature="RedisBackend")
+                return aredis.Redis(connection_pool=apool, retry=retry)
+
+            backend = cls(
+                build(), prefix=prefix, max_concurrency=max_connections, pool_timeout=pool_timeout
             )
+            backend._follow_loops(build)
+            return backend
         sredis = require("redis", extra="redis", feature="RedisBackend")
         pool = sredis.BlockingConnectionPool.from_url(url, timeout=pool_timeout, **pool_options)
         retry = reconnect_once(asyncio=False, extra="redis", feature="RedisBackend")
         client = sredis.Redis(connection_pool=pool, retry=retry)
         return cls(client, prefix=prefix, pool_timeout=pool_timeout)
+
+    def _follow_loops(self, build: Any) -> None:
+        """Use a client of our own per event loop (the first one is ``self.client``).
+
+        A redis.asyncio connection belongs to the loop that opened it; reused from another
+        loop it fails ("attached to a different loop", "Event loop is closed"), which a
+        FallbackBackend would take for an outage. Clients of closed loops are closed.
+        """
+
+        def make() -> tuple[Any, _asyncio.Semaphore | None]:
+            limit = self.max_concurrency
+            gate = _asyncio.Semaphore(limit) if limit is not None and self._gate else None
+            return build(), gate
+
+        self._loops = PerLoop(make, client=_client_of, first=(self.client, self._gate))
+
+    def _bound(self) -> tuple[Any, _asyncio.Semaphore | None]:
+        loops = self._loops
+        if loops is None:
+            return self.client, self._gate
+        return loops.get()
 
     def _wrong_kind(self, wanted: str) -> TypeError:
         have = "an asyncio" if self.is_async else "a synchronous"
@@ -217,8 +249,9 @@ class RedisBackend:
 
     @asynccontextmanager
     async def _slot(self) -> AsyncIterator[redis.asyncio.Redis]:
-        client = self._async
-        gate = self._gate
+        if not self.is_async:
+            raise self._wrong_kind("asyncio code (AsyncCache)")
+        client, gate = self._bound()
         if gate is None:
             yield client
             return
@@ -234,9 +267,9 @@ class RedisBackend:
     async def aget(self, key: str) -> bytes | None:
         if not self.is_async:
             raise self._wrong_kind("asyncio code (AsyncCache)")
-        gate = self._gate
+        client, gate = self._bound()
         if gate is None:
-            value: Any = await self.client.get(self.prefix + key)
+            value: Any = await client.get(self.prefix + key)
             return value  # type: ignore[no-any-return]
         # The hot path, inlined: no context manager object per read.
         if gate.locked():
@@ -244,7 +277,7 @@ class RedisBackend:
         else:
             await gate.acquire()
         try:
-            value = await self.client.get(self.prefix + key)
+            value = await client.get(self.prefix + key)
         finally:
             gate.release()
         return value  # type: ignore[no-any-return]
@@ -290,7 +323,9 @@ class RedisBackend:
         return CheckResult("healthy", "", {}, (time.perf_counter() - started) * 1000)
 
     async def aclose(self) -> None:
-        if self.is_async:
+        if self._loops is not None:
+            await self._loops.aclose()  # other loops' clients close with their loop
+        elif self.is_async:
             await self._async.aclose(close_connection_pool=True)
         else:
             self.close()

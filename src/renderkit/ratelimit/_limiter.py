@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from renderkit._optional import require
-from renderkit._redis import reconnect_once
+from renderkit._redis import PerLoop, reconnect_once
 from renderkit.errors import ConfigError, ConfigProblem
 from renderkit.health import CheckResult
 from renderkit.resilience import CircuitBreaker
@@ -61,6 +61,11 @@ DEFAULT_TIMEOUT = 0.1
 
 Limit: TypeAlias = "str | Sequence[str] | list[RateLimitItem] | None"
 _REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "unix", "valkey", "valkeys")
+
+
+def _client_of(strategy: Any) -> Any:
+    """The redis.asyncio client under a limits.aio strategy's Redis storage."""
+    return strategy.storage.bridge.get_connection()
 
 
 def _require_limits() -> Any:
@@ -388,6 +393,8 @@ class RateLimiter:
         self.key_prefix = key_prefix
         self._sync_strategy: SyncStrategy | None = None
         self._async_strategy: AsyncStrategy | None = None
+        # For a Redis URL: a limits.aio storage (and its redis.asyncio client) per event loop.
+        self._async_loops: PerLoop[AsyncStrategy] | None = None
         self._lock = threading.Lock()
         self._fallback_storage = limits.storage.MemoryStorage()
         self._fallback_strategy = self._strategy_class(sync=True)(self._fallback_storage)
@@ -551,19 +558,29 @@ class RateLimiter:
 
     def _async(self) -> AsyncStrategy | None:
         """The async strategy, or None when the sync storage serves async callers (memory)."""
+        if self.storage_url is not None:
+            # limits.aio's Redis storage holds one redis.asyncio client, bound to the loop that
+            # first used it: another loop (TestClient without `with`, a second asyncio.run)
+            # gets a storage of its own, and closed loops' clients are closed.
+            loops = self._async_loops
+            if loops is None:
+                loops = self._async_loops = PerLoop(self._new_async_strategy, client=_client_of)
+            return loops.get()
         if self._async_strategy is None:
             if self._async_storage is None:
-                if self.storage_url is None:
-                    return None
-                limits = _require_limits()
-                url = self.storage_url
-                if url.startswith("unix://"):
-                    url = "redis+" + url
-                self._async_storage = limits.storage.storage_from_string(
-                    "async+" + url, **self._async_options()
-                )
+                return None
             self._async_strategy = self._strategy_class(sync=False)(self._async_storage)
         return self._async_strategy
+
+    def _new_async_strategy(self) -> AsyncStrategy:
+        limits = _require_limits()
+        url = self.storage_url
+        assert url is not None
+        if url.startswith("unix://"):
+            url = "redis+" + url
+        storage = limits.storage.storage_from_string("async+" + url, **self._async_options())
+        strategy: AsyncStrategy = self._strategy_class(sync=False)(storage)
+        return strategy
 
     # --- failure handling ----------------------------------------------------------------
 
@@ -784,9 +801,10 @@ class RateLimiter:
                 import asyncio
 
                 return await asyncio.to_thread(self._run_sync_unguarded, items, key, cost, consume)
-            bridge = getattr(self._async_storage, "bridge", None)
+            storage: Any = strategy.storage
+            bridge = getattr(storage, "bridge", None)
             plan = (
-                self._plan(bridge, self._async_storage, items, key, cost)
+                self._plan(bridge, storage, items, key, cost)
                 if consume and bridge is not None
                 else None
             )
@@ -877,12 +895,12 @@ class RateLimiter:
                 logger.debug("closing the rate-limit Redis client failed", exc_info=True)
 
     async def aclose(self) -> None:
-        """Close both Redis clients (call from the event loop that used :meth:`ahit`)."""
+        """Close the Redis clients: the sync one, and the asyncio one of the running loop
+        (those of other event loops close with their loop)."""
         self.close()
-        bridge: Any = getattr(self._async_storage, "bridge", None)
-        if bridge is not None and self.storage_url is not None:
+        if self._async_loops is not None:
             try:
-                await bridge.get_connection().aclose()
+                await self._async_loops.aclose()
             except Exception:  # closing a broken client must not fail shutdown
                 logger.debug("closing the async rate-limit Redis client failed", exc_info=True)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from renderkit._optional import require
-from renderkit._redis import reconnect_once
+from renderkit._redis import PerLoop, reconnect_once
 from renderkit.health import CheckResult
 from renderkit.sessions._base import RawRecord, SessionStore
 
@@ -72,6 +71,10 @@ _SCRIPTS = {
 }
 
 
+def _same(client: Any) -> Any:
+    return client
+
+
 def _is_async(client: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(client, "execute_command", None))
 
@@ -119,9 +122,11 @@ class RedisStore(SessionStore):
         self._options = dict(_client_options or {})
         self._sync_client: redis.Redis | None = None
         self._given_async: redis.asyncio.Redis | None = None
-        self._async_clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, redis.asyncio.Redis
-        ] = weakref.WeakKeyDictionary()
+        # One asyncio client per event loop (see renderkit._redis.PerLoop): a loop closed
+        # without aclose() (TestClient without `with`) must not leave its sockets open.
+        self._async_clients: PerLoop[redis.asyncio.Redis] | None = None
+        if _url is not None:
+            self._async_clients = PerLoop(self._new_async_client, client=_same)
         if client is not None:
             if _is_async(client):
                 self._given_async = client
@@ -188,24 +193,27 @@ class RedisStore(SessionStore):
     def _async(self) -> redis.asyncio.Redis | None:
         if self._given_async is not None:
             return self._given_async
-        if self._url is None:
-            return None  # a sync client only: async methods run it in a thread
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            aredis = require("redis.asyncio", extra="redis", feature="RedisStore")
-            pool = aredis.BlockingConnectionPool.from_url(self._url, timeout=1.0, **self._options)
-            client = aredis.Redis(
-                connection_pool=pool,
-                retry=reconnect_once(asyncio=True, extra="redis", feature="RedisStore"),
-            )
-            self._async_clients[loop] = client
+        # None: a sync client only, whose async methods run it in a thread.
+        clients = self._async_clients
+        return None if clients is None else clients.get()
+
+    def _new_async_client(self) -> redis.asyncio.Redis:
+        assert self._url is not None
+        aredis = require("redis.asyncio", extra="redis", feature="RedisStore")
+        pool = aredis.BlockingConnectionPool.from_url(self._url, timeout=1.0, **self._options)
+        client: redis.asyncio.Redis = aredis.Redis(
+            connection_pool=pool,
+            retry=reconnect_once(asyncio=True, extra="redis", feature="RedisStore"),
+        )
         return client
 
     def _script(self, client: Any, which: str) -> Any:
         key = (id(client), which)
         script = self._scripts.get(key)
-        if script is None:
+        # A replaced client's id may be reused: a script stays bound to its own client.
+        if script is None or script.registered_client is not client:
+            if len(self._scripts) > 4 * len(_SCRIPTS):
+                self._scripts.clear()  # entries of clients replaced on other loops
             script = client.register_script(_SCRIPTS[which])
             self._scripts[key] = script
         return script
@@ -362,13 +370,8 @@ class RedisStore(SessionStore):
             self._sync_client = None
 
     async def aclose(self) -> None:
-        """Close the clients this store created."""
+        """Close the clients this store created (the asyncio ones of other event loops close
+        with their loop)."""
         self.close()
-        if self._url is not None:
-            for client in list(self._async_clients.values()):
-                try:
-                    await client.aclose()
-                    await client.connection_pool.disconnect()
-                except RuntimeError:
-                    pass  # its event loop is gone
-            self._async_clients.clear()
+        if self._async_clients is not None:
+            await self._async_clients.aclose()
