@@ -117,7 +117,7 @@ class PerLoop(Generic[T]):
     loop's shutdown did not already close them.
     """
 
-    __slots__ = ("_client", "_entries", "_first", "_lock", "_loop", "_make", "_running", "_value")
+    __slots__ = ("_client", "_current", "_entries", "_first", "_lock", "_make", "_running")
 
     def __init__(
         self, make: Callable[[], T], *, client: Callable[[T], Any], first: T | None = None
@@ -128,16 +128,18 @@ class PerLoop(Generic[T]):
         self._make = make
         self._client = client
         self._first = first
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._value: T | None = None
+        # (loop, value) of the last switch, read and replaced as one tuple: threads that each
+        # run a loop must never pair one loop with another loop's client.
+        self._current: tuple[asyncio.AbstractEventLoop | None, Any] = (None, None)
         self._entries: dict[asyncio.AbstractEventLoop, tuple[T, Any]] = {}
         self._lock = threading.Lock()  # loops in several threads may switch at once
 
     def get(self) -> T:
         """The value of the running loop (built on first use in that loop)."""
         loop = self._running()
-        value = self._value
-        if loop is self._loop and value is not None:
+        current = self._current
+        if current[0] is loop:
+            value: T = current[1]
             return value
         return self._switch(loop)
 
@@ -146,7 +148,7 @@ class PerLoop(Generic[T]):
             entry = self._entries.get(loop)
             if entry is None:
                 entry = self._new_entry(loop)
-        self._loop, self._value = loop, entry[0]
+        self._current = (loop, entry[0])
         return entry[0]
 
     def _new_entry(self, loop: asyncio.AbstractEventLoop) -> tuple[T, Any]:
@@ -174,13 +176,16 @@ class PerLoop(Generic[T]):
         """Close the running loop's client now; others close with (or after) their loop."""
         running = self._running()
         entries, self._entries = self._entries, {}
-        self._loop = self._value = None
+        self._current = (None, None)
         for loop, (value, gen) in entries.items():
             if loop is running:
                 if gen is not None:
                     await gen.aclose()  # runs its finally: the client closes here
                 else:
-                    await self._client(value).aclose(close_connection_pool=True)
+                    try:
+                        await self._client(value).aclose(close_connection_pool=True)
+                    except Exception:  # closing a broken client must not fail shutdown
+                        pass
             elif loop.is_closed():
                 close_sockets_now(self._client(value))
             # A loop still open in another thread: dropping the generator lets that loop's
