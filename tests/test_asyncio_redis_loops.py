@@ -201,3 +201,38 @@ def test_limiter_follows_the_running_loop(url: str, ns: str, sync_redis: Any) ->
     assert not limiter.fallback_active
     del limiter
     assert _collect_resource_warnings() == []
+
+
+def test_cache_backend_in_two_threads_each_with_its_loop(url: str, ns: str) -> None:
+    """Two threads, each running its own loop on one backend: each gets its own client."""
+    import threading
+
+    backend = RedisBackend.from_url(url, asyncio=True, prefix=f"{ns}:")
+    clients: dict[int, list[Any]] = {}
+    errors: list[BaseException] = []
+
+    async def work(n: int) -> None:
+        for i in range(30):
+            await backend.aset(f"t{n}", b"%d" % i, 30)
+            assert await backend.aget(f"t{n}") == b"%d" % i
+            clients.setdefault(n, []).append(backend._bound()[0])
+            await asyncio.sleep(0)
+
+    def run(n: int) -> None:
+        try:
+            asyncio.run(work(n))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+    assert not errors, errors
+    for n in (0, 1):
+        assert all(client is clients[n][0] for client in clients[n])
+    assert clients[0][0] is not clients[1][0]  # never another loop's client
+    assert _collect_resource_warnings() == []
