@@ -115,6 +115,11 @@ class RedisBackend:
         redis.asyncio's ``BlockingConnectionPool`` takes an ``asyncio.Condition`` and arms a
         timeout on every command, which costs about 20% of a loopback GET even when a
         connection is free; the semaphore costs nothing until the pool is actually full.
+
+        An asyncio backend keeps one client (and semaphore) per event loop, ``client`` being
+        the first: a connection cannot move between loops, and the client of a loop closes
+        while that loop shuts down (Starlette's ``TestClient`` without ``with`` runs each
+        request in a new loop).
         """
         pool_options: dict[str, Any] = {
             "socket_timeout": socket_timeout,
