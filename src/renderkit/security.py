@@ -523,6 +523,18 @@ def https_redirect_enabled(environ: Mapping[str, str] | None = None) -> bool:
     return environment(environ) == "production"
 
 
+def _checked_policy(policy: SecurityHeaders | None) -> SecurityHeaders:
+    """The policy a security-headers middleware (ASGI or WSGI) was given, or the HTML preset."""
+    if policy is None:
+        return SecurityHeaders()
+    if not isinstance(policy, SecurityHeaders):
+        raise TypeError(
+            f"SecurityHeadersMiddleware(policy=...) needs a SecurityHeaders, got "
+            f"{type(policy).__name__}; build one with SecurityHeaders.html() or .api()"
+        )
+    return policy
+
+
 class SecurityHeadersMiddleware:
     """Pure ASGI middleware adding the :class:`SecurityHeaders` policy to every HTTP response.
 
@@ -539,13 +551,8 @@ class SecurityHeadersMiddleware:
         policy: SecurityHeaders | None = None,
         trust: ProxyTrust | None = None,
     ) -> None:
-        if policy is not None and not isinstance(policy, SecurityHeaders):
-            raise TypeError(
-                f"SecurityHeadersMiddleware(policy=...) needs a SecurityHeaders, got "
-                f"{type(policy).__name__}; build one with SecurityHeaders.html() or .api()"
-            )
         self.app = app
-        self.policy = policy if policy is not None else SecurityHeaders()
+        self.policy = _checked_policy(policy)
         self.trust = trust if trust is not None else default_trust()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from renderkit._asgi import path_matcher
@@ -26,11 +26,9 @@ from renderkit.security import (
     DEFAULT_EXEMPT_PATHS,
     HTTPSRedirect,
     SecurityHeaders,
+    _checked_policy,
     default_trust,
 )
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "CorrelationIdMiddleware",
@@ -201,13 +199,8 @@ class SecurityHeadersMiddleware:
         policy: SecurityHeaders | None = None,
         trust: ProxyTrust | None = None,
     ) -> None:
-        if policy is not None and not isinstance(policy, SecurityHeaders):
-            raise TypeError(
-                f"SecurityHeadersMiddleware(policy=...) needs a SecurityHeaders, got "
-                f"{type(policy).__name__}; build one with SecurityHeaders.html() or .api()"
-            )
         self.app = app
-        self.policy = policy if policy is not None else SecurityHeaders()
+        self.policy = _checked_policy(policy)
         self.trust = trust if trust is not None else default_trust()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
