@@ -170,3 +170,70 @@ def report(results: list[Result], name: str) -> str:
     text = header + "\n" + "\n".join(table(r) for r in results)
     print(text)
     return text
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def asgi_caller(
+    app: Any,
+    path: str = "/",
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    client: tuple[str, int] = ("203.0.113.7", 51000),
+    scheme: str = "http",
+    keep_cookie: bool = False,
+    cookie: bytes | None = None,
+    expect_status: int | None = None,
+) -> Any:
+    """Return ``async call()`` sending one GET through ``app`` in-process, as a server would.
+
+    A fresh scope per call (servers build one per request, so its cost is in every variant
+    alike). ``keep_cookie`` replays the last ``Set-Cookie`` like a browser; ``cookie`` sends a
+    fixed one; ``expect_status`` fails the benchmark when the app answers anything else.
+    ``call.set_cookie`` lists every ``Set-Cookie`` value seen.
+    """
+    base_headers = list(headers if headers is not None else [(b"host", b"example.com")])
+    if cookie is not None:
+        base_headers.append((b"cookie", cookie))
+    kept: list[bytes] = []
+    set_cookie: list[bytes] = []
+    statuses: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+            for name, value in message.get("headers", ()):
+                if name.lower() == b"set-cookie":
+                    set_cookie.append(value)
+                    kept[:] = [value.split(b";", 1)[0]]
+
+    async def call() -> None:
+        request_headers = list(base_headers)
+        if keep_cookie and kept:
+            request_headers.append((b"cookie", kept[0]))
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": scheme,
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": request_headers,
+            "client": client,
+            "server": ("127.0.0.1", 8000),
+            "state": {},
+            "app": app,
+        }
+        await app(scope, _receive, send)
+        if expect_status is not None and statuses[-1] != expect_status:
+            raise RuntimeError(f"the benchmark app answered {statuses[-1]}, not {expect_status}")
+        if len(statuses) > 64:
+            del statuses[:-1], set_cookie[:-1]
+
+    call.set_cookie = set_cookie  # type: ignore[attr-defined]
+    return call

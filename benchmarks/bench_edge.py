@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import Result, Target, measure, report
+from _harness import Result, Target, asgi_caller, measure, report
 from starlette.applications import Starlette
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -115,31 +115,7 @@ HEADERS = [
 
 
 def caller(app: Any) -> Any:
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        return None
-
-    async def call() -> None:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/items/42",
-            "raw_path": b"/items/42",
-            "root_path": "",
-            "query_string": b"",
-            "headers": list(HEADERS),
-            "client": ("10.0.0.2", 51000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-        }
-        await app(scope, receive, send)
-
-    return call
+    return asgi_caller(app, "/items/42", headers=HEADERS, client=("10.0.0.2", 51000))
 
 
 def in_process() -> Result:

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import Result, Target, Variant, measure, report
+from _harness import Result, Target, Variant, asgi_caller, measure, report
 from starlette.applications import Starlette
 from starlette.middleware.sessions import SessionMiddleware as StarletteSessions
 from starlette.requests import Request
@@ -104,44 +104,10 @@ def peer_app() -> Starlette:
 
 def caller(app: Any) -> Any:
     """An ASGI caller that keeps the session cookie between calls, like a browser."""
-    cookie: list[bytes] = []
-    statuses: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-            for name, value in message.get("headers", ()):
-                if name.lower() == b"set-cookie":
-                    cookie[:] = [value.split(b";", 1)[0]]
-
-    async def call() -> None:
-        headers = [(b"host", b"example.com"), (b"user-agent", b"bench/1.0")]
-        if cookie:
-            headers.append((b"cookie", cookie[0]))
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "https",
-            "path": "/count",
-            "raw_path": b"/count",
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
-            "client": ("203.0.113.7", 51000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-            "app": app,
-        }
-        await app(scope, receive, send)
-        if statuses[-1] != 200:
-            raise RuntimeError(f"the benchmark app answered {statuses[-1]}")
-
-    return call
+    headers = [(b"host", b"example.com"), (b"user-agent", b"bench/1.0")]
+    return asgi_caller(
+        app, "/count", headers=headers, scheme="https", keep_cookie=True, expect_status=200
+    )
 
 
 async def _lifespan(app: Any) -> None:

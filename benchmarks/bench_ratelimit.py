@@ -21,7 +21,7 @@ import os
 import uuid
 from typing import Any
 
-from _harness import Result, Target, measure, report
+from _harness import Result, Target, asgi_caller, measure, report
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -65,32 +65,8 @@ def slowapi_app(asgi: bool) -> Starlette:
 
 
 def caller(app: Any) -> Any:
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        return None
-
-    async def call() -> None:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/items/42",
-            "raw_path": b"/items/42",
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"host", b"example.com"), (b"user-agent", b"bench/1.0")],
-            "client": ("203.0.113.7", 51000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-            "app": app,
-        }
-        await app(scope, receive, send)
-
-    return call
+    headers = [(b"host", b"example.com"), (b"user-agent", b"bench/1.0")]
+    return asgi_caller(app, "/items/42", headers=headers)
 
 
 def memory() -> Result:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from _harness import Result, Target, measure, report
+from _harness import Result, Target, asgi_caller, measure, report
 from starlette.applications import Starlette
 from starlette.middleware.sessions import SessionMiddleware as StarletteSessionMiddleware
 from starlette.requests import Request
@@ -47,38 +47,7 @@ def app_with(*middleware: tuple[type, dict[str, Any]]) -> Starlette:
 
 def caller(app: Any, path: str, cookie: bytes | None = None) -> Any:
     headers = [(b"host", b"bench"), (b"user-agent", b"bench")]
-    if cookie is not None:
-        headers.append((b"cookie", cookie))
-    set_cookie: list[bytes] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            for key, value in message.get("headers", []):
-                if key == b"set-cookie":
-                    set_cookie.append(value)
-
-    async def call() -> None:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": headers,
-            "client": ("127.0.0.1", 50000),
-            "server": ("bench", 80),
-        }
-        await app(scope, receive, send)
-
-    call.set_cookie = set_cookie  # type: ignore[attr-defined]
-    return call
+    return asgi_caller(app, path, headers=headers, client=("127.0.0.1", 50000), cookie=cookie)
 
 
 def with_session(app: Any, loop: asyncio.AbstractEventLoop) -> Any:
