@@ -452,3 +452,15 @@ def test_watchdog_uses_platform_limit_and_rejects_bad_input() -> None:
         MemoryWatchdog(soft=80)
     with pytest.raises(TypeError, match="callable"):
         watchdog.on_pressure("trim")  # type: ignore[arg-type]
+
+
+def test_a_misspelt_retry_option_is_refused_by_name() -> None:
+    """An unknown keyword fails at decoration time naming it, as a plain signature would."""
+    with pytest.raises(TypeError, match="attemps"):
+        retry(attemps=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="attemps"):
+        retrying(attemps=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="attemps"):
+        async_retrying(attemps=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="on"):
+        http_retry(on=(ValueError,))  # type: ignore[call-arg]

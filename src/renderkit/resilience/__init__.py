@@ -9,6 +9,8 @@ from renderkit.resilience._breaker import CircuitBreaker, CircuitState
 from renderkit.resilience._retry import (
     RETRYABLE_STATUS,
     TRANSIENT_ERRORS,
+    BackoffOptions,
+    RetryOptions,
     async_retrying,
     full_jitter,
     http_retry,
@@ -23,11 +25,13 @@ from renderkit.resilience._watchdog import MemoryWatchdog, Pressure
 __all__ = [
     "RETRYABLE_STATUS",
     "TRANSIENT_ERRORS",
+    "BackoffOptions",
     "CircuitBreaker",
     "CircuitState",
     "MemoryWatchdog",
     "Pressure",
     "RestartPolicy",
+    "RetryOptions",
     "Supervisor",
     "TaskState",
     "TimeoutMiddleware",

@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, cast, overload
 
 if TYPE_CHECKING:
     import tenacity
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = [
     "RETRYABLE_STATUS",
     "TRANSIENT_ERRORS",
+    "BackoffOptions",
+    "RetryOptions",
     "async_retrying",
     "full_jitter",
     "http_retry",
@@ -131,24 +133,71 @@ def _check(attempts: int, initial: float, max_delay: float, deadline: float | No
         raise ValueError(f"retry(deadline={deadline!r}): use a number of seconds > 0, or None")
 
 
-def _policy(
-    *,
-    attempts: int,
-    initial: float,
-    max_delay: float,
-    deadline: float | None,
-    on: tuple[type[BaseException], ...],
-    retry_if: Callable[[BaseException], bool] | None,
-    retry_if_result: Callable[[Any], bool] | None,
-    max_retry_after: float,
-    name: str,
-    sleep: Callable[[float], Any] | None,
-) -> dict[str, Any]:
+class BackoffOptions(TypedDict, total=False):
+    """Options every preset takes (defaults in parentheses).
+
+    ``attempts`` (5; 4 for :func:`http_retry`): total tries, at least 1. ``initial`` (1.0) and
+    ``max_delay`` (16.0): the full-jitter caps in seconds. ``deadline`` (None): total seconds
+    across attempts. ``max_retry_after`` (60.0): the longest ``Retry-After`` honoured.
+    ``sleep``: a replacement for ``time.sleep`` / ``asyncio.sleep`` (tests).
+    """
+
+    attempts: int
+    initial: float
+    max_delay: float
+    deadline: float | None
+    max_retry_after: float
+    sleep: Callable[[float], Any] | None
+
+
+class RetryOptions(BackoffOptions, total=False):
+    """:class:`BackoffOptions` plus what to retry.
+
+    ``on`` (``TRANSIENT_ERRORS``): exception types to retry; ``retry_if``: a further predicate
+    on the exception; ``retry_if_result``: retry when a returned value matches (the last one is
+    returned when attempts run out); ``name``: the label in the retry log line.
+    """
+
+    on: tuple[type[BaseException], ...]
+    retry_if: Callable[[BaseException], bool] | None
+    retry_if_result: Callable[[Any], bool] | None
+    name: str
+
+
+_DEFAULTS: RetryOptions = {
+    "attempts": 5,
+    "initial": 1.0,
+    "max_delay": 16.0,
+    "deadline": None,
+    "max_retry_after": 60.0,
+    "sleep": None,
+    "on": TRANSIENT_ERRORS,
+    "retry_if": None,
+    "retry_if_result": None,
+    "name": "retry",
+}
+
+
+def _options(caller: str, given: RetryOptions) -> RetryOptions:
+    """Fill defaults, refuse unknown keywords (callers that skip type checking) and bad values."""
+    unknown = sorted(set(given) - set(_DEFAULTS))
+    if unknown:
+        raise TypeError(
+            f"{caller}() got unexpected keyword argument(s) {', '.join(unknown)}; "
+            f"it takes {', '.join(_DEFAULTS)}"
+        )
+    options: RetryOptions = {**_DEFAULTS, **given}
+    _check(options["attempts"], options["initial"], options["max_delay"], options["deadline"])
+    return options
+
+
+def _policy(options: RetryOptions) -> dict[str, Any]:
     """The tenacity keyword arguments shared by the sync and async retrying objects."""
     import tenacity
 
-    _check(attempts, initial, max_delay, deadline)
-    stop: Any = tenacity.stop_after_attempt(attempts)
+    on, retry_if = options["on"], options["retry_if"]
+    retry_if_result, deadline = options["retry_if_result"], options["deadline"]
+    stop: Any = tenacity.stop_after_attempt(options["attempts"])
     if deadline is not None:
         stop = stop | tenacity.stop_after_delay(deadline)
 
@@ -164,151 +213,56 @@ def _policy(
         kwargs["retry_error_callback"] = lambda state: state.outcome.result()
     kwargs.update(
         stop=stop,
-        wait=_Wait(initial, max_delay, max_retry_after),
+        wait=_Wait(options["initial"], options["max_delay"], options["max_retry_after"]),
         retry=condition,
         reraise=True,
-        before_sleep=_log_before_sleep(name),
+        before_sleep=_log_before_sleep(options["name"]),
     )
-    if sleep is not None:
-        kwargs["sleep"] = sleep
+    if options["sleep"] is not None:
+        kwargs["sleep"] = options["sleep"]
     return kwargs
 
 
-def retrying(
-    *,
-    attempts: int = 5,
-    initial: float = 1.0,
-    max_delay: float = 16.0,
-    deadline: float | None = None,
-    on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
-    retry_if: Callable[[BaseException], bool] | None = None,
-    retry_if_result: Callable[[Any], bool] | None = None,
-    max_retry_after: float = 60.0,
-    name: str = "retry",
-    sleep: Callable[[float], Any] | None = None,
-) -> tenacity.Retrying:
+def retrying(**options: Unpack[RetryOptions]) -> tenacity.Retrying:
     """A ``tenacity.Retrying`` with renderkit's preset: ``for attempt in retrying(): with
-    attempt: ...``. ``on``: exception types to retry; ``retry_if``: a further predicate on the
-    exception; ``retry_if_result``: retry when a returned value matches (the last one is
-    returned when attempts run out). ``deadline``: total seconds across attempts."""
+    attempt: ...``. Options: :class:`RetryOptions`."""
     import tenacity
 
-    return tenacity.Retrying(
-        **_policy(
-            attempts=attempts,
-            initial=initial,
-            max_delay=max_delay,
-            deadline=deadline,
-            on=on,
-            retry_if=retry_if,
-            retry_if_result=retry_if_result,
-            max_retry_after=max_retry_after,
-            name=name,
-            sleep=sleep,
-        )
-    )
+    return tenacity.Retrying(**_policy(_options("retrying", options)))
 
 
-def async_retrying(
-    *,
-    attempts: int = 5,
-    initial: float = 1.0,
-    max_delay: float = 16.0,
-    deadline: float | None = None,
-    on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
-    retry_if: Callable[[BaseException], bool] | None = None,
-    retry_if_result: Callable[[Any], bool] | None = None,
-    max_retry_after: float = 60.0,
-    name: str = "retry",
-    sleep: Callable[[float], Any] | None = None,
-) -> tenacity.AsyncRetrying:
+def async_retrying(**options: Unpack[RetryOptions]) -> tenacity.AsyncRetrying:
     """The async twin of :func:`retrying`: ``async for attempt in async_retrying(): ...``."""
     import tenacity
 
-    return tenacity.AsyncRetrying(
-        **_policy(
-            attempts=attempts,
-            initial=initial,
-            max_delay=max_delay,
-            deadline=deadline,
-            on=on,
-            retry_if=retry_if,
-            retry_if_result=retry_if_result,
-            max_retry_after=max_retry_after,
-            name=name,
-            sleep=sleep,
-        )
-    )
+    return tenacity.AsyncRetrying(**_policy(_options("async_retrying", options)))
 
 
 @overload
-def retry(
-    fn: F,
-    *,
-    attempts: int = 5,
-    initial: float = 1.0,
-    max_delay: float = 16.0,
-    deadline: float | None = None,
-    on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
-    retry_if: Callable[[BaseException], bool] | None = None,
-    retry_if_result: Callable[[Any], bool] | None = None,
-    max_retry_after: float = 60.0,
-    sleep: Callable[[float], Any] | None = None,
-) -> F: ...
+def retry(fn: F, **options: Unpack[RetryOptions]) -> F: ...
 
 
 @overload
-def retry(
-    fn: None = None,
-    *,
-    attempts: int = 5,
-    initial: float = 1.0,
-    max_delay: float = 16.0,
-    deadline: float | None = None,
-    on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
-    retry_if: Callable[[BaseException], bool] | None = None,
-    retry_if_result: Callable[[Any], bool] | None = None,
-    max_retry_after: float = 60.0,
-    sleep: Callable[[float], Any] | None = None,
-) -> Callable[[F], F]: ...
+def retry(fn: None = None, **options: Unpack[RetryOptions]) -> Callable[[F], F]: ...
 
 
-def retry(
-    fn: F | None = None,
-    *,
-    attempts: int = 5,
-    initial: float = 1.0,
-    max_delay: float = 16.0,
-    deadline: float | None = None,
-    on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
-    retry_if: Callable[[BaseException], bool] | None = None,
-    retry_if_result: Callable[[Any], bool] | None = None,
-    max_retry_after: float = 60.0,
-    sleep: Callable[[float], Any] | None = None,
-) -> F | Callable[[F], F]:
+def retry(fn: F | None = None, **options: Unpack[RetryOptions]) -> F | Callable[[F], F]:
     """Decorate a sync or async function to retry transient failures with the preset.
 
     ``@retry`` or ``@retry(attempts=3, on=(ConnectionError,))``. Only retry work that is
-    idempotent or was never sent. Options as in :func:`retrying`.
+    idempotent or was never sent. Options: :class:`RetryOptions` (``name`` defaults to the
+    function's qualified name).
     """
     import tenacity
 
-    options: dict[str, Any] = {
-        "attempts": attempts,
-        "initial": initial,
-        "max_delay": max_delay,
-        "deadline": deadline,
-        "on": on,
-        "retry_if": retry_if,
-        "retry_if_result": retry_if_result,
-        "max_retry_after": max_retry_after,
-        "sleep": sleep,
-    }
-    _check(attempts, initial, max_delay, deadline)
+    checked = _options("retry", options)
+    named = "name" in options
 
     def decorate(func: F) -> F:
-        name = getattr(func, "__qualname__", "retry")
-        return tenacity.retry(**_policy(name=name, **options))(func)  # type: ignore[no-any-return]
+        policy = checked.copy()
+        if not named:
+            policy["name"] = getattr(func, "__qualname__", "retry")
+        return tenacity.retry(**_policy(policy))(func)  # type: ignore[no-any-return]
 
     if fn is not None:
         return decorate(fn)
@@ -338,56 +292,30 @@ def _retryable_http_error(error: BaseException) -> bool:
 
 
 @overload
-def http_retry(
-    fn: F,
-    *,
-    attempts: int = 4,
-    initial: float = 1.0,
-    max_delay: float = 16.0,
-    deadline: float | None = None,
-    max_retry_after: float = 60.0,
-    sleep: Callable[[float], Any] | None = None,
-) -> F: ...
+def http_retry(fn: F, **options: Unpack[BackoffOptions]) -> F: ...
 
 
 @overload
-def http_retry(
-    fn: None = None,
-    *,
-    attempts: int = 4,
-    initial: float = 1.0,
-    max_delay: float = 16.0,
-    deadline: float | None = None,
-    max_retry_after: float = 60.0,
-    sleep: Callable[[float], Any] | None = None,
-) -> Callable[[F], F]: ...
+def http_retry(fn: None = None, **options: Unpack[BackoffOptions]) -> Callable[[F], F]: ...
 
 
-def http_retry(
-    fn: F | None = None,
-    *,
-    attempts: int = 4,
-    initial: float = 1.0,
-    max_delay: float = 16.0,
-    deadline: float | None = None,
-    max_retry_after: float = 60.0,
-    sleep: Callable[[float], Any] | None = None,
-) -> F | Callable[[F], F]:
+def http_retry(fn: F | None = None, **options: Unpack[BackoffOptions]) -> F | Callable[[F], F]:
     """Decorate an httpx call (sync or async) to retry transport errors and 429/502/503/504.
 
     Works whether the function returns the response or calls ``raise_for_status()``; a 429 or
     503 with ``Retry-After`` waits as asked (capped at ``max_retry_after``). When attempts run
-    out, the last response is returned (or the last error re-raised).
+    out, the last response is returned (or the last error re-raised). Options:
+    :class:`BackoffOptions` (``attempts`` defaults to 4 here).
     """
-    return retry(
-        fn,
-        attempts=attempts,
-        initial=initial,
-        max_delay=max_delay,
-        deadline=deadline,
-        on=_http_errors(),
-        retry_if=_retryable_http_error,
-        retry_if_result=_retryable_response,
-        max_retry_after=max_retry_after,
-        sleep=sleep,
-    )
+    unknown = sorted(set(options) - set(BackoffOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"http_retry() got unexpected keyword argument(s) {', '.join(unknown)}")
+    retry_options: RetryOptions = {
+        "attempts": 4,
+        "on": _http_errors(),
+        "retry_if": _retryable_http_error,
+        "retry_if_result": _retryable_response,
+    }
+    retry_options.update(cast(RetryOptions, options))  # a BackoffOptions is a RetryOptions subset
+    decorate: Callable[[F], F] = retry(**retry_options)
+    return decorate(fn) if fn is not None else decorate
