@@ -29,6 +29,23 @@ GRACE = 10.0
 CONCURRENCY = 50
 
 
+def example_env(log: Path) -> dict[str, str]:
+    """Environment of the example app: its event log, its grace period, renderkit's source."""
+    return {
+        "EXAMPLE_EVENT_LOG": str(log),
+        "SHUTDOWN_GRACE_PERIOD": f"{GRACE:g}s",
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+
+
+def uvicorn_command(port: int) -> list[str]:
+    """uvicorn serving the example app on 127.0.0.1:port."""
+    return [
+        sys.executable, "-m", "uvicorn", "health_shutdown_example:app", "--app-dir", str(EXAMPLES),
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -108,45 +125,38 @@ def check_event_log(log: Path) -> None:
     assert min(hooks) == CONCURRENCY  # nothing but requests before the hooks
 
 
-def test_uvicorn_sigterm_under_load(tmp_path: Path) -> None:
-    """uvicorn: all 50 in-flight requests get 200, hooks run after them, exit well in time."""
-    port = free_port()
-    log = tmp_path / "events.log"
-    env = {
-        "EXAMPLE_EVENT_LOG": str(log),
-        "SHUTDOWN_GRACE_PERIOD": f"{GRACE:g}s",
-        "PYTHONPATH": str(ROOT / "src"),
-    }
-    command = [
-        sys.executable, "-m", "uvicorn", "health_shutdown_example:app", "--app-dir", str(EXAMPLES),
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-    ]  # fmt: skip
+def assert_drains_under_load(
+    command: list[str], port: int, env: dict[str, str], tmp_path: Path, log: Path
+) -> None:
+    """Serve, put CONCURRENCY slow requests in flight, SIGTERM: every one gets 200, the server
+    exits inside the grace period, and the hooks ran after the last request, newest first."""
     with server(command, port, env, tmp_path) as process:
         statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process, log))
     assert statuses == [200] * CONCURRENCY
     assert took < GRACE
     check_event_log(log)
+
+
+def test_uvicorn_sigterm_under_load(tmp_path: Path) -> None:
+    """uvicorn: all 50 in-flight requests get 200, hooks run after them, exit well in time."""
+    port = free_port()
+    log = tmp_path / "events.log"
+    env = example_env(log)
+    command = uvicorn_command(port)
+    assert_drains_under_load(command, port, env, tmp_path, log)
 
 
 def test_gunicorn_uvicorn_workers_sigterm_under_load(tmp_path: Path) -> None:
     """gunicorn + uvicorn workers: the same guarantees through the worker's ASGI lifespan."""
     port = free_port()
     log = tmp_path / "events.log"
-    env = {
-        "EXAMPLE_EVENT_LOG": str(log),
-        "SHUTDOWN_GRACE_PERIOD": f"{GRACE:g}s",
-        "PYTHONPATH": str(ROOT / "src"),
-    }
+    env = example_env(log)
     command = [
         sys.executable, "-m", "gunicorn", "health_shutdown_example:app", "--chdir", str(EXAMPLES),
         "-k", "uvicorn.workers.UvicornWorker", "-w", "1", "-b", f"127.0.0.1:{port}",
         "--graceful-timeout", f"{GRACE + 5:g}", "--log-level", "warning",
     ]  # fmt: skip
-    with server(command, port, env, tmp_path) as process:
-        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process, log))
-    assert statuses == [200] * CONCURRENCY
-    assert took < GRACE
-    check_event_log(log)
+    assert_drains_under_load(command, port, env, tmp_path, log)
 
 
 FLASK_APP = """
@@ -195,11 +205,7 @@ def test_flask_gunicorn_threads_sigterm_under_load(tmp_path: Path) -> None:
         "-k", "gthread", "--threads", str(CONCURRENCY + 10), "-w", "1",
         "-b", f"127.0.0.1:{port}", "--graceful-timeout", f"{GRACE + 5:g}", "--log-level", "warning",
     ]  # fmt: skip
-    with server(command, port, env, tmp_path) as process:
-        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process, log))
-    assert statuses == [200] * CONCURRENCY
-    assert took < GRACE
-    check_event_log(log)
+    assert_drains_under_load(command, port, env, tmp_path, log)
 
 
 async def stream_then_sigterm(url: str, process: subprocess.Popen[bytes]) -> tuple[bytes, float]:
@@ -222,15 +228,8 @@ def test_uvicorn_sigterm_ends_open_sse_stream(tmp_path: Path) -> None:
     """An open SSE stream ends when shutdown begins, so uvicorn's drain and the hooks finish."""
     port = free_port()
     log = tmp_path / "events.log"
-    env = {
-        "EXAMPLE_EVENT_LOG": str(log),
-        "SHUTDOWN_GRACE_PERIOD": f"{GRACE:g}s",
-        "PYTHONPATH": str(ROOT / "src"),
-    }
-    command = [
-        sys.executable, "-m", "uvicorn", "health_shutdown_example:app", "--app-dir", str(EXAMPLES),
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-    ]  # fmt: skip
+    env = example_env(log)
+    command = uvicorn_command(port)
     with server(command, port, env, tmp_path) as process:
         received, took = asyncio.run(stream_then_sigterm(f"http://127.0.0.1:{port}", process))
     assert received.startswith(b"data: tick")
@@ -255,8 +254,4 @@ def test_hypercorn_sigterm_under_load(tmp_path: Path) -> None:
         sys.executable, "-m", "hypercorn", "health_shutdown_example:app",
         "--bind", f"127.0.0.1:{port}", "--graceful-timeout", f"{GRACE:g}", "--log-level", "warning",
     ]  # fmt: skip
-    with server(command, port, env, tmp_path) as process:
-        statuses, took = asyncio.run(load_then_sigterm(f"http://127.0.0.1:{port}", process, log))
-    assert statuses == [200] * CONCURRENCY
-    assert took < GRACE
-    check_event_log(log)
+    assert_drains_under_load(command, port, env, tmp_path, log)
