@@ -33,8 +33,15 @@ def isolation(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "tools", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "tools")
+
+
+@nox.session(python=PYTHON)
+def twins(session: nox.Session) -> None:
+    """Regenerate the sync twins from their async sources (``-- --check`` only compares)."""
+    session.install("ruff>=0.6")
+    session.run("python", "tools/twins.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)
