@@ -30,7 +30,7 @@ from renderkit._asgi import (
     random_chunk,
     send_error_response,
 )
-from renderkit._context import correlation_id_var
+from renderkit._context import correlation_id_var, note_failed_request
 from renderkit.logging import add_correlation_id
 
 if TYPE_CHECKING:
@@ -246,6 +246,16 @@ def _with_header(
     return out
 
 
+def _request_facts(scope: Scope, request_id: str) -> dict[str, object]:
+    route = scope.get("route")
+    return {
+        "request_id": request_id,
+        "method": scope.get("method"),
+        "path": scope.get("path"),
+        "route": getattr(route, "path", None),
+    }
+
+
 class CorrelationIdMiddleware:
     """Pure ASGI middleware: bind a request id for the request and echo it on the response.
 
@@ -299,7 +309,9 @@ class CorrelationIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as exc:
+            # The server logs this after we leave the request's context: carry the id along.
+            note_failed_request(exc, _request_facts(scope, request_id))
             if not started and scope["type"] == "http" and not answers_errors_itself(scope):
                 await send_error_response(send_with_id)
             raise
