@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from renderkit.logging import server_log_config
 from _uvicorn_server import _wait_listening, free_port
+from renderkit.logging import server_log_config
 
 pytestmark = [pytest.mark.e2e]
 
