@@ -1,33 +1,39 @@
-"""Request metrics per route template: counts, errors, latency percentiles, slow-request log.
+"""Request metrics per route template: counts, errors, latency, slow-request log.
 
 ::
 
     from renderkit.metrics import RequestMetrics, RequestMetricsMiddleware
 
-    metrics = RequestMetrics(slow_threshold=1.0)
+    metrics = RequestMetrics.from_env(slow_threshold=1.0)
     app = Starlette(routes=[*routes, *metrics.routes("/metrics")])   # Prometheus + /metrics/json
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
 
-Requests are grouped by method and *route template* (``/items/{id}``, read from Starlette's
-``scope["route"]`` or the Flask URL rule), never the raw path, so ids in URLs cannot explode
-the number of series; requests no route matched share one label. Latencies go into a fixed
-log-scale histogram per series (about 120 integer counters), so memory is bounded whatever the
-traffic, and p50/p95/p99 are read from it within a few per cent.
+Counting is done by prometheus_client under OpenTelemetry's HTTP semantic-convention names
+(``http_server_request_duration_seconds`` with ``http_request_method``, ``http_route``,
+``http_response_status_code`` and ``error_type``; ``http_server_active_requests``). With
+``PROMETHEUS_MULTIPROC_DIR`` set, every worker process writes to that directory and
+``/metrics`` adds them all up, whichever worker answers. Requests are grouped by *route
+template* (``/items/{id}``), never the raw path, and at most ``max_series`` (method, route)
+pairs exist, so ids in URLs cannot explode the number of series.
 """
 
 from __future__ import annotations
 
-import bisect
+import ipaddress
 import json
 import logging
+import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from renderkit._asgi import Message, Receive, Scope, Send, path_matcher
 from renderkit._context import correlation_id_var
+from renderkit._http import ProxyTrust, client_ip
+from renderkit._optional import require
+from renderkit.config import Settings, env, environment
 from renderkit.health import CheckResult
 
 if TYPE_CHECKING:
@@ -37,8 +43,10 @@ if TYPE_CHECKING:
 
 # Plain sorted() order, as tests/test_public_api.py checks (not ruff's isort-style order).
 __all__ = [
+    "DURATION_BUCKETS",
     "PROMETHEUS_BUCKETS",
     "UNMATCHED_ROUTE",
+    "MetricsSettings",
     "RequestMetrics",
     "RequestMetricsMiddleware",
     "metrics_endpoint",
@@ -51,65 +59,48 @@ UNMATCHED_ROUTE = "<unmatched>"
 """The one label shared by every request no route matched (404s, scans)."""
 OTHER_ROUTE = "<other>"
 
-PROMETHEUS_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )  # fmt: skip
-"""Upper bounds (seconds) of the exported histogram: the Prometheus client defaults."""
+"""Upper bounds (seconds) of ``http.server.request.duration``: OpenTelemetry's advice."""
+PROMETHEUS_BUCKETS = DURATION_BUCKETS  # the name earlier releases exported
 
-
-def _fine_bounds() -> tuple[float, ...]:
-    # 12% steps from 0.1 ms to 5 min, plus the exported bounds, so exported buckets are exact.
-    bounds = set(PROMETHEUS_BUCKETS)
-    value = 0.0001
-    while value < 300.0:
-        bounds.add(round(value, 7))
-        value *= 1.12
-    return tuple(sorted(bounds))
-
-
-_BOUNDS = _fine_bounds()
-_PROM_INDEX = tuple(_BOUNDS.index(b) for b in PROMETHEUS_BUCKETS)
+DURATION = "http_server_request_duration_seconds"
+ACTIVE = "http_server_active_requests"
+SLOW = "renderkit_http_server_slow_requests_total"
+LABELS = ("http_request_method", "http_route", "http_response_status_code", "error_type")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
-class _Series:
-    __slots__ = ("buckets", "count", "errors", "max", "statuses", "total")
+class MetricsSettings(Settings):
+    """Where worker processes share metrics, and who may read them."""
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.errors = 0
-        self.total = 0.0
-        self.max = 0.0
-        self.statuses: dict[int, int] = {}
-        self.buckets = [0] * (len(_BOUNDS) + 1)  # last one: above the largest bound
-
-    def quantile(self, q: float) -> float:
-        if not self.count:
-            return 0.0
-        rank = q * self.count
-        seen = 0
-        for index, n in enumerate(self.buckets):
-            if not n:
-                continue
-            if seen + n >= rank:
-                lower = _BOUNDS[index - 1] if index else 0.0
-                upper = _BOUNDS[index] if index < len(_BOUNDS) else self.max
-                value = lower + (upper - lower) * ((rank - seen) / n)
-                return min(value, self.max)
-            seen += n
-        return self.max
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    multiprocess_dir: str | None = env(
+        "PROMETHEUS_MULTIPROC_DIR",
+        default=None,
+        help="An empty directory shared by the server's worker processes (uvicorn --workers, "
+        "gunicorn); with it /metrics adds every worker up. Read by prometheus_client at import.",
+    )
+    token: str | None = env(
+        "METRICS_TOKEN",
+        default=None,
+        secret=True,
+        help="Bearer token for /metrics and /metrics/json. In production without it, only "
+        "loopback callers may read metrics.",
+    )
 
 
 class RequestMetrics:
-    """The store: thread-safe counters and histograms per (method, route template).
+    """The store: request duration, status and error counts per (method, route template).
 
     ``slow_threshold``: seconds after which a request is logged at WARNING with its correlation
     id (None: never). ``max_series``: bound on distinct (method, route) pairs; more are counted
-    under ``<other>`` (a warning is logged once). ``namespace``: prefix of Prometheus names.
+    under ``<other>`` (a warning is logged once). ``namespace``: an optional prefix for the
+    metric names. ``token`` / ``trusted_networks`` / ``trust`` / ``public``: who may read the
+    endpoints (see :meth:`may_read`). ``multiprocess_dir``: the ``PROMETHEUS_MULTIPROC_DIR``
+    every worker writes to (it must also be in the environment before prometheus_client is
+    imported, which is how prometheus_client chooses its storage).
     """
 
     def __init__(
@@ -117,26 +108,87 @@ class RequestMetrics:
         *,
         slow_threshold: float | None = 1.0,
         max_series: int = 1000,
-        namespace: str = "renderkit",
+        namespace: str = "",
+        token: str | None = None,
+        trusted_networks: Sequence[str] = LOOPBACK,
+        trust: ProxyTrust | None = None,
+        public: bool | None = None,
+        multiprocess_dir: str | None = None,
     ) -> None:
-        if slow_threshold is not None and not slow_threshold > 0:
-            raise ValueError(
-                f"RequestMetrics(slow_threshold={slow_threshold!r}): use seconds > 0, or None"
-            )
-        if not isinstance(max_series, int) or max_series < 1:
-            raise ValueError(f"RequestMetrics(max_series={max_series!r}): use an integer >= 1")
-        if not namespace.replace("_", "").isalnum() or namespace[0].isdigit():
-            raise ValueError(
-                f"RequestMetrics(namespace={namespace!r}): use letters, digits and '_' only"
-            )
+        _check_options(slow_threshold, max_series, namespace, token)
+        prom = require("prometheus_client", extra="metrics", feature="renderkit.metrics")
         self.slow_threshold = slow_threshold
         self.max_series = max_series
         self.namespace = namespace
+        self.token = token
+        self.trusted_networks = tuple(
+            ipaddress.ip_network(n, strict=False) for n in trusted_networks
+        )
+        self.trust = trust or ProxyTrust.none()
+        self.public = environment() == "development" if public is None else public
+        self.multiprocess_dir = multiprocess_dir
+        if multiprocess_dir is not None:
+            os.makedirs(multiprocess_dir, exist_ok=True)
+        self._registry = prom.CollectorRegistry(auto_describe=True)
+        prefix = f"{namespace}_" if namespace else ""
+        self._duration = prom.Histogram(
+            prefix + DURATION.removesuffix("_seconds"),
+            "Duration of HTTP server requests.",
+            LABELS,
+            unit="seconds",
+            buckets=DURATION_BUCKETS,
+            registry=self._registry,
+        )
+        self._active = prom.Gauge(
+            prefix + ACTIVE,
+            "Number of active HTTP server requests.",
+            ("http_request_method",),
+            registry=self._registry,
+            multiprocess_mode="livesum",
+        )
+        self._slow_total = prom.Counter(
+            prefix + SLOW.removesuffix("_total"),
+            "Requests slower than the slow-request threshold.",
+            registry=self._registry,
+        )
         self._lock = threading.Lock()
-        self._series: dict[tuple[str, str], _Series] = {}
+        self._children: dict[tuple[str, str, int, str], Any] = {}
+        self._series: set[tuple[str, str]] = set()
+        self._active_children: dict[str, Any] = {}
         self._started = time.time()
         self._overflow_logged = False
-        self._slow = 0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> RequestMetrics:
+        """Build with METRICS_TOKEN and PROMETHEUS_MULTIPROC_DIR from the environment."""
+        settings = MetricsSettings.load(environ)
+        options.setdefault("token", settings.token)
+        options.setdefault("multiprocess_dir", settings.multiprocess_dir)
+        if "public" not in options and environ is not None:
+            options["public"] = environment(environ) == "development"
+        return cls(**options)
+
+    # --- recording (the per-request path: one dict lookup and one observe) -----------------
+
+    def _series_key(self, method: str, route: str | None) -> tuple[str, str]:
+        method = method if method in _METHODS else "_OTHER"
+        key = (method, route or UNMATCHED_ROUTE)
+        if key in self._series:
+            return key
+        with self._lock:
+            if len(self._series) < self.max_series:
+                self._series.add(key)
+                return key
+            if not self._overflow_logged:
+                self._overflow_logged = True
+                logger.warning(
+                    "request metrics reached max_series=%d distinct (method, route) pairs; "
+                    "further routes are counted as %r. Raise max_series if your app really "
+                    "has that many routes.",
+                    self.max_series,
+                    OTHER_ROUTE,
+                )
+        return (method, OTHER_ROUTE)
 
     def record(
         self,
@@ -148,87 +200,79 @@ class RequestMetrics:
         error: bool = False,
     ) -> None:
         """Count one finished request (``error``: it raised; 5xx statuses count as errors too)."""
-        method = method if method in _METHODS else "OTHER"
-        key = (method, route or UNMATCHED_ROUTE)
         duration = max(duration, 0.0)
-        index = bisect.bisect_left(_BOUNDS, duration)
-        with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                if len(self._series) >= self.max_series:
-                    if not self._overflow_logged:
-                        self._overflow_logged = True
-                        logger.warning(
-                            "request metrics reached max_series=%d distinct (method, route) "
-                            "pairs; further routes are counted as %r. Raise max_series if your "
-                            "app really has that many routes.",
-                            self.max_series,
-                            OTHER_ROUTE,
-                        )
-                    key = (method, OTHER_ROUTE)
-                    series = self._series.get(key)
-                if series is None:
-                    series = self._series[key] = _Series()
-            series.count += 1
-            if error or status >= 500:
-                series.errors += 1
-            series.total += duration
-            if duration > series.max:
-                series.max = duration
-            series.statuses[status] = series.statuses.get(status, 0) + 1
-            series.buckets[index] += 1
+        error_type = "" if not (error or status >= 500) else str(status or 500)
+        method, route_label = self._series_key(method, route)
+        key = (method, route_label, status, error_type)
+        child = self._children.get(key)
+        if child is None:
+            child = self._duration.labels(method, route_label, str(status), error_type)
+            self._children[key] = child
+        child.observe(duration)
         if self.slow_threshold is not None and duration >= self.slow_threshold:
-            self._slow += 1
-            logger.warning(
-                "slow request: %s %s took %.0f ms (status %d, request_id %s)",
-                method,
-                key[1],
-                duration * 1000,
-                status,
-                correlation_id_var.get() or "-",
-                extra={
-                    "method": method,
-                    "route": key[1],
-                    "status": status,
-                    "duration_ms": round(duration * 1000, 1),
-                    "request_id": correlation_id_var.get(),
-                },
-            )
+            self._slow(method, route_label, status, duration)
+
+    def _slow(self, method: str, route: str, status: int, duration: float) -> None:
+        self._slow_total.inc()
+        request_id = correlation_id_var.get()
+        logger.warning(
+            "slow request: %s %s took %.0f ms (status %d, request_id %s)",
+            method,
+            route,
+            duration * 1000,
+            status,
+            request_id or "-",
+            extra={
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(duration * 1000, 1),
+                "request_id": request_id,
+            },
+        )
+
+    def active(self, method: str) -> Any:
+        """The in-flight gauge for ``method`` (``inc()`` on entry, ``dec()`` on exit)."""
+        method = method if method in _METHODS else "_OTHER"
+        gauge = self._active_children.get(method)
+        if gauge is None:
+            gauge = self._active_children[method] = self._active.labels(method)
+        return gauge
 
     def reset(self) -> None:
-        """Forget every series (for tests and for a deliberate restart of the counters)."""
+        """Forget every series (for tests; not possible in multiprocess mode)."""
+        if self.multiprocess_dir is not None:
+            raise RuntimeError(
+                "RequestMetrics.reset() cannot clear PROMETHEUS_MULTIPROC_DIR's files while "
+                "workers write them; start the server with an empty directory instead"
+            )
         with self._lock:
+            self._duration.clear()
+            self._children.clear()
             self._series.clear()
             self._started = time.time()
-            self._slow = 0
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _collected(self) -> Any:
+        """The registry to read: this process's, or every worker's in multiprocess mode."""
+        if self.multiprocess_dir is None:
+            return self._registry
+        prom = require("prometheus_client", extra="metrics", feature="renderkit.metrics")
+        from prometheus_client import multiprocess
+
+        registry = prom.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return registry
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready view: totals, then one entry per series with latency percentiles (ms)."""
-        with self._lock:
-            items = [(key, _copy(series)) for key, series in self._series.items()]
-            slow = self._slow
-        routes = []
-        total = errors = 0
-        for (method, route), s in sorted(items, key=lambda item: (item[0][1], item[0][0])):
-            total += s.count
-            errors += s.errors
-            routes.append(
-                {
-                    "method": method,
-                    "route": route,
-                    "count": s.count,
-                    "errors": s.errors,
-                    "error_rate": round(s.errors / s.count, 4) if s.count else 0.0,
-                    "statuses": {str(k): v for k, v in sorted(s.statuses.items())},
-                    "latency_ms": {
-                        "mean": round(s.total / s.count * 1000, 3) if s.count else 0.0,
-                        "p50": round(s.quantile(0.50) * 1000, 3),
-                        "p95": round(s.quantile(0.95) * 1000, 3),
-                        "p99": round(s.quantile(0.99) * 1000, 3),
-                        "max": round(s.max * 1000, 3),
-                    },
-                }
-            )
+        series, slow = _read_series(self._collected(), self.namespace)
+        routes = [_route_entry(method, route, s) for (method, route), s in sorted(
+            series.items(), key=lambda item: (item[0][1], item[0][0])
+        )]  # fmt: skip
+        total = sum(r["count"] for r in routes)
+        errors = sum(r["errors"] for r in routes)
         return {
             "uptime_seconds": round(time.time() - self._started, 1),
             "requests": total,
@@ -247,6 +291,7 @@ class RequestMetrics:
             "error_rate": snap["error_rate"],
             "slow_requests": snap["slow_requests"],
             "series": len(snap["routes"]),
+            "multiprocess": self.multiprocess_dir is not None,
         }
 
     def health_check(self) -> CheckResult:
@@ -254,55 +299,32 @@ class RequestMetrics:
         return CheckResult.healthy("collecting request metrics", **self.stats())
 
     def prometheus_text(self) -> str:
-        """The Prometheus text exposition (format 0.0.4) of every series."""
-        with self._lock:
-            items = sorted(
-                ((key, _copy(series)) for key, series in self._series.items()),
-                key=lambda item: (item[0][1], item[0][0]),
-            )
-        ns = self.namespace
-        lines = [
-            f"# HELP {ns}_http_requests_total HTTP requests by method, route template and status.",
-            f"# TYPE {ns}_http_requests_total counter",
-        ]
-        for (method, route), s in items:
-            labels = f'method="{method}",route="{_escape(route)}"'
-            for status, n in sorted(s.statuses.items()):
-                lines.append(f'{ns}_http_requests_total{{{labels},status="{status}"}} {n}')
-        lines += [
-            f"# HELP {ns}_http_request_errors_total Requests that raised or answered 5xx.",
-            f"# TYPE {ns}_http_request_errors_total counter",
-        ]
-        for (method, route), s in items:
-            labels = f'method="{method}",route="{_escape(route)}"'
-            lines.append(f"{ns}_http_request_errors_total{{{labels}}} {s.errors}")
-        lines += [
-            f"# HELP {ns}_http_request_duration_seconds Time to handle a request.",
-            f"# TYPE {ns}_http_request_duration_seconds histogram",
-        ]
-        for (method, route), s in items:
-            labels = f'method="{method}",route="{_escape(route)}"'
-            cumulative = 0
-            position = 0
-            for bound, index in zip(PROMETHEUS_BUCKETS, _PROM_INDEX, strict=True):
-                while position <= index:
-                    cumulative += s.buckets[position]
-                    position += 1
-                lines.append(
-                    f'{ns}_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} '
-                    f"{cumulative}"
-                )
-            lines.append(
-                f'{ns}_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {s.count}'
-            )
-            lines.append(f"{ns}_http_request_duration_seconds_sum{{{labels}}} {s.total:.6f}")
-            lines.append(f"{ns}_http_request_duration_seconds_count{{{labels}}} {s.count}")
-        return "\n".join(lines) + "\n"
+        """The Prometheus text exposition, written by prometheus_client."""
+        prom = require("prometheus_client", extra="metrics", feature="renderkit.metrics")
+        return str(prom.generate_latest(self._collected()).decode())
+
+    def may_read(
+        self, authorization: str | None, peer: str | None, headers: Iterable[tuple[bytes, bytes]]
+    ) -> bool:
+        """Whether a caller may read the endpoints: public, the bearer token, or a trusted client.
+
+        The client address is the one ``trust`` resolves (the TCP peer by default), never a
+        forwarded header the preset does not trust.
+        """
+        if self.public:
+            return True
+        if self.token is not None and bearer_ok(authorization, self.token):
+            return True
+        if not self.trusted_networks:
+            return False
+        address = _address(client_ip(peer, headers, self.trust))
+        return address is not None and any(address in n for n in self.trusted_networks)
 
     def routes(self, path: str = "/metrics", *, token: str | None = None) -> list[Route]:
         """Starlette routes: ``GET path`` (Prometheus text) and ``GET path/json`` (snapshot).
 
-        With ``token`` both require ``Authorization: Bearer <token>`` (401 otherwise).
+        ``token`` replaces the store's token for these routes. Callers :meth:`may_read`
+        refuses get 401.
         """
         from starlette.routing import Route
 
@@ -320,17 +342,103 @@ class RequestMetrics:
         return self.prometheus_text().encode(), b"text/plain; version=0.0.4; charset=utf-8"
 
 
-def _copy(series: _Series) -> _Series:
-    clone = _Series()
-    clone.count, clone.errors, clone.total, clone.max = (
-        series.count,
-        series.errors,
-        series.total,
-        series.max,
-    )
-    clone.statuses = dict(series.statuses)
-    clone.buckets = list(series.buckets)
-    return clone
+def _check_options(
+    slow_threshold: float | None, max_series: int, namespace: str, token: str | None
+) -> None:
+    if slow_threshold is not None and not slow_threshold > 0:
+        raise ValueError(
+            f"RequestMetrics(slow_threshold={slow_threshold!r}): use seconds > 0, or None"
+        )
+    if not isinstance(max_series, int) or max_series < 1:
+        raise ValueError(f"RequestMetrics(max_series={max_series!r}): use an integer >= 1")
+    if namespace and (not namespace.replace("_", "").isalnum() or namespace[0].isdigit()):
+        raise ValueError(
+            f"RequestMetrics(namespace={namespace!r}): use letters, digits and '_' only"
+        )
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise ValueError("RequestMetrics(token=...): use a non-empty string, or None")
+
+
+def _address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value) if value else None
+    except ValueError:
+        return None
+
+
+class _Series:
+    __slots__ = ("buckets", "count", "errors", "statuses", "total")
+
+    def __init__(self) -> None:
+        self.count = 0.0
+        self.errors = 0.0
+        self.total = 0.0
+        self.statuses: dict[str, float] = {}
+        self.buckets: dict[float, float] = {}
+
+
+def _read_series(registry: Any, namespace: str) -> tuple[dict[tuple[str, str], _Series], int]:
+    """Fold the duration histogram's samples into one :class:`_Series` per (method, route)."""
+    prefix = f"{namespace}_" if namespace else ""
+    name, slow_name = prefix + DURATION, prefix + SLOW
+    series: dict[tuple[str, str], _Series] = {}
+    slow = 0.0
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == slow_name:
+                slow += sample.value
+            if not sample.name.startswith(name):
+                continue
+            labels = sample.labels
+            key = (labels["http_request_method"], labels["http_route"])
+            entry = series.setdefault(key, _Series())
+            if sample.name == name + "_count":
+                entry.count += sample.value
+                status = labels["http_response_status_code"]
+                entry.statuses[status] = entry.statuses.get(status, 0) + sample.value
+                if labels["error_type"]:
+                    entry.errors += sample.value
+            elif sample.name == name + "_sum":
+                entry.total += sample.value
+            elif sample.name == name + "_bucket":
+                bound = float(labels["le"])
+                entry.buckets[bound] = entry.buckets.get(bound, 0) + sample.value
+    return series, int(slow)
+
+
+def _quantile(buckets: Mapping[float, float], count: float, q: float) -> float:
+    """Linear interpolation inside the bucket holding rank ``q`` (Prometheus' method)."""
+    if not count:
+        return 0.0
+    rank = q * count
+    lower, below = 0.0, 0.0
+    for bound in sorted(buckets):
+        cumulative = buckets[bound]
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower
+            span = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / span if span else 1.0)
+        lower, below = bound, cumulative
+    return lower
+
+
+def _route_entry(method: str, route: str, s: _Series) -> dict[str, Any]:
+    count = int(s.count)
+    return {
+        "method": method,
+        "route": route,
+        "count": count,
+        "errors": int(s.errors),
+        "error_rate": round(s.errors / s.count, 4) if s.count else 0.0,
+        "statuses": {k: int(v) for k, v in sorted(s.statuses.items()) if v},
+        "latency_ms": {
+            "mean": round(s.total / s.count * 1000, 3) if s.count else 0.0,
+            "p50": round(_quantile(s.buckets, s.count, 0.50) * 1000, 3),
+            "p95": round(_quantile(s.buckets, s.count, 0.95) * 1000, 3),
+            "p99": round(_quantile(s.buckets, s.count, 0.99) * 1000, 3),
+        },
+    }
 
 
 def bearer_ok(authorization: str | None, token: str | None) -> bool:
@@ -348,7 +456,7 @@ def metrics_endpoint(
     *,
     token: str | None = None,
 ) -> ASGIApp:
-    """An ASGI endpoint serving ``metrics`` as Prometheus text or JSON (optionally token-gated)."""
+    """An ASGI endpoint serving ``metrics`` as Prometheus text or JSON, for allowed callers."""
     if fmt not in ("prometheus", "json"):
         raise ValueError(f"metrics_endpoint(fmt={fmt!r}): use 'prometheus' or 'json'")
 
@@ -364,15 +472,23 @@ class _MetricsEndpoint:
         self.fmt: Literal["prometheus", "json"] = fmt
         self.token = token
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _allowed(self, scope: Scope) -> bool:
+        headers = scope.get("headers", ())
         authorization = None
-        for key, value in scope.get("headers", ()):
+        for key, value in headers:
             if key == b"authorization":
                 authorization = value.decode("latin-1")
                 break
-        if not bearer_ok(authorization, self.token):
+        if self.token is not None:
+            return bearer_ok(authorization, self.token)
+        client = scope.get("client")
+        return self.metrics.may_read(authorization, client[0] if client else None, headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._allowed(scope):
             body, ctype, status = (
-                b"metrics need 'Authorization: Bearer <token>'",
+                b"metrics need 'Authorization: Bearer <token>' (METRICS_TOKEN) or a trusted "
+                b"network",
                 b"text/plain",
                 401,
             )
@@ -453,6 +569,8 @@ class RequestMetricsMiddleware:
         start = time.perf_counter()
         root_path = scope.get("root_path", "")
         status = 0
+        active = self.metrics.active(scope.get("method", "GET"))
+        active.inc()
 
         async def send_timed(message: Message) -> None:
             nonlocal status
@@ -463,6 +581,7 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_timed)
         except BaseException:
+            active.dec()
             # Raised (or cancelled) mid-request: an error, with the status the client got if
             # the response had started, else the 500 the server will send.
             self.metrics.record(
@@ -473,6 +592,7 @@ class RequestMetricsMiddleware:
                 error=True,
             )
             raise
+        active.dec()
         self.metrics.record(
             scope.get("method", "GET"),
             route_template(scope, root_path),
