@@ -111,8 +111,8 @@ def test_flask_metrics_use_the_url_rule_and_serve_endpoints() -> None:
     closed(client.get("/nope/1"))
     assert client.get("/metrics").status_code == 401
     text = client.get("/metrics", headers={"Authorization": "Bearer tok"}).text
-    assert 'route="/users/<int:uid>",status="200"} 3' in text
-    assert f'route="{UNMATCHED_ROUTE}",status="404"}} 1' in text
+    assert 'http_response_status_code="200",http_route="/users/<int:uid>"} 3.0' in text
+    assert f'http_response_status_code="404",http_route="{UNMATCHED_ROUTE}"}} 1.0' in text
     data = client.get("/metrics/json", headers={"Authorization": "Bearer tok"}).json
     assert data["requests"] >= 4
 
