@@ -553,7 +553,6 @@ def make_fallback(clock: Clock) -> tuple[Broken, MemoryBackend, FallbackBackend]
     primary, memory = Broken(), MemoryBackend()
     breaker = CircuitBreaker("t", failure_threshold=2, recovery_timeout=5, clock=clock)
     fb = FallbackBackend(primary, memory, breaker=breaker)
-    breaker._on_state_change = fb._state_changed
     return primary, memory, fb
 
 
@@ -578,6 +577,58 @@ def test_fallback_serves_memory_degrades_and_recovers(caplog: pytest.LogCaptureF
     assert cache.health_check().status == "healthy"
     assert cache.stats()["fallback_active"] is False
     assert fb.stats()["fallback_served"] > 0
+
+
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_one_redis_outage_logs_one_warning_and_one_recovery(
+    side: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused Redis: one WARNING in all of renderkit (not breaker + backend), one INFO back."""
+    from renderkit.cache import RedisBackend
+
+    dead = RedisBackend.from_url("redis://127.0.0.1:1/0", asyncio=side == "async")
+    fb = FallbackBackend(dead, MemoryBackend(), probe_interval=60)
+    with caplog.at_level(logging.DEBUG):
+        if side == "sync":
+            cache = Cache(fb)
+            for i in range(20):
+                cache.set(f"k{i}", i)
+                assert cache.get(f"k{i}") == i
+            cache.close()
+        else:
+
+            async def run() -> None:
+                cache = AsyncCache(fb)
+                for i in range(20):
+                    await cache.set(f"k{i}", i)
+                    assert await cache.get(f"k{i}") == i
+                await cache.close()
+
+            asyncio.run(run())
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(loud) == 1, [r.getMessage() for r in loud]
+    assert loud[0].name == "renderkit.cache"
+    assert "redis unavailable" in loud[0].getMessage()
+    assert "serving from memory" in loud[0].getMessage()
+    assert fb.stats()["outages"] == 1
+
+
+def test_fallback_recovery_logs_one_info(caplog: pytest.LogCaptureFixture) -> None:
+    """The primary answering again is one INFO line on renderkit.cache, then silence."""
+    clock = Clock()
+    primary, _, fb = make_fallback(clock)
+    cache = Cache(fb)
+    primary.down = True
+    for _ in range(5):
+        cache.get("k")
+    primary.down = False
+    clock.now += 5
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(5):
+            cache.get("k")
+    assert [(r.name, r.levelname) for r in caplog.records] == [("renderkit.cache", "INFO")]
+    assert "answers again" in caplog.records[0].getMessage()
 
 
 def test_fallback_delete_reaches_both() -> None:

@@ -183,6 +183,7 @@ PUBLIC: dict[str, set[str]] = {
         "Health",
         "HealthEndpoint",
         "HealthReport",
+        "HealthSettings",
         "INSTANCE_HEALTH_PATH",
         "RequestFacts",
         "ShutdownState",
@@ -190,6 +191,7 @@ PUBLIC: dict[str, set[str]] = {
         "cpu_check",
         "disk_check",
         "memory_check",
+        "redis_check",
         "shutdown_check",
     },
     "renderkit.shutdown": {

@@ -149,3 +149,202 @@ def test_concurrent_threads_allow_only_one_probe() -> None:
     for t in threads:
         t.join()
     assert results.count(True) == 1
+
+
+# -- Degrader: the one degrade-to-fallback helper ---------------------------------------------
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
+
+from renderkit.resilience import Degrader  # noqa: E402
+
+
+class Flaky:
+    """A primary that fails with ConnectionError while ``down``."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.calls = 0
+
+    def get(self, key: str) -> str:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("refused")
+        return f"primary:{key}"
+
+    async def aget(self, key: str) -> str:
+        return self.get(key)
+
+
+def make_degrader(clock: Clock, **kwargs: object) -> Degrader:
+    breaker = CircuitBreaker("t", failure_threshold=2, recovery_timeout=5, clock=clock)
+    return Degrader(
+        "widgets",
+        primary="redis",
+        fallback="memory",
+        logger="renderkit.widgets",
+        outage_errors=(ConnectionError,),
+        breaker=breaker,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def wait_until(predicate: object, limit: float = 5.0) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_degrader_logs_one_warning_per_outage_and_one_info_per_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Many failing calls: one WARNING (not a second one from the breaker), one INFO back."""
+    clock, primary = Clock(), Flaky()
+    degrader = make_degrader(clock)
+    primary.down = True
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(20):
+            assert degrader.call(primary.get, "fallback:{}".format, "k") == "fallback:k"
+        primary.down = False
+        clock.now += 5
+        assert degrader.call(primary.get, "fallback:{}".format, "k") == "primary:k"
+        assert degrader.call(primary.get, "fallback:{}".format, "k") == "primary:k"
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert [r.name for r in warnings] == ["renderkit.widgets"]
+    assert "redis unavailable (ConnectionError: refused)" in warnings[0].getMessage()
+    assert "serving from memory" in warnings[0].getMessage()
+    assert [r.name for r in infos] == ["renderkit.widgets"]
+    assert "answers again" in infos[0].getMessage()
+    assert primary.calls == 4  # two to open the circuit, then one probe, then one normal call
+    assert degrader.stats()["outages"] == 1
+
+
+def test_degrader_one_blip_is_not_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """A single failure below the threshold is served by the fallback and logged at DEBUG."""
+    primary = Flaky()
+    degrader = make_degrader(Clock())
+    primary.down = True
+    with caplog.at_level(logging.INFO):
+        assert degrader.call(primary.get, lambda key: None, "k") is None
+    primary.down = False
+    assert degrader.call(primary.get, lambda key: None, "k") == "primary:k"
+    assert caplog.records == []
+    assert degrader.health_check().status == "healthy"
+
+
+def test_degrader_health_is_degraded_while_the_fallback_serves() -> None:
+    """Degraded with the last error and retry_after while open; a failing primary check too."""
+    from renderkit.health import CheckResult
+
+    clock, primary = Clock(), Flaky()
+    degrader = make_degrader(clock)
+    primary.down = True
+    for _ in range(2):
+        degrader.call(primary.get, lambda key: None, "k")
+    result = degrader.health_check()
+    assert result.status == "degraded"
+    assert "ConnectionError: refused" in result.message
+    assert result.details == {"fallback_active": True, "retry_after": 5.0}
+    primary.down = False
+    clock.now += 5
+    degrader.call(primary.get, lambda key: None, "k")
+    assert degrader.health_check().status == "healthy"
+    broken = degrader.health_check(CheckResult.unhealthy("PING failed"))
+    assert broken.status == "degraded"
+    assert broken.message == "PING failed; serving from memory"
+
+
+def test_degrader_other_errors_propagate_and_free_the_probe_slot() -> None:
+    """A bug in the primary call is the caller's, not an outage; the half-open slot is freed."""
+    clock, primary = Clock(), Flaky()
+    degrader = make_degrader(clock)
+    primary.down = True
+    for _ in range(2):
+        degrader.call(primary.get, lambda key: None, "k")
+    clock.now += 5
+
+    def bug(key: str) -> str:
+        raise KeyError(key)
+
+    with pytest.raises(KeyError):
+        degrader.call(bug, lambda key: None, "k")
+    assert degrader.stats()["primary_errors"] == 2
+    primary.down = False
+    assert degrader.call(primary.get, lambda key: None, "k") == "primary:k"  # slot was free
+
+
+def test_degrader_background_probe_recovers_without_traffic(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After the outage starts, a daemon thread probes; the primary's return closes the circuit."""
+    primary = Flaky()
+    probes: list[int] = []
+
+    def probe() -> None:
+        probes.append(1)
+        primary.get("probe")
+
+    degrader = Degrader(
+        "widgets",
+        primary="redis",
+        fallback="memory",
+        logger="renderkit.widgets",
+        outage_errors=(ConnectionError,),
+        failure_threshold=1,
+        recovery_timeout=0.02,
+        probe=probe,
+    )
+    primary.down = True
+    with caplog.at_level(logging.INFO, logger="renderkit.widgets"):
+        degrader.call(primary.get, lambda key: None, "k")
+        assert degrader.active
+        assert wait_until(lambda: len(probes) >= 2)  # it keeps probing while down
+        primary.down = False
+        assert wait_until(lambda: not degrader.active)
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+    assert degrader.stats()["probes"] >= 2
+    degrader.close()
+
+
+async def test_degrader_async_probe_runs_on_the_loop() -> None:
+    """acall failures start ``aprobe`` as a task on the running loop; close() cancels it."""
+    primary = Flaky()
+    degrader = Degrader(
+        "widgets",
+        primary="redis",
+        fallback="memory",
+        logger="renderkit.widgets",
+        outage_errors=(ConnectionError,),
+        failure_threshold=1,
+        recovery_timeout=0.02,
+        aprobe=lambda: primary.aget("probe"),
+    )
+    primary.down = True
+
+    async def constant(key: str) -> str:
+        return "fallback"
+
+    assert await degrader.acall(primary.aget, constant, "k") == "fallback"
+    assert await degrader.acall(primary.aget, lambda key: "plain", "k") == "plain"
+    primary.down = False
+    for _ in range(500):
+        if not degrader.active:
+            break
+        await asyncio.sleep(0.01)
+    assert not degrader.active
+    assert await degrader.acall(primary.aget, constant, "k") == "primary:k"
+    degrader.close()
+
+
+def test_degrader_quiets_a_breaker_it_is_given(caplog: pytest.LogCaptureFixture) -> None:
+    """A breaker passed in stops logging on its own: the degrader speaks for the outage."""
+    breaker = CircuitBreaker("given", failure_threshold=1)
+    Degrader("widgets", primary="a", fallback="b", logger="x", breaker=breaker)
+    with caplog.at_level(logging.DEBUG):
+        breaker.record_failure(ConnectionError())
+    assert breaker.state == "open"
+    assert caplog.records == []

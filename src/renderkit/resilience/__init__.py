@@ -1,4 +1,5 @@
-"""Resilience primitives: circuit breaker, retry presets, supervisor, memory watchdog, timeouts.
+"""Resilience primitives: circuit breaker, degrade-to-fallback, retry presets, supervisor,
+memory watchdog, timeouts.
 
 Each primitive lives in a private module of this package; import them from here.
 """
@@ -6,6 +7,7 @@ Each primitive lives in a private module of this package; import them from here.
 from __future__ import annotations
 
 from renderkit.resilience._breaker import CircuitBreaker, CircuitState
+from renderkit.resilience._degrade import Degrader
 from renderkit.resilience._retry import (
     RETRYABLE_STATUS,
     TRANSIENT_ERRORS,
@@ -28,6 +30,7 @@ __all__ = [
     "BackoffOptions",
     "CircuitBreaker",
     "CircuitState",
+    "Degrader",
     "MemoryWatchdog",
     "Pressure",
     "RestartPolicy",

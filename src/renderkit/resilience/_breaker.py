@@ -28,7 +28,9 @@ class CircuitBreaker:
     """Closed -> open after ``failure_threshold`` failures in a row -> half-open after
     ``recovery_timeout`` seconds (one probe call allowed) -> closed on success, open on failure.
 
-    Thread-safe. State changes are logged once each, never per call.
+    Thread-safe. State changes are logged once each, never per call; pass ``log=False`` when
+    a component reports them itself (a :class:`~renderkit.resilience.Degrader` does), so one
+    outage is one log line.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class CircuitBreaker:
         expected_exceptions: tuple[type[BaseException], ...] = (Exception,),
         on_state_change: Callable[[CircuitState, CircuitState], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        log: bool = True,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError(f"CircuitBreaker(failure_threshold={failure_threshold}): must be >= 1")
@@ -51,6 +54,7 @@ class CircuitBreaker:
         self.expected_exceptions = expected_exceptions
         self._on_state_change = on_state_change
         self._clock = clock
+        self.log = log
         self._lock = threading.Lock()
         self._state: CircuitState = "closed"
         self._failures = 0
@@ -63,6 +67,11 @@ class CircuitBreaker:
         """The current state; an open circuit whose timeout elapsed reads as half-open."""
         with self._lock:
             return self._current_state()
+
+    @property
+    def closed(self) -> bool:
+        """True while the circuit is closed; a lock-free read for hot paths."""
+        return self._state == "closed"
 
     def _current_state(self) -> CircuitState:
         if self._state == "open" and self._clock() - self._opened_at >= self.recovery_timeout:
@@ -133,7 +142,9 @@ class CircuitBreaker:
 
     def _transition(self, new: CircuitState, exc: BaseException | None = None) -> None:
         old, self._state = self._state, new
-        if new == "open":
+        if not self.log:
+            pass
+        elif new == "open":
             logger.warning(
                 "circuit %r opened after %d failure(s) (%s); calls fail fast for %.1fs",
                 self.name,
