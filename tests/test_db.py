@@ -13,7 +13,7 @@ from psycopg import errors as pg_errors
 
 from renderkit._context import correlation_id_var
 from renderkit.db import AsyncDatabase, Database, is_transient, normalize_url
-from renderkit.db import _Attempt as Attempt
+from renderkit.db._core import _Attempt as Attempt
 from renderkit.errors import BackendUnavailable, ConfigError
 
 URL = "postgresql://app:s3cret@db.example.com:5432/app"

@@ -8,10 +8,10 @@ asyncio and threads really differ are written once here, not in every twin.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-__all__ = ["Event", "Lock", "sleep", "wait_for"]
+__all__ = ["Event", "Lock", "join_task", "sleep", "start_task", "wait_event", "wait_for"]
 
 T = TypeVar("T")
 
@@ -23,3 +23,24 @@ sleep = asyncio.sleep
 async def wait_for(awaitable: Awaitable[T], timeout: float | None) -> T:
     """Await with a deadline; the sync twin simply calls (its callee bounds its own time)."""
     return await asyncio.wait_for(awaitable, timeout)
+
+
+def start_task(fn: Callable[[], Awaitable[None]], name: str) -> asyncio.Task[None]:
+    """Run ``fn()`` in the background: a task on the running loop (a daemon thread in sync)."""
+    return asyncio.get_running_loop().create_task(fn(), name=name)  # type: ignore[arg-type]
+
+
+async def join_task(task: asyncio.Task[None], timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for a background task to end; cancel it if it does not."""
+    _, pending = await asyncio.wait({task}, timeout=timeout)
+    for still in pending:
+        still.cancel()
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until ``event`` is set or ``timeout`` seconds pass; True when it was set."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True

@@ -1,44 +1,30 @@
-"""Pooled Postgres for PaaS apps: ``Database`` (sync) and ``AsyncDatabase`` (asyncio).
+"""What ``Database`` and ``AsyncDatabase`` decide without touching the network.
 
-Both wrap a psycopg_pool pool that checks every connection before handing it out, so a
-Postgres restart costs a reconnect, never an error from a dead connection::
-
-    db = Database(os.environ["DATABASE_URL"])
-    db.open()                      # retries the first connect while Postgres wakes up
-    db.fetch_one("SELECT 1")
-    db.run(lambda conn: conn.execute("UPDATE ...").rowcount)   # retried if transient
-
-Everything that does not touch the network (URL handling, presets, retry decisions, slow-query
-logging, counters, health verdicts) lives in :class:`_DatabaseBase`, shared by the twins.
+URL handling, presets, retry decisions, backoff, slow-query logging, counters and health
+verdicts live here, once; ``_database_async.py`` holds the I/O and ``_database_sync.py`` is
+generated from it by ``tools/twins.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import logging
-import os
-import random
+import re
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from renderkit._context import correlation_id_var
 from renderkit._optional import require
+from renderkit.db._replicas import Replica, ReplicaSet
 from renderkit.errors import BackendUnavailable, ConfigError, ConfigProblem
 from renderkit.health import CheckResult
 
-if TYPE_CHECKING:
-    import psycopg
-    import psycopg_pool
-
-__all__ = ["AsyncDatabase", "Database", "PoolSettings", "is_transient", "normalize_url"]
-
-T = TypeVar("T")
 SslPolicy = Literal["error", "warn", "off"]
+StartupPolicy = Literal["reconnect", "raise"]
 Params = Sequence[Any] | Mapping[str, Any] | None
 
 logger = logging.getLogger("renderkit.db")
@@ -60,10 +46,14 @@ _PERMANENT_CONNECT_ERRORS = (
     "certificate",
     "password supplied",
     "no password",
+    "unsupported startup parameter",
 )
+# What PgBouncer answers when a client sends the "options" startup parameter.
+_POOLER_REFUSAL = "unsupported startup parameter"
+_LISTEN = re.compile(r"\s*(?:--[^\n]*\n\s*)*listen\b", re.IGNORECASE)
 
 
-def _mask(url: str) -> str:
+def mask(url: str) -> str:
     """The URL with its password replaced, safe for logs and error messages."""
     from renderkit.config import mask_url
 
@@ -84,7 +74,7 @@ def normalize_url(url: str, *, variable: str = "DATABASE_URL") -> str:
         return str(parse_postgres_url(url))
     except ValueError as exc:
         # Only a URL's password can be masked reliably; anything else is not echoed at all.
-        shown = _mask(url.strip()) if "://" in url else "a value that is not a URL (hidden)"
+        shown = mask(url.strip()) if "://" in url else "a value that is not a URL (hidden)"
         raise ConfigError(ConfigProblem(variable, f"{exc}; got {shown}")) from None
 
 
@@ -103,12 +93,17 @@ def is_transient(exc: BaseException) -> bool:
         message = str(exc).lower()
         return not any(marker in message for marker in _PERMANENT_CONNECT_ERRORS)
     return (
-        state.startswith(_RETRY_CLASSES) or state in _RETRY_STATES or (state in _ROLLED_BACK_STATES)
+        state.startswith(_RETRY_CLASSES) or state in _RETRY_STATES or state in _ROLLED_BACK_STATES
     )
 
 
 def _rolled_back(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) in _ROLLED_BACK_STATES
+
+
+def first_line(exc: BaseException | None) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +122,10 @@ class PoolSettings:
     startup_budget: float
     retry_attempts: int
     application_name: str
+    reconnect_initial: float = 1.0
+    reconnect_max: float = 16.0
+    on_startup_timeout: StartupPolicy = "reconnect"
+    replica_timeout: float = 1.0
 
 
 class _Attempt:
@@ -138,7 +137,32 @@ class _Attempt:
         self.sent = False
 
 
-class _DatabaseBase:
+def _validate(options: Mapping[str, Any]) -> list[ConfigProblem]:
+    """Every invalid constructor option, each named by its argument."""
+    problems: list[ConfigProblem] = []
+
+    def bad(name: str, message: str) -> None:
+        problems.append(ConfigProblem(name, f"{message}, got {options[name]!r}", "code"))
+
+    if options["min_size"] < 0:
+        bad("min_size", "must be >= 0")
+    if options["max_size"] < max(1, options["min_size"]):
+        bad("max_size", "must be >= max(1, min_size)")
+    if options["retry_attempts"] < 1:
+        bad("retry_attempts", "must be >= 1")
+    for name in ("pool_timeout", "max_idle", "reconnect_initial", "replica_timeout"):
+        if options[name] <= 0:
+            bad(name, "must be > 0 seconds")
+    if options["reconnect_max"] < options["reconnect_initial"]:
+        bad("reconnect_max", "must be >= reconnect_initial")
+    if options["ssl"] not in ("error", "warn", "off"):
+        bad("ssl", "must be error|warn|off")
+    if options["on_startup_timeout"] not in ("reconnect", "raise"):
+        bad("on_startup_timeout", "must be reconnect|raise")
+    return problems
+
+
+class DatabaseBase:
     """All decisions of :class:`Database` and :class:`AsyncDatabase`; no I/O."""
 
     def __init__(
@@ -158,6 +182,11 @@ class _DatabaseBase:
         retry_attempts: int = 3,
         retry_backoff: float = 0.1,
         retry_backoff_max: float = 2.0,
+        reconnect_initial: float = 1.0,
+        reconnect_max: float = 16.0,
+        on_startup_timeout: StartupPolicy = "reconnect",
+        replicas: Sequence[str] = (),
+        replica_timeout: float = 1.0,
         application_name: str = "renderkit",
         ssl: SslPolicy = "warn",
         environment: str | None = None,
@@ -166,78 +195,85 @@ class _DatabaseBase:
     ) -> None:
         self.url = normalize_url(url)
         self.name = name
-        parts = urlsplit(self.url)
-        query = dict(parse_qsl(parts.query))
-        host = (parts.hostname or query.get("host", "")).lower()
-        problems: list[ConfigProblem] = []
-        if min_size < 0:
-            problems.append(ConfigProblem("min_size", f"must be >= 0, got {min_size}", "code"))
-        if max_size < max(1, min_size):
-            problems.append(
-                ConfigProblem("max_size", f"must be >= max(1, min_size), got {max_size}", "code")
-            )
-        if retry_attempts < 1:
-            problems.append(
-                ConfigProblem("retry_attempts", f"must be >= 1, got {retry_attempts}", "code")
-            )
-        for label, value in (("pool_timeout", pool_timeout), ("max_idle", max_idle)):
-            if value <= 0:
-                problems.append(ConfigProblem(label, f"must be > 0 seconds, got {value}", "code"))
-        if ssl not in ("error", "warn", "off"):
-            problems.append(ConfigProblem("ssl", f"must be error|warn|off, got {ssl!r}", "code"))
+        problems = _validate(locals())
+        replica_urls = []
+        for index, replica in enumerate(replicas):
+            try:
+                replica_urls.append(normalize_url(replica, variable=f"replicas[{index}]"))
+            except ConfigError as exc:
+                problems.extend(exc.errors)
         if problems:
             raise ConfigError(problems)
-
+        self.url, host, sslmode, flagged = _strip_pgbouncer_flag(self.url)
         # PgBouncer in transaction mode (Neon "-pooler" hosts too) cannot keep prepared
-        # statements, nor accept the "options" startup parameter.
-        pgbouncer_flag = query.pop("pgbouncer", "").lower() in ("true", "1", "yes")
-        if pgbouncer_flag:
-            self.url = parts._replace(query="&".join(f"{k}={v}" for k, v in query.items())).geturl()
-        is_neon = host.endswith(".neon.tech")
+        # statements, nor accept the "options" startup parameter. None: decide at open()
+        # (a PgBouncer refusing "options" is detected and the connect repeated without it).
+        self._pooled_given = pooled
         if pooled is None:
-            pooled = pgbouncer_flag or "-pooler" in host
+            pooled = flagged or "-pooler" in host
+        is_neon = host.endswith(".neon.tech")
         # Serverless Postgres (Neon) wakes in seconds: longer connect timeout and budget, and
         # connections recycled before the provider's idle cut-off.
-        if connect_timeout is None:
-            connect_timeout = 10.0 if is_neon else 5.0
-        if startup_budget is None:
-            startup_budget = 60.0 if is_neon else 30.0
-        if max_lifetime is None:
-            max_lifetime = 240.0 if is_neon else 1800.0
         self.settings = PoolSettings(
             min_size=min_size,
             max_size=max_size,
-            connect_timeout=connect_timeout,
+            connect_timeout=connect_timeout or (10.0 if is_neon else 5.0),
             pool_timeout=pool_timeout,
             max_idle=max_idle,
-            max_lifetime=max_lifetime,
-            statement_timeout=statement_timeout,
-            slow_query=slow_query,
+            max_lifetime=max_lifetime or (240.0 if is_neon else 1800.0),
+            statement_timeout=statement_timeout or None,
+            slow_query=slow_query or None,
             pooled=pooled,
-            startup_budget=startup_budget,
+            startup_budget=startup_budget
+            if startup_budget is not None
+            else 60.0
+            if is_neon
+            else 30.0,
             retry_attempts=retry_attempts,
             application_name=application_name,
+            reconnect_initial=reconnect_initial,
+            reconnect_max=reconnect_max,
+            on_startup_timeout=on_startup_timeout,
+            replica_timeout=replica_timeout,
         )
+        self.replicas = ReplicaSet(
+            [
+                Replica(_strip_pgbouncer_flag(u)[0], f"{name}-replica-{i + 1}")
+                for i, u in enumerate(replica_urls)
+            ]
+        )
+        self._derive()
         self._retry_backoff = retry_backoff
         self._retry_backoff_max = retry_backoff_max
         self._extra_kwargs = dict(connect_kwargs or {})
         self._counter_lock = threading.Lock()
-        self._counters = {
-            "queries": 0,
-            "errors": 0,
-            "retries": 0,
-            "slow_queries": 0,
-            "open_attempts": 0,
-        }
-        self._closed = False
-        self._check_ssl(host, query.get("sslmode", ""), ssl, environment)
+        self._counters = dict.fromkeys(
+            ("queries", "errors", "retries", "slow_queries", "open_attempts"), 0
+        )
+        self._counters.update(dict.fromkeys(("replica_queries", "replica_fallbacks"), 0))
+        self._outage: BaseException | None = None  # set while reconnecting in the background
+        self._stop: Any = None  # the twin's Event, set by close() to end the reconnect loop
+        self._check_ssl(host, sslmode, ssl, environment)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Build from ``DATABASE_URL`` and the ``DB_*`` variables (``DatabaseSettings``).
+
+        Every bad variable is reported at once in one ``ConfigError`` (passwords masked);
+        ``overrides`` are constructor arguments that win over the environment.
+        """
+        from renderkit.db._settings import build
+
+        return build(cls, environ, overrides)
 
     # -- configuration -------------------------------------------------------------------
     def _check_ssl(self, host: str, sslmode: str, policy: SslPolicy, env: str | None) -> None:
         if policy == "off" or host in _LOCAL_HOSTS or host.startswith("/"):
             return
         if env is None:
-            env = _environment()
+            from renderkit.config import environment
+
+            env = str(environment())
         if env != "production" or sslmode in _SECURE_SSLMODES:
             return
         message = (
@@ -256,6 +292,8 @@ class _DatabaseBase:
             "application_name": s.application_name,
         }
         if s.pooled:
+            # No server-side prepared statements and no startup options: the timeout is
+            # set per transaction instead (see _derive).
             kwargs["prepare_threshold"] = None
         elif s.statement_timeout is not None:
             # A keyword argument replaces the URL's own "options" (Neon's endpoint=...,
@@ -274,19 +312,56 @@ class _DatabaseBase:
         except psycopg.ProgrammingError:
             return ""  # an unparsable URL fails at connect, with psycopg's own message
 
-    def _pool_kwargs(self) -> dict[str, Any]:
+    def _pool_kwargs(self, url: str | None = None, name: str | None = None) -> dict[str, Any]:
         s = self.settings
         return {
-            "conninfo": self.url,
+            "conninfo": url or self.url,
             "kwargs": self._connect_kwargs(),
             "min_size": s.min_size,
             "max_size": s.max_size,
             "timeout": s.pool_timeout,
             "max_idle": s.max_idle,
             "max_lifetime": s.max_lifetime,
-            "name": self.name,
+            "name": name or self.name,
             "open": False,
         }
+
+    def _derive(self) -> None:
+        """Precompute what every statement consults (kept in step with ``settings``)."""
+        s = self.settings
+        self._pooled = s.pooled
+        # Through a transaction pooler the timeout cannot be a startup option: it is set at
+        # the start of each transaction instead (SET LOCAL lasts exactly that transaction).
+        self._timeout_sql: str | None = None
+        if s.pooled and s.statement_timeout is not None:
+            self._timeout_sql = f"SET LOCAL statement_timeout = {round(s.statement_timeout * 1000)}"
+
+    def _detect_pooler(self, exc: BaseException) -> bool:
+        """After PgBouncer refused the ``options`` startup parameter: switch to pooled mode."""
+        if self._pooled_given is not None or self.settings.pooled:
+            return False
+        if _POOLER_REFUSAL not in str(exc).lower():
+            return False
+        self.settings = dataclasses.replace(self.settings, pooled=True)
+        self._derive()
+        logger.info(
+            "%s: the server refused startup options, so it is a transaction pooler "
+            "(PgBouncer): prepared statements off, statement_timeout set per transaction",
+            self.name,
+        )
+        return True
+
+    def _refuse_session_features(self, sql: Any) -> None:
+        """LISTEN cannot work through a transaction pooler: say so instead of never notifying."""
+        if self.settings.pooled and isinstance(sql, str) and _LISTEN.match(sql):
+            psycopg = require("psycopg", extra="postgres", feature="renderkit.db")
+            raise psycopg.NotSupportedError(
+                f"{self.name}: LISTEN needs a session of its own, but this database goes "
+                "through a transaction pooler (PgBouncer / a -pooler host), which hands every "
+                "transaction a different server connection, so notifications would never "
+                "arrive. Open a second Database on the direct (non-pooler) URL with "
+                "pooled=False for LISTEN."
+            )
 
     # -- retry decisions ------------------------------------------------------------------
     def _should_retry(self, exc: BaseException, idempotent: bool, attempt: _Attempt) -> bool:
@@ -298,8 +373,11 @@ class _DatabaseBase:
 
     def _backoff(self, retry_number: int) -> float:
         """Exponential backoff with full jitter (AWS style) for the ``retry_number``-th retry."""
-        cap = min(self._retry_backoff_max, self._retry_backoff * (2 ** (retry_number - 1)))
-        return random.uniform(0, cap)
+        from renderkit.resilience import full_jitter
+
+        return full_jitter(
+            retry_number, initial=self._retry_backoff, max_delay=self._retry_backoff_max
+        )
 
     def _retrying_kwargs(self, idempotent: bool, attempt_box: list[_Attempt]) -> dict[str, Any]:
         tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
@@ -330,22 +408,40 @@ class _DatabaseBase:
             "reraise": True,
         }
 
-    def _open_retrying_kwargs(self) -> dict[str, Any]:
+    def _connect_retrying_kwargs(self, *, background: bool) -> dict[str, Any]:
+        """Retries of the first connect: within ``startup_budget``, or (background) until up.
+
+        Both wait ``reconnect_initial * 2**n`` capped at ``reconnect_max`` with full jitter
+        (1, 2, 4, 8, 16, 16 ... s by default), so a fleet booting at once spreads out.
+        """
         tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
+        s = self.settings
+        attempts = [0]
 
         def before_sleep(state: Any) -> None:
             exc = state.outcome.exception() if state.outcome else None
+            attempts[0] += 1
+            if background:
+                self._outage = exc
+                logger.debug("%s still unreachable (%s)", self.name, first_line(exc))
+                return
             logger.warning(
                 "%s not reachable yet (%s: %s); retrying connect (attempt %d)",
                 self.name,
                 type(exc).__name__,
-                _first_line(exc),
+                first_line(exc),
                 state.attempt_number + 1,
             )
 
+        if background:
+            stop: Any = tenacity.stop_when_event_set(self._stop)
+        else:
+            stop = tenacity.stop_after_delay(s.startup_budget)
         return {
-            "stop": tenacity.stop_after_delay(self.settings.startup_budget),
-            "wait": tenacity.wait_random_exponential(multiplier=0.5, max=5.0),
+            "stop": stop,
+            "wait": tenacity.wait_random_exponential(
+                multiplier=s.reconnect_initial, max=s.reconnect_max
+            ),
             "retry": tenacity.retry_if_exception(is_transient),
             "before_sleep": before_sleep,
             "reraise": True,
@@ -356,7 +452,7 @@ class _DatabaseBase:
         with self._counter_lock:
             self._counters[key] += n
 
-    def _observe(self, started: float, what: str) -> None:
+    def _observe(self, started: float, what: Any) -> None:
         elapsed = time.perf_counter() - started
         limit = self.settings.slow_query
         if limit is not None and elapsed >= limit:
@@ -366,7 +462,7 @@ class _DatabaseBase:
                 self.name,
                 elapsed,
                 limit,
-                what[:500],
+                str(what)[:500],
                 extra={"correlation_id": correlation_id_var.get(), "duration_s": elapsed},
             )
 
@@ -377,6 +473,7 @@ class _DatabaseBase:
         return {
             "name": self.name,
             "open": pool_stats is not None,
+            "reconnecting": self._outage is not None,
             "pool_min": self.settings.min_size,
             "pool_max": self.settings.max_size,
             "pool_size": pool.get("pool_size", 0),
@@ -386,503 +483,72 @@ class _DatabaseBase:
             "pooled_endpoint": self.settings.pooled,
             **counters,
             "pool": pool,
+            "replicas": self.replicas.stats(),
         }
 
-    def _health(self, latency_ms: float | None, exc: BaseException | None) -> CheckResult:
+    def _health(
+        self, latency_ms: float | None, exc: BaseException | None, replicas: dict[str, Any]
+    ) -> CheckResult:
+        details: dict[str, Any] = {"url": mask(self.url)}
+        if replicas:
+            details["replicas"] = replicas
         if exc is not None:
             return CheckResult(
                 "unhealthy",
-                f"{self.name} unreachable: {type(exc).__name__}: {_first_line(exc)}",
-                {"url": _mask(self.url)},
+                f"{self.name} unreachable: {type(exc).__name__}: {first_line(exc)}",
+                details,
             )
-        return CheckResult("healthy", "", {"url": _mask(self.url)}, latency_ms)
+        down = [name for name, r in replicas.items() if r["status"] != "healthy"]
+        if down:
+            message = f"replica(s) down, reads go to the primary: {', '.join(down)}"
+            return CheckResult("degraded", message, details, latency_ms)
+        return CheckResult("healthy", "", details, latency_ms)
 
     def _not_open(self) -> BackendUnavailable:
+        outage = self._outage
+        if outage is not None:
+            return BackendUnavailable(
+                f"{self.name} is unreachable ({type(outage).__name__}: {first_line(outage)}); "
+                "renderkit keeps reconnecting in the background and the first query after "
+                "Postgres answers will work. Check that Postgres is up and DATABASE_URL is right."
+            )
         return BackendUnavailable(
             f"{self.name} is not open: call open() (or use it as a context manager) first"
         )
 
-    @staticmethod
-    def _env_kwargs(environ: Mapping[str, str] | None) -> tuple[str, dict[str, Any]]:
-        return _read_env(os.environ if environ is None else environ)
+    def _gave_up(self, exc: BaseException) -> None:
+        logger.error(
+            "%s unreachable after the %.0fs start-up budget (%s: %s); serving without it and "
+            "reconnecting in the background (backoff %.0f s doubling up to %.0f s)",
+            self.name,
+            self.settings.startup_budget,
+            type(exc).__name__,
+            first_line(exc),
+            self.settings.reconnect_initial,
+            self.settings.reconnect_max,
+        )
+        self._outage = exc
+
+    def _recovered(self) -> None:
+        self._outage = None
+        logger.warning("%s reachable again: pool open (%s)", self.name, mask(self.url))
 
 
-def _first_line(exc: BaseException | None) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else ""
+def _strip_pgbouncer_flag(url: str) -> tuple[str, str, str, bool]:
+    """Remove ``?pgbouncer=true`` (libpq rejects it); return (url, host, sslmode, flagged)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    host = (parts.hostname or query.get("host", "")).lower()
+    flagged = _flag(query.pop("pgbouncer", ""))
+    if flagged:
+        url = parts._replace(query="&".join(f"{k}={v}" for k, v in query.items())).geturl()
+    return url, host, query.get("sslmode", ""), flagged
 
 
-def _environment() -> str:
-    from renderkit.config import environment
+def _flag(value: str) -> bool:
+    from renderkit.config import parse_bool
 
-    return str(environment())
-
-
-def _read_env(environ: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
-    """Read DATABASE_URL and DB_* variables; every bad value is reported at once."""
-    problems: list[ConfigProblem] = []
-    kwargs: dict[str, Any] = {}
-    url = environ.get("DATABASE_URL", "")
-    if not url.strip():
-        problems.append(ConfigProblem("DATABASE_URL", "is not set; set it to postgresql://..."))
-    else:
-        try:
-            url = normalize_url(url)
-        except ConfigError as exc:
-            problems.extend(exc.errors)
-
-    from renderkit.config import parse_int
-
-    def number(var: str, key: str, *, seconds: bool = False) -> None:
-        raw = environ.get(var)
-        if raw is None or raw.strip() == "":
-            return
-        try:
-            kwargs[key] = _parse_seconds(raw) if seconds else parse_int(raw)
-        except ValueError:
-            unit = "a duration such as 5, 5s, 500ms or 1m" if seconds else "a whole number"
-            problems.append(ConfigProblem(var, f"must be {unit}, got {raw[:80]!r}"))
-
-    number("DB_POOL_MIN", "min_size")
-    number("DB_POOL_MAX", "max_size")
-    number("DB_CONNECT_TIMEOUT", "connect_timeout", seconds=True)
-    number("DB_POOL_TIMEOUT", "pool_timeout", seconds=True)
-    number("DB_MAX_IDLE", "max_idle", seconds=True)
-    number("DB_MAX_LIFETIME", "max_lifetime", seconds=True)
-    number("DB_STATEMENT_TIMEOUT", "statement_timeout", seconds=True)
-    number("DB_SLOW_QUERY", "slow_query", seconds=True)
-    number("DB_STARTUP_BUDGET", "startup_budget", seconds=True)
-    number("DB_RETRY_ATTEMPTS", "retry_attempts")
-    for key in ("statement_timeout", "slow_query"):
-        if kwargs.get(key) == 0:
-            kwargs[key] = None  # 0 disables
-    pooled = environ.get("DB_POOLED", "").strip().lower()
-    if pooled in ("1", "true", "yes", "on"):
-        kwargs["pooled"] = True
-    elif pooled in ("0", "false", "no", "off"):
-        kwargs["pooled"] = False
-    elif pooled not in ("", "auto"):
-        problems.append(ConfigProblem("DB_POOLED", f"must be true, false or auto, got {pooled!r}"))
-    ssl = environ.get("DB_SSL", "").strip().lower()
-    if ssl in ("error", "warn", "off"):
-        kwargs["ssl"] = ssl
-    elif ssl:
-        problems.append(ConfigProblem("DB_SSL", f"must be error, warn or off, got {ssl!r}"))
-    app_name = environ.get("DB_APPLICATION_NAME") or environ.get("RENDER_SERVICE_NAME")
-    if app_name:
-        kwargs["application_name"] = app_name[:63]
-    if problems:
-        raise ConfigError(problems)
-    return url, kwargs
-
-
-_ENV_NAMES = {
-    "min_size": "DB_POOL_MIN",
-    "max_size": "DB_POOL_MAX",
-    "pool_timeout": "DB_POOL_TIMEOUT",
-    "max_idle": "DB_MAX_IDLE",
-    "retry_attempts": "DB_RETRY_ATTEMPTS",
-}
-
-
-@contextmanager
-def _env_names(kwargs: Mapping[str, Any], overrides: Mapping[str, Any]) -> Iterator[None]:
-    """Re-label constructor problems with the variable a value came from."""
     try:
-        yield
-    except ConfigError as exc:
-        problems = [
-            ConfigProblem(_ENV_NAMES[p.variable], p.message)
-            if p.source == "code" and p.variable in kwargs and p.variable not in overrides
-            else p
-            for p in exc.errors
-        ]
-        raise ConfigError(problems) from None
-
-
-def _parse_seconds(raw: str) -> float:
-    from renderkit.config import parse_duration
-
-    return parse_duration(raw).total_seconds()
-
-
-class Database(_DatabaseBase):
-    """A synchronous Postgres pool with retries, timeouts, health and stats."""
-
-    _pool: psycopg_pool.ConnectionPool[Any] | None = None
-
-    def open(self) -> None:
-        """Open the pool; retry the first connect with backoff within ``startup_budget``."""
-        if self._pool is not None:
-            return
-        psycopg = require("psycopg", extra="postgres", feature="renderkit.db")
-        pool_mod = require("psycopg_pool", extra="postgres", feature="renderkit.db")
-        tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
-        kwargs = self._connect_kwargs()
-
-        # Probe with one direct connection first: it surfaces the real error (refused,
-        # starting up, bad password) instead of a pool timeout, and is retried if transient.
-        for attempt in tenacity.Retrying(**self._open_retrying_kwargs()):
-            with attempt:
-                self._count("open_attempts")
-                psycopg.connect(self.url, **kwargs).close()
-        pool = pool_mod.ConnectionPool(
-            check=pool_mod.ConnectionPool.check_connection, **self._pool_kwargs()
-        )
-        try:
-            pool.open(wait=True, timeout=max(self.settings.connect_timeout * 2, 5.0))
-        except BaseException:
-            pool.close()
-            raise
-        self._pool = pool
-        self._closed = False
-        logger.info("%s pool open (%s)", self.name, _mask(self.url))
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Close the pool, waiting up to ``timeout`` for connections in use; idempotent."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close(timeout=timeout)
-            logger.info("%s pool closed", self.name)
-
-    def __enter__(self) -> Database:
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _require_pool(self) -> psycopg_pool.ConnectionPool[Any]:
-        if self._pool is None:
-            raise self._not_open()
-        return self._pool
-
-    @contextmanager
-    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
-        """Borrow a checked connection; commits on success, rolls back on error."""
-        with self._require_pool().connection(timeout=timeout) as conn:
-            yield conn
-
-    @contextmanager
-    def transaction(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
-        """Borrow a connection inside one explicit transaction."""
-        with self.connection(timeout) as conn, conn.transaction():
-            yield conn
-
-    def run(self, fn: Callable[[psycopg.Connection[Any]], T], *, idempotent: bool = True) -> T:
-        """Run ``fn(conn)`` in a transaction; retry transient failures (see ``is_transient``).
-
-        Work that failed after it was sent is repeated only when ``idempotent`` is true (or
-        the server rolled it back: serialization failure, deadlock). The original error is
-        raised when retries are exhausted.
-        """
-        attempt = _Attempt()
-        try:
-            return self._once(fn, attempt, getattr(fn, "__qualname__", "run"))
-        except Exception as exc:
-            self._count("errors")
-            if self.settings.retry_attempts < 2 or not self._should_retry(exc, idempotent, attempt):
-                raise
-        return self._retry(fn, idempotent, getattr(fn, "__qualname__", "run"))
-
-    def _retry(self, fn: Callable[[psycopg.Connection[Any]], T], idempotent: bool, what: str) -> T:
-        """Attempts 2..retry_attempts after a retryable first failure, with backoff."""
-        self._count("retries")
-        time.sleep(self._backoff(1))
-        tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
-        box = [_Attempt()]
-        for retry in tenacity.Retrying(**self._retrying_kwargs(idempotent, box)):
-            with retry:
-                box[0] = _Attempt()
-                try:
-                    return self._once(fn, box[0], what)
-                except Exception:
-                    self._count("errors")
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _once(self, fn: Callable[[psycopg.Connection[Any]], T], attempt: _Attempt, what: str) -> T:
-        pool = self._require_pool()
-        started = time.perf_counter()
-        with pool.connection() as conn:
-            attempt.sent = True
-            result = fn(conn)
-        self._observe(started, what)
-        return result
-
-    def _statement(
-        self, sql: Any, params: Params, idempotent: bool, fetch: Callable[[Any], T]
-    ) -> T:
-        pool = self._pool
-        if pool is None:
-            raise self._not_open()
-        attempt = _Attempt()
-        started = time.perf_counter()
-        try:
-            with pool.connection() as conn:
-                attempt.sent = True
-                result = fetch(conn.execute(sql, params))
-        except Exception as exc:
-            self._count("errors")
-            if self.settings.retry_attempts < 2 or not self._should_retry(exc, idempotent, attempt):
-                raise
-            return self._retry(lambda conn: fetch(conn.execute(sql, params)), idempotent, str(sql))
-        self._count("queries")
-        if self.settings.slow_query is not None:
-            self._observe(started, str(sql))
-        return result
-
-    def execute(self, sql: Any, params: Params = None, *, idempotent: bool = False) -> int:
-        """Run one statement; return the affected row count."""
-        return self._statement(sql, params, idempotent, _rowcount)
-
-    def fetch_one(self, sql: Any, params: Params = None, *, idempotent: bool = True) -> Any:
-        """Run a query and return its first row, or ``None``."""
-        return self._statement(sql, params, idempotent, _fetchone)
-
-    def fetch_all(self, sql: Any, params: Params = None, *, idempotent: bool = True) -> list[Any]:
-        """Run a query and return all rows."""
-        return self._statement(sql, params, idempotent, _fetchall)
-
-    def check(self, timeout: float = 3.0) -> float:
-        """Run ``SELECT 1`` within ``timeout`` seconds; return the latency in milliseconds."""
-        pool = self._require_pool()
-        started = time.perf_counter()
-        with pool.connection(timeout=timeout) as conn:
-            conn.execute(f"SET LOCAL statement_timeout = {max(1, round(timeout * 1000))}")
-            conn.execute("SELECT 1")
-        return (time.perf_counter() - started) * 1000
-
-    def health_check(self) -> CheckResult:
-        """Healthy with latency when ``SELECT 1`` answers; unhealthy when Postgres is down."""
-        if self._pool is None:
-            return self._health(None, self._not_open())
-        try:
-            return self._health(self.check(), None)
-        except Exception as exc:
-            return self._health(None, exc)
-
-    def stats(self) -> dict[str, Any]:
-        """Pool figures (size, idle, waiting, lost) and renderkit counters as a plain dict."""
-        pool = self._pool
-        return self._stats(pool.get_stats() if pool is not None else None)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Database:
-        """Build from DATABASE_URL and DB_* variables (see the docs for the full list)."""
-        url, kwargs = cls._env_kwargs(environ)
-        with _env_names(kwargs, overrides):
-            return cls(url, **{**kwargs, **overrides})
-
-
-class AsyncDatabase(_DatabaseBase):
-    """An asyncio Postgres pool with the same methods as :class:`Database`, awaited."""
-
-    _pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
-
-    async def open(self) -> None:
-        """Open the pool; retry the first connect with backoff within ``startup_budget``."""
-        if self._pool is not None:
-            return
-        psycopg = require("psycopg", extra="postgres", feature="renderkit.db")
-        pool_mod = require("psycopg_pool", extra="postgres", feature="renderkit.db")
-        tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
-        kwargs = self._connect_kwargs()
-        async for attempt in tenacity.AsyncRetrying(**self._open_retrying_kwargs()):
-            with attempt:
-                self._count("open_attempts")
-                conn = await psycopg.AsyncConnection.connect(self.url, **kwargs)
-                await conn.close()
-        pool = pool_mod.AsyncConnectionPool(
-            check=pool_mod.AsyncConnectionPool.check_connection, **self._pool_kwargs()
-        )
-        try:
-            await pool.open(wait=True, timeout=max(self.settings.connect_timeout * 2, 5.0))
-        except BaseException:
-            await pool.close()
-            raise
-        self._pool = pool
-        logger.info("%s pool open (%s)", self.name, _mask(self.url))
-
-    async def close(self, timeout: float = 5.0) -> None:
-        """Close the pool, waiting up to ``timeout`` for connections in use; idempotent."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close(timeout=timeout)
-            logger.info("%s pool closed", self.name)
-
-    async def __aenter__(self) -> AsyncDatabase:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def _require_pool(self) -> psycopg_pool.AsyncConnectionPool[Any]:
-        if self._pool is None:
-            raise self._not_open()
-        return self._pool
-
-    @asynccontextmanager
-    async def connection(
-        self, timeout: float | None = None
-    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """Borrow a checked connection; commits on success, rolls back on error."""
-        async with self._require_pool().connection(timeout=timeout) as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def transaction(
-        self, timeout: float | None = None
-    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """Borrow a connection inside one explicit transaction."""
-        async with self.connection(timeout) as conn, conn.transaction():
-            yield conn
-
-    async def run(
-        self,
-        fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
-        *,
-        idempotent: bool = True,
-    ) -> T:
-        """Await ``fn(conn)`` in a transaction; retry transient failures like ``Database.run``."""
-        attempt = _Attempt()
-        try:
-            return await self._once(fn, attempt, getattr(fn, "__qualname__", "run"))
-        except Exception as exc:
-            self._count("errors")
-            if self.settings.retry_attempts < 2 or not self._should_retry(exc, idempotent, attempt):
-                raise
-        return await self._retry(fn, idempotent, getattr(fn, "__qualname__", "run"))
-
-    async def _retry(
-        self,
-        fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
-        idempotent: bool,
-        what: str,
-    ) -> T:
-        """Attempts 2..retry_attempts after a retryable first failure, with backoff."""
-        self._count("retries")
-        await asyncio.sleep(self._backoff(1))
-        tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
-        box = [_Attempt()]
-        async for retry in tenacity.AsyncRetrying(**self._retrying_kwargs(idempotent, box)):
-            with retry:
-                box[0] = _Attempt()
-                try:
-                    return await self._once(fn, box[0], what)
-                except Exception:
-                    self._count("errors")
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _once(
-        self,
-        fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
-        attempt: _Attempt,
-        what: str,
-    ) -> T:
-        pool = self._require_pool()
-        started = time.perf_counter()
-        async with pool.connection() as conn:
-            attempt.sent = True
-            result = await fn(conn)
-        self._observe(started, what)
-        return result
-
-    async def _statement(
-        self, sql: Any, params: Params, idempotent: bool, fetch: Callable[[Any], Awaitable[T]]
-    ) -> T:
-        pool = self._pool
-        if pool is None:
-            raise self._not_open()
-        attempt = _Attempt()
-        started = time.perf_counter()
-        try:
-            async with pool.connection() as conn:
-                attempt.sent = True
-                result = await fetch(await conn.execute(sql, params))
-        except Exception as exc:
-            self._count("errors")
-            if self.settings.retry_attempts < 2 or not self._should_retry(exc, idempotent, attempt):
-                raise
-
-            async def again(conn: psycopg.AsyncConnection[Any]) -> T:
-                return await fetch(await conn.execute(sql, params))
-
-            return await self._retry(again, idempotent, str(sql))
-        self._count("queries")
-        if self.settings.slow_query is not None:
-            self._observe(started, str(sql))
-        return result
-
-    async def execute(self, sql: Any, params: Params = None, *, idempotent: bool = False) -> int:
-        """Run one statement; return the affected row count."""
-        return await self._statement(sql, params, idempotent, _arowcount)
-
-    async def fetch_one(self, sql: Any, params: Params = None, *, idempotent: bool = True) -> Any:
-        """Run a query and return its first row, or ``None``."""
-        return await self._statement(sql, params, idempotent, _afetchone)
-
-    async def fetch_all(
-        self, sql: Any, params: Params = None, *, idempotent: bool = True
-    ) -> list[Any]:
-        """Run a query and return all rows."""
-        return await self._statement(sql, params, idempotent, _afetchall)
-
-    async def check(self, timeout: float = 3.0) -> float:
-        """Run ``SELECT 1`` within ``timeout`` seconds; return the latency in milliseconds."""
-        pool = self._require_pool()
-        started = time.perf_counter()
-
-        async def probe() -> None:
-            async with pool.connection(timeout=timeout) as conn:
-                await conn.execute("SELECT 1")
-
-        await asyncio.wait_for(probe(), timeout + 0.5)
-        return (time.perf_counter() - started) * 1000
-
-    async def health_check(self) -> CheckResult:
-        """Healthy with latency when ``SELECT 1`` answers; unhealthy when Postgres is down."""
-        if self._pool is None:
-            return self._health(None, self._not_open())
-        try:
-            return self._health(await self.check(), None)
-        except Exception as exc:
-            return self._health(None, exc)
-
-    def stats(self) -> dict[str, Any]:
-        """Pool figures (size, idle, waiting, lost) and renderkit counters as a plain dict."""
-        pool = self._pool
-        return self._stats(pool.get_stats() if pool is not None else None)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AsyncDatabase:
-        """Build from DATABASE_URL and DB_* variables (see the docs for the full list)."""
-        url, kwargs = cls._env_kwargs(environ)
-        with _env_names(kwargs, overrides):
-            return cls(url, **{**kwargs, **overrides})
-
-
-def _rowcount(cur: Any) -> int:
-    return int(cur.rowcount)
-
-
-def _fetchone(cur: Any) -> Any:
-    return cur.fetchone()
-
-
-def _fetchall(cur: Any) -> list[Any]:
-    return list(cur.fetchall())
-
-
-async def _arowcount(cur: Any) -> int:
-    return int(cur.rowcount)
-
-
-async def _afetchone(cur: Any) -> Any:
-    return await cur.fetchone()
-
-
-async def _afetchall(cur: Any) -> list[Any]:
-    return list(await cur.fetchall())
+        return bool(value) and parse_bool(value)
+    except ValueError:
+        return False

@@ -1,0 +1,122 @@
+"""The environment variables ``Database.from_env()`` reads, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
+
+from renderkit.config import ConfigError, ConfigProblem, PostgresUrl, Seconds, Settings, env
+
+D = TypeVar("D")
+
+
+class DatabaseSettings(Settings):
+    """Postgres connection and pool settings for ``Database.from_env()`` / ``AsyncDatabase``."""
+
+    url: PostgresUrl = env(
+        "DATABASE_URL",
+        secret=True,
+        help="Postgres URL, postgresql://user:password@host:5432/db (postgres:// is accepted).",
+    )
+    replicas: list[PostgresUrl] = env(
+        "DATABASE_REPLICA_URLS",
+        default=[],
+        secret=True,
+        help="Read replicas, comma-separated URLs; read_only=True queries go there first.",
+    )
+    min_size: int = env("DB_POOL_MIN", default=2, help="Connections the pool keeps open.")
+    max_size: int = env("DB_POOL_MAX", default=10, help="Upper bound of the pool, per process.")
+    connect_timeout: Seconds | None = env(
+        "DB_CONNECT_TIMEOUT", default=None, help="libpq connect timeout; unset: 5s (Neon: 10s)."
+    )
+    pool_timeout: Seconds = env(
+        "DB_POOL_TIMEOUT", default="10s", help="Wait for a free connection before PoolTimeout."
+    )
+    max_idle: Seconds = env(
+        "DB_MAX_IDLE", default="30s", help="Close connections idle longer (above DB_POOL_MIN)."
+    )
+    max_lifetime: Seconds | None = env(
+        "DB_MAX_LIFETIME",
+        default=None,
+        help="Recycle connections after this long; unset: 30m (Neon: 4m).",
+    )
+    statement_timeout: Seconds = env(
+        "DB_STATEMENT_TIMEOUT",
+        default="30s",
+        help="Server-side limit per statement; 0 disables.",
+    )
+    slow_query: Seconds = env(
+        "DB_SLOW_QUERY", default="1s", help="Log statements slower than this; 0 disables."
+    )
+    startup_budget: Seconds | None = env(
+        "DB_STARTUP_BUDGET",
+        default=None,
+        help="How long open() retries the first connect; unset: 30s (Neon: 60s).",
+    )
+    on_startup_timeout: Literal["reconnect", "raise"] = env(
+        "DB_ON_STARTUP_TIMEOUT",
+        default="reconnect",
+        help="Past the budget: reconnect (serve without Postgres, retry in the background) "
+        "or raise (fail the boot).",
+    )
+    reconnect_initial: Seconds = env(
+        "DB_RECONNECT_INITIAL",
+        default="1s",
+        help="First connect-retry backoff cap; doubles each attempt (full jitter).",
+    )
+    reconnect_max: Seconds = env(
+        "DB_RECONNECT_MAX", default="16s", help="Largest connect-retry backoff cap."
+    )
+    retry_attempts: int = env(
+        "DB_RETRY_ATTEMPTS", default=3, help="Attempts in total for run() and statements."
+    )
+    pooled: Literal["auto", "true", "false"] = env(
+        "DB_POOLED",
+        default="auto",
+        help="true behind PgBouncer in transaction mode; auto: -pooler hosts, ?pgbouncer=true, "
+        "or a server refusing startup options.",
+    )
+    ssl: Literal["error", "warn", "off"] = env(
+        "DB_SSL",
+        default="warn",
+        help="A non-TLS URL in production: error, warn or off (private networks).",
+    )
+    application_name: str | None = env(
+        "DB_APPLICATION_NAME",
+        default=None,
+        help="Shown in pg_stat_activity; unset: the Render service name, else renderkit.",
+    )
+
+
+def build(
+    cls: Callable[..., D], environ: Mapping[str, str] | None, overrides: Mapping[str, Any]
+) -> D:
+    """``cls(**settings)`` from the environment, each problem named by its variable."""
+    from renderkit.platform import detect
+
+    settings = DatabaseSettings.load(environ)
+    kwargs = settings.as_dict()
+    kwargs["url"] = str(kwargs["url"])
+    kwargs["replicas"] = [str(u) for u in kwargs["replicas"]]
+    kwargs["pooled"] = {"auto": None, "true": True, "false": False}[kwargs["pooled"]]
+    if kwargs["application_name"] is None:
+        service = detect(environ).service_name
+        kwargs["application_name"] = (service or "renderkit")[:63]
+    for key in ("connect_timeout", "max_lifetime", "startup_budget"):
+        if kwargs[key] is None:
+            del kwargs[key]  # the constructor's presets decide (Neon or not)
+    kwargs.update(overrides)
+    url = kwargs.pop("url")
+    try:
+        return cls(url, **kwargs)
+    except ConfigError as exc:
+        # A value that parses but is out of range (DB_POOL_MAX below DB_POOL_MIN) is reported
+        # under the variable it came from, unless the caller passed it in code.
+        variables = {f.attribute: f.variable for f in DatabaseSettings.describe()}
+        problems = [
+            ConfigProblem(variables[p.variable], p.message, "environment")
+            if p.source == "code" and p.variable in variables and p.variable not in overrides
+            else p
+            for p in exc.errors
+        ]
+        raise ConfigError(problems) from None
