@@ -22,6 +22,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Literal, Self, TypeVar, dataclass_transform
 
+from renderkit import platform as _platform
+from renderkit._redact import MASK, redact
 from renderkit.errors import ConfigError, ConfigProblem
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "ConfigReport",
+    "CorsSettings",
     "EnvField",
     "Environment",
     "FieldInfo",
@@ -37,6 +40,7 @@ __all__ = [
     "RedisUrl",
     "Seconds",
     "Settings",
+    "cors_options",
     "env",
     "environment",
     "explain_environment",
@@ -52,6 +56,7 @@ __all__ = [
     "parse_postgres_url",
     "parse_redis_url",
     "read_dotenv",
+    "redact",
 ]
 
 T = TypeVar("T")
@@ -61,7 +66,6 @@ Environment = Literal["development", "staging", "production"]
 
 ENVIRONMENTS: tuple[Environment, ...] = ("development", "staging", "production")
 
-MASK = "****"
 _MAX_INPUT = 4096  # longer scalar values are refused rather than parsed
 
 
@@ -110,8 +114,6 @@ class RedisUrl(_Url):
 
 # --- parse functions ---------------------------------------------------------------------
 
-_TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
-_FALSE = frozenset({"false", "0", "no", "off", "n", "f"})
 BOOL_EXPECTED = "a boolean (true/false, 1/0, yes/no, on/off)"
 
 
@@ -121,9 +123,9 @@ def parse_bool(value: str) -> bool:
     Raises ``ValueError`` for anything else, including the empty string.
     """
     word = str(value).strip().lower()
-    if word in _TRUE:
+    if word in _platform.TRUE_WORDS:
         return True
-    if word in _FALSE:
+    if word in _platform.FALSE_WORDS:
         return False
     raise ValueError(f"expected {BOOL_EXPECTED}")
 
@@ -292,22 +294,53 @@ def parse_list(value: str, item: Callable[[str], T] = str) -> list[T]:  # type: 
     return [item(part.strip()) for part in raw if part.strip()]
 
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^@/?#\s]*)@", re.I)
-
-
 def mask_url(text: str) -> str:
-    """Replace the password of every URL in ``text`` with ``****``; the rest stays readable."""
-    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}@", str(text))
+    """Replace the password of every URL in ``text`` with ``****`` (an alias of :func:`redact`)."""
+    return redact(text)
 
 
-def _split_url(text: str) -> Any:
+PERCENT_ENCODE_HINT = (
+    "the user name or password holds a raw @, #, / or ? (or a % that starts no %XX escape), "
+    "which libpq and redis-py would each split differently: percent-encode it "
+    "(@ is %40, # is %23, / is %2F, ? is %3F, % is %25; "
+    "urllib.parse.quote(password, safe='') does it)"
+)
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _userinfo_problem(text: str) -> str | None:
+    """Why the URL's userinfo is ambiguous to libpq / redis-py, or None when it is not.
+
+    urllib (hence redis-py) ends the authority at the first ``/ ? #`` and splits the userinfo
+    at the last ``@``; libpq splits at the first ``@``. A URL both read the same way has at
+    most one ``@`` before the first ``/ ? #`` and no ``@`` after it outside a query value.
+    """
+    rest = text.partition("://")[2]
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, after = rest[:end], rest[end:]
+    if authority.count("@") > 1:
+        return PERCENT_ENCODE_HINT
+    at = after.find("@")
+    if at >= 0 and "=" not in after[:at]:
+        return PERCENT_ENCODE_HINT
+    if "@" in authority and _BAD_ESCAPE.search(authority.rpartition("@")[0]):
+        return PERCENT_ENCODE_HINT
+    return None
+
+
+def _split_url(text: str, *, multi_host: bool = False) -> Any:
     from urllib.parse import urlsplit
 
     if not text or len(text) > _MAX_INPUT or any(c.isspace() for c in text):
         return None
     try:
         parts = urlsplit(text)
-        _ = parts.port  # raises ValueError for a port that is not a number 0-65535
+        if multi_host and "," in parts.netloc:
+            # libpq's "host1:5432,host2:5433": check each port on its own.
+            for host in parts.netloc.rpartition("@")[2].split(","):
+                _ = urlsplit(f"//{host}").port
+        else:
+            _ = parts.port  # raises ValueError for a port that is not a number 0-65535
     except ValueError:
         return None
     return parts
@@ -323,7 +356,10 @@ def parse_postgres_url(value: str) -> PostgresUrl:
     socket directory). Raises ``ValueError`` (without the URL) otherwise.
     """
     text = str(value).strip()
-    parts = _split_url(text)
+    problem = _userinfo_problem(text)
+    if problem is not None:
+        raise ValueError(f"expected {POSTGRES_EXPECTED}; {problem}")
+    parts = _split_url(text, multi_host=True)
     if parts is None:
         raise ValueError(f"expected {POSTGRES_EXPECTED}")
     scheme = parts.scheme.lower()
@@ -345,6 +381,9 @@ def parse_redis_url(value: str) -> RedisUrl:
     (without the URL) otherwise.
     """
     text = str(value).strip()
+    problem = _userinfo_problem(text)
+    if problem is not None:
+        raise ValueError(f"expected {REDIS_EXPECTED}; {problem}")
     parts = _split_url(text)
     if parts is None:
         raise ValueError(f"expected {REDIS_EXPECTED}")
@@ -423,48 +462,6 @@ _ENV_ALIASES: dict[str, Environment] = {
     "testing": "development",
 }
 _ENV_VARIABLES = ("APP_ENV", "ENV", "ENVIRONMENT")
-# Variables whose presence means a PaaS runs the app (kept in step with renderkit.platform by
-# a test; config may not import platform).
-_PAAS_MARKERS = (
-    "RENDER_SERVICE_ID",
-    "DYNO",
-    "FLY_APP_NAME",
-    "FLY_ALLOC_ID",
-    "FLY_MACHINE_ID",
-    "RAILWAY_ENVIRONMENT",
-    "RAILWAY_ENVIRONMENT_NAME",
-    "RAILWAY_PROJECT_ID",
-    "RAILWAY_SERVICE_ID",
-    "RAILWAY_DEPLOYMENT_ID",
-    "K_SERVICE",
-    "CLOUD_RUN_JOB",
-    "ECS_CONTAINER_METADATA_URI_V4",
-    "ECS_CONTAINER_METADATA_URI",
-    "KUBERNETES_SERVICE_HOST",
-)
-_YES = ("1", "true", "yes", "on")
-
-
-def _on_paas(env: Mapping[str, str]) -> tuple[bool, bool]:
-    """(on a PaaS, on a preview/pull-request instance), from the same variables platform reads."""
-    render = env.get("RENDER")
-    on_render = (render or "").strip().lower() in _YES or (
-        render is None and bool((env.get("RENDER_SERVICE_ID") or "").strip())
-    )
-    on_paas = on_render or any((env.get(name) or "").strip() for name in _PAAS_MARKERS[1:])
-    railway_env = (
-        env.get("RAILWAY_ENVIRONMENT_NAME") or env.get("RAILWAY_ENVIRONMENT") or ""
-    ).strip()
-    railway_tail = railway_env.rsplit("-pr-", 1)
-    preview = (
-        (on_render and (env.get("IS_PULL_REQUEST") or "").strip().lower() in _YES)
-        or (
-            bool((env.get("DYNO") or "").strip())
-            and bool((env.get("HEROKU_PR_NUMBER") or "").strip())
-        )
-        or (len(railway_tail) == 2 and railway_tail[1].isdigit())
-    )
-    return on_paas, on_paas and preview
 
 
 def explain_environment(environ: Mapping[str, str] | None = None) -> tuple[Environment, str]:
@@ -493,7 +490,8 @@ def explain_environment(environ: Mapping[str, str] | None = None) -> tuple[Envir
                 found=repr(shown),
             )
         )
-    on_paas, preview = _on_paas(env)
+    provider, preview = _platform.detect_provider(env)
+    on_paas = provider != "local"
     if preview:
         return "staging", "preview instance on a PaaS"
     if on_paas:
@@ -616,7 +614,18 @@ _MISSING: Any = _Missing()
 class EnvField:
     """A settings field bound to one environment variable; made by :func:`env`."""
 
-    __slots__ = ("attribute", "default", "help", "name", "required_in", "secret")
+    __slots__ = (
+        "aliases",
+        "attribute",
+        "default",
+        "help",
+        "maximum",
+        "minimum",
+        "name",
+        "required_in",
+        "secret",
+        "validate",
+    )
 
     def __init__(
         self,
@@ -625,13 +634,27 @@ class EnvField:
         secret: bool,
         required_in: tuple[str, ...],
         help: str,
+        *,
+        aliases: tuple[str, ...] = (),
+        minimum: Any = None,
+        maximum: Any = None,
+        validate: Callable[[Any], Any] | None = None,
     ) -> None:
         self.name = name
         self.default = default
         self.secret = secret
         self.required_in = required_in
         self.help = help
+        self.aliases = aliases
+        self.minimum = minimum
+        self.maximum = maximum
+        self.validate = validate
         self.attribute = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The variable and its aliases, in the order they are looked up."""
+        return (self.name, *self.aliases)
 
     def __set_name__(self, owner: type, attribute: str) -> None:
         self.attribute = attribute
@@ -652,6 +675,10 @@ def env(
     secret: bool = False,
     required_in: Iterable[str] = (),
     help: str = "",
+    aliases: Iterable[str] = (),
+    minimum: Any = None,
+    maximum: Any = None,
+    validate: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Declare a settings field read from environment variable ``name``.
 
@@ -659,7 +686,14 @@ def env(
     parser as the variable (``default="30s"`` becomes a ``timedelta``). Without a default the
     variable is required. ``secret=True`` masks the value in errors, ``summary()`` and
     ``repr()``. ``required_in=("production",)`` makes the variable required in those
-    environments even though it has a default. ``help`` is shown by ``describe()`` and the CLI.
+    environments even though it has a default. ``help`` is shown by ``describe()``, the CLI
+    and docs/environment.md (write it for the person setting the variable).
+
+    ``aliases`` are further variables read, in order, when ``name`` is unset
+    (``env("RATELIMIT_STORAGE_URL", aliases=("REDIS_URL",))``). ``minimum`` / ``maximum``
+    bound a number, duration or size (strings go through the field's parser: ``"1ms"``).
+    ``validate`` receives the parsed value and returns the value to keep, or raises
+    ``ValueError`` with a message that must not repeat the value.
     """
     if not isinstance(name, str) or not name:
         raise TypeError("env() needs the variable name as its first argument")
@@ -670,7 +704,18 @@ def env(
             f"env({name!r}, required_in=...): unknown environment {unknown[0]!r}; "
             f"use {', '.join(ENVIRONMENTS)}"
         )
-    return EnvField(name, default, bool(secret), stages, help)
+    alias_names = (aliases,) if isinstance(aliases, str) else tuple(aliases)
+    return EnvField(
+        name,
+        default,
+        bool(secret),
+        stages,
+        help,
+        aliases=alias_names,
+        minimum=minimum,
+        maximum=maximum,
+        validate=validate,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -681,6 +726,12 @@ class _Parser:
     is_list: bool
     type_name: str
     empty: Callable[[], Any] | None = None  # the value of an empty string, when it has one
+    is_url: bool = False  # a rejected value is never shown, even masked
+
+    @property
+    def hides_input(self) -> bool:
+        """URLs are never echoed: a raw space or quote would end redaction early."""
+        return self.is_url
 
 
 def _literal_parser(choices: tuple[Any, ...]) -> Callable[[str], Any]:
@@ -750,7 +801,8 @@ def _build_parser(annotation: Any, where: str) -> _Parser:
     name = _type_name(annotation)
     if annotation in _SCALARS:
         parse, expected = _SCALARS[annotation]
-        return _Parser(parse, expected, optional, False, name, _none if optional else None)
+        is_url = annotation in (PostgresUrl, RedisUrl)
+        return _Parser(parse, expected, optional, False, name, _none if optional else None, is_url)
     if origin is Literal:
         return _Parser(
             _literal_parser(args),
@@ -774,12 +826,12 @@ def _build_parser(annotation: Any, where: str) -> _Parser:
             def parse_tuple(text: str) -> Any:
                 return tuple(parse_list(text, item_parse))
 
-            return _Parser(parse_tuple, expected, optional, True, name, tuple)
+            return _Parser(parse_tuple, expected, optional, True, name, tuple, inner.is_url)
 
         def parse(text: str) -> Any:
             return parse_list(text, item_parse)
 
-        return _Parser(parse, expected, optional, True, name, list)
+        return _Parser(parse, expected, optional, True, name, list, inner.is_url)
     raise TypeError(
         f"{where}: unsupported settings type {annotation!r}; use str, int, float, bool, "
         "timedelta, Seconds, ByteSize, PostgresUrl, RedisUrl, Literal[...], list[X] or X | None"
@@ -997,7 +1049,6 @@ class Settings:
         default_source: str,
         problems: list[ConfigProblem] | None = None,
     ) -> ConfigReport:
-        spec = cls._spec()
         problems = list(problems or [])
         stage: str | None = None
         if env_map is not None:
@@ -1008,38 +1059,14 @@ class Settings:
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         reports: list[FieldReport] = []
-        for attr, (field, parser) in spec.items():
-            raw, source = given.get(field.name, (field.default, "default"))
-            problem: ConfigProblem | None = None
-            value: Any = None
-            missing = raw is _MISSING or (
-                source == "default" and stage is not None and stage in field.required_in
-            )
-            if missing:
-                where = "" if raw is _MISSING else f" in {stage}"
-                hint = f" ({field.help})" if field.help else ""
-                problem = ConfigProblem(
-                    field.name,
-                    f"is required{where} but not set; expected {parser.expected}{hint}",
-                    default_source,
-                    expected=parser.expected,
-                    found="not set",
-                )
-            elif isinstance(raw, str):
-                value, problem = _parse_field(field, parser, raw, source)
-            else:
-                value = list(raw) if isinstance(raw, list) else raw
-            if problem is not None:
-                problems.append(problem)
-                display = "(not set)" if missing else "(invalid)"
+        for attr, (field, parser) in cls._spec().items():
+            value, report = _load_field(attr, field, parser, given, stage, default_source)
+            reports.append(report)
+            if report.problem is not None:
+                problems.append(report.problem)
             else:
                 values[attr] = value
-                sources[attr] = source
-                display = MASK if field.secret and value is not None else _display(value)
-            shown_source = default_source if missing else source
-            reports.append(
-                FieldReport(attr, field.name, display, shown_source, field.secret, problem)
-            )
+                sources[attr] = report.source
         settings: Settings | None = None
         if not problems:
             settings = object.__new__(cls)
@@ -1047,7 +1074,29 @@ class Settings:
             object.__setattr__(settings, "_renderkit_sources", sources)
             for attr, value in values.items():
                 object.__setattr__(settings, attr, value)
+            problems.extend(settings._cross_problems(default_source))
+            if problems:
+                settings = None
         return ConfigReport(cls.__name__, stage, tuple(reports), tuple(problems), settings)
+
+    def cross_check(self) -> Iterable[tuple[str, str]]:
+        """Override to check fields against each other; yield ``(VARIABLE, message)`` pairs.
+
+        Runs after every field parsed; its problems join the same :class:`ConfigError`
+        (``yield "REDIS_URL", "is required when CACHE_TYPE=redis"``). Never put a secret's
+        value in the message.
+        """
+        return ()
+
+    def _cross_problems(self, default_source: str) -> list[ConfigProblem]:
+        spec = type(self)._spec()
+        by_name = {field.name: attr for attr, (field, _) in spec.items()}
+        problems = []
+        for variable, message in self.cross_check():
+            attr = by_name.get(variable)
+            source = self._renderkit_sources.get(attr, default_source) if attr else default_source
+            problems.append(ConfigProblem(variable, message, source))
+        return problems
 
     _renderkit_values: dict[str, Any]
     _renderkit_sources: dict[str, str]
@@ -1100,29 +1149,230 @@ class Settings:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
+def _lookup(field: EnvField, given: Mapping[str, tuple[Any, str]]) -> tuple[str, Any, str]:
+    """(variable read, raw value, source): the first of the field's names that is set."""
+    for name in field.names:
+        entry = given.get(name)
+        if entry is not None and not (isinstance(entry[0], str) and not entry[0].strip()):
+            return name, entry[0], entry[1]
+    entry = given.get(field.name)
+    if entry is not None:
+        return field.name, entry[0], entry[1]
+    return field.name, field.default, "default"
+
+
+def _load_field(
+    attr: str,
+    field: EnvField,
+    parser: _Parser,
+    given: Mapping[str, tuple[Any, str]],
+    stage: str | None,
+    default_source: str,
+) -> tuple[Any, FieldReport]:
+    """Read, parse and check one field; the report carries its display value or its problem."""
+    variable, raw, source = _lookup(field, given)
+    problem: ConfigProblem | None = None
+    value: Any = None
+    missing = raw is _MISSING or (
+        source == "default" and stage is not None and stage in field.required_in
+    )
+    if missing:
+        where = "" if raw is _MISSING else f" in {stage}"
+        hint = f" ({field.help})" if field.help else ""
+        problem = ConfigProblem(
+            field.name,
+            f"is required{where} but not set; expected {parser.expected}{hint}",
+            default_source,
+            expected=parser.expected,
+            found="not set",
+        )
+    elif isinstance(raw, str):
+        value, problem = _parse_field(field, parser, raw, source, variable)
+    else:
+        value = list(raw) if isinstance(raw, list) else raw
+        found = MASK if field.secret or parser.hides_input else _found(repr(raw), False)
+        value, why = _constrain(field, parser, value) if value is not None else (None, None)
+        if why is not None:
+            problem = ConfigProblem(
+                variable, f"{why}; got {found}", source, expected=parser.expected, found=found
+            )
+    if problem is not None:
+        display = "(not set)" if missing else "(invalid)"
+        return None, FieldReport(attr, variable, display, source, field.secret, problem)
+    display = MASK if field.secret and value is not None else _display(value)
+    return value, FieldReport(attr, variable, display, source, field.secret)
+
+
+def _bound(parser: _Parser, bound: Any) -> Any:
+    return parser.parse(bound) if isinstance(bound, str) else bound
+
+
+def _constrain(field: EnvField, parser: _Parser, value: Any) -> tuple[Any, str | None]:
+    """(value to keep, None) or (None, why it is refused): bounds, then the validator."""
+    low, high = field.minimum, field.maximum
+    try:
+        if low is not None and value < _bound(parser, low):
+            return None, f"expected {parser.expected}, at least {_display(_bound(parser, low))}"
+        if high is not None and value > _bound(parser, high):
+            return None, f"expected {parser.expected}, at most {_display(_bound(parser, high))}"
+    except TypeError:
+        return None, f"expected {parser.expected}"
+    if field.validate is not None:
+        try:
+            value = field.validate(value)
+        except ValueError as exc:
+            return None, redact(str(exc)) or f"expected {parser.expected}"
+    return value, None
+
+
 def _parse_field(
-    field: EnvField, parser: _Parser, raw: str, source: str
+    field: EnvField, parser: _Parser, raw: str, source: str, variable: str
 ) -> tuple[Any, ConfigProblem | None]:
     """Parse one raw string; the problem never carries a secret or a URL password."""
+    found = _found(raw, field.secret or parser.hides_input)
     if not raw.strip():
         if parser.empty is not None:
             return parser.empty(), None
         reason = f"expected {parser.expected}; the value is empty"
         found = "''"
+    elif len(raw) > _MAX_INPUT and not parser.is_list:
+        reason = f"expected {parser.expected}; the value is too long"
     else:
-        found = _found(raw, field.secret)
-        if len(raw) > _MAX_INPUT and not parser.is_list:
-            reason = f"expected {parser.expected}; the value is too long"
+        try:
+            value = parser.parse(raw)
+        except ValueError as exc:
+            # A list's item parser names the item type; the list's own message names the format.
+            reason = f"expected {parser.expected}" if parser.is_list else redact(str(exc))
         else:
-            try:
-                return parser.parse(raw), None
-            except ValueError as exc:
-                reason = str(exc)
-            if parser.is_list:
-                # The item parser's message names the item type; the list's names the format.
-                reason = f"expected {parser.expected}"
-            elif not reason.startswith("expected"):
-                reason = f"expected {parser.expected} ({reason})"
+            if value is None:
+                return None, None
+            value, why = _constrain(field, parser, value)
+            if why is None:
+                return value, None
+            reason = why
+        if not reason.startswith("expected"):
+            reason = f"expected {parser.expected} ({reason})"
     return None, ConfigProblem(
-        field.name, f"{reason}; got {found}", source, expected=parser.expected, found=found
+        variable, f"{reason}; got {found}", source, expected=parser.expected, found=found
     )
+
+
+# --- CORS --------------------------------------------------------------------------------
+
+
+def _origin(text: str) -> str:
+    """One CORS origin: ``*`` or ``scheme://host[:port]`` (a trailing ``/`` is dropped)."""
+    from urllib.parse import urlsplit
+
+    origin = text.strip().rstrip("/")
+    if origin == "*":
+        return origin
+    try:
+        parts = urlsplit(origin)
+        _ = parts.port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+    ):
+        raise ValueError(
+            "expected origins such as https://app.example.com (scheme and host, no path)"
+        )
+    return origin
+
+
+def _origins(values: list[str]) -> list[str]:
+    return [_origin(value) for value in values]
+
+
+class CorsSettings(Settings):
+    """Cross-origin requests (CORS), read by :func:`cors_options`."""
+
+    allowed_origins: list[str] | None = env(
+        "CORS_ALLOWED_ORIGINS",
+        default=None,
+        aliases=("APP_URL",),
+        validate=_origins,
+        help="Origins allowed to call the app from a browser, comma-separated "
+        "(https://app.example.com,https://www.example.com); APP_URL is read when unset. "
+        "'*' allows any origin without credentials.",
+    )
+    allow_credentials: bool = env(
+        "CORS_ALLOW_CREDENTIALS",
+        default=False,
+        help="Let browsers send cookies and Authorization headers cross-origin.",
+    )
+    allow_methods: list[str] = env(
+        "CORS_ALLOW_METHODS",
+        default="GET,POST,PUT,PATCH,DELETE,OPTIONS",
+        help="Methods allowed on cross-origin requests.",
+    )
+    allow_headers: list[str] = env(
+        "CORS_ALLOW_HEADERS",
+        default="Authorization,Content-Type,X-Request-ID",
+        help="Request headers a cross-origin request may send.",
+    )
+    expose_headers: list[str] = env(
+        "CORS_EXPOSE_HEADERS",
+        default="X-Request-ID,Retry-After,RateLimit-Limit,RateLimit-Remaining,RateLimit-Reset",
+        help="Response headers browser code may read.",
+    )
+    max_age: Seconds = env(
+        "CORS_MAX_AGE",
+        default="10m",
+        minimum="0s",
+        maximum="1d",
+        help="How long browsers may cache a preflight answer.",
+    )
+
+    def cross_check(self) -> Iterable[tuple[str, str]]:
+        """Browsers refuse ``*`` together with credentials; say so at start-up."""
+        if self.allow_credentials and "*" in (self.allowed_origins or []):
+            yield (
+                "CORS_ALLOWED_ORIGINS",
+                "is '*' while CORS_ALLOW_CREDENTIALS=true, which browsers refuse; "
+                "list the origins instead",
+            )
+
+
+def cors_options(
+    environ: Mapping[str, str] | None = None,
+    *,
+    framework: Literal["starlette", "flask"] = "starlette",
+) -> dict[str, Any]:
+    """Keyword arguments for Starlette's ``CORSMiddleware`` (or flask-cors' ``CORS``) from env.
+
+    Reads CORS_ALLOWED_ORIGINS (else APP_URL), CORS_ALLOW_CREDENTIALS, CORS_ALLOW_METHODS,
+    CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS and CORS_MAX_AGE. With no origin configured the
+    result allows no cross-origin request (never ``*`` by accident). Raises
+    :class:`ConfigError` listing every bad variable.
+    ``app.add_middleware(CORSMiddleware, **cors_options())``;
+    ``CORS(app, **cors_options(framework="flask"))``.
+    """
+    settings = CorsSettings.load(environ)
+    origins = list(settings.allowed_origins or [])
+    if framework == "flask":
+        return {
+            "origins": origins,
+            "supports_credentials": settings.allow_credentials,
+            "methods": list(settings.allow_methods),
+            "allow_headers": list(settings.allow_headers),
+            "expose_headers": list(settings.expose_headers),
+            "max_age": int(settings.max_age),
+        }
+    if framework != "starlette":
+        raise ValueError("cors_options(framework=...): use 'starlette' or 'flask'")
+    return {
+        "allow_origins": origins,
+        "allow_credentials": settings.allow_credentials,
+        "allow_methods": list(settings.allow_methods),
+        "allow_headers": list(settings.allow_headers),
+        "expose_headers": list(settings.expose_headers),
+        "max_age": int(settings.max_age),
+    }

@@ -11,11 +11,16 @@ family at once::
     └── SessionError           a session could not be stored (too large, conflicting write)
 
 Modules re-export the ones their users catch (``renderkit.config.ConfigError``).
+
+Every :class:`ConfigProblem` renders through :func:`renderkit.config.redact`, renderkit's one
+redaction step, so a password inside a URL never reaches an error message.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from renderkit._redact import redact
 
 __all__ = [
     "BackendUnavailable",
@@ -47,7 +52,7 @@ class ConfigProblem:
     found: str = ""
 
     def __str__(self) -> str:
-        return f"{self.variable} ({self.source}): {self.message}"
+        return redact(f"{self.variable} ({self.source}): {self.message}")
 
 
 class ConfigError(RenderKitError, ValueError):

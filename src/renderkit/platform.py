@@ -19,12 +19,15 @@ from typing import Any
 __all__ = [
     "DEFAULT_CGROUP_ROOT",
     "DEFAULT_GRACE_PERIODS",
+    "FALSE_WORDS",
     "PROVIDERS",
+    "TRUE_WORDS",
     "Platform",
     "cgroup_cpu_limit",
     "cgroup_memory_limit",
     "cgroup_memory_usage",
     "detect",
+    "detect_provider",
 ]
 
 DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
@@ -32,6 +35,11 @@ _PROC_SELF_CGROUP = "/proc/self/cgroup"
 
 PROVIDERS = ("render", "heroku", "fly", "railway", "cloud_run", "kubernetes", "ecs", "local")
 """Every value :attr:`Platform.provider` can take."""
+
+TRUE_WORDS = frozenset({"true", "1", "yes", "on", "y", "t"})
+"""The words renderkit reads as true (any case); :func:`renderkit.config.parse_bool` uses them."""
+FALSE_WORDS = frozenset({"false", "0", "no", "off", "n", "f"})
+"""The words renderkit reads as false (any case)."""
 
 DEFAULT_GRACE_PERIODS: Mapping[str, float] = {
     "render": 30.0,  # maxShutdownDelaySeconds default; no env var tells the app otherwise
@@ -86,6 +94,17 @@ class Platform:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def detect_provider(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
+    """Return ``(provider, is_preview)`` from environment variables alone (no cgroup reads).
+
+    The one place renderkit decides which PaaS runs the app; :func:`detect` and
+    :func:`renderkit.config.environment` both use it.
+    """
+    env = os.environ if environ is None else environ
+    provider = _provider(env)
+    return provider, bool(_FACTS[provider](env).get("is_preview", False))
+
+
 def detect(
     environ: Mapping[str, str] | None = None,
     cgroup_root: str | os.PathLike[str] = DEFAULT_CGROUP_ROOT,
@@ -128,7 +147,7 @@ def _get(env: Mapping[str, str], *names: str) -> str | None:
 
 
 def _truthy(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in ("1", "true", "yes", "on")
+    return value is not None and value.strip().lower() in TRUE_WORDS
 
 
 def _provider(env: Mapping[str, str]) -> str:
