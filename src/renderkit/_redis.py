@@ -18,7 +18,16 @@ from renderkit._optional import require
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["PerLoop", "close_sockets_now", "reconnect_once"]
+__all__ = [
+    "SCHEMES",
+    "PerLoop",
+    "aclose_client",
+    "close_client",
+    "close_sockets_now",
+    "reconnect_once",
+    "redis_client",
+    "topology",
+]
 
 T = TypeVar("T")
 
@@ -190,3 +199,122 @@ class PerLoop(Generic[T]):
                 close_sockets_now(self._client(value))
             # A loop still open in another thread: dropping the generator lets that loop's
             # asyncgen finalizer close the client on its own loop.
+
+
+# -- one client factory for every Redis topology -----------------------------------------
+# Cache, sessions and the rate limiter build their clients here, so a URL means the same
+# thing to all three: redis:// and rediss:// (one server), unix://, valkey:// and valkeys://
+# (the same protocol), redis+cluster://h1:p1,h2:p2 (a Redis Cluster; any reachable node
+# finds the rest) and redis+sentinel://[:password@]h1:p1,h2:p2/service[/db] (the primary a
+# Sentinel set names, followed across failovers without a restart).
+
+SCHEMES = ("redis", "rediss", "unix", "valkey", "valkeys", "redis+cluster", "redis+sentinel")
+"""URL schemes every renderkit Redis client accepts."""
+
+
+def topology(url: str) -> str:
+    """``"cluster"``, ``"sentinel"`` or ``"single"`` for a Redis URL."""
+    scheme = url.partition("://")[0].lower()
+    if scheme in ("redis+cluster", "rediss+cluster", "valkey+cluster"):
+        return "cluster"
+    if scheme in ("redis+sentinel", "rediss+sentinel", "valkey+sentinel"):
+        return "sentinel"
+    return "single"
+
+
+def _plain(url: str) -> str:
+    """valkey:// -> redis://, valkeys:// -> rediss:// (same protocol, same client)."""
+    scheme, sep, rest = url.partition("://")
+    mapped = {"valkey": "redis", "valkeys": "rediss"}.get(scheme.lower(), scheme)
+    return f"{mapped}{sep}{rest}"
+
+
+def _hosts(netloc: str) -> tuple[str | None, list[tuple[str, int]]]:
+    """``[:password@]h1:p1,h2:p2`` -> (password, [(h1, p1), (h2, p2)])."""
+    from urllib.parse import unquote
+
+    password = None
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at:
+        password = unquote(userinfo.partition(":")[2] or userinfo) or None
+    pairs = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host:
+            host, port = port, ""
+        pairs.append((host.strip("[]"), int(port) if port else 6379))
+    return password, pairs
+
+
+def redis_client(
+    url: str, *, asyncio: bool, extra: str, feature: str, pool_timeout: float = 1.0, **options: Any
+) -> Any:
+    """A redis-py client for ``url`` with renderkit's retry policy (see :func:`reconnect_once`).
+
+    ``options`` are connection options (``socket_timeout``, ``max_connections``, ...). A
+    single server gets a blocking pool (a burst waits ``pool_timeout`` for a connection
+    instead of failing); a cluster client keeps a pool per node; a Sentinel client asks the
+    sentinels for the current primary whenever it reconnects.
+    """
+    module = require("redis.asyncio" if asyncio else "redis", extra=extra, feature=feature)
+    retry = reconnect_once(asyncio=asyncio, extra=extra, feature=feature)
+    kind = topology(url)
+    if kind == "single":
+        pool_class = module.BlockingConnectionPool
+        pool = pool_class.from_url(_plain(url), timeout=pool_timeout, **options)
+        return module.Redis(connection_pool=pool, retry=retry)
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    password, hosts = _hosts(parts.netloc)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    tls = parts.scheme.startswith("rediss") or query.get("ssl", "").lower() in ("1", "true")
+    if password is not None:
+        options.setdefault("password", password)
+    if tls:
+        options.setdefault("ssl", True)
+    if kind == "cluster":
+        cluster = require(
+            "redis.asyncio.cluster" if asyncio else "redis.cluster", extra=extra, feature=feature
+        )
+        nodes = [cluster.ClusterNode(host, port) for host, port in hosts]
+        return cluster.RedisCluster(startup_nodes=nodes, retry=retry, **options)
+    sentinel_module = require(
+        "redis.asyncio.sentinel" if asyncio else "redis.sentinel", extra=extra, feature=feature
+    )
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError(
+            "a redis+sentinel:// URL needs the service name after the hosts: "
+            "redis+sentinel://host:26379,host2:26379/mymaster"
+        )
+    service = path[0]
+    if len(path) > 1:
+        options.setdefault("db", int(path[1]))
+    sentinel_password = query.get("sentinel_password")
+    timeouts: tuple[str, ...] = ("socket_timeout", "socket_connect_timeout")
+    sentinel_kwargs: dict[str, Any] = {k: options[k] for k in timeouts if k in options}
+    if sentinel_password:
+        sentinel_kwargs["password"] = sentinel_password
+    sentinel = sentinel_module.Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **options)
+    return sentinel.master_for(service, retry=retry)
+
+
+def _sentinels(client: Any) -> list[Any]:
+    """The clients a Sentinel-managed client keeps to the sentinels themselves."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", ()))
+
+
+def close_client(client: Any) -> None:
+    """Close a sync client from :func:`redis_client`, its sentinel connections included."""
+    for sentinel in _sentinels(client):
+        sentinel.close()
+    client.close()
+
+
+async def aclose_client(client: Any) -> None:
+    """Close an asyncio client from :func:`redis_client`, its sentinel connections included."""
+    for sentinel in _sentinels(client):
+        await sentinel.aclose()
+    await client.aclose()
