@@ -4,6 +4,10 @@
   threads) against awaiting the slowest check alone. Target (issue 7): at most 1.2x.
 - ``cache``: ``GET /health`` through the ASGI endpoint with a fresh report (cache hit) against
   the same endpoint with ``cache_ttl=0`` (every call runs the 100 ms check). Target: under 1 %.
+- ``sync checks``: ``Health.run(fresh=True)`` over 1, 10, 50 and 200 instant sync checks on the
+  registry's reusable daemon threads, against one check (ratio to the smallest), and 200 checks
+  the way renderkit ran them before (a new thread per check per run). Target (issue 18): 200
+  checks cost at most 100x one check (linear, with no thread start per check).
 - ``shutdown middleware``: a minimal ASGI app called in-process with and without
   ``ShutdownMiddleware``. Target: at most 2 µs added per request (difference of medians).
 """
@@ -156,10 +160,82 @@ def bench_middleware(loop: asyncio.AbstractEventLoop) -> Result:
     return result
 
 
+def _instant() -> None:
+    return None
+
+
+def _registry(count: int) -> Health:
+    health = Health(cache_ttl=0)
+    for index in range(count):
+        health.add(f"check{index}", _instant)
+    return health
+
+
+async def _thread_per_check(count: int) -> None:
+    """The former runner: one new daemon thread per sync check per run."""
+    import threading
+
+    loop = asyncio.get_running_loop()
+    futures = []
+    for _ in range(count):
+        future: asyncio.Future[None] = loop.create_future()
+
+        def work(future: asyncio.Future[None] = future) -> None:
+            _instant()
+            loop.call_soon_threadsafe(future.set_result, None)
+
+        threading.Thread(target=work, daemon=True).start()
+        futures.append(future)
+    await asyncio.gather(*futures)
+
+
+def bench_sync_checks(loop: asyncio.AbstractEventLoop) -> Result:
+    sizes = (1, 10, 50, 200)
+    registries = {size: _registry(size) for size in sizes}
+    variants: dict[str, Any] = {}
+    for size, health in registries.items():
+
+        async def run_all(health: Health = health) -> None:
+            await health.run(fresh=True)
+
+        variants[f"{size} sync check(s)"] = run_all
+
+    async def before() -> None:
+        await _thread_per_check(200)
+
+    variants["200, a new thread each (before)"] = before
+    result = measure(
+        "sync checks: reusable threads, 1 -> 200 checks",
+        variants,
+        baseline="1 sync check(s)",
+        rounds=9,
+        number=10,
+        warmup=2,
+        loop=loop,
+    )
+    ratio = result.ratio("200 sync check(s)", "1 sync check(s)")
+    result.check(
+        Target("200 checks / 1 check", "200 sync check(s)", "1 sync check(s)", max_ratio=100.0),
+        ratio,
+    )
+    gain = result.ratio("200, a new thread each (before)", "200 sync check(s)")
+    started = registries[200].stats()["threads"]["started"]
+    result.note = (
+        f"200 sync checks cost {ratio:.1f}x one check; a new thread per check cost "
+        f"{gain:.1f}x the pool's run. The 200-check registry started {started} threads in all."
+    )
+    return result
+
+
 def run() -> list[Result]:
     loop = asyncio.new_event_loop()
     try:
-        return [bench_aggregation(loop), bench_cache(loop), bench_middleware(loop)]
+        return [
+            bench_aggregation(loop),
+            bench_cache(loop),
+            bench_sync_checks(loop),
+            bench_middleware(loop),
+        ]
     finally:
         loop.close()
 

@@ -594,3 +594,38 @@ async def test_malformed_headers_get_the_public_answer(headers: list[tuple[bytes
         assert sent[0]["status"] == 200
         assert json.loads(sent[1]["body"])["status"] in ("healthy", "pass")
         assert "checks" not in json.loads(sent[1]["body"])
+
+
+async def test_sync_checks_reuse_a_bounded_set_of_threads() -> None:
+    """Ten sync checks over five runs start at most ten threads, not fifty; the bound holds."""
+    health = Health(cache_ttl=0, threads=4)
+    for index in range(10):
+        health.add(f"c{index}", lambda: time.sleep(0.01))
+    for _ in range(5):
+        report = await health.run()
+        assert report.status == "healthy"
+    threads = health.stats()["threads"]
+    assert threads["started"] <= 4
+    assert threads["workers"] <= 4
+
+
+async def test_hung_sync_check_holds_one_thread_and_others_still_run() -> None:
+    """A check hung forever occupies one worker; the others keep answering."""
+    release = threading.Event()
+    health = Health(cache_ttl=0, timeout=0.2, threads=2)
+    health.add("hung", release.wait)
+    health.add("ok", lambda: None)
+    try:
+        for _ in range(3):
+            report = await health.run()
+            assert report.checks["ok"].status == "healthy"
+            assert report.checks["hung"].status == "unhealthy"
+        assert health.stats()["threads"]["started"] <= 2
+    finally:
+        release.set()
+
+
+def test_health_rejects_a_bad_thread_bound() -> None:
+    """threads=0 is refused with the option named."""
+    with pytest.raises(ValueError, match="threads"):
+        Health(threads=0)

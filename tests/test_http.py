@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from renderkit._http import (
     ProxyTrust,
+    access_client,
     client_ip,
     effective_scheme,
     header,
@@ -168,3 +169,34 @@ def test_client_ip_never_raises_and_returns_an_address_or_unknown(
     for trust in trusts:
         result = client_ip(peer, headers, trust)
         assert result == "unknown" or ipaddress.ip_address(result)
+
+
+@pytest.mark.parametrize(
+    ("trust", "peer", "forwarded", "expected"),
+    [
+        # A private-network neighbour on Render writing the header itself.
+        (ProxyTrust.render(), "10.0.5.6", "127.0.0.1", "10.0.5.6"),
+        (ProxyTrust.render(), "10.0.5.6", "::1, 198.51.100.7", "10.0.5.6"),
+        (ProxyTrust.render(), "10.0.5.6", "::ffff:127.0.0.1, 198.51.100.7", "10.0.5.6"),
+        (ProxyTrust.render(), "10.0.5.6", "0.0.0.0, 198.51.100.7", "10.0.5.6"),
+        (ProxyTrust.render(), "10.0.5.6", "198.51.100.7", "10.0.5.6"),
+        # What Render's proxy really sends: the client stays the client.
+        (ProxyTrust.render(), "10.0.5.6", "127.0.0.1, 198.51.100.7, 172.70.1.2", "198.51.100.7"),
+        (ProxyTrust.render(), "10.0.5.6", "198.51.100.7, 172.70.1.2, 10.9.0.1", "198.51.100.7"),
+        (ProxyTrust.heroku(), "10.0.5.6", "::1", "10.0.5.6"),
+        (ProxyTrust.none(), "127.0.0.1", "203.0.113.1", "127.0.0.1"),
+        (ProxyTrust.render(), None, "127.0.0.1", "unknown"),
+    ],
+)
+def test_access_client_never_takes_a_forgeable_entry(
+    trust: ProxyTrust, peer: str | None, forwarded: str, expected: str
+) -> None:
+    """For access decisions a short chain or a forwarded loopback yields the TCP peer."""
+    assert access_client(peer, h(x_forwarded_for=forwarded), trust) == expected
+
+
+def test_access_client_rejects_a_forged_loopback_client_header() -> None:
+    """Fly-Client-IP: 127.0.0.1 from a private neighbour is not loopback."""
+    trust = ProxyTrust.fly()
+    assert access_client("172.16.0.9", h(fly_client_ip="127.0.0.1"), trust) == "172.16.0.9"
+    assert access_client("172.16.0.9", h(fly_client_ip="198.51.100.1"), trust) == "198.51.100.1"

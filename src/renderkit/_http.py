@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "PRIVATE_NETWORKS",
     "ProxyTrust",
+    "access_client",
     "client_ip",
     "effective_scheme",
     "header",
@@ -243,6 +244,44 @@ def client_ip(peer: str | None, headers: Iterable[tuple[bytes, bytes]], trust: P
         if address is not None:
             return str(address)
     return fallback
+
+
+def access_client(
+    peer: str | None, headers: Iterable[tuple[bytes, bytes]], trust: ProxyTrust
+) -> str:
+    """Return the client address to base an *access* decision on (who may see what).
+
+    :func:`client_ip` is right for keys and logs, where a wrong guess costs little. For access
+    the answer must never be an entry the sender could have written itself, so this returns the
+    TCP peer (``"unknown"`` without one) instead of a forwarded address when:
+
+    - the chain is shorter than the trusted hops: the request skipped part of the proxy path,
+      so what stands in the header is the peer's word (a private-network neighbour on Render
+      sending ``X-Forwarded-For: 127.0.0.1``);
+    - the forwarded address is loopback or unspecified: a proxy never forwards a connection
+      from this machine's own loopback (``::1, <public>`` sent by that neighbour).
+    """
+    fallback = peer or "unknown"
+    if not trust.trusts_peer(peer):
+        return fallback
+    headers = list(headers) if not isinstance(headers, list) else headers
+    if trust._client_header_bytes is None and trust.hops > 1:
+        chain = header_list(headers, b"x-forwarded-for")[-MAX_FORWARDED_ENTRIES:]
+        while len(chain) > 1 and trust.trusted_cidrs:
+            tail = parse_ip(chain[-1])
+            if tail is None or not _in(tail, trust.trusted_cidrs):
+                break
+            chain = chain[:-1]
+        if chain and len(chain) < trust.hops:
+            return fallback
+    client = client_ip(peer, headers, trust)
+    if client == fallback:
+        return fallback
+    address = parse_ip(client)
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is loopback too
+    if address is None or any(a.is_loopback or a.is_unspecified for a in (address, mapped) if a):
+        return fallback
+    return client
 
 
 def effective_scheme(

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from renderkit._optional import require
 from renderkit.health import EndpointKind, Health
-from renderkit.wsgi._health import _facts
+from renderkit.wsgi._health import health_answer
 
 if TYPE_CHECKING:
     from flask import Blueprint, Flask, Response
@@ -15,9 +15,14 @@ __all__ = ["health_blueprint", "init_health"]
 
 
 def health_blueprint(
-    health: Health, *, url_prefix: str = "/health", name: str = "renderkit_health"
+    health: Health,
+    *,
+    url_prefix: str = "/health",
+    name: str = "renderkit_health",
+    per_check: bool = False,
 ) -> Blueprint:
-    """A blueprint answering ``url_prefix`` plus ``/live``, ``/ready`` and ``/instance``.
+    """A blueprint answering ``url_prefix`` plus ``/live``, ``/ready`` and ``/instance``
+    (``/diagnostics`` when the registry has ``diagnostics``; ``/<check>`` with ``per_check``).
 
     ``app.register_blueprint(health_blueprint(health))``. Checks run through
     :meth:`Health.run_sync` (cached, one run at a time across threads).
@@ -35,26 +40,25 @@ def health_blueprint(
     blueprint: Blueprint = flask.Blueprint(name, __name__, url_prefix=url_prefix)
 
     def view(kind: EndpointKind) -> Any:
-        def answer() -> Response:
+        def answer(check: str | None = None) -> Response:
             from flask import Response, request
 
-            code, body, content_type = health.respond_sync(kind, _facts(request.environ))
-            return Response(
-                body, status=code, content_type=content_type.decode(),
-                headers={"Cache-Control": "no-store"},
-            )  # fmt: skip
+            status, headers, body = health_answer(health, kind, request.environ, check)
+            response = Response(body, status=status, headers=headers)
+            if request.method == "HEAD":  # Flask would drop the length of an empty body
+                response.headers["Content-Length"] = dict(headers)["content-length"]
+            return response
 
         answer.__name__ = f"health_{kind}"
         return answer
 
-    rules: tuple[tuple[str, EndpointKind], ...] = (
-        ("", "health"),
-        ("/live", "live"),
-        ("/ready", "ready"),
-        ("/instance", "instance"),
-    )
-    for rule, kind in rules:
+    for path, kind in health.paths(url_prefix).items():
+        rule = path[len(url_prefix) :]
         blueprint.add_url_rule(rule, endpoint=kind, view_func=view(kind), methods=["GET", "HEAD"])
+    if per_check:
+        blueprint.add_url_rule(
+            "/<check>", endpoint="check", view_func=view("check"), methods=["GET", "HEAD"]
+        )
     return blueprint
 
 

@@ -1,0 +1,143 @@
+"""Calling user code safely: sync or async, in a daemon thread, under an option check.
+
+Shared by the health runner (checks) and :mod:`renderkit.shutdown` (cleanup hooks), which both
+take any callable from the app and must survive one that blocks, hangs or raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["DaemonPool", "is_async_callable", "seconds_option", "start_in_thread"]
+
+
+def is_async_callable(fn: object) -> bool:
+    """True for a coroutine function or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def seconds_option(value: object, what: str, *, allow_zero: bool = False) -> float:
+    """Validate a number of seconds given as an option (``what`` names it in the error)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok and (value >= 0 if allow_zero else value > 0):  # type: ignore[operator]
+        return float(value)  # type: ignore[arg-type]
+    bound = ">= 0" if allow_zero else "> 0"
+    raise ValueError(f"{what}={value!r}: use a number of seconds {bound}")
+
+
+class DaemonPool:
+    """A bounded pool of reusable daemon threads, started on first use.
+
+    Not ``concurrent.futures.ThreadPoolExecutor``: its threads are joined at interpreter exit,
+    so one check hung forever would keep the process from exiting. Here a hung job holds one
+    worker; at most ``max_workers`` run at once and later jobs wait in the queue. A worker idle
+    for ``idle`` seconds exits. After a fork (gunicorn ``--preload``) the child starts afresh.
+    """
+
+    def __init__(self, max_workers: int = 32, *, name: str = "renderkit", idle: float = 60.0):
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"DaemonPool(max_workers={max_workers!r}): use an int >= 1")
+        self.max_workers = max_workers
+        self.name = name
+        self.idle = seconds_option(idle, "DaemonPool(idle)")
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._workers = 0
+        self._waiting = 0  # workers blocked on the queue with no job claimed for them
+        self._started = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Queue ``job``; wake an idle worker or start one while under the bound."""
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's workers do not exist here
+                self._reset()
+            self._queue.put(job)
+            if self._waiting > 0:
+                self._waiting -= 1
+                return
+            if self._workers < self.max_workers:
+                self._workers += 1
+                self._started += 1
+                thread = threading.Thread(
+                    target=self._work, name=f"{self.name}-{self._started}", daemon=True
+                )
+                thread.start()
+
+    def stats(self) -> dict[str, int]:
+        """Workers alive, idle ones, and threads started since creation."""
+        return {"workers": self._workers, "idle": self._waiting, "started": self._started}
+
+    def _work(self) -> None:
+        jobs = self._queue
+        while True:
+            try:
+                job = jobs.get(timeout=self.idle)
+            except queue.Empty:
+                with self._lock:
+                    if jobs is not self._queue or (self._waiting > 0 and jobs.empty()):
+                        if jobs is self._queue:
+                            self._waiting -= 1
+                            self._workers -= 1
+                        return
+                continue
+            with contextlib.suppress(BaseException):  # a job reports its own outcome
+                job()
+            with self._lock:
+                if jobs is not self._queue:
+                    return
+                self._waiting += 1
+
+
+def start_in_thread(
+    fn: Callable[[], Any],
+    *,
+    name: str,
+    pool: DaemonPool | None = None,
+    on_done: Callable[[], None] | None = None,
+) -> asyncio.Future[Any]:
+    """Call ``fn`` in a worker thread (``pool``, else a new daemon thread) and return a future
+    of the running loop that gets its value or exception. ``on_done`` runs in the thread right
+    after ``fn`` returns or raises. A loop closed meanwhile is ignored: nobody waits any more."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def work() -> None:
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = fn()
+        except BaseException as exc:  # handed to the awaiting side, never re-raised here
+            error = exc
+        finally:
+            if on_done is not None:
+                on_done()
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, value, error)
+
+    if pool is not None:
+        pool.submit(work)
+    else:
+        threading.Thread(target=work, name=name, daemon=True).start()
+    return future
