@@ -121,3 +121,18 @@ def test_check_mode_fails_on_a_stale_twin(
     assert twins.main([]) == 0
     assert twins.main(["--check"]) == 0
     assert (pkg / "thing_sync.py").read_text().startswith("# DO NOT EDIT: generated from")
+
+
+def test_rename_may_span_several_lines() -> None:
+    """Consecutive ``# twins: rename`` lines all count, so a long map stays within 100 columns."""
+    source = (
+        "# twins: source\n"
+        "# twins: rename aget=get\n"
+        "# twins: rename aset=set\n"
+        "async def f(c):\n"
+        "    await c.aget()\n"
+        "    await c.aset()\n"
+    )
+    out = twins.transform(source)
+    assert "c.get()" in out and "c.set()" in out
+    assert "twins: rename" not in out

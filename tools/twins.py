@@ -10,7 +10,8 @@ Escape hatches, one line each, for the few places where the two sides really dif
 
 - ``x = await thing()  # twins: async-only`` is left out of the sync file;
 - ``x = await thing()  # twins: sync: x = other()`` becomes ``x = other()`` there;
-- a second line ``# twins: rename aload=load asave=save`` lists names only this file maps.
+- a second line ``# twins: rename aload=load asave=save`` lists names only this file maps
+  (more ``# twins: rename`` lines may follow it, so each stays within the line length).
 
 Primitives that differ (sleep, locks, events, timeouts) live in ``renderkit._compat_async``
 and ``renderkit._compat_sync``, which are hand-written and mapped onto each other.
@@ -144,7 +145,7 @@ def transform(source: str) -> str:
     lines = source.splitlines(keepends=True)
     extra: dict[str, str] = {}
     body = lines[1:]
-    if body and body[0].startswith(RENAME):
+    while body and body[0].startswith(RENAME):  # one or more lines, to keep each short
         for pair in body[0][len(RENAME) :].split():
             old, _, new = pair.partition("=")
             extra[old] = new

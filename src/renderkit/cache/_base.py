@@ -98,3 +98,28 @@ class SyncOnlyBackend(abc.ABC):
 
     async def aclose(self) -> None:
         self.close()
+
+
+# Constant fallbacks for Degrader.call / acall (a closure per call would cost more).
+def _none(*_: object) -> None:
+    return None
+
+
+def _false(*_: object) -> bool:
+    return False
+
+
+def _zero(*_: object) -> int:
+    return 0
+
+
+async def _anone(*_: object) -> None:
+    return None
+
+
+async def _afalse(*_: object) -> bool:
+    return False
+
+
+async def _azero(*_: object) -> int:
+    return 0

@@ -6,7 +6,8 @@ import logging
 from typing import Any
 
 from renderkit.cache._base import Backend
-from renderkit.health import CheckResult
+from renderkit.cache._fallback_async import AsyncFallbackMethods
+from renderkit.cache._fallback_sync import FallbackMethods
 from renderkit.resilience import CircuitBreaker, Degrader
 
 __all__ = ["FallbackBackend"]
@@ -16,7 +17,7 @@ logger = logging.getLogger("renderkit.cache")
 _PROBE_KEY = "renderkit:cache:probe"
 
 
-class FallbackBackend:
+class FallbackBackend(FallbackMethods, AsyncFallbackMethods):
     """Use ``primary`` while it answers; on errors switch to ``fallback`` and probe the
     primary again every ``probe_interval`` seconds in the background (one call at a time),
     switching back as soon as it answers.
@@ -68,86 +69,6 @@ class FallbackBackend:
         """True while calls go to the fallback instead of the primary."""
         return self.degrader.active
 
-    # -- sync ------------------------------------------------------------------------------
-    def get(self, key: str) -> bytes | None:
-        return self.degrader.call(self.primary.get, self.fallback.get, key)
-
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        if self.mirror_writes:
-            self.fallback.set(key, value, ttl)
-            self.degrader.call(self.primary.set, _none, key, value, ttl)
-        else:
-            self.degrader.call(self.primary.set, self.fallback.set, key, value, ttl)
-
-    def delete(self, key: str) -> bool:
-        found = self.fallback.delete(key)
-        return self.degrader.call(self.primary.delete, _false, key) or found
-
-    def clear(self, prefix: str = "") -> int:
-        count = self.fallback.clear(prefix)
-        return self.degrader.call(self.primary.clear, lambda _: count, prefix)
-
-    def acquire_lock(self, key: str, lease: float) -> str | None:
-        return self.degrader.call(self.primary.acquire_lock, self.fallback.acquire_lock, key, lease)
-
-    def release_lock(self, key: str, token: str) -> None:
-        for backend in (self.primary, self.fallback):
-            try:
-                backend.release_lock(key, token)
-            except Exception:
-                pass  # an unreleased lease expires by itself
-
-    def health_check(self) -> CheckResult:
-        if self.fallback_active:
-            return self.degrader.health_check()
-        return self.degrader.health_check(self.primary.health_check())
-
-    def close(self) -> None:
-        self.degrader.close()
-        self.primary.close()
-        self.fallback.close()
-
-    # -- asyncio ---------------------------------------------------------------------------
-    async def aget(self, key: str) -> bytes | None:
-        return await self.degrader.acall(self.primary.aget, self.fallback.aget, key)
-
-    async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
-        if self.mirror_writes:
-            await self.fallback.aset(key, value, ttl)
-            await self.degrader.acall(self.primary.aset, _none, key, value, ttl)
-        else:
-            await self.degrader.acall(self.primary.aset, self.fallback.aset, key, value, ttl)
-
-    async def adelete(self, key: str) -> bool:
-        found = await self.fallback.adelete(key)
-        return await self.degrader.acall(self.primary.adelete, _false, key) or found
-
-    async def aclear(self, prefix: str = "") -> int:
-        count = await self.fallback.aclear(prefix)
-        return await self.degrader.acall(self.primary.aclear, lambda _: count, prefix)
-
-    async def aacquire_lock(self, key: str, lease: float) -> str | None:
-        return await self.degrader.acall(
-            self.primary.aacquire_lock, self.fallback.aacquire_lock, key, lease
-        )
-
-    async def arelease_lock(self, key: str, token: str) -> None:
-        for backend in (self.primary, self.fallback):
-            try:
-                await backend.arelease_lock(key, token)
-            except Exception:
-                pass  # an unreleased lease expires by itself
-
-    async def ahealth_check(self) -> CheckResult:
-        if self.fallback_active:
-            return self.degrader.health_check()
-        return self.degrader.health_check(await self.primary.ahealth_check())
-
-    async def aclose(self) -> None:
-        self.degrader.close()
-        await self.primary.aclose()
-        await self.fallback.aclose()
-
     # -- reporting -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         degrader = self.degrader.stats()
@@ -161,11 +82,3 @@ class FallbackBackend:
             "primary": self.primary.stats(),
             "fallback": self.fallback.stats(),
         }
-
-
-def _none(*_: Any) -> None:
-    return None
-
-
-def _false(*_: Any) -> bool:
-    return False
