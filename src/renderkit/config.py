@@ -27,6 +27,7 @@ from renderkit._redact import MASK, redact
 from renderkit.errors import ConfigError, ConfigProblem
 
 __all__ = [
+    "ENVIRONMENT_VARIABLES",
     "ByteSize",
     "ConfigError",
     "ConfigProblem",
@@ -461,7 +462,8 @@ _ENV_ALIASES: dict[str, Environment] = {
     "test": "development",
     "testing": "development",
 }
-_ENV_VARIABLES = ("APP_ENV", "ENV", "ENVIRONMENT")
+ENVIRONMENT_VARIABLES = ("APP_ENV", "ENV", "ENVIRONMENT")
+"""The variables :func:`environment` reads, in order."""
 
 
 def explain_environment(environ: Mapping[str, str] | None = None) -> tuple[Environment, str]:
@@ -470,7 +472,7 @@ def explain_environment(environ: Mapping[str, str] | None = None) -> tuple[Envir
     Raises :class:`ConfigError` when APP_ENV, ENV or ENVIRONMENT holds an unknown word.
     """
     env = os.environ if environ is None else environ
-    for name in _ENV_VARIABLES:
+    for name in ENVIRONMENT_VARIABLES:
         raw = env.get(name)
         if raw is None or not raw.strip():
             continue

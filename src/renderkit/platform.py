@@ -21,7 +21,9 @@ __all__ = [
     "DEFAULT_GRACE_PERIODS",
     "FALSE_WORDS",
     "PROVIDERS",
+    "PROVIDER_MARKERS",
     "TRUE_WORDS",
+    "VARIABLES",
     "Platform",
     "cgroup_cpu_limit",
     "cgroup_memory_limit",
@@ -52,6 +54,44 @@ DEFAULT_GRACE_PERIODS: Mapping[str, float] = {
     "local": 30.0,
 }
 """Seconds between SIGTERM and SIGKILL each provider gives by default."""
+
+PROVIDER_MARKERS: Mapping[str, tuple[str, ...]] = {
+    "render": ("RENDER", "RENDER_SERVICE_ID"),  # RENDER=true; the id when RENDER is unset
+    "heroku": ("DYNO",),
+    "fly": ("FLY_APP_NAME", "FLY_ALLOC_ID", "FLY_MACHINE_ID"),
+    "railway": (
+        "RAILWAY_ENVIRONMENT",
+        "RAILWAY_ENVIRONMENT_NAME",
+        "RAILWAY_PROJECT_ID",
+        "RAILWAY_SERVICE_ID",
+        "RAILWAY_DEPLOYMENT_ID",
+    ),
+    "cloud_run": ("K_SERVICE", "CLOUD_RUN_JOB"),
+    "ecs": ("ECS_CONTAINER_METADATA_URI_V4", "ECS_CONTAINER_METADATA_URI"),
+    "kubernetes": ("KUBERNETES_SERVICE_HOST",),
+}
+"""The variables whose presence names each provider, checked in this order."""
+
+VARIABLES: Mapping[str, str] = {
+    "RENDER": "Set to true by Render; names the provider (Render also sets RENDER_SERVICE_ID, "
+    "RENDER_SERVICE_NAME, RENDER_SERVICE_TYPE, RENDER_INSTANCE_ID, RENDER_GIT_COMMIT and "
+    "RENDER_GIT_BRANCH, which are read when present, never required).",
+    "IS_PULL_REQUEST": "Set to true by Render on a pull-request preview: the environment "
+    "becomes staging.",
+    "RENDER_EXTERNAL_URL": "The service's public URL on Render (else RENDER_EXTERNAL_HOSTNAME).",
+    "RENDER_CPU_COUNT": "CPUs of the Render instance type (e.g. 0.5); the stricter of it and "
+    "the cgroup quota is cpu_limit.",
+    "DYNO": "Set by Heroku (web.1); HEROKU_APP_NAME, HEROKU_SLUG_COMMIT, HEROKU_PR_NUMBER and "
+    "HEROKU_REGION add facts.",
+    "FLY_APP_NAME": "Set by Fly.io; FLY_MACHINE_ID, FLY_PROCESS_GROUP and FLY_REGION add facts.",
+    "RAILWAY_ENVIRONMENT_NAME": "Set by Railway (a '<base>-pr-<n>' name is a preview); "
+    "RAILWAY_DEPLOYMENT_DRAINING_SECONDS sets the shutdown grace period.",
+    "K_SERVICE": "Set by Cloud Run (CLOUD_RUN_JOB for jobs).",
+    "ECS_CONTAINER_METADATA_URI_V4": "Set by AWS ECS; AWS_REGION names the region.",
+    "KUBERNETES_SERVICE_HOST": "Set inside Kubernetes; HOSTNAME is the pod name.",
+    "PORT": "The port to listen on; else 10000 on Render, else 8000.",
+}
+"""Every variable :func:`detect` reads on its own, with what it means (docs/environment.md)."""
 
 _UNLIMITED_V1 = 1 << 60  # v1 writes PAGE_COUNTER_MAX-ish numbers (~9.2e18) for "no limit"
 _MAX_READ = 256  # cgroup values are short; anything longer is not one
@@ -154,25 +194,9 @@ def _provider(env: Mapping[str, str]) -> str:
     render = env.get("RENDER")
     if _truthy(render) or (render is None and _get(env, "RENDER_SERVICE_ID")):
         return "render"
-    if _get(env, "DYNO"):
-        return "heroku"
-    if _get(env, "FLY_APP_NAME", "FLY_ALLOC_ID", "FLY_MACHINE_ID"):
-        return "fly"
-    if _get(
-        env,
-        "RAILWAY_ENVIRONMENT",
-        "RAILWAY_ENVIRONMENT_NAME",
-        "RAILWAY_PROJECT_ID",
-        "RAILWAY_SERVICE_ID",
-        "RAILWAY_DEPLOYMENT_ID",
-    ):
-        return "railway"
-    if _get(env, "K_SERVICE", "CLOUD_RUN_JOB"):
-        return "cloud_run"
-    if _get(env, "ECS_CONTAINER_METADATA_URI_V4", "ECS_CONTAINER_METADATA_URI"):
-        return "ecs"
-    if _get(env, "KUBERNETES_SERVICE_HOST"):
-        return "kubernetes"
+    for provider, markers in PROVIDER_MARKERS.items():
+        if provider != "render" and _get(env, *markers):
+            return provider
     return "local"
 
 

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from renderkit.config import ConfigError, Settings, env, parse_bool
+
 if TYPE_CHECKING:
     import httpx
     import redis
@@ -67,15 +69,62 @@ __all__ = [
 
 REDIS_URL_VAR = "RENDERKIT_TEST_REDIS_URL"
 DATABASE_URL_VAR = "RENDERKIT_TEST_DATABASE_URL"
-_TRUE = {"1", "true", "yes", "on"}
+
+
+class _TestingSettings(Settings):
+    """The pytest plugin's own variables (renderkit.testing)."""
+
+    ci: str | None = env(
+        "CI",
+        default=None,
+        help="Set by CI systems; a true word (true, 1, yes) makes missing services fail "
+        "integration tests instead of skipping them.",
+    )
+    require_services: str | None = env(
+        "RENDERKIT_TEST_REQUIRE_SERVICES",
+        default=None,
+        help="true: fail, not skip, integration tests when Redis/Postgres are missing.",
+    )
+    redis_url: str | None = env(
+        REDIS_URL_VAR,
+        default=None,
+        secret=True,
+        help="The Redis the renderkit_redis_url fixture hands to integration tests.",
+    )
+    database_url: str | None = env(
+        DATABASE_URL_VAR,
+        default=None,
+        secret=True,
+        help="The Postgres the renderkit_database_url fixture hands to integration tests.",
+    )
+    docker_host: str | None = env(
+        "DOCKER_HOST",
+        default=None,
+        help="Where testcontainers finds Docker when no service URL is set.",
+    )
+
+
+def _settings() -> _TestingSettings:
+    try:
+        return _TestingSettings.load()
+    except ConfigError:
+        # Only a garbled APP_ENV can fail here (every field is optional text); the test that
+        # set it is checking exactly that, so the fixtures carry on as if nothing were set.
+        return _TestingSettings()
+
+
+def _is_true(value: str | None) -> bool:
+    """A CI marker holding another word (CI=woodpecker) is not an error: it is just not true."""
+    try:
+        return value is not None and parse_bool(value)
+    except ValueError:
+        return False
 
 
 def require_services() -> bool:
     """True when a missing Redis/Postgres must fail tests instead of skipping them (CI)."""
-    return (
-        os.environ.get("CI", "").lower() in _TRUE
-        or os.environ.get("RENDERKIT_TEST_REQUIRE_SERVICES", "").lower() in _TRUE
-    )
+    settings = _settings()
+    return _is_true(settings.ci) or _is_true(settings.require_services)
 
 
 def _unavailable(reason: str) -> None:
@@ -87,7 +136,7 @@ def _unavailable(reason: str) -> None:
 def _docker_answers() -> bool:
     # Without DOCKER_HOST and without the default socket there is nothing to ask; asking
     # anyway leaks the docker client's socket (a ResourceWarning under filterwarnings=error).
-    if not os.environ.get("DOCKER_HOST") and not os.path.exists("/var/run/docker.sock"):
+    if not _settings().docker_host and not os.path.exists("/var/run/docker.sock"):
         return False
     client = None
     try:
@@ -104,7 +153,8 @@ def _docker_answers() -> bool:
 
 
 def _service_url(var: str, start_container: str, what: str) -> Iterator[str]:
-    url = os.environ.get(var)
+    settings = _settings()
+    url = settings.redis_url if var == REDIS_URL_VAR else settings.database_url
     if url:
         yield url
         return
@@ -260,22 +310,13 @@ PLATFORM_ENV: dict[str, dict[str, str]] = {
 }
 """The env vars each simulated provider sets (``renderkit_platform(provider)``)."""
 
-_PLATFORM_MARKERS = (
-    "RENDER",
-    "IS_PULL_REQUEST",
-    "DYNO",
-    "FLY_APP_NAME",
-    "RAILWAY_ENVIRONMENT",
-    "RAILWAY_ENVIRONMENT_NAME",
-    "K_SERVICE",
-    "KUBERNETES_SERVICE_HOST",
-    "ECS_CONTAINER_METADATA_URI_V4",
-    "ECS_CONTAINER_METADATA_URI",
-    "APP_ENV",
-    "ENV",
-    "ENVIRONMENT",
-    "PORT",
-)
+
+def _platform_markers() -> tuple[str, ...]:
+    from renderkit.config import ENVIRONMENT_VARIABLES
+    from renderkit.platform import PROVIDER_MARKERS
+
+    markers = [name for names in PROVIDER_MARKERS.values() for name in names]
+    return (*markers, "IS_PULL_REQUEST", *ENVIRONMENT_VARIABLES, "PORT")
 
 
 def _cpu_max(cpus: float | None) -> str:
@@ -329,7 +370,7 @@ class PlatformFactory:
         (root / "cpu.max").write_text(_cpu_max(cpus) + "\n")
         environ = {**PLATFORM_ENV[provider], **(env or {})}
         if apply:
-            for name in _PLATFORM_MARKERS:
+            for name in _platform_markers():
                 self._monkeypatch.delenv(name, raising=False)
             for name in list(os.environ):
                 if name.startswith(("RENDER_", "HEROKU_", "FLY_", "RAILWAY_")):
