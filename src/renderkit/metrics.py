@@ -33,6 +33,7 @@ from renderkit._asgi import Message, Receive, Scope, Send, path_matcher
 from renderkit._context import correlation_id_var
 from renderkit._http import ProxyTrust, client_ip
 from renderkit._optional import require
+from renderkit._otel import OtelExport
 from renderkit.config import Settings, env, environment
 from renderkit.health import CheckResult
 
@@ -47,6 +48,7 @@ __all__ = [
     "PROMETHEUS_BUCKETS",
     "UNMATCHED_ROUTE",
     "MetricsSettings",
+    "OtelExport",
     "RequestMetrics",
     "RequestMetricsMiddleware",
     "metrics_endpoint",
@@ -89,6 +91,12 @@ class MetricsSettings(Settings):
         help="Bearer token for /metrics and /metrics/json. In production without it, only "
         "loopback callers may read metrics.",
     )
+    otlp_endpoint: str | None = env(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        default=None,
+        help="Where to export request metrics and spans over OTLP/HTTP as well (needs "
+        "renderkit[otel]); the exporter reads the other OTEL_EXPORTER_OTLP_* variables.",
+    )
 
 
 class RequestMetrics:
@@ -114,6 +122,7 @@ class RequestMetrics:
         trust: ProxyTrust | None = None,
         public: bool | None = None,
         multiprocess_dir: str | None = None,
+        otel: OtelExport | None = None,
     ) -> None:
         _check_options(slow_threshold, max_series, namespace, token)
         prom = require("prometheus_client", extra="metrics", feature="renderkit.metrics")
@@ -157,13 +166,20 @@ class RequestMetrics:
         self._active_children: dict[str, Any] = {}
         self._started = time.time()
         self._overflow_logged = False
+        self.otel = otel
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> RequestMetrics:
-        """Build with METRICS_TOKEN and PROMETHEUS_MULTIPROC_DIR from the environment."""
+        """Build with METRICS_TOKEN and PROMETHEUS_MULTIPROC_DIR from the environment.
+
+        With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, requests are also exported over OTLP (this
+        needs ``renderkit[otel]``) and served inside spans continuing the caller's trace.
+        """
         settings = MetricsSettings.load(environ)
         options.setdefault("token", settings.token)
         options.setdefault("multiprocess_dir", settings.multiprocess_dir)
+        if settings.otlp_endpoint and "otel" not in options:
+            options["otel"] = OtelExport.otlp(DURATION_BUCKETS)
         if "public" not in options and environ is not None:
             options["public"] = environment(environ) == "development"
         return cls(**options)
@@ -209,6 +225,8 @@ class RequestMetrics:
             child = self._duration.labels(method, route_label, str(status), error_type)
             self._children[key] = child
         child.observe(duration)
+        if self.otel is not None:
+            self.otel.record(method, route_label, status, duration, error_type)
         if self.slow_threshold is not None and duration >= self.slow_threshold:
             self._slow(method, route_label, status, duration)
 
@@ -566,10 +584,19 @@ class RequestMetricsMiddleware:
         ):
             await self.app(scope, receive, send)
             return
+        otel = self.metrics.otel
+        if otel is None:
+            await self._timed(scope, receive, send, None)
+            return
+        with otel.server_span(scope) as span:
+            await self._timed(scope, receive, send, span)
+
+    async def _timed(self, scope: Scope, receive: Receive, send: Send, span: Any) -> None:
         start = time.perf_counter()
         root_path = scope.get("root_path", "")
         status = 0
-        active = self.metrics.active(scope.get("method", "GET"))
+        method = scope.get("method", "GET")
+        active = self.metrics.active(method)
         active.inc()
 
         async def send_timed(message: Message) -> None:
@@ -578,24 +605,16 @@ class RequestMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        failed = True
         try:
             await self.app(scope, receive, send_timed)
-        except BaseException:
-            active.dec()
+            failed = False
+        finally:
             # Raised (or cancelled) mid-request: an error, with the status the client got if
             # the response had started, else the 500 the server will send.
-            self.metrics.record(
-                scope.get("method", "GET"),
-                route_template(scope, root_path),
-                status or 500,
-                time.perf_counter() - start,
-                error=True,
-            )
-            raise
-        active.dec()
-        self.metrics.record(
-            scope.get("method", "GET"),
-            route_template(scope, root_path),
-            status,
-            time.perf_counter() - start,
-        )
+            active.dec()
+            route = route_template(scope, root_path)
+            status = status or (500 if failed else 0)
+            self.metrics.record(method, route, status, time.perf_counter() - start, error=failed)
+            if span is not None:
+                self.metrics.otel.finish_span(span, route, status, failed)  # type: ignore[union-attr]
