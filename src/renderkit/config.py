@@ -768,6 +768,17 @@ def _none() -> None:
     return None
 
 
+OFF_WORDS = frozenset({"off", "none", "disabled", "never"})
+"""Words an optional duration (``Seconds | None``) reads as "not set": ``REQUEST_TIMEOUT=off``."""
+
+
+def _or_off(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse_or_off(text: str) -> Any:
+        return None if text.strip().lower() in OFF_WORDS else parse(text)
+
+    return parse_or_off
+
+
 _SCALARS: dict[Any, tuple[Callable[[str], Any], str]] = {
     str: (_str, "a non-empty string"),
     int: (parse_int, "an integer"),
@@ -804,6 +815,8 @@ def _build_parser(annotation: Any, where: str) -> _Parser:
     if annotation in _SCALARS:
         parse, expected = _SCALARS[annotation]
         is_url = annotation in (PostgresUrl, RedisUrl)
+        if optional and annotation in (timedelta, Seconds):
+            parse, expected = _or_off(parse), f"{expected}, or off"
         return _Parser(parse, expected, optional, False, name, _none if optional else None, is_url)
     if origin is Literal:
         return _Parser(

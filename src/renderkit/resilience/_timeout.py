@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from renderkit._asgi import Message, Receive, Scope, Send, path_matcher, send_error_response
 from renderkit._context import correlation_id_var
+from renderkit.config import Seconds, Settings, env
 
 if TYPE_CHECKING:
     from renderkit._asgi import ASGIApp
@@ -18,6 +19,18 @@ if TYPE_CHECKING:
 __all__ = ["TimeoutMiddleware"]
 
 logger = logging.getLogger("renderkit.resilience")
+
+
+class TimeoutSettings(Settings):
+    """Request timeouts (renderkit.resilience.TimeoutMiddleware.from_env)."""
+
+    timeout: Seconds | None = env(
+        "REQUEST_TIMEOUT",
+        default="30s",
+        minimum="0s",
+        help="Answer 504 when a request takes longer (30s, 2m); 0 or off disables it. Keep it "
+        "under the proxy's own limit so the client gets renderkit's answer.",
+    )
 
 
 class _Deadline:
@@ -106,26 +119,13 @@ class TimeoutMiddleware:
     def from_env(
         cls, app: ASGIApp, environ: Mapping[str, str] | None = None, **options: object
     ) -> TimeoutMiddleware:
-        """Read ``REQUEST_TIMEOUT`` ("30s", "2m", "0" or "off" disables; default 30 s)."""
-        import os
+        """Read ``REQUEST_TIMEOUT`` ("30s", "2m", "0" or "off" disables; default 30 s).
 
-        from renderkit.config import parse_duration
-        from renderkit.errors import ConfigError, ConfigProblem
-
-        env = os.environ if environ is None else environ
-        raw = env.get("REQUEST_TIMEOUT", "").strip()
-        timeout: float | None = 30.0
-        if raw.lower() in ("0", "off", "none", "false"):
-            timeout = None
-        elif raw:
-            try:
-                timeout = parse_duration(raw).total_seconds()
-            except ValueError as exc:
-                raise ConfigError(
-                    ConfigProblem("REQUEST_TIMEOUT", f"{exc}; use a duration such as 30s or 2m")
-                ) from None
-            if timeout <= 0:
-                timeout = None
+        Raises :class:`~renderkit.errors.ConfigError` naming the variable when it is not a
+        duration.
+        """
+        seconds = TimeoutSettings.load(environ).timeout
+        timeout = float(seconds) if seconds else None
         return cls(app, timeout=timeout, **options)  # type: ignore[arg-type]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
