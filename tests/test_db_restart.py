@@ -1,201 +1,185 @@
-"""renderkit.db against its own Postgres, started late and restarted under the app's feet."""
+"""renderkit.db against its own Postgres: started late, down past the boot budget, restarted.
+
+Every test runs for both twins. The cluster is this module's own (free port, stopped by pid
+through pg_ctl); the shared server is never touched.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
+import logging
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from renderkit.db import AsyncDatabase, Database
+from _pg_servers import OwnPostgres, Side, backends, own_postgres
+from renderkit.errors import BackendUnavailable
+from renderkit.health import Health
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
-def _bin(name: str) -> str | None:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found[-1] if found else shutil.which(name)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _as_postgres(*cmd: str) -> list[str]:
-    if os.geteuid() != 0:
-        return list(cmd)
-    runuser = shutil.which("runuser")
-    if runuser:
-        return [runuser, "-u", "postgres", "--", *cmd]
-    return ["su", "postgres", "-c", " ".join(cmd)]
-
-
-class OwnPostgres:
-    def __init__(self, root: str, port: int) -> None:
-        self.data = os.path.join(root, "data")
-        self.sock = root
-        self.port = port
-        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-
-    def pg_ctl(self, *args: str) -> None:
-        subprocess.run(
-            _as_postgres(str(_bin("pg_ctl")), "-D", self.data, "-w", "-t", "20", *args),
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=40,
-        )
-
-    def start(self) -> None:
-        self.pg_ctl(
-            "-o",
-            f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1",
-            "-l",
-            os.path.join(self.sock, "log"),
-            "start",
-        )
-
-    def stop(self) -> None:
-        self.pg_ctl("-m", "fast", "stop")
+@pytest.fixture(params=["sync", "async"])
+def side(request: pytest.FixtureRequest) -> Side:
+    return Side(request.param)
 
 
 @pytest.fixture(scope="module")
 def own_pg() -> Iterator[OwnPostgres]:
-    initdb = _bin("initdb")
-    if initdb is None or _bin("pg_ctl") is None:
-        pytest.skip("Postgres server binaries are not installed")
-    root = tempfile.mkdtemp(prefix="rk-pg-")
-    os.chmod(root, 0o777)
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    pg = OwnPostgres(root, _free_port())
-    subprocess.run(
-        _as_postgres(initdb, "-D", pg.data, "-A", "trust", "-U", "postgres", "--no-sync"),
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=120,
-    )
-    yield pg
-    try:
-        pg.stop()
-    except Exception:
-        pass
-    shutil.rmtree(root, ignore_errors=True)
+    with own_postgres() as pg:
+        yield pg
 
 
-def _backends(pg: OwnPostgres, app: str) -> int:
-    with psycopg.connect(pg.url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+async def _ensure(pg: OwnPostgres, up: bool) -> None:
+    if pg.running() != up:
+        await asyncio.to_thread(pg.start if up else pg.stop)
 
 
-def test_open_waits_for_a_late_postgres_then_survives_a_restart(own_pg: OwnPostgres) -> None:
+async def _until_healthy(side: Side, db: Any, rounds: int = 300) -> Any:
+    """Poll health (bounded) until the background reconnect has found Postgres."""
+    for _ in range(rounds):
+        result = await side.call(db, "health_check")
+        if result.status == "healthy":
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{db.name} never became healthy: {result.message}")
+
+
+def _reconnect_threads(name: str) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == f"{name}-reconnect"]
+
+
+async def test_open_waits_for_a_late_postgres_then_survives_a_restart(
+    side: Side, own_pg: OwnPostgres
+) -> None:
     """open() retries until Postgres is up; after a restart run() succeeds, health recovers."""
-    db = Database(
+    await _ensure(own_pg, up=False)
+    app = f"rk-restart-{side}"
+    db = side.make(
         own_pg.url,
-        application_name="rk-restart",
+        application_name=app,
         min_size=2,
         max_size=4,
         startup_budget=30,
+        reconnect_initial=0.2,
+        reconnect_max=1.0,
         retry_backoff=0.2,
         retry_backoff_max=1.0,
         pool_timeout=5,
     )
-    opened: list[BaseException | None] = []
-    opener = threading.Thread(target=lambda: opened.append(_try(db.open)))
-    opener.start()
-    time.sleep(1.0)  # open() is retrying against a closed port meanwhile
-    own_pg.start()
-    opener.join(40)
-    assert opened == [None]
+    opener = asyncio.create_task(side.call(db, "open"))
+    await asyncio.sleep(1.0)  # open() is retrying against a closed port meanwhile
+    await _ensure(own_pg, up=True)
+    await asyncio.wait_for(opener, 40)
     assert db.stats()["open_attempts"] >= 2
+    assert db.stats()["reconnecting"] is False
     try:
-        assert db.fetch_one("SELECT 1") == (1,)
-        assert db.health_check().status == "healthy"
+        assert await side.call(db, "fetch_one", "SELECT 1") == (1,)
+        assert (await side.call(db, "health_check")).status == "healthy"
 
-        own_pg.stop()
-        health = db.health_check()
+        await _ensure(own_pg, up=False)
+        health = await side.call(db, "health_check")
         assert health.status == "unhealthy"
         assert "unreachable" in health.message
 
-        own_pg.start()
-        attempts = []
-
-        def work(conn: Any) -> int:
-            attempts.append(1)
-            return int(conn.execute("SELECT 40 + 2").fetchone()[0])
-
-        assert db.run(work) == 42  # no app restart needed
-        assert db.health_check().status == "healthy"
+        await _ensure(own_pg, up=True)
+        attempts: list[int] = []
+        assert await side.call(db, "run", side.work(attempts, "SELECT 40 + 2")) == 42
+        assert (await side.call(db, "health_check")).status == "healthy"
         for _ in range(20):
-            assert db.fetch_one("SELECT 1") == (1,)
+            assert await side.call(db, "fetch_one", "SELECT 1") == (1,)
         # No leaks: at most the pool's size of backends carry our application_name.
-        assert 1 <= _backends(own_pg, "rk-restart") <= 4
+        assert 1 <= backends(own_pg.url, app) <= 4
         assert db.stats()["pool_size"] <= 4
     finally:
-        db.close()
-    deadline = time.monotonic() + 5
-    while _backends(own_pg, "rk-restart") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _backends(own_pg, "rk-restart") == 0
+        await side.call(db, "close")
+    for _ in range(100):
+        if not backends(own_pg.url, app):
+            break
+        await asyncio.sleep(0.05)
+    assert backends(own_pg.url, app) == 0
 
 
-def test_async_database_survives_a_restart(own_pg: OwnPostgres) -> None:
-    """AsyncDatabase goes unhealthy during the outage and serves again afterwards."""
-    try:
-        own_pg.start()
-    except subprocess.CalledProcessError:
-        pass  # already running from the previous test
-
-    async def scenario() -> None:
-        db = AsyncDatabase(
-            own_pg.url,
-            application_name="rk-arestart",
-            min_size=2,
-            max_size=4,
-            retry_backoff=0.2,
-            pool_timeout=5,
-        )
-        await db.open()
+async def test_boot_that_waits_serves_without_postgres_then_reconnects(
+    side: Side, own_pg: OwnPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Postgres down past the budget: open() returns, queries fail fast, health is unhealthy,
+    the background reconnect finds Postgres and the next query works, without a restart."""
+    await _ensure(own_pg, up=False)
+    app = f"rk-boot-{side}"
+    db = side.make(
+        own_pg.url,
+        application_name=app,
+        min_size=1,
+        max_size=2,
+        startup_budget=0.5,
+        reconnect_initial=0.05,
+        reconnect_max=0.2,
+    )
+    health = Health(cache_ttl=0)
+    health.add("database", db.health_check, critical=True)
+    with caplog.at_level(logging.INFO, logger="renderkit.db"):
+        await side.call(db, "open")  # returns: the app boots and serves what needs no database
         try:
-            assert await db.fetch_one("SELECT 1") == (1,)
-            await asyncio.to_thread(own_pg.stop)
-            assert (await db.health_check()).status == "unhealthy"
-            await asyncio.to_thread(own_pg.start)
+            assert db.stats()["reconnecting"] is True
+            with pytest.raises(BackendUnavailable, match="reconnecting in the background"):
+                await side.call(db, "fetch_one", "SELECT 1")
+            with pytest.raises(BackendUnavailable):
+                await side.call(db, "run", side.work([], "SELECT 1"))
+            report = await health.run()
+            assert (report.status, report.http_status) == ("unhealthy", 503)
+            await side.call(db, "open")  # a second open() while reconnecting changes nothing
+            assert len(_reconnect_threads(db.name)) <= 1
 
-            async def work(conn: Any) -> int:
-                cur = await conn.execute("SELECT 5")
-                row = await cur.fetchone()
-                return int(row[0])
-
-            assert await db.run(work) == 5
-            assert (await db.health_check()).status == "healthy"
-            assert _backends(own_pg, "rk-arestart") <= 4
+            await _ensure(own_pg, up=True)
+            await _until_healthy(side, db)
+            assert await side.call(db, "fetch_one", "SELECT 2") == (2,)
+            assert db.stats()["reconnecting"] is False
+            assert (await health.run()).status == "healthy"
         finally:
-            await db.close()
+            await side.call(db, "close")
+    gave_up = [r for r in caplog.records if "start-up budget" in r.getMessage()]
+    recovered = [r for r in caplog.records if "reachable again" in r.getMessage()]
+    assert [r.levelname for r in gave_up] == ["ERROR"]  # once per outage, not per attempt
+    assert len(recovered) == 1
+    assert backends(own_pg.url, app) == 0
 
-    asyncio.run(scenario())
+
+async def test_on_startup_timeout_raise_fails_the_boot(side: Side, own_pg: OwnPostgres) -> None:
+    """on_startup_timeout='raise' re-raises the connect error and starts no background work."""
+    await _ensure(own_pg, up=False)
+    db = side.make(
+        own_pg.url, startup_budget=0.3, reconnect_initial=0.05, on_startup_timeout="raise"
+    )
+    with pytest.raises(psycopg.OperationalError):
+        await side.call(db, "open")
+    assert db.stats()["reconnecting"] is False
+    assert not _reconnect_threads(db.name)
+    with pytest.raises(BackendUnavailable, match="not open"):
+        await side.call(db, "fetch_one", "SELECT 1")
 
 
-def _try(fn: Any) -> BaseException | None:
-    try:
-        fn()
-    except BaseException as exc:
-        return exc
-    return None
+async def test_close_stops_the_background_reconnect(side: Side, own_pg: OwnPostgres) -> None:
+    """close() during the background reconnect ends it: no pool appears afterwards."""
+    await _ensure(own_pg, up=False)
+    app = f"rk-closed-{side}"
+    db = side.make(
+        own_pg.url,
+        application_name=app,
+        startup_budget=0.3,
+        reconnect_initial=5.0,
+        reconnect_max=5.0,
+    )
+    await side.call(db, "open")
+    assert db.stats()["reconnecting"] is True
+    await side.call(db, "close")  # wakes the reconnect loop out of its 5 s sleep
+    assert not _reconnect_threads(db.name)
+    assert db.stats()["reconnecting"] is False
+    await _ensure(own_pg, up=True)
+    assert db.stats()["open"] is False
+    assert backends(own_pg.url, app) == 0
+    with pytest.raises(BackendUnavailable, match="not open"):
+        await side.call(db, "fetch_one", "SELECT 1")

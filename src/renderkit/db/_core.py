@@ -517,15 +517,19 @@ class DatabaseBase:
         )
 
     def _gave_up(self, exc: BaseException) -> None:
+        from renderkit.config import format_duration
+
+        s = self.settings
         logger.error(
-            "%s unreachable after the %.0fs start-up budget (%s: %s); serving without it and "
-            "reconnecting in the background (backoff %.0f s doubling up to %.0f s)",
+            "%s unreachable after the %s start-up budget (%s: %s); serving without it and "
+            "reconnecting in the background (backoff from %s doubling up to %s, jittered); "
+            "queries raise BackendUnavailable meanwhile",
             self.name,
-            self.settings.startup_budget,
+            format_duration(s.startup_budget),
             type(exc).__name__,
             first_line(exc),
-            self.settings.reconnect_initial,
-            self.settings.reconnect_max,
+            format_duration(s.reconnect_initial),
+            format_duration(s.reconnect_max),
         )
         self._outage = exc
 
