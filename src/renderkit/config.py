@@ -866,6 +866,7 @@ class FieldInfo:
     required_in: tuple[str, ...]
     secret: bool
     help: str
+    aliases: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Return the fields as a plain dict."""
@@ -1013,6 +1014,7 @@ class Settings:
                     required_in=field.required_in,
                     secret=field.secret,
                     help=field.help,
+                    aliases=field.aliases,
                 )
             )
         return infos
