@@ -93,9 +93,10 @@ async def test_writes_reach_the_replica_and_a_write_marked_read_only_fails(
     await side.call(db, "execute", f"CREATE TABLE {table} (x int)")
     try:
         await side.call(db, "execute", f"INSERT INTO {table} VALUES (1), (2)")
+        count = f"SELECT count(*) FROM {table}"
         for _ in range(100):  # replication is asynchronous: bounded wait for the standby
             try:
-                row = await side.call(db, "fetch_one", f"SELECT count(*) FROM {table}", read_only=True)
+                row = await side.call(db, "fetch_one", count, read_only=True)
             except psycopg.errors.UndefinedTable:
                 row = None
             if row == (2,):
@@ -103,8 +104,9 @@ async def test_writes_reach_the_replica_and_a_write_marked_read_only_fails(
             await asyncio.sleep(0.05)
         assert row == (2,)
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-            await side.call(db, "fetch_one", f"INSERT INTO {table} VALUES (3) RETURNING x", read_only=True)
-        assert await side.call(db, "fetch_one", f"SELECT count(*) FROM {table}") == (2,)
+            insert = f"INSERT INTO {table} VALUES (3) RETURNING x"
+            await side.call(db, "fetch_one", insert, read_only=True)
+        assert await side.call(db, "fetch_one", count) == (2,)
         assert db.stats()["replica_fallbacks"] == 0
     finally:
         await side.call(db, "execute", f"DROP TABLE {table}")
