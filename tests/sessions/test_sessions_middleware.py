@@ -102,7 +102,8 @@ def test_same_handlers_work_under_starlettes_middleware_and_ours(build: Any) -> 
 
 
 def test_cookie_holds_only_a_signed_id_and_secure_flags() -> None:
-    """The cookie is <43-char id>.<43-char HMAC>, HttpOnly, SameSite=Lax, Path=/, Max-Age."""
+    """The cookie is <43-char id>.<43-char HMAC>, HttpOnly, SameSite=Lax, Path=/, Max-Age
+    (attributes spelled as Starlette spells them; Starlette's 14-day default)."""
     store = MemoryStore()
     app = starlette_app(SessionMiddleware, store=store, secret_key=SECRET, https_only=True)
     with TestClient(app, base_url="https://testserver") as client:
@@ -113,7 +114,7 @@ def test_cookie_holds_only_a_signed_id_and_secure_flags() -> None:
     assert len(value) == 87 and value[43] == "."
     assert Signer(SECRET, option="t").unsign(value) == (value[:43], True)
     flags = [part.strip() for part in header.split(";")]
-    assert {"HttpOnly", "SameSite=Lax", "Path=/", "Secure", "Max-Age=604800"} <= set(flags)
+    assert {"httponly", "samesite=lax", "path=/", "secure", "Max-Age=1209600"} <= set(flags)
     assert store.load(value[:43]).data == {"user": "a-very-secret-user-name"}  # type: ignore[union-attr]
 
 
@@ -129,15 +130,17 @@ def test_secure_flag_defaults_to_the_environment() -> None:
     assert forced.engine.cookie.secure is False
 
 
-def test_untouched_session_makes_no_store_call_and_no_cookie() -> None:
-    """Lazy load: a request that never reads the session costs no store call, even with a cookie."""
+def test_untouched_session_loads_once_and_sends_no_cookie() -> None:
+    """No cookie: no store call. A valid cookie: one load (the session is a real dict, so
+    it must hold the data before the handler runs), and no write, no cookie."""
     store = CountingStore()
     with TestClient(starlette_app(SessionMiddleware, store=store, secret_key=SECRET)) as client:
         assert set_cookies(client.get("/plain")) == []
+        assert store.calls == []
         client.get("/login?name=ada")
         store.calls.clear()
         response = client.get("/plain")
-    assert store.calls == []
+    assert [call for call, _ in store.calls] == ["get"]
     assert set_cookies(response) == []
 
 
@@ -150,7 +153,7 @@ def test_read_only_request_never_writes() -> None:
         response = client.get("/whoami")
         untouched = client.get("/plain")
     assert response.json()["user"] == "ada"
-    assert [call for call, _ in store.calls] == ["get"]
+    assert [call for call, _ in store.calls] == ["get", "get"]
     assert set_cookies(response) == []
     assert response.headers["vary"] == "Cookie"  # session-dependent: never shared by a cache
     assert "vary" not in untouched.headers
@@ -358,15 +361,15 @@ def test_websocket_scope_gets_a_session() -> None:
 
 async def test_concurrent_writes_merge_instead_of_losing_changes() -> None:
     """Two requests that loaded version 1 both write: the second merges onto the first's."""
-    from renderkit.sessions._core import SessionEngine
+    from renderkit.sessions._engine import SessionEngine
 
     store = MemoryStore()
     engine = SessionEngine(store, secret_key=SECRET, environ={})
     sid = new_session_id()
     store.save(sid, {"a": 1})
     cookie = engine.signer.sign(sid)
-    first = engine.open([cookie], lazy=True)
-    second = engine.open([cookie], lazy=True)
+    first = engine.open([cookie])
+    second = engine.open([cookie])
     first["cart"] = ["book"]
     second["theme"] = "dark"
     del second["a"]
@@ -384,13 +387,13 @@ async def test_concurrent_writes_merge_instead_of_losing_changes() -> None:
 
 def test_stale_write_after_logout_is_dropped_not_resurrected(caplog: Any) -> None:
     """A slow request cannot bring back a session another request ended (documented)."""
-    from renderkit.sessions._core import SessionEngine
+    from renderkit.sessions._engine import SessionEngine
 
     store = MemoryStore()
     engine = SessionEngine(store, secret_key=SECRET, environ={})
     sid = new_session_id()
     store.save(sid, {"user": "ada"})
-    slow = engine.open([engine.signer.sign(sid)], lazy=True)
+    slow = engine.open([engine.signer.sign(sid)])
     slow["seen"] = True
     store.delete(sid)
     plan = engine.plan(slow, True)
@@ -405,13 +408,13 @@ def test_stale_write_after_logout_is_dropped_not_resurrected(caplog: Any) -> Non
 def test_on_conflict_raise_surfaces_the_conflict() -> None:
     """on_conflict='raise' raises SessionConflict instead of merging."""
     from renderkit.sessions import SessionConflict
-    from renderkit.sessions._core import SessionEngine
+    from renderkit.sessions._engine import SessionEngine
 
     store = MemoryStore()
     engine = SessionEngine(store, secret_key=SECRET, on_conflict="raise", environ={})
     sid = new_session_id()
     store.save(sid, {"n": 1})
-    a = engine.open([engine.signer.sign(sid)], lazy=True)
+    a = engine.open([engine.signer.sign(sid)])
     a["n"] = 2
     store.save(sid, {"n": 5}, version=1)
     plan = engine.plan(a, True)
@@ -428,11 +431,11 @@ def test_rolling_expiry_refreshes_cookie_and_ttl_when_due() -> None:
         client.get("/login?name=ada")
         assert set_cookies(client.get("/whoami")) == []  # fresh: not due yet
         for record in store._records.values():
-            record.expires_at -= 3 * 3600
+            record.expires_at -= 6 * 3600
         store.calls.clear()
         response = client.get("/whoami")
     assert [c for c, _ in store.calls] == ["get", "expire"]
-    assert "Max-Age=604800" in set_cookies(response)[0]
+    assert "Max-Age=1209600" in set_cookies(response)[0]
 
 
 def test_user_id_and_log_out_everywhere() -> None:

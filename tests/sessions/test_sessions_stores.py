@@ -46,7 +46,7 @@ def _pg_store(url: str, **kwargs: Any) -> PostgresStore:
 
 
 def _drop(store: PostgresStore) -> None:
-    store._sync().execute(f"DROP TABLE IF EXISTS {store.table}")
+    store._db_sync().execute(f"DROP TABLE IF EXISTS {store.table}")
 
 
 def _combos() -> list[Any]:
@@ -311,7 +311,7 @@ def test_postgres_create_table_idempotent_prune_and_corrupt(renderkit_database_u
         store.save(live, {"a": 1}, ttl=60)
         store.save(dead, {"a": 1}, ttl=60)
         store.save(bad, {"a": 1}, ttl=60)
-        db = store._sync()
+        db = store._db_sync()
         db.execute(
             f"UPDATE {store.table} SET expires_at = now() - interval '1 s' WHERE id = %s", (dead,)
         )
@@ -333,7 +333,7 @@ def test_postgres_prune_runs_on_one_instance_at_a_time(renderkit_database_url: s
     store = _pg_store(renderkit_database_url, prune_interval=None)
     other = PostgresStore.from_url(renderkit_database_url, table=store.table, prune_interval=None)
     try:
-        with store._sync().transaction() as conn:
+        with store._db_sync().transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (store._lock_key,))
             assert other.prune() == 0
         assert other.stats()["prune_skipped"] == 1
@@ -476,7 +476,7 @@ def test_a_redis_restarted_empty_loses_no_mirrored_session(renderkit_fakeredis: 
     version = 0
     for count in range(1, 4):
         version = store.save(sid, {"count": count}, version=version)
-    assert durable.load(sid).data == {"count": 3}  # type: ignore[union-attr]
+    assert durable.load(sid).data["count"] == 3  # type: ignore[union-attr]
     renderkit_fakeredis.flushall()  # kill -9 of a Redis without persistence
     record = store.load(sid)
     assert record is not None and record.data == {"count": 3}
@@ -484,7 +484,7 @@ def test_a_redis_restarted_empty_loses_no_mirrored_session(renderkit_fakeredis: 
     assert renderkit_fakeredis.exists("session:" + sid)
     again = store.load(sid)
     assert again is not None and again.data == {"count": 4}
-    assert durable.load(sid).data == {"count": 4}  # type: ignore[union-attr]
+    assert durable.load(sid).data["count"] == 4  # type: ignore[union-attr]
     assert store.stats()["mirror_errors"] == 0
 
 

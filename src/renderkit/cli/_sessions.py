@@ -22,15 +22,15 @@ def _store(args: argparse.Namespace) -> Any:
         )
         return None
     db = Database(url, min_size=0, max_size=1, startup_budget=args.timeout)
-    return PostgresStore(db, table=args.table, prune_interval=None)
+    return db, PostgresStore(db, table=args.table, prune_interval=None)
 
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        store = _store(args)
-        if store is None:
+        opened = _store(args)
+        if opened is None:
             return 2
-        db = store._sync_db
+        db, store = opened
         try:
             db.open()
             if args.action == "migrate":

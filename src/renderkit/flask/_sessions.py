@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from renderkit._optional import require
-from renderkit.sessions._base import DEFAULT_TTL, SessionStore
-from renderkit.sessions._core import OnConflict, SessionEngine, cookie_values
+from renderkit.sessions._base import DEFAULT_TTL
+from renderkit.sessions._core import OnConflict, cookie_values
+from renderkit.sessions._engine import SessionEngine
+from renderkit.sessions._env import CookieSettings
 from renderkit.sessions._session import Session
 from renderkit.sessions._signing import SecretKey
+from renderkit.sessions._store import SessionStore
 
 if TYPE_CHECKING:
     from flask import Flask, Request, Response
@@ -30,6 +33,22 @@ def _session_class() -> type[Session]:
     return FlaskSession
 
 
+def _flask_values() -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """Flask's tagged-JSON conversions per value: datetime, UUID, bytes, tuples, Markup."""
+    tag_mod = require("flask.json.tag", extra="flask", feature="RenderKitSessionInterface")
+    serializer = tag_mod.TaggedJSONSerializer()
+
+    def untag(value: Any) -> Any:
+        # What json.loads(object_hook=untag) does in Flask: innermost objects first.
+        if isinstance(value, dict):
+            return serializer.untag({k: untag(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return [untag(v) for v in value]
+        return value
+
+    return serializer.tag, untag
+
+
 class RenderKitSessionInterface:
     """Server-side Flask sessions: ``app.session_interface = RenderKitSessionInterface(store)``.
 
@@ -38,7 +57,9 @@ class RenderKitSessionInterface:
     their sessions. ``secret_key`` defaults to SESSION_SECRET, then ``app.secret_key``; the
     cookie name, domain, path and SameSite default to Flask's ``SESSION_COOKIE_*`` settings.
     ``https_only`` None sets ``Secure`` when ``SESSION_COOKIE_SECURE`` is true or in
-    production. Loads lazily; saves only when modified.
+    production. Values round-trip like Flask's own session (its tagged JSON: datetime, UUID,
+    bytes, tuples, Markup). Loads when the request carries a valid cookie; saves only when
+    modified.
     """
 
     def __init__(
@@ -76,6 +97,7 @@ class RenderKitSessionInterface:
         }
         self.environ = environ
         self.session_class = _session_class()
+        self._values = _flask_values()
         self._engines: dict[int, SessionEngine] = {}
         # Flask checks these on the interface.
         self.null_session_class = sessions_mod.NullSession
@@ -89,10 +111,7 @@ class RenderKitSessionInterface:
             cfg = app.config
             secret = o["secret_key"]
             if secret is None:
-                import os
-
-                env = os.environ if self.environ is None else self.environ
-                secret = env.get("SESSION_SECRET") or app.secret_key
+                secret = CookieSettings.load(self.environ).secret or app.secret_key
             https_only = o["https_only"]
             if https_only is None and cfg.get("SESSION_COOKIE_SECURE"):
                 https_only = True
@@ -110,6 +129,7 @@ class RenderKitSessionInterface:
                 on_conflict=o["on_conflict"],
                 environ=self.environ,
                 option_prefix="RenderKitSessionInterface",
+                values=self._values,
             )
             self._engines[id(app)] = engine
         return engine
@@ -128,7 +148,7 @@ class RenderKitSessionInterface:
         engine = self.engine(app)
         raw = request.headers.get("Cookie")
         values = cookie_values([raw], engine.cookie.name) if raw else []
-        session = engine.open(values, lazy=True, factory=self.session_class)
+        session = engine.open(values, factory=self.session_class)
         session.had_cookie = bool(values)  # type: ignore[attr-defined]
         return session
 
@@ -138,12 +158,9 @@ class RenderKitSessionInterface:
         engine = self.engine(app)
         if session.accessed:
             response.vary.add("Cookie")
-        plan = engine.plan(session, bool(getattr(session, "had_cookie", False)))
-        if plan is None:
-            return
-        engine.commit(plan)
-        if plan.cookie is not None:
-            response.headers.add("Set-Cookie", plan.cookie.decode("latin-1"))
+        cookie = engine.finish(session, bool(getattr(session, "had_cookie", False)))
+        if cookie is not None:
+            response.headers.add("Set-Cookie", cookie.decode("latin-1"))
 
     def __getattr__(self, name: str) -> Any:
         # Anything else Flask (or an extension) asks of a SessionInterface: Flask's defaults.
@@ -176,5 +193,6 @@ def wire_sessions(
             "RedisStore.from_url(...), ...) or a RenderKitSessionInterface, got "
             f"{type(store).__name__}"
         )
+    interface.engine(app)  # refuse a bad secret or cookie option now, not at the first request
     app.session_interface = interface  # type: ignore[assignment]
     return interface

@@ -1,28 +1,74 @@
-"""What every session store shares: records, counters, encoding, and the sync/async twins.
+"""What every session store shares: records, counters, encoding and the raw-hook contract.
 
-A store implements a handful of raw I/O hooks twice (``_get``/``_aget``, ``_put``/``_aput``,
-...); everything else (encoding, the size limit, encryption, version checks, counters) is
-written once here and drives both sides.
+A store implements a handful of raw I/O hooks (``_get``, ``_put``, ``_merge``, ``_remove``,
+``_expire``, ``_remove_user`` and their ``_a`` twins, the sync side generated from the async
+one); the public API (``load``/``aload``, ``save``/``asave``, ...) is written once in
+``_store_async.py`` and drives both sides through these hooks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from renderkit.errors import SessionError
 from renderkit.health import CheckResult
 from renderkit.sessions._crypto import Codec
 
-__all__ = ["DEFAULT_TTL", "RawRecord", "SessionConflict", "SessionRecord", "SessionStore"]
+__all__ = [
+    "DEFAULT_TTL",
+    "DELETED",
+    "Changes",
+    "RawRecord",
+    "SessionConflict",
+    "SessionRecord",
+    "StoreCore",
+    "thread_if_sync_only",
+]
 
 DEFAULT_TTL = 7 * 24 * 3600
 logger = logging.getLogger("renderkit.sessions")
+
+
+class _Deleted:
+    """The value of a key a request deleted, in a change set (see ``SessionStore.merge``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DELETED"
+
+
+DELETED: Any = _Deleted()
+#: key -> new value, or :data:`DELETED` for a key the request removed.
+Changes = Mapping[str, Any]
+
+
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+
+def thread_if_sync_only(method: _F) -> _F:
+    """Run an async method's sync twin in a worker thread when the store has no asyncio client.
+
+    ``_aget`` -> ``_get``, ``ahealth_check`` -> ``health_check``; the store's ``_threaded()``
+    says whether it was given a sync client only.
+    """
+    sync_name = re.sub(r"^(_?)a", r"\1", method.__name__)
+
+    @functools.wraps(method)
+    async def run(self: Any, *args: Any) -> Any:
+        if self._threaded():
+            return await asyncio.to_thread(getattr(self, sync_name), *args)
+        return await method(self, *args)
+
+    return run  # type: ignore[return-value]
 
 
 class SessionConflict(SessionError):
@@ -41,25 +87,26 @@ class SessionRecord:
 
 @dataclass(slots=True)
 class RawRecord:
-    """A record as a backend holds it: the encoded blob, not yet decoded."""
+    """A record as a backend holds it: the encoded blob, not yet decoded.
+
+    ``parts`` are per-key changes merged on top of ``blob`` and not yet folded into it (Redis
+    keeps them as hash fields until the next full write); each decodes to ``{"k": key, "v":
+    value}`` (a set) or ``{"k": key}`` (a delete).
+    """
 
     blob: bytes
     version: int
     user_id: str | None
     expires_at: float
+    parts: tuple[bytes, ...] = ()
 
 
-class SessionStore:
-    """Base of every store: sync methods for WSGI/Flask, ``a``-prefixed twins for ASGI.
-
-    Subclasses implement ``_get/_put/_remove/_expire/_remove_user`` and their async twins.
-    ``_put(id, blob, expected_version, user_id, ttl)`` writes only when the stored version
-    equals ``expected_version`` (0 meaning "must not exist"), and returns the new version or
-    None on a mismatch.
-    """
+class StoreCore:
+    """Counters, encoding and the default raw hooks every store shares (no I/O here)."""
 
     #: True when the sync methods do network I/O: the ASGI middleware then loads a session
-    #: with the async method before the handler runs instead of lazily on first access.
+    #: with the async method before the handler runs instead of lazily on first access, and
+    #: the async hooks of a store that only implements the sync ones run them in a thread.
     blocking: bool = True
     #: Exceptions that mean "the backend is unavailable" (FallbackStore switches on these).
     errors: tuple[type[BaseException], ...] = (OSError,)
@@ -74,17 +121,11 @@ class SessionStore:
         self.codec = Codec(max_size=max_size, encryption_key=encryption_key)
         self.name = name
         self._counter_lock = threading.Lock()
-        self._counters = {
-            "loads": 0,
-            "hits": 0,
-            "misses": 0,
-            "corrupt": 0,
-            "saves": 0,
-            "conflicts": 0,
-            "deletes": 0,
-            "touches": 0,
-            "errors": 0,
-        }
+        self._counters = dict.fromkeys(
+            ("loads", "hits", "misses", "corrupt", "saves", "conflicts", "merges", "deletes",
+             "touches", "errors"),
+            0,
+        )  # fmt: skip
         self._corrupt_logged = False
 
     # -- shared logic --------------------------------------------------------------------
@@ -98,11 +139,24 @@ class SessionStore:
             counters[first] += 1
             counters[second] += 1
 
+    def _data(self, session_id: str, raw: RawRecord) -> dict[str, Any] | None:
+        """The decoded data of ``raw`` with its pending parts applied; None when corrupt."""
+        data = self.codec.decode(session_id, raw.blob)
+        for part in raw.parts:
+            change = self.codec.decode(session_id, part)
+            if data is None or change is None or not isinstance(change.get("k"), str):
+                return None
+            if "v" in change:
+                data[change["k"]] = change["v"]
+            else:
+                data.pop(change["k"], None)
+        return data
+
     def _decoded(self, session_id: str, raw: RawRecord | None) -> SessionRecord | None:
         if raw is None or raw.expires_at <= time.time():
             self._count2("loads", "misses")
             return None
-        data = self.codec.decode(session_id, raw.blob)
+        data = self._data(session_id, raw)
         if data is None:
             with self._counter_lock:
                 counters = self._counters
@@ -123,6 +177,16 @@ class SessionStore:
 
     def _encode(self, session_id: str, data: Mapping[str, Any]) -> bytes:
         return self.codec.encode(session_id, data)
+
+    def _apply(self, session_id: str, raw: RawRecord, changes: Changes) -> bytes:
+        """The blob of ``raw`` with ``changes`` applied (a corrupt record starts empty)."""
+        data = self._data(session_id, raw) or {}
+        for key, value in changes.items():
+            if value is DELETED:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        return self._encode(session_id, data)
 
     def _saved(self, session_id: str, version: int | None, expected: int) -> int:
         if version is None:
@@ -156,6 +220,25 @@ class SessionStore:
     ) -> int | None:
         raise self._missing_hook("_put")
 
+    def _merge(
+        self, session_id: str, changes: Changes, user_id: str | None, set_user: bool, ttl: float
+    ) -> int | None:
+        """Apply ``changes`` to the live record atomically; None when there is none.
+
+        The default is a read and a version-checked write, retried on a conflict: atomic for
+        a store whose ``_put`` is, and what a custom store gets without writing a merge.
+        """
+        for _ in range(64):
+            raw = self._get(session_id)
+            if raw is None or raw.expires_at <= time.time():
+                return None
+            blob = self._apply(session_id, raw, changes)
+            owner = user_id if set_user else raw.user_id
+            version = self._put(session_id, blob, raw.version, owner, ttl)
+            if version is not None:
+                return version
+        return None
+
     def _remove(self, session_id: str) -> bool:
         raise self._missing_hook("_remove")
 
@@ -165,96 +248,41 @@ class SessionStore:
     def _remove_user(self, user_id: str) -> int:
         raise self._missing_hook("_remove_user")
 
+    # The async hooks of a store that implements only the sync ones: called directly when the
+    # store does no I/O (``blocking = False``), else in a worker thread.
     async def _aget(self, session_id: str) -> RawRecord | None:
+        if not self.blocking:
+            return self._get(session_id)
         return await asyncio.to_thread(self._get, session_id)
 
     async def _aput(
         self, session_id: str, blob: bytes, expected: int, user_id: str | None, ttl: float
     ) -> int | None:
+        if not self.blocking:
+            return self._put(session_id, blob, expected, user_id, ttl)
         return await asyncio.to_thread(self._put, session_id, blob, expected, user_id, ttl)
 
+    async def _amerge(
+        self, session_id: str, changes: Changes, user_id: str | None, set_user: bool, ttl: float
+    ) -> int | None:
+        if not self.blocking:
+            return self._merge(session_id, changes, user_id, set_user, ttl)
+        return await asyncio.to_thread(self._merge, session_id, changes, user_id, set_user, ttl)
+
     async def _aremove(self, session_id: str) -> bool:
+        if not self.blocking:
+            return self._remove(session_id)
         return await asyncio.to_thread(self._remove, session_id)
 
     async def _aexpire(self, session_id: str, ttl: float) -> bool:
+        if not self.blocking:
+            return self._expire(session_id, ttl)
         return await asyncio.to_thread(self._expire, session_id, ttl)
 
     async def _aremove_user(self, user_id: str) -> int:
+        if not self.blocking:
+            return self._remove_user(user_id)
         return await asyncio.to_thread(self._remove_user, user_id)
-
-    # -- sync API ------------------------------------------------------------------------------
-    def load(self, session_id: str) -> SessionRecord | None:
-        """Return the live record for ``session_id``; None when missing, expired or corrupt."""
-        return self._decoded(session_id, self._get(session_id))
-
-    def save(
-        self,
-        session_id: str,
-        data: Mapping[str, Any],
-        *,
-        version: int = 0,
-        user_id: str | None = None,
-        ttl: float = DEFAULT_TTL,
-    ) -> int:
-        """Write ``data`` if the stored version is still ``version`` (0: a new session).
-
-        Returns the new version. Raises :class:`SessionConflict` when another write got there
-        first (or the session was deleted meanwhile), and :class:`SessionError` when the data
-        is not JSON-serialisable or larger than ``max_size``.
-        """
-        blob = self._encode(session_id, data)
-        return self._saved(session_id, self._put(session_id, blob, version, user_id, ttl), version)
-
-    def delete(self, session_id: str) -> bool:
-        """Delete one session; True when it existed."""
-        self._count("deletes")
-        return self._remove(session_id)
-
-    def touch(self, session_id: str, ttl: float = DEFAULT_TTL) -> bool:
-        """Push the expiry of a live session to ``ttl`` seconds from now (rolling expiry)."""
-        self._count("touches")
-        return self._expire(session_id, ttl)
-
-    def delete_user_sessions(self, user_id: str) -> int:
-        """Delete every session carrying ``user_id`` ("log out everywhere"); return how many."""
-        removed = self._remove_user(str(user_id))
-        self._count("deletes", removed)
-        return removed
-
-    # -- async API -----------------------------------------------------------------------------
-    async def aload(self, session_id: str) -> SessionRecord | None:
-        """Async :meth:`load`."""
-        return self._decoded(session_id, await self._aget(session_id))
-
-    async def asave(
-        self,
-        session_id: str,
-        data: Mapping[str, Any],
-        *,
-        version: int = 0,
-        user_id: str | None = None,
-        ttl: float = DEFAULT_TTL,
-    ) -> int:
-        """Async :meth:`save`."""
-        blob = self._encode(session_id, data)
-        new = await self._aput(session_id, blob, version, user_id, ttl)
-        return self._saved(session_id, new, version)
-
-    async def adelete(self, session_id: str) -> bool:
-        """Async :meth:`delete`."""
-        self._count("deletes")
-        return await self._aremove(session_id)
-
-    async def atouch(self, session_id: str, ttl: float = DEFAULT_TTL) -> bool:
-        """Async :meth:`touch`."""
-        self._count("touches")
-        return await self._aexpire(session_id, ttl)
-
-    async def adelete_user_sessions(self, user_id: str) -> int:
-        """Async :meth:`delete_user_sessions`."""
-        removed = await self._aremove_user(str(user_id))
-        self._count("deletes", removed)
-        return removed
 
     # -- observability -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -267,6 +295,8 @@ class SessionStore:
 
     async def ahealth_check(self) -> CheckResult:
         """Async :meth:`health_check`."""
+        if not self.blocking:
+            return self.health_check()
         return await asyncio.to_thread(self.health_check)
 
     def close(self) -> None:

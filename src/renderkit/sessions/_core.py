@@ -1,39 +1,40 @@
-"""Cookie policy and the end-of-request commit, shared by the ASGI, WSGI and Flask adapters.
+"""Cookie policy and the end-of-request plan, shared by the ASGI, WSGI and Flask adapters.
 
-``SessionEngine.open`` turns the request's cookie values into a :class:`Session` (no I/O);
-``SessionEngine.plan`` decides what the response must do (no I/O); ``commit`` and
-``acommit`` carry the plan out against the store, merging on a version conflict.
+``EngineBase.plan`` decides what the response must do (no I/O); the I/O (``open``/``aopen``
+at request start, ``commit``/``acommit`` at its end) is in ``_engine_async.py``, the sync side
+generated from it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from renderkit.errors import ConfigError, ConfigProblem
-from renderkit.sessions._base import DEFAULT_TTL, SessionConflict, SessionRecord, SessionStore
+from renderkit.sessions._base import DEFAULT_TTL, SessionRecord
 from renderkit.sessions._session import Session
 from renderkit.sessions._signing import SecretKey, Signer, new_session_id
+from renderkit.sessions._store import SessionStore
 
-__all__ = ["CookieOptions", "Plan", "SessionEngine", "cookie_values"]
+__all__ = ["CookieOptions", "EngineBase", "Plan", "cookie_values", "vary_on_cookie"]
 
 logger = logging.getLogger("renderkit.sessions")
 
 SameSite = Literal["lax", "strict", "none"]
 OnConflict = Literal["merge", "raise"]
 SECRET_VAR = "SESSION_SECRET"
-_MAX_MERGES = 3
+MIN_SECRET_BYTES = 32
 _EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
+_BAD_ATTRIBUTE = frozenset(';,\r\n\x00"')
 
 
 @dataclass(frozen=True, slots=True)
 class CookieOptions:
-    """How the session cookie is written."""
+    """How the session cookie is written (attribute spelling as Starlette writes it)."""
 
     name: str = "session"
     path: str = "/"
@@ -42,27 +43,21 @@ class CookieOptions:
     secure: bool = False
     max_age: int | None = DEFAULT_TTL
 
-    def header(self, value: str, max_age: int | None) -> bytes:
-        parts = [f"{self.name}={value}", f"Path={self.path}"]
-        if max_age is not None:
-            parts.append(f"Max-Age={max_age}")
-        if self.domain:
-            parts.append(f"Domain={self.domain}")
-        parts.append("HttpOnly")
-        parts.append(f"SameSite={self.same_site.capitalize()}")
+    def _flags(self) -> str:
+        flags = f"; httponly; samesite={self.same_site}"
         if self.secure:
-            parts.append("Secure")
-        return "; ".join(parts).encode("latin-1")
+            flags += "; secure"
+        if self.domain:
+            flags += f"; domain={self.domain}"
+        return flags
+
+    def header(self, value: str, max_age: int | None) -> bytes:
+        age = "" if max_age is None else f"; Max-Age={max_age}"
+        return f"{self.name}={value}; path={self.path}{age}{self._flags()}".encode("latin-1")
 
     def deletion(self) -> bytes:
-        parts = [f"{self.name}=", f"Path={self.path}", "Max-Age=0", f"Expires={_EPOCH}"]
-        if self.domain:
-            parts.append(f"Domain={self.domain}")
-        parts.append("HttpOnly")
-        parts.append(f"SameSite={self.same_site.capitalize()}")
-        if self.secure:
-            parts.append("Secure")
-        return "; ".join(parts).encode("latin-1")
+        text = f"{self.name}=; path={self.path}; Max-Age=0; expires={_EPOCH}{self._flags()}"
+        return text.encode("latin-1")
 
 
 @dataclass(slots=True)
@@ -94,28 +89,87 @@ def cookie_values(raw_headers: Iterable[str], name: str) -> list[str]:
     return values
 
 
-def _default_secure(environ: Mapping[str, str] | None) -> bool:
+def vary_on_cookie(headers: list[tuple[Any, Any]], *, text: bool) -> None:
+    """Add ``Vary: Cookie`` in place (a response that depends on the session is not shared).
+
+    ``text``: WSGI's ``str`` headers; else ASGI's ``bytes`` ones.
+    """
+    vary, cookie, sep, star = (
+        ("vary", "Cookie", ", ", "*") if text else (b"vary", b"Cookie", b", ", b"*")
+    )
+    for index, (key, current) in enumerate(headers):
+        if key.lower() == vary:
+            if cookie.lower() not in current.lower() and current.strip() != star:
+                headers[index] = (key, current + sep + cookie)
+            return
+    headers.append(("Vary" if text else vary, cookie))
+
+
+def _bad(value: str | None) -> bool:
+    return value is not None and any(c in _BAD_ATTRIBUTE or ord(c) < 0x20 for c in value)
+
+
+def _secure(force_https: bool | None, env_name: str) -> bool:
     """Secure cookies when HTTPS is served: ``FORCE_HTTPS`` when set, else production only.
 
     The same rule as the HTTPS redirect (SPEC principle 7), so an app that sets
     ``FORCE_HTTPS=false`` in production (plain HTTP behind a private network) still gets its
     session cookie back, and ``FORCE_HTTPS=true`` in development marks it Secure.
     """
-    from renderkit.config import environment, parse_bool
-
-    forced = (os.environ if environ is None else environ).get("FORCE_HTTPS", "").strip()
-    if forced:
-        try:
-            return parse_bool(forced)
-        except ValueError as exc:
-            raise ConfigError(
-                ConfigProblem("FORCE_HTTPS", f"{exc}; use true or false", "environment")
-            ) from None
-    return environment(environ) == "production"
+    return env_name == "production" if force_https is None else force_https
 
 
-class SessionEngine:
-    """Everything the adapters share: signer, cookie options, TTL policy, commit with merge."""
+def _problems(
+    prefix: str,
+    *,
+    same_site: str,
+    cookie_name: str,
+    path: str,
+    domain: str | None,
+    on_conflict: str,
+    ttl: float | None,
+) -> list[ConfigProblem]:
+    """Every bad option at once, each named as the caller wrote it."""
+    checks = [
+        ("same_site", same_site.lower() not in ("lax", "strict", "none"),
+         f"must be 'lax', 'strict' or 'none', got {same_site!r}"),
+        ("session_cookie", not cookie_name or any(c in cookie_name for c in ' ;,="\t\r\n'),
+         f"{cookie_name!r} is not a valid cookie name (no spaces, ';', ',', '=')"),
+        ("path", _bad(path) or not path.startswith("/"),
+         f"{path!r} is not a cookie path: it must start with '/' and hold no ';', ',', quote, "
+         "CR/LF or control character"),
+        ("domain", _bad(domain) or (domain is not None and " " in domain),
+         f"{domain!r} is not a cookie domain: no ';', ',', spaces, quotes, CR/LF or control "
+         "characters"),
+        ("on_conflict", on_conflict not in ("merge", "raise"),
+         f"must be 'merge' or 'raise', got {on_conflict!r}"),
+        ("ttl", ttl is not None and ttl <= 0, f"must be a positive number of seconds, got {ttl}"),
+    ]  # fmt: skip
+    return [ConfigProblem(f"{prefix}({opt}=)", msg, "code") for opt, bad, msg in checks if bad]
+
+
+def _short_secrets(
+    keys: SecretKey | Sequence[SecretKey], where: str, env_name: str
+) -> ConfigProblem | None:
+    """In production, a signing key under 32 bytes is refused (it can be brute-forced)."""
+    if env_name != "production":
+        return None
+    listed = [keys] if isinstance(keys, str | bytes) else list(keys)
+    for index, key in enumerate(listed):
+        raw = key.encode("utf-8") if isinstance(key, str) else key
+        if isinstance(raw, bytes) and len(raw) < MIN_SECRET_BYTES:
+            number = f"key #{index + 1} " if len(listed) > 1 else ""
+            return ConfigProblem(
+                where,
+                f"{number}is {len(raw)} bytes; production needs at least {MIN_SECRET_BYTES} "
+                "random bytes (run `renderkit secret` and set it)",
+                "environment" if where == SECRET_VAR else "code",
+            )
+    return None
+
+
+class EngineBase:
+    """Everything the adapters share: signer, cookie options, TTL policy, the plan."""
 
     def __init__(
         self,
@@ -133,10 +187,16 @@ class SessionEngine:
         on_conflict: OnConflict = "merge",
         environ: Mapping[str, str] | None = None,
         option_prefix: str = "SessionMiddleware",
+        values: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None = None,
     ) -> None:
-        problems: list[ConfigProblem] = []
+        from renderkit.config import environment
+        from renderkit.sessions._env import CookieSettings
+
+        settings = CookieSettings.load(environ)
+        env_name = environment(environ)
+        where = f"{option_prefix}(secret_key=)"
         if secret_key is None:
-            secret_key = (os.environ if environ is None else environ).get(SECRET_VAR) or None
+            secret_key, where = settings.secret, SECRET_VAR
         if secret_key is None:
             raise ConfigError(
                 ConfigProblem(
@@ -145,51 +205,23 @@ class SessionEngine:
                     "long random string (generate one with `renderkit secret`)",
                 )
             )
-        same = str(same_site).lower()
-        if same not in ("lax", "strict", "none"):
-            problems.append(
-                ConfigProblem(
-                    f"{option_prefix}(same_site=)",
-                    f"must be 'lax', 'strict' or 'none', got {same_site!r}",
-                    "code",
-                )
-            )
-        if not cookie_name or any(c in cookie_name for c in ' ;,="\t\r\n'):
-            problems.append(
-                ConfigProblem(
-                    f"{option_prefix}(session_cookie=)",
-                    f"{cookie_name!r} is not a valid cookie name (no spaces, ';', ',', '=')",
-                    "code",
-                )
-            )
-        if on_conflict not in ("merge", "raise"):
-            problems.append(
-                ConfigProblem(
-                    f"{option_prefix}(on_conflict=)",
-                    f"must be 'merge' or 'raise', got {on_conflict!r}",
-                    "code",
-                )
-            )
-        if max_age is not None and max_age <= 0:
-            problems.append(
-                ConfigProblem(
-                    f"{option_prefix}(max_age=)",
-                    f"must be a positive number of seconds or None, got {max_age}",
-                    "code",
-                )
-            )
-        if ttl is not None and ttl <= 0:
-            problems.append(
-                ConfigProblem(
-                    f"{option_prefix}(ttl=)",
-                    f"must be a positive number of seconds, got {ttl}",
-                    "code",
-                )
-            )
+        problems = _problems(
+            option_prefix,
+            same_site=str(same_site),
+            cookie_name=cookie_name,
+            path=path,
+            domain=domain,
+            on_conflict=on_conflict,
+            ttl=ttl,
+        )
+        short = _short_secrets(secret_key, where, env_name)
+        if short is not None:
+            problems.append(short)
         if problems:
             raise ConfigError(problems)
-        self.signer = Signer(secret_key, option=f"{option_prefix}(secret_key=)")
-        secure = _default_secure(environ) if https_only is None else bool(https_only)
+        self.signer = Signer(secret_key, option=where)
+        secure = _secure(settings.force_https, env_name) if https_only is None else https_only
+        same = str(same_site).lower()
         if same == "none" and not secure:
             logger.warning(
                 "%s: same_site='none' without Secure: browsers reject such cookies; "
@@ -197,19 +229,18 @@ class SessionEngine:
                 option_prefix,
             )
         self.store = store
-        self.cookie = CookieOptions(
-            name=cookie_name,
-            path=path,
-            domain=domain,
-            same_site=same,  # type: ignore[arg-type]
-            secure=secure,
-            max_age=None if max_age is None else int(max_age),
-        )
+        # max_age <= 0 (Starlette accepts -1): the cookie and the record expire at once.
+        age = None if max_age is None else int(max_age)
+        self.cookie = CookieOptions(cookie_name, path, domain, same, bool(secure), age)  # type: ignore[arg-type]
         # Record lifetime: ttl, else the cookie's max_age, else the 7-day default.
-        self.ttl = float(ttl if ttl is not None else (max_age or DEFAULT_TTL))
+        if ttl is not None:
+            self.ttl = float(ttl)
+        else:
+            self.ttl = DEFAULT_TTL if age is None else max(0.001, float(age))
         self.rolling = rolling
         self.on_conflict = on_conflict
-        self._name_bytes = cookie_name.encode("latin-1") + b"="
+        self._dump: Callable[[Any], Any] | None = None if values is None else values[0]
+        self._undump: Callable[[Any], Any] | None = None if values is None else values[1]
         self._state_lock = threading.Lock()
         self._failing = False
         self._counters = {"store_errors": 0, "merged": 0, "dropped_stale": 0}
@@ -223,39 +254,12 @@ class SessionEngine:
                 return found
         return None
 
-    def open(
-        self, values: Sequence[str], *, lazy: bool, factory: type[Session] = Session
+    def _session(
+        self, found: tuple[str, bool], record: SessionRecord | None, factory: type[Session]
     ) -> Session:
-        """A Session for the request's cookie values; with ``lazy`` it loads on first access."""
-        found = self.verified(values) if values else None
-        if found is None:
-            return factory()
-        session_id, current = found
-        loader = self._safe_load if lazy else None
-        return factory(session_id, loader, cookie_stale=not current)
-
-    def _safe_load(self, session_id: str) -> SessionRecord | None:
-        try:
-            record = self.store.load(session_id)
-        except self.store.errors as exc:
-            self._store_failed(exc)
-            return None
-        self._store_ok()
-        return record
-
-    async def apreload(self, session: Session) -> None:
-        """Load ``session`` with the store's async method (for stores doing network I/O)."""
-        if session.loaded or session._id is None:
-            return
-        try:
-            record = await self.store.aload(session._id)
-        except self.store.errors as exc:
-            self._store_failed(exc)
-            record = None
-        else:
-            self._store_ok()
-        session._loader = None
-        session._apply(record)
+        if record is not None and self._undump is not None:
+            record.data = {k: self._undump(v) for k, v in record.data.items()}
+        return factory(found[0], record, cookie_stale=not found[1])
 
     def _store_failed(self, exc: BaseException) -> None:
         with self._state_lock:
@@ -284,34 +288,18 @@ class SessionEngine:
         plan.new_cookie_value = value
         plan.cookie = self.cookie.header(value, self.cookie.max_age)
 
+    def _stored(self, data: dict[str, Any]) -> dict[str, Any]:
+        dump = self._dump
+        return data if dump is None else {k: dump(v) for k, v in data.items()}
+
     def plan(self, session: Session, had_cookie: bool) -> Plan | None:
         """Decide what to write; None when the response needs nothing (the common case)."""
         if not session.modified:
-            if session._id is None or not session.loaded:
-                if session.cookie_stale and session._id is not None:
-                    # Re-sign with the current key without touching the store.
-                    plan = Plan(session)
-                    self._set_cookie(plan, session._id)
-                    return plan
-                return None
-            if not session._exists:
-                return None
-            plan = Plan(session)
-            if self.rolling and self._touch_due(session):
-                plan.touch_id = session._id
-                plan.ttl = self.ttl
-                self._set_cookie(plan, session._id)
-            elif session.cookie_stale:
-                self._set_cookie(plan, session._id)
-            else:
-                return None
-            return plan
-
-        data = session._load()
+            return self._unmodified(session)
+        data = self._stored(session.data())
         old_id = session._id if session._exists else None
         plan = Plan(session, data=data, ttl=self.ttl)
-        replace = session._cleared or session._regenerate
-        if replace:
+        if session._cleared or session._regenerate:
             plan.delete_id = old_id
             if data:
                 plan.save_id = new_session_id()
@@ -320,11 +308,11 @@ class SessionEngine:
                 plan.cookie = self.cookie.deletion()
             return plan
         if not data:
-            if old_id is not None:
-                plan.delete_id = old_id
-                plan.cookie = self.cookie.deletion()
-                return plan
-            return None
+            if old_id is None:
+                return None
+            plan.delete_id = old_id
+            plan.cookie = self.cookie.deletion()
+            return plan
         if old_id is None:
             plan.save_id = new_session_id()
             self._set_cookie(plan, plan.save_id)
@@ -340,98 +328,41 @@ class SessionEngine:
                 self._set_cookie(plan, old_id)
         return plan
 
+    def _unmodified(self, session: Session) -> Plan | None:
+        if session._id is None:
+            return None
+        if not session._exists:
+            return None
+        plan = Plan(session)
+        if self.rolling and self._touch_due(session):
+            plan.touch_id = session._id
+            plan.ttl = self.ttl
+            self._set_cookie(plan, session._id)
+        elif session.cookie_stale:
+            self._set_cookie(plan, session._id)  # re-sign with the current key
+        else:
+            return None
+        return plan
+
     def _touch_due(self, session: Session) -> bool:
         # Refresh at most about once per 1% of the TTL (7 days: every ~100 minutes).
         remaining = session._expires_at - time.time()
         return remaining < self.ttl * 0.99
 
-    def _on_conflict(self, plan: Plan, record: SessionRecord | None, exc: SessionConflict) -> bool:
-        """Prepare a retry after a conflict; False when the write must be dropped."""
-        if self.on_conflict == "raise":
-            raise exc
-        if record is None:
-            # Another request ended the session (logout, "log out everywhere", expiry): a
-            # stale request must not bring it back.
-            with self._state_lock:
-                self._counters["dropped_stale"] += 1
-            logger.info("session write dropped: the session was ended by another request")
-            plan.cookie = self.cookie.deletion()
-            return False
-        plan.data = plan.session._merged_onto(record)
-        plan.version = record.version
+    def _changes(self, plan: Plan) -> dict[str, Any]:
+        """The per-key changes of ``plan`` for a merge (a nested in-place change: all keys)."""
+        return self._stored(plan.session.changes())
+
+    def _dropped(self, plan: Plan) -> None:
+        """Another request ended the session (log-out, expiry): this write must not revive it."""
+        with self._state_lock:
+            self._counters["dropped_stale"] += 1
+        logger.info("session write dropped: the session was ended by another request")
+        plan.cookie = self.cookie.deletion()
+
+    def _merged(self) -> None:
         with self._state_lock:
             self._counters["merged"] += 1
-        return True
-
-    def commit(self, plan: Plan) -> None:
-        """Carry out ``plan`` with the store's sync methods (WSGI, Flask)."""
-        store = self.store
-        session = plan.session
-        try:
-            if plan.touch_id is not None:
-                store.touch(plan.touch_id, plan.ttl)
-            if plan.save_id is not None:
-                for _ in range(_MAX_MERGES):
-                    try:
-                        store.save(
-                            plan.save_id,
-                            plan.data,
-                            version=plan.version,
-                            user_id=session._user_id,
-                            ttl=plan.ttl,
-                        )
-                        break
-                    except SessionConflict as exc:
-                        if not self._on_conflict(plan, store.load(plan.save_id), exc):
-                            break
-                else:
-                    raise SessionConflict(
-                        f"session kept changing under this request ({_MAX_MERGES} merges); "
-                        "the write was not applied"
-                    )
-            if plan.delete_id is not None:
-                store.delete(plan.delete_id)
-        except store.errors as exc:
-            self._store_failed(exc)
-            if plan.new_cookie_value is not None:
-                plan.cookie = None  # nothing was saved under that id: leave the cookie alone
-            return
-        self._store_ok()
-
-    async def acommit(self, plan: Plan) -> None:
-        """Carry out ``plan`` with the store's async methods (ASGI)."""
-        store = self.store
-        session = plan.session
-        try:
-            if plan.touch_id is not None:
-                await store.atouch(plan.touch_id, plan.ttl)
-            if plan.save_id is not None:
-                for _ in range(_MAX_MERGES):
-                    try:
-                        await store.asave(
-                            plan.save_id,
-                            plan.data,
-                            version=plan.version,
-                            user_id=session._user_id,
-                            ttl=plan.ttl,
-                        )
-                        break
-                    except SessionConflict as exc:
-                        if not self._on_conflict(plan, await store.aload(plan.save_id), exc):
-                            break
-                else:
-                    raise SessionConflict(
-                        f"session kept changing under this request ({_MAX_MERGES} merges); "
-                        "the write was not applied"
-                    )
-            if plan.delete_id is not None:
-                await store.adelete(plan.delete_id)
-        except store.errors as exc:
-            self._store_failed(exc)
-            if plan.new_cookie_value is not None:
-                plan.cookie = None  # nothing was saved under that id: leave the cookie alone
-            return
-        self._store_ok()
 
     def stats(self) -> dict[str, Any]:
         """The store's stats plus the engine's (store_errors, merged, dropped_stale)."""

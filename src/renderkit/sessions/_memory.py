@@ -8,7 +8,8 @@ from collections import OrderedDict
 from typing import Any
 
 from renderkit.health import CheckResult
-from renderkit.sessions._base import RawRecord, SessionStore
+from renderkit.sessions._base import Changes, RawRecord
+from renderkit.sessions._store import SessionStore
 
 __all__ = ["MemoryStore"]
 
@@ -85,6 +86,22 @@ class MemoryStore(SessionStore):
                 self._evicted += 1
             return record.version
 
+    def _merge(
+        self, session_id: str, changes: Changes, user_id: str | None, set_user: bool, ttl: float
+    ) -> int | None:
+        with self._lock:
+            current = self._records.get(session_id)
+            if current is None or current.expires_at <= time.time():
+                return None
+            blob = self._apply(session_id, current, changes)
+            owner = user_id if set_user else current.user_id
+            self._drop(session_id)
+            record = RawRecord(blob, current.version + 1, owner, time.time() + ttl)
+            self._records[session_id] = record
+            if owner is not None:
+                self._by_user.setdefault(owner, set()).add(session_id)
+            return record.version
+
     def _remove(self, session_id: str) -> bool:
         with self._lock:
             return self._drop(session_id) is not None
@@ -104,23 +121,6 @@ class MemoryStore(SessionStore):
                 self._drop(session_id)
             return len(ids)
 
-    async def _aget(self, session_id: str) -> RawRecord | None:
-        return self._get(session_id)
-
-    async def _aput(
-        self, session_id: str, blob: bytes, expected: int, user_id: str | None, ttl: float
-    ) -> int | None:
-        return self._put(session_id, blob, expected, user_id, ttl)
-
-    async def _aremove(self, session_id: str) -> bool:
-        return self._remove(session_id)
-
-    async def _aexpire(self, session_id: str, ttl: float) -> bool:
-        return self._expire(session_id, ttl)
-
-    async def _aremove_user(self, user_id: str) -> int:
-        return self._remove_user(user_id)
-
     def __len__(self) -> int:
         with self._lock:
             return len(self._records)
@@ -137,7 +137,3 @@ class MemoryStore(SessionStore):
     def health_check(self) -> CheckResult:
         """Always healthy; reports how many sessions are held."""
         return CheckResult.healthy(sessions=len(self), max_sessions=self.max_sessions)
-
-    async def ahealth_check(self) -> CheckResult:
-        """Async :meth:`health_check` (no I/O)."""
-        return self.health_check()

@@ -6,27 +6,37 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from renderkit._asgi import ASGIApp, Message, Receive, Scope, Send
-from renderkit.sessions._base import DEFAULT_TTL, SessionStore
-from renderkit.sessions._core import OnConflict, SessionEngine, cookie_values
+from renderkit.sessions._core import OnConflict, cookie_values, vary_on_cookie
+from renderkit.sessions._engine import SessionEngine
 from renderkit.sessions._memory import MemoryStore
 from renderkit.sessions._session import Session
 from renderkit.sessions._signing import SecretKey
+from renderkit.sessions._store import SessionStore
 
-__all__ = ["SessionMiddleware"]
+__all__ = ["STARLETTE_MAX_AGE", "SessionMiddleware", "get_session"]
+
+#: Starlette's default cookie lifetime (14 days), kept so the migration is one import line.
+STARLETTE_MAX_AGE = 14 * 24 * 3600
 
 
-def _vary_cookie(headers: list[Any]) -> None:
-    """Add ``Vary: Cookie`` (a response that depends on the session must not be shared)."""
-    for index, (key, value) in enumerate(headers):
-        if key.lower() == b"vary":
-            if b"cookie" not in value.lower() and value.strip() != b"*":
-                headers[index] = (key, value + b", Cookie")
-            return
-    headers.append((b"vary", b"Cookie"))
+def get_session(request: Any) -> Session:
+    """The typed :class:`Session` of a Starlette/FastAPI ``request`` (or an ASGI scope).
+
+    ``request.session`` is typed ``dict`` by Starlette; this gives mypy the extras
+    (``regenerate()``, ``user_id``). Raises ``RuntimeError`` when no SessionMiddleware ran.
+    """
+    scope = request if isinstance(request, Mapping) else request.scope
+    session = scope.get("session")
+    if not isinstance(session, Session):
+        raise RuntimeError(
+            "no renderkit session on this request: add "
+            "renderkit.sessions.SessionMiddleware to the app"
+        )
+    return session
 
 
 class SessionMiddleware:
-    """Put a server-side :class:`Session` at ``scope["session"]`` (``request.session``).
+    """Put a server-side :class:`Session` (a ``dict``) at ``scope["session"]``.
 
     A drop-in for Starlette's ``SessionMiddleware``: it takes the same keyword arguments with
     the same meaning (``secret_key``, ``session_cookie``, ``max_age``, ``path``,
@@ -35,18 +45,18 @@ class SessionMiddleware:
     store.
 
     - ``secret_key``: one secret or a list (the first signs, all verify: key rotation);
-      defaults to the SESSION_SECRET variable.
-    - ``max_age``: cookie lifetime in seconds (None: a browser-session cookie); also the
-      stored session's lifetime unless ``ttl`` is given. Default 7 days.
+      defaults to the SESSION_SECRET variable; at least 32 bytes in production.
+    - ``max_age``: cookie lifetime in seconds, default 14 days as in Starlette (None: a
+      browser-session cookie; 0 or less: expired at once); also the stored session's
+      lifetime unless ``ttl`` is given.
     - ``https_only``: the ``Secure`` flag; None (default) follows ``FORCE_HTTPS`` when set,
       else sets it in production (``renderkit.config.environment()``).
     - ``rolling``: extend the session on activity (refreshed at most every 1% of the TTL).
-    - ``on_conflict``: ``"merge"`` (default) re-applies this request's changes on top of a
-      newer write; ``"raise"`` raises :class:`SessionConflict`.
+    - ``on_conflict``: ``"merge"`` (default) applies this request's changed keys on top of a
+      concurrent write; ``"raise"`` raises :class:`SessionConflict`.
 
-    A request without a valid session cookie never calls the store. With a store that does
-    network I/O (Redis, Postgres) a request that carries a valid cookie loads the session
-    once before the handler runs; with :class:`MemoryStore` the load happens on first access.
+    A request without a session cookie never calls the store; one with a valid cookie loads
+    the session once, before the handler runs.
     """
 
     def __init__(
@@ -55,7 +65,7 @@ class SessionMiddleware:
         store: SessionStore | None = None,
         secret_key: SecretKey | Sequence[SecretKey] | None = None,
         session_cookie: str = "session",
-        max_age: int | None = DEFAULT_TTL,
+        max_age: int | None = STARLETTE_MAX_AGE,
         path: str = "/",
         same_site: str = "lax",
         https_only: bool | None = None,
@@ -84,7 +94,6 @@ class SessionMiddleware:
         )
         self._needle = session_cookie.encode("latin-1") + b"="
         self._name = session_cookie
-        self._preload = self.store.blocking
 
     def _cookie_values(self, scope: Scope) -> list[str]:
         needle = self._needle
@@ -104,12 +113,8 @@ class SessionMiddleware:
             return
         engine = self.engine
         values = self._cookie_values(scope)
-        if values:
-            session = engine.open(values, lazy=not self._preload)
-            if self._preload and session._id is not None:
-                await engine.apreload(session)
-        else:
-            session = Session()  # no cookie: what engine.open gives, without the detour
+        # No cookie: what engine.aopen gives, without the detour (the common case).
+        session = await engine.aopen(values) if values else Session()
         scope["session"] = session
         if scope_type == "websocket":
             await self.app(scope, receive, send)
@@ -117,21 +122,16 @@ class SessionMiddleware:
         had_cookie = bool(values)
 
         async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                # An untouched request without a session id needs no plan (the common case).
-                plan = (
-                    engine.plan(session, had_cookie)
-                    if session.modified or session._id is not None
-                    else None
-                )
-                if plan is not None:
-                    await engine.acommit(plan)
-                if session.accessed or (plan is not None and plan.cookie is not None):
+            if message["type"] == "http.response.start" and (
+                session.modified or session._id is not None or session.accessed
+            ):
+                cookie = await engine.afinish(session, had_cookie)
+                if session.accessed or cookie is not None:
                     headers: list[Any] = list(message.get("headers", ()))
-                    if plan is not None and plan.cookie is not None:
-                        headers.append((b"set-cookie", plan.cookie))
+                    if cookie is not None:
+                        headers.append((b"set-cookie", cookie))
                     if session.accessed:
-                        _vary_cookie(headers)
+                        vary_on_cookie(headers, text=False)
                     message["headers"] = headers
             await send(message)
 

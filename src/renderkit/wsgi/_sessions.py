@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from renderkit.sessions._base import DEFAULT_TTL, SessionStore
-from renderkit.sessions._core import OnConflict, SessionEngine, cookie_values
+from renderkit.sessions._core import OnConflict, cookie_values, vary_on_cookie
+from renderkit.sessions._engine import SessionEngine
 from renderkit.sessions._memory import MemoryStore
+from renderkit.sessions._middleware import STARLETTE_MAX_AGE
 from renderkit.sessions._signing import SecretKey
+from renderkit.sessions._store import SessionStore
 
 __all__ = ["SESSION_KEY", "SessionMiddleware"]
 
@@ -18,25 +20,13 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def _vary_cookie(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Add ``Vary: Cookie`` (a response that depends on the session must not be shared)."""
-    out = list(headers)
-    for index, (key, value) in enumerate(out):
-        if key.lower() == "vary":
-            if "cookie" not in value.lower() and value.strip() != "*":
-                out[index] = (key, value + ", Cookie")
-            return out
-    out.append(("Vary", "Cookie"))
-    return out
-
-
 class SessionMiddleware:
     """Put a server-side session at ``environ["renderkit.session"]`` for any WSGI app.
 
-    Takes the options of :class:`renderkit.sessions.SessionMiddleware`. The session loads on
-    first access (a request that never touches it makes no store call) and is saved, with
-    its cookie, when the app calls ``start_response``: changes made while the body streams
-    are not saved.
+    Takes the options of :class:`renderkit.sessions.SessionMiddleware`. A request with a
+    valid session cookie loads its session before the app runs (one without makes no store
+    call); it is saved, with its cookie, when the app calls ``start_response``: changes made
+    while the body streams are not saved.
     """
 
     def __init__(
@@ -45,7 +35,7 @@ class SessionMiddleware:
         store: SessionStore | None = None,
         secret_key: SecretKey | Sequence[SecretKey] | None = None,
         session_cookie: str = "session",
-        max_age: int | None = DEFAULT_TTL,
+        max_age: int | None = STARLETTE_MAX_AGE,
         path: str = "/",
         same_site: str = "lax",
         https_only: bool | None = None,
@@ -80,7 +70,7 @@ class SessionMiddleware:
         engine = self.engine
         raw = environ.get("HTTP_COOKIE")
         values = cookie_values([raw], self._name) if isinstance(raw, str) and raw else []
-        session = engine.open(values, lazy=True)
+        session = engine.open(values)
         environ[self.environ_key] = session
         committed = False
 
@@ -90,13 +80,13 @@ class SessionMiddleware:
             nonlocal committed
             if not committed:
                 committed = True
-                plan = engine.plan(session, bool(values))
-                if plan is not None:
-                    engine.commit(plan)
-                    if plan.cookie is not None:
-                        headers = [*headers, ("Set-Cookie", plan.cookie.decode("latin-1"))]
-                if session.accessed:
-                    headers = _vary_cookie(headers)
+                cookie = engine.finish(session, bool(values))
+                if cookie is not None or session.accessed:
+                    headers = list(headers)
+                    if cookie is not None:
+                        headers.append(("Set-Cookie", cookie.decode("latin-1")))
+                    if session.accessed:
+                        vary_on_cookie(headers, text=True)
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start_with_cookie)
