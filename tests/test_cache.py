@@ -14,7 +14,6 @@ import pytest
 from renderkit.cache import (
     AsyncCache,
     Cache,
-    CacheKeyError,
     CacheValueError,
     FallbackBackend,
     MemoryBackend,
@@ -122,24 +121,6 @@ def test_nan_is_refused() -> None:
 # -- keys --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ["", 42, None, b"bytes", "é" * 600, "k" * 1025])
-def test_bad_keys_raise_clear_errors(key: Any) -> None:
-    """Empty, too long (>1024 UTF-8 bytes) or non-str keys raise CacheKeyError."""
-    cache = Cache()
-    with pytest.raises(CacheKeyError) as info:
-        cache.get(key)
-    assert "key" in str(info.value)
-    with pytest.raises(CacheKeyError):
-        cache.set(key, 1)
-
-
-def test_key_of_exactly_1024_bytes_is_fine() -> None:
-    """The limit is inclusive."""
-    cache = Cache()
-    cache.set("k" * 1024, 1)
-    assert cache.get("k" * 1024) == 1
-
-
 def test_namespace_prefixes_keys_and_clear_is_scoped() -> None:
     """Two namespaces on one backend never see or clear each other's keys."""
     backend = MemoryBackend()
@@ -227,45 +208,7 @@ def test_memory_is_thread_safe() -> None:
     assert m.stats()["bytes"] == expected
 
 
-# -- Cache facade on memory and fakeredis -----------------------------------------------
-
-
-@pytest.fixture(params=["memory", "fakeredis"])
-def cache(request: pytest.FixtureRequest) -> Cache:
-    if request.param == "memory":
-        return Cache(MemoryBackend(), namespace="t")
-    client = request.getfixturevalue("renderkit_fakeredis")
-    return Cache(RedisBackend(client), namespace="t")
-
-
-def test_get_set_delete(cache: Cache) -> None:
-    """The basic operations round-trip values and report presence."""
-    assert cache.get("k") is None
-    assert cache.get("k", "dflt") == "dflt"
-    assert cache.set("k", {"n": 1}) is True
-    assert cache.get("k") == {"n": 1}
-    assert cache.delete("k") is True
-    assert cache.delete("k") is False
-    assert cache.get("k") is None
-    st = cache.stats()
-    assert (st["hits"], st["misses"], st["sets"]) == (1, 3, 1)
-    assert st["hit_rate"] == 0.25
-
-
-def test_cached_none_is_a_hit(cache: Cache) -> None:
-    """A stored None is a value, distinguished from a miss by get_or_set."""
-    calls = []
-    cache.set("n", None)
-    assert cache.get_or_set("n", lambda: calls.append(1) or "computed") is None
-    assert calls == []
-
-
-def test_bad_ttl_is_refused(cache: Cache) -> None:
-    """A zero or negative TTL is a programming error with a clear message."""
-    with pytest.raises(ValueError, match="ttl"):
-        cache.set("k", 1, ttl=0)
-    with pytest.raises(ValueError, match="ttl"):
-        cache.set("k", 1, ttl=-5)
+# -- Cache on Redis (the sync/async contract is tests/test_cache_matrix.py) ---------------
 
 
 def test_redis_ttl_is_applied(renderkit_fakeredis: Any) -> None:
@@ -318,44 +261,6 @@ def test_wrong_client_kind_is_refused(renderkit_fakeredis_server: Any) -> None:
 # -- get_or_set ----------------------------------------------------------------------------
 
 
-def test_get_or_set_single_flight_threads(cache: Cache) -> None:
-    """30 threads asking for one missing key run the factory once."""
-    calls = []
-    barrier = threading.Barrier(30)
-
-    def factory() -> int:
-        calls.append(1)
-        time.sleep(0.05)
-        return 42
-
-    results: list[int] = []
-
-    def worker() -> None:
-        barrier.wait(5)
-        results.append(cache.get_or_set("hot", factory, ttl=60))
-
-    threads = [threading.Thread(target=worker) for _ in range(30)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert results == [42] * 30
-    assert len(calls) == 1
-    assert cache._flights._table == {}
-
-
-def test_get_or_set_factory_error_propagates_and_releases(cache: Cache) -> None:
-    """A failing factory raises to the caller, stores nothing, and frees the key."""
-
-    def boom() -> int:
-        raise RuntimeError("db down")
-
-    with pytest.raises(RuntimeError, match="db down"):
-        cache.get_or_set("k", boom)
-    assert cache.get("k") is None
-    assert cache.get_or_set("k", lambda: 1) == 1
-
-
 def test_stale_if_error_serves_last_value() -> None:
     """When the value expired and the factory fails, the stale copy is served."""
     clock = Clock()
@@ -385,35 +290,6 @@ def test_ttl_jitter_spreads_expiry(renderkit_fakeredis: Any) -> None:
     assert len(ttls) > 10
 
 
-def test_distributed_lock_across_instances(renderkit_fakeredis_server: Any) -> None:
-    """With lock=True two cache instances (two 'processes') compute a key once."""
-    import fakeredis
-
-    caches = [
-        Cache(RedisBackend(fakeredis.FakeRedis(server=renderkit_fakeredis_server)))
-        for _ in range(2)
-    ]
-    calls = []
-
-    def factory() -> str:
-        calls.append(1)
-        time.sleep(0.2)
-        return "v"
-
-    out: list[str] = []
-    threads = [
-        threading.Thread(target=lambda c=c: out.append(c.get_or_set("k", factory, lock=True)))
-        for c in caches
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert out == ["v", "v"]
-    assert len(calls) == 1
-    assert fakeredis.FakeRedis(server=renderkit_fakeredis_server).keys("*lock*") == []
-
-
 def test_distributed_lock_lease_expires() -> None:
     """A lock left by a crashed holder stops blocking once its lease ran out."""
     cache = Cache(MemoryBackend())
@@ -424,27 +300,6 @@ def test_distributed_lock_lease_expires() -> None:
 
 
 # -- cached ----------------------------------------------------------------------------
-
-
-def test_cached_decorator_keys_are_stable(cache: Cache) -> None:
-    """Positional and keyword spellings of one call share a key; invalidate drops it."""
-    calls = []
-
-    @cache.cached(ttl=60)
-    def add(x: int, y: int = 2) -> int:
-        calls.append((x, y))
-        return x + y
-
-    assert add(1) == 3
-    assert add(1, 2) == 3
-    assert add(x=1, y=2) == 3
-    assert add(2) == 4
-    assert calls == [(1, 2), (2, 2)]
-    assert add.key_for(1) == add.key_for(x=1, y=2)  # type: ignore[attr-defined]
-    assert add.key_for(1).startswith(f"{__name__}.")  # type: ignore[attr-defined]
-    add.invalidate(1)  # type: ignore[attr-defined]
-    add(1)
-    assert len(calls) == 3
 
 
 def test_cached_custom_key_and_kind_checks() -> None:
@@ -464,86 +319,6 @@ def test_cached_custom_key_and_kind_checks() -> None:
         cache.cached()(coro)
     with pytest.raises(TypeError, match=r"Cache\.cached"):
         AsyncCache().cached()(lambda: 1)  # type: ignore[arg-type]
-
-
-# -- AsyncCache ------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "fakeredis"])
-def acache(request: pytest.FixtureRequest) -> AsyncCache:
-    if request.param == "memory":
-        return AsyncCache(MemoryBackend(), namespace="t")
-    client = request.getfixturevalue("renderkit_async_fakeredis")
-    return AsyncCache(RedisBackend(client), namespace="t")
-
-
-async def test_async_basic_and_single_flight(acache: AsyncCache) -> None:
-    """The asyncio twin stores values and computes a hot key once for 50 tasks."""
-    assert await acache.set("k", [1]) is True
-    assert await acache.get("k") == [1]
-    calls = []
-
-    async def factory() -> str:
-        calls.append(1)
-        await asyncio.sleep(0.05)
-        return "v"
-
-    results = await asyncio.gather(*(acache.get_or_set("hot", factory) for _ in range(50)))
-    assert results == ["v"] * 50
-    assert len(calls) == 1
-    assert acache._flights._table == {}
-    assert await acache.delete("k") is True
-    assert await acache.clear() >= 1
-    assert await acache.get("hot") is None
-    assert (await acache.health_check()).status == "healthy"
-
-
-async def test_async_cached_and_stale(acache: AsyncCache) -> None:
-    """AsyncCache.cached caches coroutine results; stale_if_error covers a failing factory."""
-    calls = []
-
-    @acache.cached(ttl=60)
-    async def square(x: int) -> int:
-        calls.append(x)
-        return x * x
-
-    assert await square(3) == 9
-    assert await square(x=3) == 9
-    assert calls == [3]
-    await square.invalidate(3)  # type: ignore[attr-defined]
-    await square(3)
-    assert calls == [3, 3]
-
-    async def ok() -> str:
-        return "good"
-
-    async def boom() -> str:
-        raise RuntimeError("x")
-
-    await acache.get_or_set("s", ok, stale_if_error=60)
-    await acache.backend.adelete("t:s")
-    assert await acache.get_or_set("s", boom, stale_if_error=60) == "good"
-
-
-async def test_async_distributed_lock(renderkit_fakeredis_server: Any) -> None:
-    """lock=True across two AsyncCache instances computes once and leaves no lock key."""
-    import fakeredis
-
-    clients = [fakeredis.FakeAsyncRedis(server=renderkit_fakeredis_server) for _ in range(2)]
-    caches = [AsyncCache(RedisBackend(c)) for c in clients]
-    calls = []
-
-    async def factory() -> int:
-        calls.append(1)
-        await asyncio.sleep(0.1)
-        return 1
-
-    out = await asyncio.gather(*(c.get_or_set("k", factory, lock=True) for c in caches))
-    assert out == [1, 1]
-    assert len(calls) == 1
-    assert await clients[0].keys("*lock*") == []
-    for c in clients:
-        await c.aclose()
 
 
 # -- fallback and tiering --------------------------------------------------------------
@@ -642,21 +417,6 @@ def test_fallback_delete_reaches_both() -> None:
     assert memory.get("k") is None
 
 
-def test_lone_redis_failure_is_a_miss(caplog: pytest.LogCaptureFixture) -> None:
-    """Without a fallback, backend errors become misses, logged once, counted."""
-    primary = Broken()
-    primary.down = True
-    cache = Cache(primary)
-    with caplog.at_level(logging.WARNING, logger="renderkit.cache"):
-        for _ in range(5):
-            assert cache.get("k", 1) == 1
-            assert cache.set("k", 2) is False
-    assert cache.stats()["errors"] == 10
-    assert len(caplog.records) == 1
-    with pytest.raises(ConnectionError):
-        Cache(primary, raise_errors=True).get("k")
-
-
 def test_tiered_l1_hit_and_invalidation(renderkit_fakeredis: Any) -> None:
     """Hot keys come from L1; writes and deletes through this process update both levels."""
     l1 = MemoryBackend()
@@ -738,6 +498,41 @@ def test_from_env_reports_every_problem_without_secrets() -> None:
         Cache.from_env({"CACHE_TYPE": "redis"})
 
 
+def test_from_env_reads_every_cache_setting() -> None:
+    """CacheSettings declares the variables; each one reaches the backend it configures."""
+    from renderkit.cache import CacheSettings
+
+    cache = Cache.from_env(
+        {
+            "REDIS_URL": "redis://h:6379/1",
+            "CACHE_TYPE": "Hybrid",  # case does not matter
+            "CACHE_MAX_ENTRIES": "100",
+            "CACHE_L1_TTL": "2s",
+            "CACHE_PROBE_INTERVAL": "1m",
+            "CACHE_REDIS_TIMEOUT": "100ms",
+            "CACHE_NAMESPACE": "env",
+        },
+        namespace="code",  # arguments win over the environment
+    )
+    tiered = cache.backend
+    assert isinstance(tiered, TieredBackend) and tiered.l1_ttl == 2.0
+    assert isinstance(tiered.l2, FallbackBackend)
+    assert tiered.l2.breaker.recovery_timeout == 60.0
+    assert tiered.l2.fallback.max_entries == 100  # type: ignore[attr-defined]
+    kwargs = tiered.l2.primary.client.connection_pool.connection_kwargs  # type: ignore[attr-defined]
+    assert kwargs["socket_timeout"] == 0.1
+    assert cache.namespace == "code"
+    with pytest.raises(ConfigError) as info:
+        Cache.from_env({"CACHE_MAX_ENTRIES": "0", "CACHE_TTL": "0s", "CACHE_L1_TTL": "-1s"})
+    assert {p.variable for p in info.value.errors} == {
+        "CACHE_MAX_ENTRIES",
+        "CACHE_TTL",
+        "CACHE_L1_TTL",
+    }
+    documented = {f.variable for f in CacheSettings.describe()}
+    assert {"REDIS_URL", "CACHE_TYPE", "CACHE_PROBE_INTERVAL", "CACHE_MAX_BYTES"} <= documented
+
+
 def test_bad_constructor_options() -> None:
     """Invalid sizes and jitter fail at construction with the option named."""
     with pytest.raises(ValueError, match="max_entries"):
@@ -746,19 +541,6 @@ def test_bad_constructor_options() -> None:
         MemoryBackend(max_bytes=0)
     with pytest.raises(ValueError, match="ttl_jitter"):
         Cache(ttl_jitter=1.5)
-
-
-def test_unencodable_key_is_not_an_outage(renderkit_fakeredis: Any) -> None:
-    """A key Redis cannot encode is a miss for that call; the breaker stays closed."""
-    fb = FallbackBackend(RedisBackend(renderkit_fakeredis), MemoryBackend(), failure_threshold=1)
-    cache = Cache(fb)
-    for _ in range(3):
-        assert cache.get("\ud800", "d") == "d"
-    assert fb.fallback_active is False
-    assert fb.stats()["primary_errors"] == 0
-    assert cache.stats()["errors"] == 3
-    cache.set("fine", 1)
-    assert cache.get("fine") == 1
 
 
 async def test_health_registry_sees_degraded_cache_and_down_database() -> None:

@@ -12,7 +12,9 @@ entries and bytes), ``RedisBackend``, ``TieredBackend(l1, l2)`` and
 from __future__ import annotations
 
 from renderkit.cache._base import Backend
-from renderkit.cache._facade import AsyncCache, Cache, CacheKeyError
+from renderkit.cache._cache_async import AsyncCache
+from renderkit.cache._cache_sync import Cache
+from renderkit.cache._facade import CacheKeyError, CacheSettings
 from renderkit.cache._fallback import FallbackBackend
 from renderkit.cache._memory import MemoryBackend
 from renderkit.cache._null import NullBackend
@@ -25,6 +27,7 @@ __all__ = [
     "Backend",
     "Cache",
     "CacheKeyError",
+    "CacheSettings",
     "CacheValueError",
     "FallbackBackend",
     "MemoryBackend",

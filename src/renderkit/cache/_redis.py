@@ -167,7 +167,7 @@ class RedisBackend:
             return self.client, self._gate
         return loops.get()
 
-    def _wrong_kind(self, wanted: str) -> TypeError:
+    def wrong_kind(self, wanted: str) -> TypeError:
         have = "an asyncio" if self.is_async else "a synchronous"
         return TypeError(
             f"RedisBackend was given {have} redis client but is used from {wanted}; "
@@ -178,21 +178,21 @@ class RedisBackend:
     @property
     def _sync(self) -> redis.Redis:
         if self.is_async:
-            raise self._wrong_kind("synchronous code (Cache)")
+            raise self.wrong_kind("synchronous code (Cache)")
         client: redis.Redis = self.client
         return client
 
     @property
     def _async(self) -> redis.asyncio.Redis:
         if not self.is_async:
-            raise self._wrong_kind("asyncio code (AsyncCache)")
+            raise self.wrong_kind("asyncio code (AsyncCache)")
         client: redis.asyncio.Redis = self.client
         return client
 
     # -- sync ------------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
         if self.is_async:
-            raise self._wrong_kind("synchronous code (Cache)")
+            raise self.wrong_kind("synchronous code (Cache)")
         value: Any = self.client.get(self.prefix + key)
         return value  # type: ignore[no-any-return]
 
@@ -255,7 +255,7 @@ class RedisBackend:
     @asynccontextmanager
     async def _slot(self) -> AsyncIterator[redis.asyncio.Redis]:
         if not self.is_async:
-            raise self._wrong_kind("asyncio code (AsyncCache)")
+            raise self.wrong_kind("asyncio code (AsyncCache)")
         client, gate = self._bound()
         if gate is None:
             yield client
@@ -271,7 +271,7 @@ class RedisBackend:
 
     async def aget(self, key: str) -> bytes | None:
         if not self.is_async:
-            raise self._wrong_kind("asyncio code (AsyncCache)")
+            raise self.wrong_kind("asyncio code (AsyncCache)")
         client, gate = self._bound()
         if gate is None:
             value: Any = await client.get(self.prefix + key)
