@@ -346,3 +346,88 @@ def test_verify_end_to_end_example_versus_misconfigured(tmp_path: Path) -> None:
         assert bad_status[check] == "fail", bad
     assert bad_status["https-redirect"] == "warn"
     assert bad["observatory"]["score"] < good["observatory"]["score"]  # type: ignore[index]
+
+
+def _mock_site(routes: dict[tuple[str, str], httpx.Response]) -> httpx.Client:
+    """A client whose answers come from (scheme, path) -> response; OPTIONS sees its own key."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/health"):
+            return httpx.Response(200, json={"status": "pass"})
+        key = (
+            request.method if request.method == "OPTIONS" else request.url.scheme,
+            request.url.path,
+        )
+        return routes.get(key, httpx.Response(404))
+
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+STRICT_HEADERS = {
+    "content-type": "text/html",
+    "strict-transport-security": "max-age=63072000",
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+    "cross-origin-resource-policy": "same-origin",
+}
+
+
+def test_verify_probes_cors_with_a_preflight_and_flags_a_reflected_origin() -> None:
+    """verify sends OPTIONS with Origin like the scanner; echoing it with credentials is -50."""
+    seen: list[httpx.Request] = []
+
+    def preflight(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            204,
+            headers={
+                "access-control-allow-origin": request.headers["origin"],
+                "access-control-allow-credentials": "true",
+            },
+        )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "OPTIONS":
+            return preflight(request)
+        if request.url.scheme == "http":
+            return httpx.Response(
+                308, headers={"location": f"https://app.example{request.url.path}"}
+            )
+        if request.url.path.startswith("/health"):
+            return httpx.Response(200, json={"status": "pass"})
+        return httpx.Response(200, headers=STRICT_HEADERS, text="<p>hi</p>")
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        report = run_verify("https://app.example", client=client)
+    assert seen and seen[0].headers["access-control-request-method"] == "GET"
+    assert report.observatory is not None
+    cors = report.observatory.outcome("cross-origin-resource-sharing")
+    assert (cors.result, cors.modifier) == (
+        "cross-origin-resource-sharing-implemented-with-universal-access",
+        -50,
+    )
+    assert (report.observatory.score, report.observatory.grade) == (50, "C")
+    assert report.check("security-headers").status == "fail"
+
+
+def test_verify_follows_the_redirect_chain_and_grades_subresource_integrity() -> None:
+    """http -> http -> https costs -10; a third-party script without integrity costs -5."""
+    page = '<html><script src="https://cdn.example.net/x.js"></script></html>'
+    routes = {
+        ("http", "/"): httpx.Response(301, headers={"location": "http://app.example/www"}),
+        ("http", "/www"): httpx.Response(301, headers={"location": "https://app.example/"}),
+        ("https", "/"): httpx.Response(200, headers=STRICT_HEADERS, text=page),
+        ("OPTIONS", "/"): httpx.Response(204),
+    }
+    with _mock_site(routes) as client:
+        report = run_verify("https://app.example", client=client)
+    assert report.observatory is not None
+    outcomes = {t.test: t.result for t in report.observatory.tests}
+    assert outcomes["redirection"] == "redirection-not-to-https-on-initial-redirection"
+    assert outcomes["subresource-integrity"] == (
+        "sri-not-implemented-but-external-scripts-loaded-securely"
+    )
+    assert report.observatory.score == 85  # 100 - 10 - 5: below 90, so no bonus counts
+    assert report.check("https-redirect").status == "warn"
+    assert "http://app.example/www" in report.check("https-redirect").message

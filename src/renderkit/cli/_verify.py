@@ -6,8 +6,11 @@ Checks, in order (each prints a progress line on stderr, then its verdict):
 2. ``health-endpoints``: ``<health>/live``, ``<health>/ready`` and ``<health>/instance`` (the
    path for Render's ``healthCheckPath``) answer (404 is reported, not failed: apps may expose
    a single path).
-3. ``https-redirect``: plain http is answered with 301/308 to https on the same host.
-4. ``security-headers``: the page's headers graded with Mozilla HTTP Observatory's rules
+3. ``https-redirect``: plain http is answered with 301/308 to https on the same host (the
+   whole redirect chain is followed, up to 10 hops, as Mozilla's scanner does).
+4. ``security-headers``: the page graded exactly as Mozilla's HTTP Observatory scanner
+   (``@mdn/mdn-http-observatory`` 1.4.8) grades it: its headers, its HTML (meta CSP,
+   Subresource Integrity), a CORS preflight (``OPTIONS`` with ``Origin``), and the redirect
    (:func:`renderkit.cli._observatory.grade_headers`); A or better passes, B warns.
 5. ``request-id``: a valid ``X-Request-ID`` is echoed; a hostile one is replaced.
 6. ``rate-limit-headers``: ``RateLimit`` / ``RateLimit-Policy`` are present.
@@ -31,9 +34,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TextIO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from renderkit.cli._observatory import ObservatoryReport, grade_headers, parse_set_cookie
+from renderkit.cli._observatory import (
+    ObservatoryReport,
+    grade_headers,
+    parse_set_cookie,
+    redirection_result,
+)
+from renderkit.cli._output import EXIT_USAGE as EXIT_USAGE
+from renderkit.cli._output import usage_error, verdict_dict
 
 if TYPE_CHECKING:
     import httpx
@@ -44,7 +54,7 @@ CheckStatus = Literal["pass", "warn", "fail", "skip"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_USAGE = 2
+_MAX_REDIRECTS = 10  # as the scanner
 
 RENDER_HEALTH_DEADLINE = 5.0
 """Render counts a health check as failed when it takes longer than this."""
@@ -69,13 +79,7 @@ class VerifyCheck:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {
-            "check": self.name,
-            "status": self.status,
-            "message": self.message,
-            "fix": self.fix,
-            "details": self.details,
-        }
+        return verdict_dict(self.name, self.status, self.message, self.fix, self.details)
 
 
 @dataclass(slots=True)
@@ -249,71 +253,101 @@ def check_health_endpoints(ctx: _Context) -> VerifyCheck:
     return VerifyCheck("health-endpoints", "pass", text, details={"status_codes": seen})
 
 
-def _redirection_result(ctx: _Context) -> tuple[str, VerifyCheck]:
-    if ctx.local:
-        url = ctx.url(ctx.path)
-        headers = ctx.proxy_headers("http")
-    else:
-        url = ctx.url(ctx.path, scheme="http")
-        headers = {}
-    try:
-        response = ctx.client.get(url, headers=headers, follow_redirects=False)
-    except Exception as exc:  # httpx's transport errors; nothing listens on http
-        if ctx.https:
-            return "redirection-not-needed-no-http", VerifyCheck(
-                "https-redirect",
-                "pass",
-                f"plain http is not served at all ({type(exc).__name__})",
-            )
-        raise
-    details = {"url": url, "status_code": response.status_code}
-    location = response.headers.get("location", "")
-    details["location"] = location
-    fix = "add HTTPSRedirectMiddleware (renderkit.flask.RenderKit turns it on in production)"
-    if not 300 <= response.status_code < 400:
+def _follow(ctx: _Context, url: str, headers: Mapping[str, str]) -> list[httpx.Response]:
+    """Every response of the redirect chain starting at ``url`` (10 hops at most)."""
+    responses = [ctx.client.get(url, headers=headers, follow_redirects=False)]
+    while (
+        len(responses) <= _MAX_REDIRECTS
+        and responses[-1].status_code in (301, 302, 303, 307, 308)
+        and responses[-1].headers.get("location")
+        and not ctx.local  # locally, verify plays the proxy: one hop is all it can judge
+    ):
+        target = urljoin(str(responses[-1].request.url), responses[-1].headers["location"])
+        responses.append(ctx.client.get(target, follow_redirects=False))
+    return responses
+
+
+_REDIRECT_FIX = "add HTTPSRedirectMiddleware (renderkit.flask.RenderKit turns it on in production)"
+
+
+def _redirect_verdict(
+    ctx: _Context, result: str, route: list[str], first: httpx.Response
+) -> VerifyCheck:
+    details = {"route": route, "status_code": first.status_code}
+    shown = " -> ".join(route)
+    if result == "redirection-missing":
         # On this machine the app may well keep the redirect for production only.
         local = " (local app: it may enable the redirect in production only)" if ctx.local else ""
-        return "redirection-missing", VerifyCheck(
-            "https-redirect",
-            "warn" if ctx.local else "fail",
-            f"plain http answered {response.status_code} instead of redirecting to https{local}",
-            fix,
-            details,
+        message = f"plain http answered {first.status_code} instead of redirecting to https{local}"
+        return VerifyCheck(
+            "https-redirect", "warn" if ctx.local else "fail", message, _REDIRECT_FIX, details
         )
-    target = urlsplit(location)
-    if target.scheme != "https":
-        return "redirection-not-to-https", VerifyCheck(
+    if result == "redirection-not-to-https":
+        return VerifyCheck(
             "https-redirect",
             "fail",
-            f"plain http redirects to {location or '(no Location)'}, not https",
-            fix,
+            f"plain http never reaches https: {shown}",
+            _REDIRECT_FIX,
             details,
         )
-    host = urlsplit(url).hostname
-    if target.hostname and target.hostname != host:
-        return "redirection-off-host-from-http", VerifyCheck(
-            "https-redirect",
-            "warn",
-            f"redirects to another host ({target.hostname}), so HSTS is never set for {host}",
-            "redirect to https on the same host first",
-            details,
+    if result == "redirection-not-to-https-on-initial-redirection":
+        message = f"the first redirect stays on plain http: {shown}"
+        return VerifyCheck(
+            "https-redirect", "warn", message, "redirect to https on the same host first", details
         )
-    if response.status_code not in (301, 308):
-        return "redirection-to-https", VerifyCheck(
+    if result == "redirection-off-host-from-http":
+        host, other = urlsplit(route[0]).hostname, urlsplit(route[1]).hostname
+        message = f"redirects to another host ({other}), so HSTS is never set for {host}"
+        return VerifyCheck(
+            "https-redirect", "warn", message, "redirect to https on the same host first", details
+        )
+    if first.status_code not in (301, 308):
+        message = f"{first.status_code} -> {route[1]}: a temporary redirect"
+        return VerifyCheck(
             "https-redirect",
             "warn",
-            f"{response.status_code} -> {location}: a temporary redirect",
+            message,
             "use 308 (or 301) so browsers and crawlers remember it",
             details,
         )
-    return "redirection-to-https", VerifyCheck(
-        "https-redirect", "pass", f"{response.status_code} -> {location}", details=details
+    return VerifyCheck(
+        "https-redirect", "pass", f"{first.status_code} -> {route[1]}", details=details
     )
+
+
+def _redirection_result(ctx: _Context) -> tuple[str, VerifyCheck]:
+    if ctx.local:
+        url, headers = ctx.url(ctx.path), ctx.proxy_headers("http")
+    else:
+        url, headers = ctx.url(ctx.path, scheme="http"), {}
+    try:
+        responses = _follow(ctx, url, headers)
+    except Exception as exc:  # httpx's transport errors; nothing listens on http
+        if ctx.https:
+            message = f"plain http is not served at all ({type(exc).__name__})"
+            return "redirection-not-needed-no-http", VerifyCheck("https-redirect", "pass", message)
+        raise
+    route = [url] + [urljoin(url, r.headers["location"]) for r in responses if r.is_redirect]
+    if ctx.local:
+        route = route[:2]
+    result = redirection_result(route)
+    return result, _redirect_verdict(ctx, result, route, responses[0])
+
+
+def _preflight(ctx: _Context) -> httpx.Headers:
+    """The answer to a CORS preflight for the page, as the scanner sends it."""
+    import httpx
+
+    headers = {"Origin": _ORIGIN, "Access-Control-Request-Method": "GET", **ctx.proxy_headers()}
+    try:
+        return ctx.client.request("OPTIONS", ctx.url(ctx.path), headers=headers).headers
+    except Exception:  # the scanner counts a preflight that fails as no CORS at all
+        return httpx.Headers()
 
 
 def check_security_headers(ctx: _Context, redirection: str | None) -> VerifyCheck:
     """The page's headers graded with the HTTP Observatory rules."""
-    response = ctx.get(ctx.path, headers={"Origin": _ORIGIN})
+    response = ctx.get(ctx.path)
     ctx.page = response
     redirected = _redirected_by_app(response)
     if redirected is not None:
@@ -323,11 +357,19 @@ def check_security_headers(ctx: _Context, redirection: str | None) -> VerifyChec
     https: bool | None = ctx.https
     if ctx.local:
         https = True if "strict-transport-security" in response.headers else None
-    report = grade_headers(response.headers, https=https, origin=_ORIGIN, redirection=redirection)
+    report = grade_headers(
+        response.headers,
+        https=https,
+        origin=_ORIGIN,
+        redirection=redirection,
+        body=response.text,
+        preflight=_preflight(ctx),
+        host=urlsplit(ctx.base).hostname,
+    )
     ctx.report.observatory = report
     failed = [t for t in report.tests if not t.passed]
     details = {"score": report.score, "grade": report.grade, "path": ctx.path}
-    message = f"grade {report.grade} ({report.score}/100)"
+    message = f"grade {report.grade} ({report.score}, Observatory 1.4.8 rules)"
     if failed:
         message += ": " + "; ".join(f"{t.test} {t.modifier:+d} {t.message}" for t in failed)
     fix = "; ".join(t.fix for t in failed if t.fix)
@@ -493,47 +535,18 @@ def _is_local(host: str) -> bool:
     return address.is_loopback or address.is_private
 
 
-def run_verify(
-    url: str,
-    *,
-    client: httpx.Client | None = None,
-    timeout: float = 10.0,
-    health_path: str = "/health",
-    path: str = "/",
-    cookie_path: str | None = None,
-    progress: Progress | None = None,
-) -> VerifyReport:
-    """Run every check against the app at ``url`` and return the report.
-
-    ``client``: an ``httpx.Client`` to use (a Starlette ``TestClient`` works too); by default
-    one is created with ``timeout`` seconds per request. A check that cannot connect or times
-    out becomes a ``fail`` naming the error instead of stopping the others.
-    """
-    base = normalise_url(url)
-    for name, value in (("--health-path", health_path), ("--path", path)):
-        if not value.startswith("/"):
-            raise ValueError(f"{name} {value!r} must start with /")
-    parts = urlsplit(base)
-    own_client = client is None
-    if client is None:
-        try:
-            import httpx
-        except ImportError as exc:
-            raise ImportError("renderkit verify needs httpx: pip install httpx") from exc
-        client = httpx.Client(
-            timeout=timeout, headers={"User-Agent": "renderkit-verify"}, follow_redirects=False
-        )
-    report = VerifyReport(base)
-    ctx = _Context(
-        client=client,
-        base=base,
-        https=parts.scheme == "https",
-        local=parts.scheme == "http" and _is_local(parts.hostname or ""),
-        health_path=health_path,
-        path=path,
-        cookie_path=cookie_path or path,
-        report=report,
+def _http_client(timeout: float) -> httpx.Client:
+    try:
+        import httpx
+    except ImportError as exc:
+        raise ImportError("renderkit verify needs httpx: pip install httpx") from exc
+    return httpx.Client(
+        timeout=timeout, headers={"User-Agent": "renderkit-verify"}, follow_redirects=False
     )
+
+
+def _run_checks(ctx: _Context, progress: Progress | None) -> None:
+    report = ctx.report
     redirection: str | None = None
 
     def step(index: int, name: str, fn: Callable[[], VerifyCheck]) -> None:
@@ -558,17 +571,54 @@ def run_verify(
         redirection = None if ctx.local else result_id
         return verdict
 
+    step(1, "health", lambda: check_health(ctx))
+    step(2, "health-endpoints", lambda: check_health_endpoints(ctx))
+    step(3, "https-redirect", redirect_step)
+    step(4, "security-headers", lambda: check_security_headers(ctx, redirection))
+    step(5, "request-id", lambda: check_request_id(ctx))
+    step(6, "rate-limit-headers", lambda: check_rate_limit_headers(ctx))
+    step(7, "cookies", lambda: check_cookies(ctx))
+
+
+def run_verify(
+    url: str,
+    *,
+    client: httpx.Client | None = None,
+    timeout: float = 10.0,
+    health_path: str = "/health",
+    path: str = "/",
+    cookie_path: str | None = None,
+    progress: Progress | None = None,
+) -> VerifyReport:
+    """Run every check against the app at ``url`` and return the report.
+
+    ``client``: an ``httpx.Client`` to use (a Starlette ``TestClient`` works too); by default
+    one is created with ``timeout`` seconds per request. A check that cannot connect or times
+    out becomes a ``fail`` naming the error instead of stopping the others.
+    """
+    base = normalise_url(url)
+    for name, value in (("--health-path", health_path), ("--path", path)):
+        if not value.startswith("/"):
+            raise ValueError(f"{name} {value!r} must start with /")
+    parts = urlsplit(base)
+    own_client = client is None
+    active = client if client is not None else _http_client(timeout)
+    report = VerifyReport(base)
+    ctx = _Context(
+        client=active,
+        base=base,
+        https=parts.scheme == "https",
+        local=parts.scheme == "http" and _is_local(parts.hostname or ""),
+        health_path=health_path,
+        path=path,
+        cookie_path=cookie_path or path,
+        report=report,
+    )
     try:
-        step(1, "health", lambda: check_health(ctx))
-        step(2, "health-endpoints", lambda: check_health_endpoints(ctx))
-        step(3, "https-redirect", redirect_step)
-        step(4, "security-headers", lambda: check_security_headers(ctx, redirection))
-        step(5, "request-id", lambda: check_request_id(ctx))
-        step(6, "rate-limit-headers", lambda: check_rate_limit_headers(ctx))
-        step(7, "cookies", lambda: check_cookies(ctx))
+        _run_checks(ctx, progress)
     finally:
         if own_client:
-            client.close()
+            active.close()
     return report
 
 
@@ -618,8 +668,7 @@ def _run(args: argparse.Namespace) -> int:
             progress=None if args.quiet else _stderr_progress(sys.stderr),
         )
     except (ValueError, ImportError) as exc:
-        print(f"renderkit verify: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error("verify", [str(exc)])
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

@@ -1,0 +1,49 @@
+"""What every ``renderkit`` command prints the same way: verdicts, usage errors, output files.
+
+Commands report a list of verdicts (a check name, a status, what was seen, what to do, raw
+facts); :func:`verdict_dict` gives them one JSON shape. Bad options are reported with
+:func:`usage_error` (one ``renderkit <command>: <problem>`` line each on stderr, exit code 2),
+and generated text goes to stdout or a file through :func:`write_output`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+__all__ = ["EXIT_USAGE", "usage_error", "verdict_dict", "write_output"]
+
+EXIT_USAGE = 2
+"""The exit code of every command given bad options."""
+
+
+def verdict_dict(
+    check: str, status: str, message: str, fix: str = "", details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON shape of one verdict, shared by ``doctor`` findings and ``verify`` checks."""
+    return {
+        "check": check,
+        "status": status,
+        "message": message,
+        "fix": fix,
+        "details": details or {},
+    }
+
+
+def usage_error(command: str, problems: Iterable[str], stream: TextIO | None = None) -> int:
+    """Print each problem as ``renderkit <command>: <problem>`` on stderr; return exit code 2."""
+    out = stream if stream is not None else sys.stderr
+    for problem in problems:
+        print(f"renderkit {command}: {problem}", file=out)
+    return EXIT_USAGE
+
+
+def write_output(text: str, output: str | None) -> None:
+    """Write ``text`` to the file ``output`` (saying so on stderr), or to stdout for None/-."""
+    if output and output != "-":
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
