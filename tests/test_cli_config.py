@@ -228,3 +228,110 @@ def test_a_crashing_check_becomes_a_failure() -> None:
     findings = run_checks(ctx, [check_boom, check_fine])
     assert [(f.check, f.status) for f in findings] == [("boom", "fail"), ("fine", "ok")]
     assert check_boom not in CHECKS
+
+
+# --- production findings (issue #15 item 6) -----------------------------------------------
+
+
+def _findings(environ: dict[str, str]) -> dict[str, list[Finding]]:
+    ctx = build_context(environ, cgroup_root=None)
+    out: dict[str, list[Finding]] = {}
+    for finding in run_checks(ctx):
+        out.setdefault(finding.check, []).append(finding)
+    return out
+
+
+def test_doctor_flags_a_bad_boolean_and_a_bad_key_through_the_modules_declarations() -> None:
+    """FORCE_HTTPS=maybe and SESSION_ENCRYPTION_KEY=zz fail, named, the key never echoed."""
+    found = _findings(
+        {"APP_ENV": "production", "FORCE_HTTPS": "maybe", "SESSION_ENCRYPTION_KEY": "zz"}
+    )
+    messages = [f.message for f in found["settings"] if f.status == "fail"]
+    assert any(m.startswith("FORCE_HTTPS") and "boolean" in m for m in messages), messages
+    key = [m for m in messages if m.startswith("SESSION_ENCRYPTION_KEY")]
+    assert key and all("zz" not in m.split("):", 1)[1] for m in key), key
+
+
+def test_doctor_is_quiet_about_valid_and_unset_variables() -> None:
+    """Nothing set, nothing wrong: an app that uses no module gets no settings failure."""
+    found = _findings({"APP_ENV": "development"})
+    assert [f.status for f in found["settings"]] == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "status"),
+    [
+        ({"APP_ENV": "production", "WEB_CONCURRENCY": "4"}, "fail"),
+        ({"APP_ENV": "development", "WEB_CONCURRENCY": "4"}, "warn"),
+        ({"APP_ENV": "production", "WEB_CONCURRENCY": "4", "REDIS_URL": "redis://r:6379"}, "ok"),
+        ({"APP_ENV": "production", "WEB_CONCURRENCY": "1"}, "ok"),
+        ({"APP_ENV": "production", "WEB_CONCURRENCY": "lots"}, "warn"),
+    ],
+)
+def test_doctor_flags_memory_state_under_several_workers(
+    environ: dict[str, str], status: str
+) -> None:
+    """WEB_CONCURRENCY>1 without REDIS_URL: per-worker sessions and limits are called out."""
+    (finding,) = _findings(environ)["workers"]
+    assert finding.status == status, finding
+    if status == "fail":
+        assert "REDIS_URL" in finding.message and "4 times" in finding.message
+
+
+def test_doctor_flags_short_secrets_without_printing_them() -> None:
+    """A 5-byte SESSION_SECRET fails in production; its value appears nowhere in the output."""
+    environ = {
+        "APP_ENV": "production",
+        "SESSION_SECRET": "abcde",
+        "SECRET_KEY": "k" * 40,
+        "HEALTH_TOKEN": "tok",
+    }
+    ctx = build_context(environ, cgroup_root=None)
+    findings = run_checks(ctx)
+    short = {f.details.get("variable"): f for f in findings if f.check == "secrets"}
+    assert short["SESSION_SECRET"].status == "fail" and "5 bytes" in short["SESSION_SECRET"].message
+    assert "HEALTH_TOKEN" in short and "SECRET_KEY" not in short
+    from renderkit.cli._doctor import as_json, format_text
+
+    text = format_text(ctx, findings) + json.dumps(as_json(ctx, findings))
+    assert "abcde" not in text and "k" * 40 not in text
+
+
+def test_doctor_output_masks_any_password(capsys: pytest.CaptureFixture[str]) -> None:
+    """A DATABASE_URL password with raw '#' and '@' is never printed, text or JSON."""
+    environ = {"APP_ENV": "development", "DATABASE_URL": "postgresql://app:pw#x@y@h/app"}
+    ctx = build_context(environ, cgroup_root=None)
+    findings = run_checks(ctx)
+    from renderkit.cli._doctor import as_json, format_text
+
+    database = [f for f in findings if f.check == "database"]
+    assert database and database[0].status == "fail"
+    assert "percent-encode" in database[0].message
+    text = format_text(ctx, findings)
+    assert "pw#x" not in text and "x@y" not in text
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """``renderkit --version`` prints the installed version and exits 0."""
+    from renderkit import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("renderkit ") and out.split()[1][:3] == __version__[:3]
+
+
+def test_doctor_modules_have_no_import_cycle() -> None:
+    """_connectivity and _production import the shared types, never the doctor runner."""
+    import ast
+
+    for name in ("_connectivity", "_production", "_findings"):
+        path = Path(__file__).parent.parent / "src" / "renderkit" / "cli" / f"{name}.py"
+        tree = ast.parse(path.read_text())
+        imported = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        assert "renderkit.cli._doctor" not in imported, name

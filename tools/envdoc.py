@@ -13,11 +13,8 @@ the page cannot drift from the code.
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +36,6 @@ never shown (`****`), nor the password inside a URL.
 """
 
 
-def iter_modules() -> Iterator[str]:
-    """Every module name under the renderkit package."""
-    import renderkit
-
-    yield "renderkit"
-    for info in pkgutil.walk_packages(renderkit.__path__, "renderkit."):
-        yield info.name
-
-
 SKIPPED: list[str] = []
 
 
@@ -57,25 +45,11 @@ def settings_classes(skip_broken: bool = False) -> list[type[Any]]:
     A module that fails to import is an error (its variables would silently vanish from the
     page), unless ``skip_broken`` (local use while a module is half-converted).
     """
-    from renderkit.config import Settings
+    from renderkit.cli._config import discover_settings
 
-    for name in iter_modules():
-        if name.endswith("__main__"):
-            continue
-        try:
-            importlib.import_module(name)
-        except Exception as exc:
-            if not skip_broken:
-                raise RuntimeError(f"envdoc: importing {name} failed: {exc!r}") from exc
-            SKIPPED.append(f"{name}: {exc!r}")
-    found: list[type[Any]] = []
-    pending = list(Settings.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
-        if cls.__module__.startswith("renderkit.") and cls not in found:
-            found.append(cls)
-    return sorted(found, key=lambda c: (c.__module__, c.__qualname__))
+    classes, skipped = discover_settings(strict=not skip_broken)
+    SKIPPED.extend(skipped)
+    return classes
 
 
 def _cell(text: str) -> str:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import asyncio
 
 __all__ = [
+    "EVICTION_POLICY",
+    "EVICTION_REASON",
     "SCHEMES",
     "PerLoop",
     "aclose_client",
@@ -30,6 +32,17 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+EVICTION_POLICY = "volatile-lru"
+"""The Redis ``maxmemory-policy`` renderkit advises (doctor, blueprint, docs say the same)."""
+EVICTION_REASON = (
+    "when Redis is full, volatile-lru evicts the least recently used keys that carry an expiry, "
+    "and every key renderkit writes carries one (cache entries, idle sessions, rate-limit "
+    "windows), while keys without one (your queues, locks) are kept; noeviction makes a full "
+    "Redis refuse every write (renderkit falls back to memory: sessions and limits stop being "
+    "shared), and allkeys-lru also evicts keys that were meant to stay"
+)
+"""Why :data:`EVICTION_POLICY`, in one sentence a user can act on."""
 
 
 def reconnect_once(*, asyncio: bool, extra: str, feature: str) -> Any:

@@ -1020,6 +1020,22 @@ class Settings:
         return infos
 
     @classmethod
+    def raw(cls, environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+        """Return ``{VARIABLE: text as set, or None}`` for every field, unparsed and unchecked.
+
+        For tools that judge values themselves (``renderkit doctor`` measures secret lengths);
+        aliases are resolved, so the key is the field's main variable. Handle with care: the
+        text of secrets is included.
+        """
+        env_map = os.environ if environ is None else environ
+        given = {key: (value, "environment") for key, value in env_map.items()}
+        out: dict[str, str | None] = {}
+        for field, _ in cls._spec().values():
+            _, value, source = _lookup(field, given)
+            out[field.name] = value if source != "default" and isinstance(value, str) else None
+        return out
+
+    @classmethod
     def check(
         cls,
         environ: Mapping[str, str] | None = None,

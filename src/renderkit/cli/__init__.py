@@ -23,12 +23,25 @@ _COMMANDS = (
 )
 
 
+def _version() -> str:
+    """The installed distribution's version (the package's own when run from a checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("renderkit")
+    except PackageNotFoundError:
+        from renderkit import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every registered subcommand."""
     parser = argparse.ArgumentParser(
         prog="renderkit",
         description="Production checks and helpers for apps built with renderkit.",
     )
+    parser.add_argument("--version", action="version", version=f"renderkit {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in _COMMANDS:
         importlib.import_module(module_name).register(subparsers)

@@ -55,6 +55,38 @@ def import_settings(reference: str) -> type[Settings]:
     return obj
 
 
+def discover_settings(*, strict: bool = False) -> tuple[list[type[Settings]], list[str]]:
+    """Every Settings subclass declared in a ``renderkit.*`` module, and the modules skipped.
+
+    Imports each module of the package (nothing connects at import time). A module whose
+    optional dependency is missing is skipped and named in the second list, unless
+    ``strict`` (tools/envdoc.py: a module that cannot be imported would drop its variables).
+    """
+    import pkgutil
+
+    import renderkit
+
+    skipped: list[str] = []
+    for info in pkgutil.walk_packages(renderkit.__path__, "renderkit."):
+        if info.name.endswith("__main__"):
+            continue
+        try:
+            importlib.import_module(info.name)
+        except Exception as exc:
+            if strict:
+                raise RuntimeError(f"importing {info.name} failed: {exc!r}") from exc
+            skipped.append(f"{info.name} ({type(exc).__name__})")
+    found: list[type[Settings]] = []
+    pending = list(Settings.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.__module__.startswith("renderkit.") and cls not in found:
+            found.append(cls)
+    found.sort(key=lambda c: (c.__module__, c.__qualname__))
+    return found, skipped
+
+
 def format_report(report: ConfigReport) -> str:
     """Render a report as a table of VARIABLE / VALUE / SOURCE plus one line per problem."""
     rows = [("VARIABLE", "VALUE", "SOURCE")]

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from renderkit.config import mask_url, parse_postgres_url, parse_redis_url
-
-if TYPE_CHECKING:
-    from renderkit.cli._doctor import DoctorContext, Finding
+from renderkit._redis import EVICTION_POLICY, EVICTION_REASON
+from renderkit.cli._findings import DoctorContext, Finding
+from renderkit.config import parse_postgres_url, parse_redis_url, redact
 
 __all__ = ["check_database", "check_redis"]
 
@@ -21,36 +20,30 @@ CONNECT_TIMEOUT = 5.0
 SLOW_MS = 50.0  # a same-region private network answers in a few ms
 
 
-def _finding(*args: Any, **kwargs: Any) -> Finding:
-    from renderkit.cli._doctor import Finding
-
-    return Finding(*args, **kwargs)
-
-
 def _latency(name: str, what: str, ms: float, extra: str, details: dict[str, Any]) -> Finding:
     text = f"{what} answered in {ms:.1f} ms{extra}"
     details = {"latency_ms": round(ms, 2), **details}
     if ms > SLOW_MS:
-        return _finding(
+        return Finding(
             name,
             "warn",
             f"{text}: slow for a round trip",
             "put the service in the same region as the app and use its internal URL",
             details,
         )
-    return _finding(name, "ok", text, "", details)
+    return Finding(name, "ok", text, "", details)
 
 
 def check_database(ctx: DoctorContext) -> Iterable[Finding]:
     """DATABASE_URL is valid, Postgres accepts a connection, and ``SELECT 1`` is quick."""
-    raw = ctx.environ.get("DATABASE_URL", "").strip()
+    raw = ctx.value("DATABASE_URL")
     if not raw:
-        yield _finding("database", "ok", "DATABASE_URL not set; Postgres check skipped")
+        yield Finding("database", "ok", "DATABASE_URL not set; Postgres check skipped")
         return
     try:
         url = str(parse_postgres_url(raw))
     except ValueError as exc:
-        yield _finding(
+        yield Finding(
             "database",
             "fail",
             f"DATABASE_URL is invalid: {exc}",
@@ -60,7 +53,7 @@ def check_database(ctx: DoctorContext) -> Iterable[Finding]:
     try:
         import psycopg
     except ImportError:
-        yield _finding(
+        yield Finding(
             "database",
             "warn",
             "DATABASE_URL is set but psycopg is not installed, so it was not tested",
@@ -82,10 +75,10 @@ def check_database(ctx: DoctorContext) -> Iterable[Finding]:
             ssl = conn.pgconn.ssl_in_use
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        yield _finding(
+        yield Finding(
             "database",
             "fail",
-            f"cannot reach Postgres at {mask_url(url)}: {mask_url(first)}",
+            f"cannot reach Postgres at {redact(url)}: {redact(first)}",
             "check the host, credentials and that the database is running (on Render, use "
             "the internal URL from the same region)",
             {"connect_ms": round((time.perf_counter() - started) * 1000, 1)},
@@ -98,7 +91,7 @@ def check_database(ctx: DoctorContext) -> Iterable[Finding]:
     }
     yield _latency("database", "Postgres SELECT 1", ms, f" (server {version // 10000})", details)
     if ctx.environment == "production" and not ssl and "localhost" not in url:
-        yield _finding(
+        yield Finding(
             "database",
             "warn",
             "the Postgres connection is not encrypted in production",
@@ -108,14 +101,14 @@ def check_database(ctx: DoctorContext) -> Iterable[Finding]:
 
 def check_redis(ctx: DoctorContext) -> Iterable[Finding]:
     """REDIS_URL is valid, Redis answers ``PING`` quickly, and evicts keys when full."""
-    raw = ctx.environ.get("REDIS_URL", "").strip()
+    raw = ctx.value("REDIS_URL")
     if not raw:
-        yield _finding("redis", "ok", "REDIS_URL not set; caches and limits stay in memory")
+        yield Finding("redis", "ok", "REDIS_URL not set; caches and limits stay in memory")
         return
     try:
         url = str(parse_redis_url(raw))
     except ValueError as exc:
-        yield _finding(
+        yield Finding(
             "redis",
             "fail",
             f"REDIS_URL is invalid: {exc}",
@@ -125,7 +118,7 @@ def check_redis(ctx: DoctorContext) -> Iterable[Finding]:
     try:
         import redis
     except ImportError:
-        yield _finding(
+        yield Finding(
             "redis",
             "warn",
             "REDIS_URL is set but redis-py is not installed, so it was not tested",
@@ -145,10 +138,10 @@ def check_redis(ctx: DoctorContext) -> Iterable[Finding]:
         except Exception:  # some managed Redis deny INFO; the latency still counts
             info = {}
     except Exception as exc:
-        yield _finding(
+        yield Finding(
             "redis",
             "fail",
-            f"cannot reach Redis at {mask_url(url)}: {type(exc).__name__}: {mask_url(str(exc))}",
+            f"cannot reach Redis at {redact(url)}: {type(exc).__name__}: {redact(str(exc))}",
             "check the host and password; renderkit keeps serving from memory meanwhile",
         )
         return
@@ -156,10 +149,14 @@ def check_redis(ctx: DoctorContext) -> Iterable[Finding]:
         client.close()
     policy = info.get("maxmemory_policy")
     yield _latency("redis", "Redis PING", ms, "", {"maxmemory_policy": policy})
-    if policy == "noeviction":
-        yield _finding(
+    if policy and policy != EVICTION_POLICY:
+        yield Finding(
             "redis",
             "warn",
-            "Redis maxmemory-policy is noeviction: a full cache makes writes fail",
-            "set the policy to allkeys-lru for a cache (Render: Key Value > maxmemory policy)",
+            f"Redis maxmemory-policy is {policy}; renderkit advises {EVICTION_POLICY}: "
+            f"{EVICTION_REASON}",
+            f"set the policy to {EVICTION_POLICY} (Render: the Key Value's maxmemoryPolicy "
+            f"in render.yaml, or its Info page; elsewhere: CONFIG SET maxmemory-policy "
+            f"{EVICTION_POLICY})",
+            {"maxmemory_policy": policy, "advised": EVICTION_POLICY},
         )

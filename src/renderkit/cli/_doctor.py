@@ -11,57 +11,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from renderkit.cli._connectivity import check_database, check_redis
-from renderkit.config import ConfigReport, explain_environment, format_bytes
+from renderkit.cli._findings import Check, DoctorContext, DoctorSettings, Finding, FindingStatus
+from renderkit.cli._production import (
+    check_module_settings,
+    check_secret_lengths,
+    check_shared_state,
+)
+from renderkit.config import explain_environment, format_bytes, redact
 from renderkit.errors import ConfigError
 from renderkit.platform import Platform, detect
 
-FindingStatus = Literal["ok", "warn", "fail"]
+__all__ = [
+    "CHECKS",
+    "Check",
+    "DoctorContext",
+    "Finding",
+    "FindingStatus",
+    "as_json",
+    "build_context",
+    "format_text",
+    "register",
+    "run_checks",
+]
 
 _LOW_MEMORY = 256 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One observation: its status, what was seen, and what to do about it."""
-
-    check: str
-    status: FindingStatus
-    message: str
-    fix: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "check": self.check,
-            "status": self.status,
-            "message": self.message,
-            "fix": self.fix,
-            "details": self.details,
-        }
-
-
-@dataclass(slots=True)
-class DoctorContext:
-    """What every check may look at: the environment, the platform and the settings report."""
-
-    environ: dict[str, str]
-    platform: Platform
-    environment: str | None
-    environment_reason: str
-    settings_report: ConfigReport | None = None
-    settings_error: str | None = None
-
-
-Check = Callable[[DoctorContext], Iterable[Finding]]
 
 
 def check_environment(ctx: DoctorContext) -> Iterable[Finding]:
@@ -89,7 +68,7 @@ def check_environment(ctx: DoctorContext) -> Iterable[Finding]:
 
 def check_port(ctx: DoctorContext) -> Iterable[Finding]:
     """PORT is usable, or the platform default applies."""
-    raw = ctx.environ.get("PORT")
+    raw = ctx.raw.get("PORT")
     port = ctx.platform.port
     if raw is not None and raw.strip() != str(port):
         yield Finding(
@@ -168,6 +147,9 @@ CHECKS: list[Check] = [
     check_port,
     check_resources,
     check_settings,
+    check_module_settings,
+    check_shared_state,
+    check_secret_lengths,
     check_database,
     check_redis,
 ]
@@ -191,7 +173,7 @@ def run_checks(ctx: DoctorContext, checks: Iterable[Check] | None = None) -> lis
 
 
 def build_context(
-    environ: dict[str, str],
+    environ: Mapping[str, str] | None,
     settings: str | None = None,
     dotenv: str | None = None,
     cgroup_root: str | None = None,
@@ -205,7 +187,7 @@ def build_context(
         env_name, reason = explain_environment(environ)
     except ConfigError as exc:
         env_name, reason = None, str(exc.errors[0])
-    ctx = DoctorContext(dict(environ), platform, env_name, reason)
+    ctx = DoctorContext(environ, platform, env_name, reason, raw=DoctorSettings.raw(environ))
     if settings:
         try:
             cls = import_settings(settings)
@@ -257,7 +239,7 @@ def format_text(ctx: DoctorContext, findings: list[Finding]) -> str:
         lines.append(f"  {finding.status.upper():<5} {finding.check}: {finding.message}")
         if finding.fix and finding.status != "ok":
             lines.append(f"        fix: {finding.fix}")
-    return "\n".join(lines)
+    return redact("\n".join(lines))
 
 
 def as_json(ctx: DoctorContext, findings: list[Finding]) -> dict[str, Any]:
@@ -275,14 +257,14 @@ def as_json(ctx: DoctorContext, findings: list[Finding]) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    ctx = build_context(dict(os.environ), args.settings, args.dotenv, args.cgroup_root)
+    ctx = build_context(None, args.settings, args.dotenv, args.cgroup_root)
     findings = run_checks(ctx)
     if args.json:
-        print(json.dumps(as_json(ctx, findings), indent=2, default=str))
+        print(redact(json.dumps(as_json(ctx, findings), indent=2, default=str)))
     else:
         print(format_text(ctx, findings))
     if ctx.settings_error is not None:
-        print(f"renderkit doctor: {ctx.settings_error}", file=sys.stderr)
+        print(redact(f"renderkit doctor: {ctx.settings_error}"), file=sys.stderr)
     return 1 if any(f.status == "fail" for f in findings) else 0
 
 
