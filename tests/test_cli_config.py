@@ -307,7 +307,7 @@ def test_doctor_output_masks_any_password(capsys: pytest.CaptureFixture[str]) ->
     database = [f for f in findings if f.check == "database"]
     assert database and database[0].status == "fail"
     assert "percent-encode" in database[0].message
-    text = format_text(ctx, findings)
+    text = format_text(ctx, findings) + json.dumps(as_json(ctx, findings))
     assert "pw#x" not in text and "x@y" not in text
 
 

@@ -243,24 +243,36 @@ def format_text(ctx: DoctorContext, findings: list[Finding]) -> str:
 
 
 def as_json(ctx: DoctorContext, findings: list[Finding]) -> dict[str, Any]:
-    """The doctor's output as a JSON-ready dict."""
+    """The doctor's output as a JSON-ready dict, every string redacted."""
     from renderkit.cli._config import report_as_dict
 
-    return {
-        "platform": ctx.platform.as_dict(),
-        "environment": ctx.environment,
-        "environment_reason": ctx.environment_reason,
-        "settings": report_as_dict(ctx.settings_report) if ctx.settings_report else None,
-        "findings": [f.as_dict() for f in findings],
-        "ok": not any(f.status == "fail" for f in findings),
-    }
+    return _redacted(
+        {
+            "platform": ctx.platform.as_dict(),
+            "environment": ctx.environment,
+            "environment_reason": ctx.environment_reason,
+            "settings": report_as_dict(ctx.settings_report) if ctx.settings_report else None,
+            "findings": [f.as_dict() for f in findings],
+            "ok": not any(f.status == "fail" for f in findings),
+        }
+    )
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def _run(args: argparse.Namespace) -> int:
     ctx = build_context(None, args.settings, args.dotenv, args.cgroup_root)
     findings = run_checks(ctx)
     if args.json:
-        print(redact(json.dumps(as_json(ctx, findings), indent=2, default=str)))
+        print(json.dumps(as_json(ctx, findings), indent=2, default=str))
     else:
         print(format_text(ctx, findings))
     if ctx.settings_error is not None:
