@@ -246,7 +246,7 @@ def as_json(ctx: DoctorContext, findings: list[Finding]) -> dict[str, Any]:
     """The doctor's output as a JSON-ready dict, every string redacted."""
     from renderkit.cli._config import report_as_dict
 
-    return _redacted(
+    report: dict[str, Any] = _redacted(
         {
             "platform": ctx.platform.as_dict(),
             "environment": ctx.environment,
@@ -256,6 +256,7 @@ def as_json(ctx: DoctorContext, findings: list[Finding]) -> dict[str, Any]:
             "ok": not any(f.status == "fail" for f in findings),
         }
     )
+    return report
 
 
 def _redacted(value: Any) -> Any:
