@@ -212,12 +212,16 @@ async def test_gate_bounds_concurrency_and_times_out(renderkit_redis_url: str) -
 
     try:
         await backend.aset("k", b"jv", 30)
-        async with backend._slot() as client:  # hold the only slot
+        client, gate = await backend._aslot()  # hold the only slot
+        try:
             started = asyncio.get_running_loop().time()
             with pytest.raises(redis.exceptions.ConnectionError, match="max_connections"):
                 await backend.aget("k")
             assert asyncio.get_running_loop().time() - started >= 0.19
             assert await client.get(prefix + "k") == b"jv"
+        finally:
+            assert gate is not None
+            gate.release()
         stats = backend.stats()
         assert stats["pool_waits"] == 1
         assert stats["pool_timeouts"] == 1
@@ -241,8 +245,12 @@ async def test_gate_exhaustion_falls_back_instead_of_raising(renderkit_redis_url
     cache = AsyncCache(FallbackBackend(primary, MemoryBackend()))
     try:
         await cache.set("k", 1)
-        async with primary._slot():
+        _, gate = await primary._aslot()  # hold the only slot
+        try:
             assert await cache.get("k") == 1  # served by the fallback's mirrored copy
+        finally:
+            assert gate is not None
+            gate.release()
         assert cache.stats()["backend"]["primary_errors"] == 1
     finally:
         await cache.clear()

@@ -4,40 +4,21 @@ from __future__ import annotations
 
 import asyncio as _asyncio
 import inspect
-import secrets
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from renderkit._optional import require
 from renderkit._redis import PerLoop, reconnect_once
-from renderkit.health import CheckResult
-
-if TYPE_CHECKING:
-    import redis
-    import redis.asyncio
+from renderkit.cache._redis_async import AsyncRedisMethods
+from renderkit.cache._redis_sync import RedisMethods
 
 __all__ = ["RedisBackend"]
-
-# Compare-and-delete: release a lock only while we still hold it (the lease may have run out
-# and another process taken it).
-_RELEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-)
-_SCAN_BATCH = 500
-_MAX_SCAN_ROUNDS = 100_000
 
 
 def _client_of(entry: tuple[Any, Any]) -> Any:
     return entry[0]
 
 
-def _escape_glob(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-class RedisBackend:
+class RedisBackend(RedisMethods, AsyncRedisMethods):
     """Store bytes in Redis under an optional key ``prefix``.
 
     ``client`` is a ``redis.Redis`` (for :class:`~renderkit.cache.Cache`) or a
@@ -175,68 +156,25 @@ class RedisBackend:
             "(RedisBackend.from_url(url, asyncio=True) builds the asyncio one)"
         )
 
-    @property
-    def _sync(self) -> redis.Redis:
+    # -- where each command gets its client (see _redis_async.py) -------------------------
+    def _slot(self) -> tuple[Any, _asyncio.Semaphore | None]:
+        """The sync client, and no gate: redis-py's blocking pool bounds connections."""
         if self.is_async:
             raise self.wrong_kind("synchronous code (Cache)")
-        client: redis.Redis = self.client
-        return client
+        return self.client, None
 
-    @property
-    def _async(self) -> redis.asyncio.Redis:
+    async def _aslot(self) -> tuple[Any, _asyncio.Semaphore | None]:
+        """This loop's client and a slot of its gate; the caller releases the gate."""
         if not self.is_async:
             raise self.wrong_kind("asyncio code (AsyncCache)")
-        client: redis.asyncio.Redis = self.client
-        return client
+        client, gate = self._bound()
+        if gate is not None:
+            if gate.locked():
+                await self._wait_for_slot(gate)
+            else:
+                await gate.acquire()  # a free slot: returns without suspending
+        return client, gate
 
-    # -- sync ------------------------------------------------------------------------------
-    def get(self, key: str) -> bytes | None:
-        if self.is_async:
-            raise self.wrong_kind("synchronous code (Cache)")
-        value: Any = self.client.get(self.prefix + key)
-        return value  # type: ignore[no-any-return]
-
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        px = None if ttl is None else max(1, int(ttl * 1000))
-        self._sync.set(self.prefix + key, value, px=px)
-
-    def delete(self, key: str) -> bool:
-        return bool(self._sync.delete(self.prefix + key))
-
-    def clear(self, prefix: str = "") -> int:
-        client = self._sync
-        pattern = _escape_glob(self.prefix + prefix) + "*"
-        removed, cursor = 0, 0
-        for _ in range(_MAX_SCAN_ROUNDS):
-            cursor, keys = client.scan(cursor, match=pattern, count=_SCAN_BATCH)
-            if keys:
-                removed += int(client.unlink(*keys))
-            if cursor == 0:
-                break
-        return removed
-
-    def acquire_lock(self, key: str, lease: float) -> str | None:
-        token = secrets.token_hex(8)
-        ok = self._sync.set(self.prefix + key, token, nx=True, px=max(1, int(lease * 1000)))
-        return token if ok else None
-
-    def release_lock(self, key: str, token: str) -> None:
-        self._sync.eval(_RELEASE, 1, self.prefix + key, token)
-
-    def health_check(self) -> CheckResult:
-        started = time.perf_counter()
-        try:
-            self._sync.ping()
-        except Exception as exc:
-            return CheckResult.unhealthy(f"redis unreachable: {type(exc).__name__}: {exc}")
-        return CheckResult("healthy", "", {}, (time.perf_counter() - started) * 1000)
-
-    def close(self) -> None:
-        if not self.is_async:
-            self._sync.close()
-            self._sync.connection_pool.disconnect()
-
-    # -- asyncio ---------------------------------------------------------------------------
     async def _wait_for_slot(self, gate: _asyncio.Semaphore) -> None:
         """Slow path: every slot is taken, wait up to ``pool_timeout`` for one."""
         self._pool_waits += 1
@@ -252,86 +190,16 @@ class RedisBackend:
                 "RedisBackend.from_url, or lower the concurrency of cache calls"
             ) from None
 
-    @asynccontextmanager
-    async def _slot(self) -> AsyncIterator[redis.asyncio.Redis]:
+    def close(self) -> None:
         if not self.is_async:
-            raise self.wrong_kind("asyncio code (AsyncCache)")
-        client, gate = self._bound()
-        if gate is None:
-            yield client
-            return
-        if gate.locked():
-            await self._wait_for_slot(gate)
-        else:
-            await gate.acquire()  # a free slot: returns without suspending
-        try:
-            yield client
-        finally:
-            gate.release()
-
-    async def aget(self, key: str) -> bytes | None:
-        if not self.is_async:
-            raise self.wrong_kind("asyncio code (AsyncCache)")
-        client, gate = self._bound()
-        if gate is None:
-            value: Any = await client.get(self.prefix + key)
-            return value  # type: ignore[no-any-return]
-        # The hot path, inlined: no context manager object per read.
-        if gate.locked():
-            await self._wait_for_slot(gate)
-        else:
-            await gate.acquire()
-        try:
-            value = await client.get(self.prefix + key)
-        finally:
-            gate.release()
-        return value  # type: ignore[no-any-return]
-
-    async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
-        px = None if ttl is None else max(1, int(ttl * 1000))
-        async with self._slot() as client:
-            await client.set(self.prefix + key, value, px=px)
-
-    async def adelete(self, key: str) -> bool:
-        async with self._slot() as client:
-            return bool(await client.delete(self.prefix + key))
-
-    async def aclear(self, prefix: str = "") -> int:
-        pattern = _escape_glob(self.prefix + prefix) + "*"
-        removed, cursor = 0, 0
-        for _ in range(_MAX_SCAN_ROUNDS):
-            async with self._slot() as client:
-                cursor, keys = await client.scan(cursor, match=pattern, count=_SCAN_BATCH)
-                if keys:
-                    removed += int(await client.unlink(*keys))
-            if cursor == 0:
-                break
-        return removed
-
-    async def aacquire_lock(self, key: str, lease: float) -> str | None:
-        token = secrets.token_hex(8)
-        async with self._slot() as client:
-            ok = await client.set(self.prefix + key, token, nx=True, px=max(1, int(lease * 1000)))
-        return token if ok else None
-
-    async def arelease_lock(self, key: str, token: str) -> None:
-        async with self._slot() as client:
-            await client.eval(_RELEASE, 1, self.prefix + key, token)
-
-    async def ahealth_check(self) -> CheckResult:
-        started = time.perf_counter()
-        try:
-            async with self._slot() as client:
-                await client.ping()
-        except Exception as exc:
-            return CheckResult.unhealthy(f"redis unreachable: {type(exc).__name__}: {exc}")
-        return CheckResult("healthy", "", {}, (time.perf_counter() - started) * 1000)
+            self.client.close()
+            self.client.connection_pool.disconnect()
 
     async def aclose(self) -> None:
         if self._loops is not None:
             await self._loops.aclose()  # other loops' clients close with their loop
         elif self.is_async:
-            await self._async.aclose(close_connection_pool=True)
+            await self.client.aclose(close_connection_pool=True)
         else:
             self.close()
 

@@ -6,12 +6,13 @@ from typing import Any
 
 from renderkit.cache._base import Backend
 from renderkit.cache._memory import ABSENT
-from renderkit.health import CheckResult
+from renderkit.cache._tiered_async import AsyncTieredMethods
+from renderkit.cache._tiered_sync import TieredMethods
 
 __all__ = ["TieredBackend"]
 
 
-class TieredBackend:
+class TieredBackend(TieredMethods, AsyncTieredMethods):
     """Read L1 first, then L2 (filling L1 for at most ``l1_ttl`` seconds).
 
     Writes and deletes go to L2 and then L1, so this process never reads its own stale
@@ -63,79 +64,6 @@ class TieredBackend:
         if value is not ABSENT:
             self._l1_hits += 1
         return value
-
-    def _l1_ttl(self, ttl: float | None) -> float:
-        return self.l1_ttl if ttl is None else min(ttl, self.l1_ttl)
-
-    def get(self, key: str) -> bytes | None:
-        value = self.l1.get(key)
-        if value is not None:
-            self._l1_hits += 1
-            return value
-        value = self.l2.get(key)
-        if value is not None:
-            self.l1.set(key, value, self.l1_ttl)
-        return value
-
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        self.l2.set(key, value, ttl)
-        self.l1.set(key, value, self._l1_ttl(ttl))
-
-    def delete(self, key: str) -> bool:
-        found = self.l2.delete(key)
-        return self.l1.delete(key) or found
-
-    def clear(self, prefix: str = "") -> int:
-        self.l1.clear(prefix)
-        return self.l2.clear(prefix)
-
-    def acquire_lock(self, key: str, lease: float) -> str | None:
-        return self.l2.acquire_lock(key, lease)
-
-    def release_lock(self, key: str, token: str) -> None:
-        self.l2.release_lock(key, token)
-
-    def health_check(self) -> CheckResult:
-        return self.l2.health_check()
-
-    def close(self) -> None:
-        self.l1.close()
-        self.l2.close()
-
-    async def aget(self, key: str) -> bytes | None:
-        value = await self.l1.aget(key)
-        if value is not None:
-            self._l1_hits += 1
-            return value
-        value = await self.l2.aget(key)
-        if value is not None:
-            await self.l1.aset(key, value, self.l1_ttl)
-        return value
-
-    async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
-        await self.l2.aset(key, value, ttl)
-        await self.l1.aset(key, value, self._l1_ttl(ttl))
-
-    async def adelete(self, key: str) -> bool:
-        found = await self.l2.adelete(key)
-        return await self.l1.adelete(key) or found
-
-    async def aclear(self, prefix: str = "") -> int:
-        await self.l1.aclear(prefix)
-        return await self.l2.aclear(prefix)
-
-    async def aacquire_lock(self, key: str, lease: float) -> str | None:
-        return await self.l2.aacquire_lock(key, lease)
-
-    async def arelease_lock(self, key: str, token: str) -> None:
-        await self.l2.arelease_lock(key, token)
-
-    async def ahealth_check(self) -> CheckResult:
-        return await self.l2.ahealth_check()
-
-    async def aclose(self) -> None:
-        await self.l1.aclose()
-        await self.l2.aclose()
 
     def stats(self) -> dict[str, Any]:
         return {
