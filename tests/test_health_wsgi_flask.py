@@ -74,7 +74,7 @@ def test_wsgi_health_app_rejects_bad_options() -> None:
 
 def test_wsgi_shutdown_middleware_counts_and_refuses() -> None:
     """In-flight WSGI requests are counted until the body closes; after begin() new ones 503."""
-    coordinator = ShutdownCoordinator(grace_period=5, retry_after=3)
+    coordinator = ShutdownCoordinator(grace_period=5, retry_after=3, keepalive_window=0)
     started = threading.Event()
     release = threading.Event()
 
@@ -178,3 +178,16 @@ def test_renderkit_health_true_builds_one_from_env(monkeypatch: pytest.MonkeyPat
     response = app.test_client().get("/health", headers={"Authorization": "Bearer tok"})
     assert response.status_code == 200
     assert response.json is not None and set(response.json["checks"]) == {"memory", "cpu", "disk"}
+
+
+def test_wsgi_responses_say_connection_close_once_shutdown_began() -> None:
+    """While still serving after begin() (the drain delay, or the keep-alive window after a
+    signal) WSGI responses carry Connection: close."""
+    coordinator = ShutdownCoordinator(grace_period=5, drain_delay=3)
+    client = Client(ShutdownMiddleware(hello, coordinator=coordinator))
+    assert "Connection" not in client.get("/").headers
+    coordinator.begin("test")
+    response = client.get("/")
+    assert response.status_code == 200 and response.get_data() == b"hello"
+    assert response.headers["Connection"] == "close"
+    assert coordinator.accepting

@@ -64,7 +64,7 @@ def asgi_client(app: Starlette) -> httpx.AsyncClient:
 def test_signal_chains_to_the_previous_handler() -> None:
     """Our handler flips state first, then calls the server's handler with the same signal."""
     exits: list[int] = []
-    coordinator = ShutdownCoordinator(signals=(SIG,), exit=exits.append)
+    coordinator = ShutdownCoordinator(signals=(SIG,), exit=exits.append, keepalive_window=0)
     calls: list[tuple[int, str]] = []
 
     def server_handler(signum: int, frame: FrameType | None) -> None:
@@ -140,7 +140,9 @@ def test_drain_delay_defers_forwarding(previous_handler: list[tuple[int, str]]) 
 
 async def test_drain_delay_on_the_event_loop(previous_handler: list[tuple[int, str]]) -> None:
     """Installed inside a running loop, the delayed forward is scheduled on that loop."""
-    coordinator = ShutdownCoordinator(grace_period=5, drain_delay=0.1, signals=(SIG,))
+    coordinator = ShutdownCoordinator(
+        grace_period=5, drain_delay=0.1, keepalive_window=0, signals=(SIG,)
+    )
     coordinator.install_signal_handlers()
     try:
         signal.raise_signal(SIG)
@@ -341,7 +343,7 @@ async def test_shutdown_event_wakes_waiters_on_other_threads_and_loops() -> None
 
 async def test_websocket_refused_with_1012_during_drain() -> None:
     """A new WebSocket during the drain is closed with 1012 (service restart)."""
-    coordinator = ShutdownCoordinator()
+    coordinator = ShutdownCoordinator(keepalive_window=0)
     sent: list[dict[str, Any]] = []
 
     async def inner(scope: Any, receive: Any, send: Any) -> None:
@@ -407,7 +409,7 @@ def test_from_env_overrides_and_reports_problems() -> None:
 
 def test_shutdown_sync_and_gunicorn_hooks(previous_handler: list[tuple[int, str]]) -> None:
     """gunicorn hooks: post_worker_init chains the handlers, worker_exit runs the hooks once."""
-    coordinator = ShutdownCoordinator(grace_period=5, signals=(SIG,))
+    coordinator = ShutdownCoordinator(grace_period=5, signals=(SIG,), keepalive_window=0)
     ran: list[str] = []
     coordinator.on_shutdown(lambda: ran.append("db"), name="db")
     hooks = gunicorn_hooks(coordinator)
@@ -435,3 +437,65 @@ def test_gunicorn_hooks_resolve_an_import_path() -> None:
 
 
 MODULE_COORDINATOR = ShutdownCoordinator(grace_period=2)
+
+
+async def test_keepalive_window_serves_with_connection_close_then_forwards(
+    previous_handler: list[tuple[int, str]],
+) -> None:
+    """After SIGTERM requests on open connections are served (not 503) with Connection: close;
+    the server gets the signal once no request started for 0.5 s."""
+    coordinator = ShutdownCoordinator(grace_period=5, keepalive_window=3, signals=(SIG,))
+    app = make_app(coordinator)
+    async with asgi_client(app) as client:
+        before = await client.get("/slow?s=0")
+        coordinator.install_signal_handlers()
+        try:
+            signal.raise_signal(SIG)
+            served = [await client.get("/slow?s=0") for _ in range(3)]
+            assert previous_handler == [] and coordinator.accepting
+            deadline = time.monotonic() + 3
+            while not previous_handler and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert previous_handler == [(SIG, "server")]
+            refused = await client.get("/slow?s=0")
+        finally:
+            coordinator.uninstall_signal_handlers()
+        await coordinator.shutdown()
+    assert "connection" not in before.headers
+    assert [r.status_code for r in served] == [200, 200, 200]
+    assert all(r.headers["connection"] == "close" for r in served)
+    assert refused.status_code == 503
+
+
+async def test_keepalive_window_is_bounded_under_steady_traffic(
+    previous_handler: list[tuple[int, str]],
+) -> None:
+    """Requests every 0.1 s never let the window go quiet: it still ends at its bound."""
+    coordinator = ShutdownCoordinator(grace_period=5, keepalive_window=0.6, signals=(SIG,))
+    app = make_app(coordinator)
+    coordinator.install_signal_handlers()
+    try:
+        async with asgi_client(app) as client:
+            signal.raise_signal(SIG)
+            codes = []
+            while not previous_handler and len(codes) < 40:
+                codes.append((await client.get("/slow?s=0")).status_code)
+                await asyncio.sleep(0.1)
+        assert previous_handler == [(SIG, "server")]
+        assert 3 <= len(codes) < 40 and set(codes) == {200}
+    finally:
+        coordinator.uninstall_signal_handlers()
+
+
+def test_keepalive_window_option_and_env() -> None:
+    """The window is validated, defaults within the grace period, and reads its variable."""
+    assert ShutdownCoordinator().keepalive_window == 2.0
+    assert ShutdownCoordinator(grace_period=2).keepalive_window == 0.5
+    with pytest.raises(ValueError, match="keepalive_window"):
+        ShutdownCoordinator(keepalive_window=-1)
+    with pytest.raises(ValueError, match="shorter than the grace period"):
+        ShutdownCoordinator(grace_period=3, keepalive_window=3)
+    coordinator = ShutdownCoordinator.from_env({"SHUTDOWN_KEEPALIVE_WINDOW": "0s"})
+    assert coordinator.keepalive_window == 0.0
+    with pytest.raises(ConfigError, match="SHUTDOWN_KEEPALIVE_WINDOW"):
+        ShutdownCoordinator.from_env({"SHUTDOWN_KEEPALIVE_WINDOW": "soon"})

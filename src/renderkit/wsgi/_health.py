@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from renderkit._http import mapping_headers
 from renderkit.health import EndpointKind, Health, RequestFacts
 from renderkit.health._endpoint import RESERVED_NAMES, response_headers
+from renderkit.shutdown._middleware import REFUSAL_BODY, checked_coordinator, refusal_headers
 
 if TYPE_CHECKING:
     from renderkit.shutdown import ShutdownCoordinator
@@ -124,41 +125,33 @@ def _plain(
     return [body]
 
 
-_REFUSAL = b'{"error":"service is restarting, retry shortly"}'
-
-
 class ShutdownMiddleware:
     """WSGI twin of :class:`renderkit.shutdown.ShutdownMiddleware`: counts in-flight requests
-    (thread-safe) for the drain and, once the coordinator stops accepting, answers 503 with
-    ``Connection: close`` and ``Retry-After``. A request counts until its body is closed."""
+    (thread-safe) for the drain; once shutdown begins, adds ``Connection: close`` to every
+    response so clients retire keep-alive connections; once the coordinator stops accepting,
+    answers 503 with ``Connection: close`` and ``Retry-After``. A request counts until its body
+    is closed."""
 
     def __init__(self, app: WSGIApp, *, coordinator: ShutdownCoordinator) -> None:
-        from renderkit.shutdown import ShutdownCoordinator
-
-        if not isinstance(coordinator, ShutdownCoordinator):
-            raise TypeError(
-                "ShutdownMiddleware(coordinator=...) needs a ShutdownCoordinator, got "
-                f"{type(coordinator).__name__}"
-            )
         self.app = app
-        self.coordinator = coordinator
-        self._headers = [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(_REFUSAL))),
-            ("Connection", "close"),
-            ("Retry-After", str(coordinator.retry_after)),
-            ("Cache-Control", "no-store"),
-        ]
+        self.coordinator = checked_coordinator(coordinator)
+        self._headers = refusal_headers(coordinator.retry_after)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         coordinator = self.coordinator
-        if not coordinator._enter_sync():
+        if not coordinator.admit():
             start_response("503 Service Unavailable", list(self._headers))
-            return [_REFUSAL]
+            return [REFUSAL_BODY]
+
+        def start_closing(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            if coordinator.retiring and not any(k.lower() == "connection" for k, _ in headers):
+                headers = [*headers, ("Connection", "close")]
+            return start_response(status, headers, *exc_info)
+
         try:
-            body = self.app(environ, start_response)
+            body = self.app(environ, start_closing)
         except BaseException:
-            coordinator._exit_sync()
+            coordinator.release()
             raise
         return _Tracked(body, coordinator)
 
@@ -175,7 +168,7 @@ class _Tracked:
     def _release(self) -> None:
         if not self._released:
             self._released = True
-            self._coordinator._exit_sync()
+            self._coordinator.release()
 
     def __iter__(self) -> Iterator[bytes]:
         try:

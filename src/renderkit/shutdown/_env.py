@@ -1,0 +1,48 @@
+"""The environment variables :meth:`ShutdownCoordinator.from_env` reads, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from renderkit.config import Seconds, Settings, env
+
+__all__ = ["ShutdownSettings", "shutdown_options"]
+
+
+def _positive(value: Seconds) -> Seconds:
+    if value <= 0:
+        raise ValueError("must be a positive duration such as 25s")
+    return value
+
+
+class ShutdownSettings(Settings):
+    """How long a shutdown may take and how long the app keeps serving after SIGTERM."""
+
+    grace_period: Seconds | None = env(
+        "SHUTDOWN_GRACE_PERIOD",
+        default=None,
+        validate=_positive,
+        help="Seconds from SIGTERM to the end of cleanup; keep it under the platform's SIGKILL "
+        "delay (default: that delay minus a margin, 25s on Render and Heroku).",
+    )
+    drain_delay: Seconds | None = env(
+        "SHUTDOWN_DRAIN_DELAY",
+        default=None,
+        help="Seconds to keep listening after SIGTERM while readiness already fails (default "
+        "0s; 5s on Kubernetes, where endpoints update late).",
+    )
+    keepalive_window: Seconds | None = env(
+        "SHUTDOWN_KEEPALIVE_WINDOW",
+        default=None,
+        help="At most this many seconds after the drain delay, keep answering requests on open "
+        "keep-alive connections (each with Connection: close) before the server stops; ends "
+        "early after 0.5 s without a request (default 2s; 0s: stop at once).",
+    )
+
+
+def shutdown_options(environ: Mapping[str, str] | None) -> dict[str, Any]:
+    """Constructor options from the environment; every bad variable in one ConfigError."""
+    settings = ShutdownSettings.load(environ)
+    options = ("grace_period", "drain_delay", "keepalive_window")
+    return {o: float(getattr(settings, o)) for o in options if getattr(settings, o) is not None}
