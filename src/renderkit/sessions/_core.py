@@ -300,7 +300,9 @@ class EngineBase:
         old_id = session._id if session._exists else None
         plan = Plan(session, data=data, ttl=self.ttl)
         if session._cleared or session._regenerate:
-            plan.delete_id = old_id
+            # The cookie's id even when its record could not be read (the store was away):
+            # its older copy must die with it (a log-out or a log-in during an outage).
+            plan.delete_id = session._id
             if data:
                 plan.save_id = new_session_id()
                 self._set_cookie(plan, plan.save_id)
