@@ -301,31 +301,39 @@ def mask_url(text: str) -> str:
 
 
 PERCENT_ENCODE_HINT = (
-    "the user name or password holds a raw @, #, / or ? (or a % that starts no %XX escape), "
+    "the user name or password holds a raw @, #, /, ?, [ or ] (or a % that starts no %XX "
+    "escape), "
     "which libpq and redis-py would each split differently: percent-encode it "
-    "(@ is %40, # is %23, / is %2F, ? is %3F, % is %25; "
+    "(@ is %40, # is %23, / is %2F, ? is %3F, % is %25, [ is %5B, ] is %5D; "
     "urllib.parse.quote(password, safe='') does it)"
 )
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def _userinfo_problem(text: str) -> str | None:
-    """Why the URL's userinfo is ambiguous to libpq / redis-py, or None when it is not.
+    """Why libpq and redis-py would read the URL's userinfo differently, or None.
 
-    urllib (hence redis-py) ends the authority at the first ``/ ? #`` and splits the userinfo
-    at the last ``@``; libpq splits at the first ``@``. A URL both read the same way has at
-    most one ``@`` before the first ``/ ? #`` and no ``@`` after it outside a query value.
+    libpq takes a userinfo when an ``@`` comes before the first ``/`` (and splits at the
+    first ``@``); urllib (hence redis-py) ends the authority at the first ``/ ? #`` and splits
+    at the last ``@``. They agree, and both find the host that was meant, when the only raw
+    ``@`` is the one ending the userinfo, with no ``? # [ ]`` and no stray ``%`` before it.
     """
     rest = text.partition("://")[2]
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    authority, after = rest[:end], rest[end:]
-    if authority.count("@") > 1:
+    slash = rest.find("/")
+    head, tail = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
+    if "@" in tail or head.count("@") > 1:
         return PERCENT_ENCODE_HINT
-    at = after.find("@")
-    if at >= 0 and "=" not in after[:at]:
-        return PERCENT_ENCODE_HINT
-    if "@" in authority and _BAD_ESCAPE.search(authority.rpartition("@")[0]):
-        return PERCENT_ENCODE_HINT
+    at = head.find("@")
+    if at >= 0:
+        userinfo = head[:at]
+        if any(c in userinfo for c in "?#[]") or _BAD_ESCAPE.search(userinfo):
+            return PERCENT_ENCODE_HINT
+        from urllib.parse import unquote
+
+        try:
+            unquote(userinfo, errors="strict")
+        except UnicodeDecodeError:
+            return "the user name or password decodes to invalid UTF-8; percent-encode its text"
     return None
 
 

@@ -10,6 +10,11 @@ from hypothesis import strategies as st
 from renderkit.config import (
     MASK,
     ByteSize,
+    ConfigError,
+    PostgresUrl,
+    RedisUrl,
+    Settings,
+    env,
     format_duration,
     mask_url,
     parse_bool,
@@ -20,6 +25,7 @@ from renderkit.config import (
     parse_list,
     parse_postgres_url,
     parse_redis_url,
+    redact,
 )
 
 FUZZ = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
@@ -200,3 +206,155 @@ def test_mask_url_hides_the_password(value: str) -> None:
     masked = mask_url(value)
     if "://user:hunter2@" in value and not value.startswith("://"):
         assert "hunter2" not in masked and MASK in masked
+
+
+# --- secrets never leave (issue #15 item 3) ------------------------------------------------
+
+# Passwords as people paste them: letters and digits plus every character URLs reserve.
+PASSWORD = st.text(
+    alphabet=st.sampled_from("abcdefghXYZ0123456789@#/?:%!$&'()*+,;=[]~-._"),
+    min_size=8,
+    max_size=24,
+)
+_WORDING = (
+    "expected a postgresql:// URL with a host (postgresql://user:password@host:5432/db); "
+    "expected a redis://, rediss:// (TLS) or unix:// URL; percent-encode; "
+)
+
+
+def _pieces(password: str) -> list[str]:
+    """The password and each long run of it between reserved characters (a tail leaks too)."""
+    import re
+
+    return [password, *(part for part in re.split(r"[@#/?]", password) if len(part) >= 6)]
+
+
+def _leaks(password: str, *outputs: str) -> list[str]:
+    text = "\n".join(outputs)
+    return [piece for piece in _pieces(password) if piece in text and piece not in _WORDING]
+
+
+@FUZZ
+@given(PASSWORD)
+@example("pw#x@y/z?q")
+@example("p@ss@word")
+def test_redact_masks_the_whole_password_whatever_it_holds(password: str) -> None:
+    """redact() leaves scheme, user, host, port and path, and nothing of the password."""
+    for url, masked in (
+        (f"postgresql://app:{password}@db.internal:5432/app", "postgresql://app:****@db.internal"),
+        (f"redis://:{password}@cache:6379/0", "redis://:****@cache:6379/0"),
+    ):
+        out = redact(f"connect failed for {url} (attempt 2)")
+        assert out.startswith(f"connect failed for {masked}"), out
+        assert not _leaks(password, out)
+
+
+@FUZZ
+@given(PASSWORD)
+@example("pw#x@y/z?q")
+def test_url_validation_agrees_with_libpq_and_redis_py(password: str) -> None:
+    """An accepted URL means the same password and host to libpq and redis-py; a rejected one
+    says to percent-encode and echoes no part of the password."""
+    from urllib.parse import quote, unquote
+
+    from psycopg.conninfo import conninfo_to_dict
+    from redis.connection import parse_url
+
+    for raw in (password, quote(password, safe="")):
+        pg = f"postgresql://app:{raw}@db.internal:5432/app"
+        rd = f"redis://:{raw}@cache:6379/0"
+        try:
+            parse_postgres_url(pg)
+        except ValueError as exc:
+            assert raw == password and "percent-encode" in str(exc)
+            assert not _leaks(password, str(exc))
+        else:
+            libpq = conninfo_to_dict(pg)
+            assert (libpq["host"], libpq["password"]) == ("db.internal", unquote(raw))
+        try:
+            parse_redis_url(rd)
+        except ValueError as exc:
+            assert raw == password and "percent-encode" in str(exc)
+            assert not _leaks(password, str(exc))
+        else:
+            parsed = parse_url(rd)
+            assert (parsed["host"], parsed["password"]) == ("cache", unquote(raw))
+
+
+class _UrlSettings(Settings):
+    database_url: PostgresUrl = env("FUZZ_DATABASE_URL")  # deliberately not secret=True
+    redis_url: RedisUrl | None = env("FUZZ_REDIS_URL", default=None)
+    token: str = env("FUZZ_TOKEN", default="", secret=True)
+
+
+@FUZZ
+@given(PASSWORD)
+@example("pw#x@y/z?q")
+def test_no_password_in_config_errors_summary_or_repr(password: str) -> None:
+    """Config errors, summary() and repr() never show a password, even of a non-secret field."""
+    from urllib.parse import quote
+
+    environ = {
+        "FUZZ_DATABASE_URL": f"postgresql://app:{password}@db/app",
+        "FUZZ_REDIS_URL": f"redis://:{password}@cache:6379/0",
+        "FUZZ_TOKEN": password,
+    }
+    outputs: list[str] = []
+    try:
+        _UrlSettings.load(environ)
+    except ConfigError as exc:
+        outputs += [str(exc), repr(exc), *(p.found for p in exc.errors)]
+    encoded = {
+        **environ,
+        "FUZZ_DATABASE_URL": f"postgresql://app:{quote(password, safe='')}@db/app",
+        "FUZZ_REDIS_URL": f"redis://:{quote(password, safe='')}@cache:6379/0",
+    }
+    settings_ = _UrlSettings.load(encoded)
+    outputs += [repr(settings_), str(settings_.summary()), str(_UrlSettings.check(encoded))]
+    assert not _leaks(password, *outputs)
+    assert not _leaks(quote(password, safe=""), *outputs)
+
+
+@settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+@given(PASSWORD)
+@example("pw#x@y/z?q")
+def test_no_password_in_doctor_output(password: str) -> None:
+    """renderkit doctor's text and JSON never show a password (refused or unreachable URLs)."""
+    import json
+    from urllib.parse import quote
+
+    from renderkit.cli._doctor import as_json, build_context, format_text, run_checks
+
+    for raw in (password, quote(password, safe="")):
+        environ = {
+            "APP_ENV": "production",
+            "DATABASE_URL": f"postgresql://app:{raw}@127.0.0.1:1/app",
+            "REDIS_URL": f"redis://:{raw}@127.0.0.1:1/0",
+            "SESSION_SECRET": raw,
+        }
+        ctx = build_context(environ)
+        findings = run_checks(ctx)
+        text = format_text(ctx, findings) + json.dumps(as_json(ctx, findings))
+        assert not _leaks(password, text)
+        assert not _leaks(raw, text)
+
+
+@settings(deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+@given(PASSWORD)
+@example("pw#x@y/z?q")
+def test_no_password_in_database_errors(password: str) -> None:
+    """Database(url) refuses an ambiguous URL without echoing any of its password."""
+    import pytest
+
+    pytest.importorskip("psycopg_pool")
+    from renderkit.db import Database
+
+    url = f"postgresql://app:{password}@db.internal/app"
+    try:
+        Database(url)
+    except Exception as exc:
+        assert not _leaks(password, str(exc), repr(exc))
+    else:  # accepted: it must then mean what libpq reads
+        from psycopg.conninfo import conninfo_to_dict
+
+        assert conninfo_to_dict(url)["host"] == "db.internal"
