@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
@@ -183,3 +186,44 @@ async def test_close_stops_the_background_reconnect(side: Side, own_pg: OwnPostg
     assert backends(own_pg.url, app) == 0
     with pytest.raises(BackendUnavailable, match="not open"):
         await side.call(db, "fetch_one", "SELECT 1")
+
+
+async def _unless_hung(call: Any) -> Any:
+    """Await ``call``; a hang (no answer in 20 s) fails the test instead of raising TimeoutError."""
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait({task}, timeout=20)
+    if not done:
+        task.cancel()
+        raise AssertionError("the call hung on the frozen server")
+    return task.result()
+
+
+def _signal_cluster(pg: OwnPostgres, sig: signal.Signals) -> None:
+    with open(os.path.join(pg.data, "postmaster.pid")) as fh:
+        postmaster = psutil.Process(int(fh.readline()))
+    for process in [postmaster, *postmaster.children(recursive=True)]:
+        process.send_signal(sig)
+
+
+async def test_check_is_bounded_on_a_frozen_server(side: Side, own_pg: OwnPostgres) -> None:
+    """A server that accepts nothing and refuses nothing (SIGSTOP) cannot hang check() or
+    health: both twins give up at the same client-side deadline, then recover on SIGCONT."""
+    await _ensure(own_pg, up=True)
+    db = side.make(own_pg.url, min_size=1, max_size=2, application_name=f"rk-frozen-{side}")
+    await side.call(db, "open")
+    try:
+        assert (await side.call(db, "health_check")).status == "healthy"
+        _signal_cluster(own_pg, signal.SIGSTOP)
+        try:
+            with pytest.raises(TimeoutError):
+                await _unless_hung(side.call(db, "check", 0.3))
+            health = await _unless_hung(side.call(db, "health_check"))
+            assert health.status == "unhealthy"
+            assert "unreachable" in health.message  # TimeoutError, or PoolTimeout once the
+            # frozen probe still holds a connection
+        finally:
+            _signal_cluster(own_pg, signal.SIGCONT)
+        await _until_healthy(side, db)
+        assert await side.call(db, "fetch_one", "SELECT 1") == (1,)
+    finally:
+        await side.call(db, "close")

@@ -11,7 +11,16 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-__all__ = ["Event", "Lock", "join_task", "sleep", "start_task", "wait_event", "wait_for"]
+__all__ = [
+    "Event",
+    "Lock",
+    "join_task",
+    "run_with_deadline",
+    "sleep",
+    "start_task",
+    "wait_event",
+    "wait_for",
+]
 
 T = TypeVar("T")
 
@@ -44,3 +53,12 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def run_with_deadline(fn: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """Await ``fn()`` for at most ``timeout`` seconds, else raise ``TimeoutError`` (cancelled).
+
+    The sync twin calls ``fn`` in a worker thread and stops waiting at the deadline, so a
+    call stuck on a frozen peer is bounded on both sides.
+    """
+    return await asyncio.wait_for(fn(), timeout)

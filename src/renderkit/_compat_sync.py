@@ -5,9 +5,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["Event", "Lock", "join_task", "sleep", "start_task", "wait_event", "wait_for"]
+__all__ = [
+    "Event",
+    "Lock",
+    "join_task",
+    "run_with_deadline",
+    "sleep",
+    "start_task",
+    "wait_event",
+    "wait_for",
+]
 
 T = TypeVar("T")
 
@@ -37,3 +46,29 @@ def join_task(task: threading.Thread, timeout: float) -> None:
 def wait_event(event: threading.Event, timeout: float) -> bool:
     """Wait until ``event`` is set or ``timeout`` seconds pass; True when it was set."""
     return event.wait(timeout)
+
+
+def run_with_deadline(fn: Callable[[], T], timeout: float) -> T:
+    """Call ``fn()`` in a daemon thread and wait at most ``timeout`` seconds for it.
+
+    Past the deadline ``TimeoutError`` is raised and the thread is left to finish on its own
+    (a blocking socket call cannot be cancelled): use it where a stuck call must not hold the
+    caller, such as a health probe.
+    """
+    outcome: list[Any] = []
+
+    def call() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as exc:  # handed to the caller below
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=call, name="renderkit-deadline", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        raise TimeoutError(f"no answer within {timeout:g}s")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]

@@ -339,16 +339,22 @@ class AsyncDatabase(DatabaseBase):
     async def check(self, timeout: float = 3.0) -> float:
         """Run ``SELECT 1`` within ``timeout`` seconds; return the latency in milliseconds.
 
-        The wait for a connection is bounded by the pool's own timeout and the statement by
-        ``SET LOCAL statement_timeout`` in its transaction (which works through PgBouncer).
+        The wait for a connection is bounded by the pool's own timeout, the statement by
+        ``SET LOCAL statement_timeout`` in its transaction (which works through PgBouncer), and
+        the whole probe by a client-side deadline of ``timeout + 0.5`` s (``TimeoutError``),
+        the same on both twins.
         """
         return await self._check_pool(self._require_pool(), timeout)
 
     async def _check_pool(self, pool: Any, timeout: float) -> float:
         started = time.perf_counter()
-        # The asyncio side also cancels a probe stuck on a frozen server; in the sync twin
-        # the server-side timeout and the pool timeout are the bound.
-        await compat.wait_for(_select_one(pool, timeout), timeout + 0.5)
+
+        async def probe() -> Any:
+            return await _select_one(pool, timeout)
+
+        # A frozen server (SIGSTOP, a network black hole) answers nothing, so neither the pool
+        # timeout nor statement_timeout fires: a client-side deadline bounds the whole probe.
+        await compat.run_with_deadline(probe, timeout + 0.5)
         return (time.perf_counter() - started) * 1000
 
     async def health_check(self) -> CheckResult:
