@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -33,6 +34,7 @@ from renderkit.config import (
     parse_postgres_url,
     parse_redis_url,
     read_dotenv,
+    redact,
 )
 from renderkit.platform import detect
 
@@ -744,3 +746,195 @@ def test_unresolvable_annotation_is_a_type_error() -> None:
 
     with pytest.raises(TypeError, match="module level"):
         Bad.load({})
+
+
+# --- one vocabulary for every from_env() (issue #12 item 2) -------------------------------
+
+
+class _Vocabulary(Settings):
+    storage: str = env("RK_STORAGE_URL", default="memory://", aliases=("RK_REDIS_URL",))
+    ttl: timedelta = env("RK_TTL", default="5m", minimum="1ms", maximum="1d")
+    workers: int = env("RK_WORKERS", default=1, minimum=1)
+    timeout: Seconds | None = env("RK_TIMEOUT", default="30s")
+    name: str = env("RK_NAME", default="app", validate=lambda v: v.lower())
+    kind: str = env("RK_KIND", default="memory")
+
+    def cross_check(self) -> Iterable[tuple[str, str]]:
+        if self.kind == "redis" and self.storage == "memory://":
+            yield "RK_KIND", "is redis but RK_STORAGE_URL (or RK_REDIS_URL) is not set"
+
+
+def test_aliases_are_read_in_order_and_named_in_errors() -> None:
+    """An alias fills the field when the main variable is unset; the main one wins."""
+    assert _Vocabulary.load({"RK_REDIS_URL": "redis://r"}).storage == "redis://r"
+    both = {"RK_REDIS_URL": "redis://r", "RK_STORAGE_URL": "redis://s"}
+    assert _Vocabulary.load(both).storage == "redis://s"
+    assert _Vocabulary.load({"RK_STORAGE_URL": " ", "RK_REDIS_URL": "redis://r"}).storage == (
+        "redis://r"
+    )
+
+
+def test_bounds_validators_and_cross_checks_join_one_error() -> None:
+    """minimum/maximum, validate= and cross_check() problems all arrive in one ConfigError."""
+    with pytest.raises(ConfigError) as info:
+        _Vocabulary.load({"RK_TTL": "2d", "RK_WORKERS": "0", "RK_KIND": "redis"})
+    by_var = {p.variable: p.message for p in info.value.errors}
+    assert set(by_var) == {"RK_TTL", "RK_WORKERS"}  # cross checks run once fields parse
+    assert "at most 1d" in by_var["RK_TTL"] and "at least 1" in by_var["RK_WORKERS"]
+    with pytest.raises(ConfigError) as info:
+        _Vocabulary.load({"RK_KIND": "redis"})
+    assert [p.variable for p in info.value.errors] == ["RK_KIND"]
+    assert _Vocabulary.load({"RK_NAME": "MyApp"}).name == "myapp"
+
+
+def test_optional_durations_read_off_as_unset() -> None:
+    """``Seconds | None`` takes off/none/disabled/never as None; a real duration as seconds."""
+    for word in ("off", "OFF", "none", "disabled", "never"):
+        assert _Vocabulary.load({"RK_TIMEOUT": word}).timeout is None
+    assert _Vocabulary.load({"RK_TIMEOUT": "2m"}).timeout == 120.0
+    with pytest.raises(ConfigError, match="RK_TIMEOUT"):
+        _Vocabulary.load({"RK_TIMEOUT": "soon"})
+
+
+def test_raw_gives_the_text_as_set() -> None:
+    """Settings.raw() returns unparsed text (aliases resolved), None for unset variables."""
+    raw = _Vocabulary.raw({"RK_REDIS_URL": "redis://r", "RK_TTL": "garbage"})
+    assert raw["RK_STORAGE_URL"] == "redis://r" and raw["RK_TTL"] == "garbage"
+    assert raw["RK_WORKERS"] is None
+
+
+def test_a_url_field_never_echoes_its_value_even_when_not_secret() -> None:
+    """A rejected URL is shown as ****: a space or quote could end masking early."""
+
+    class S(Settings):
+        url: PostgresUrl = env("RK_PG_URL")
+
+    with pytest.raises(ConfigError) as info:
+        S.load({"RK_PG_URL": "postgresql://app:pa ss@h/db"})
+    assert "pa ss" not in str(info.value) and info.value.errors[0].found == "****"
+
+
+def test_truthy_words_are_defined_once() -> None:
+    """parse_bool reads exactly platform's TRUE_WORDS / FALSE_WORDS."""
+    from renderkit.platform import FALSE_WORDS, TRUE_WORDS
+
+    assert all(parse_bool(w) for w in TRUE_WORDS) and not any(parse_bool(w) for w in FALSE_WORDS)
+    assert not TRUE_WORDS & FALSE_WORDS
+
+
+# --- redaction and URL validation (issue #15 item 3) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql://app:pw#x@h/app", "postgresql://app:****@h/app"),
+        ("redis://:p@ss@h:6379/0", "redis://:****@h:6379/0"),
+        ("postgresql://app:p/w?x@h/db", "postgresql://app:****@h/db"),
+        ("x=postgresql://u:p@h/db y", "x=postgresql://u:****@h/db y"),
+        ("host=h password=s3cr3t dbname=x", "host=h password=**** dbname=x"),
+        (
+            "postgresql://h/db?password=zz&sslmode=require",
+            "postgresql://h/db?password=****&sslmode=require",
+        ),
+        ("https://example.com/a@b", "https://example.com/a@b"),
+        ("postgresql://postgres@127.0.0.1/db", "postgresql://postgres@127.0.0.1/db"),
+    ],
+)
+def test_redact(text: str, expected: str) -> None:
+    """Any URL's password is masked whatever it holds; user, host and path stay readable."""
+    assert redact(text) == expected
+    assert mask_url(text) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:pw#x@h/app",
+        "postgresql://app:p@ss@h/app",
+        "postgresql://app:p/w@h/app",
+        "postgresql://app:p?w@h/app",
+        "postgresql://app:p%zz@h/app",
+        "postgresql://app:p[1]@h/app",
+    ],
+)
+def test_ambiguous_urls_are_refused_with_a_percent_encode_hint(url: str) -> None:
+    """What libpq and redis-py would split differently is refused; the message says how to fix
+    it and the ConfigError names the variable without any of the password."""
+    with pytest.raises(ValueError, match="percent-encode"):
+        parse_postgres_url(url)
+    with pytest.raises(ValueError, match="percent-encode"):
+        parse_redis_url(url.replace("postgresql://app", "redis://"))
+
+    class S(Settings):
+        url: PostgresUrl = env("DATABASE_URL")
+
+    with pytest.raises(ConfigError) as info:
+        S.load({"DATABASE_URL": url})
+    assert info.value.errors[0].variable == "DATABASE_URL"
+    password = url.split("app:", 1)[1].rsplit("@h", 1)[0]
+    assert password not in str(info.value)
+
+
+def test_percent_encoded_and_multi_host_urls_are_accepted() -> None:
+    """The encoded form of the same passwords passes, as do libpq's multi-host URLs."""
+    from urllib.parse import quote
+
+    for password in ("pw#x", "p@ss", "p/w?x", "100%"):
+        url = f"postgresql://app:{quote(password, safe='')}@h/app"
+        assert parse_postgres_url(url) == url
+    assert parse_postgres_url("postgresql://h1:5432,h2:5433/db")
+
+
+# --- CORS (issue #16 item 7) ----------------------------------------------------------------
+
+
+def test_cors_options_drive_starlettes_cors_middleware() -> None:
+    """cors_options() from CORS_ALLOWED_ORIGINS: a listed origin gets its preflight answered,
+    another origin gets no Access-Control-Allow-Origin."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from renderkit.config import cors_options
+
+    environ = {
+        "CORS_ALLOWED_ORIGINS": "https://app.example.com/, https://www.example.com",
+        "CORS_ALLOW_CREDENTIALS": "true",
+    }
+    options = cors_options(environ)
+    assert options["allow_origins"] == ["https://app.example.com", "https://www.example.com"]
+    app = Starlette(
+        routes=[Route("/api", lambda request: PlainTextResponse("ok"))],
+        middleware=[Middleware(CORSMiddleware, **options)],
+    )
+    with TestClient(app) as client:
+        preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+        answer = client.options("/api", headers=preflight)
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "https://app.example.com"
+        assert answer.headers["access-control-allow-credentials"] == "true"
+        assert answer.headers["access-control-max-age"] == "600"
+        other = client.get("/api", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_cors_options_read_app_url_and_refuse_what_browsers_refuse() -> None:
+    """APP_URL stands in for the list; '*' with credentials and origins with paths are errors;
+    flask-cors gets its own keyword names; nothing configured allows no origin."""
+    from renderkit.config import cors_options
+
+    assert cors_options({"APP_URL": "https://repo.example.com"})["allow_origins"] == [
+        "https://repo.example.com"
+    ]
+    assert cors_options({})["allow_origins"] == []
+    flask = cors_options({"CORS_ALLOWED_ORIGINS": "https://a.example"}, framework="flask")
+    assert flask["origins"] == ["https://a.example"] and "supports_credentials" in flask
+    with pytest.raises(ConfigError) as info:
+        cors_options({"CORS_ALLOWED_ORIGINS": "*", "CORS_ALLOW_CREDENTIALS": "yes"})
+    assert info.value.errors[0].variable == "CORS_ALLOWED_ORIGINS"
+    with pytest.raises(ConfigError, match="no path"):
+        cors_options({"CORS_ALLOWED_ORIGINS": "https://a.example/app"})

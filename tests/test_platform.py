@@ -519,3 +519,33 @@ def test_host_memory_failure_gives_none(tmp_path: Path, monkeypatch: pytest.Monk
     p = fake_detect({}, tmp_path)
     assert p.memory_limit is None
     assert p.memory_limit_source == "unknown"
+
+
+def test_paas_detection_is_written_once() -> None:
+    """Every provider marker makes detect(), detect_provider() and environment() agree."""
+    from renderkit.config import environment
+    from renderkit.platform import PROVIDER_MARKERS, detect_provider
+
+    for provider, markers in PROVIDER_MARKERS.items():
+        for marker in markers:
+            env = {marker: "true" if marker == "RENDER" else "x"}
+            assert detect_provider(env) == (provider, False), marker
+            assert detect(env, proc_self_cgroup=None).provider == provider
+            assert environment(env) == "production", marker
+    assert detect_provider({}) == ("local", False)
+    preview = {"RENDER": "true", "IS_PULL_REQUEST": "yes"}
+    assert detect_provider(preview) == ("render", True)
+    assert environment(preview) == "staging"
+    assert environment({"DYNO": "web.1", "HEROKU_PR_NUMBER": "12"}) == "staging"
+
+
+def test_config_keeps_no_copy_of_the_paas_markers() -> None:
+    """config.py names no provider variable: it asks platform."""
+    from pathlib import Path
+
+    from renderkit.platform import PROVIDER_MARKERS
+
+    source = (Path(__file__).parent.parent / "src" / "renderkit" / "config.py").read_text()
+    for markers in PROVIDER_MARKERS.values():
+        for marker in markers:
+            assert f'"{marker}"' not in source, marker
