@@ -123,6 +123,9 @@ class OwnPostgres:
     def stop(self) -> None:
         self._pg_ctl("-m", "fast", "stop")
 
+    def reload(self) -> None:
+        self._pg_ctl("reload")
+
     def running(self) -> bool:
         return os.path.exists(os.path.join(self.data, "postmaster.pid"))
 

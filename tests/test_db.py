@@ -484,3 +484,29 @@ async def test_open_fails_fast_on_auth_errors(side: Side, renderkit_database_url
         await side.call(db, "open")
     assert db.stats()["open_attempts"] == 1
     assert db.stats()["reconnecting"] is False
+
+
+@pytest.mark.integration
+async def test_a_burst_of_concurrent_queries_stays_within_the_pool(
+    side: Side, renderkit_database_url: str, app_name: str
+) -> None:
+    """200 queries at once against a pool of 3: every one answers, never more than 3
+    server connections, nobody waits past the pool timeout."""
+    import asyncio
+
+    db = side.make(renderkit_database_url, application_name=app_name, min_size=1, max_size=3)
+    await side.call(db, "open")
+    try:
+        rows = await asyncio.gather(
+            *(
+                side.call(db, "fetch_one", "SELECT %s::int, pg_sleep(0.002)", (i,))
+                for i in range(200)
+            )
+        )
+        assert [r[0] for r in rows] == list(range(200))
+        assert backends(renderkit_database_url, app_name) <= 3
+        stats = db.stats()
+        assert stats["errors"] == 0
+        assert stats["pool_size"] <= 3
+    finally:
+        await side.call(db, "close")

@@ -227,3 +227,45 @@ async def test_check_is_bounded_on_a_frozen_server(side: Side, own_pg: OwnPostgr
         assert await side.call(db, "fetch_one", "SELECT 1") == (1,)
     finally:
         await side.call(db, "close")
+
+
+async def test_a_password_with_url_delimiters_reaches_the_server(
+    side: Side, own_pg: OwnPostgres
+) -> None:
+    """A password holding @ # / ? % authenticates once percent-encoded; raw, it is refused
+    with the fix and never echoed (scram-sha-256 for this role on the test's own cluster)."""
+    from urllib.parse import quote
+
+    from renderkit.errors import ConfigError
+
+    await _ensure(own_pg, up=True)
+    password = "p@ss#/?w%rd:1"
+    with psycopg.connect(own_pg.url, autocommit=True) as conn:
+        conn.execute("SET password_encryption = 'scram-sha-256'")
+        conn.execute("DROP ROLE IF EXISTS rk_pw")
+        conn.execute(f"CREATE ROLE rk_pw LOGIN PASSWORD '{password}'")
+    hba = os.path.join(own_pg.data, "pg_hba.conf")
+    with open(hba) as fh:
+        original = fh.read()
+    with open(hba, "w") as fh:
+        fh.write("host all rk_pw 127.0.0.1/32 scram-sha-256\n" + original)
+    await asyncio.to_thread(own_pg.reload)
+    try:
+        good = f"postgres://rk_pw:{quote(password, safe='')}@127.0.0.1:{own_pg.port}/postgres"
+        db = side.make(good, min_size=1, max_size=1)
+        await side.call(db, "open")
+        try:
+            assert await side.call(db, "fetch_one", "SELECT current_user") == ("rk_pw",)
+        finally:
+            await side.call(db, "close")
+        wrong = good.replace("%40", "%41")
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            await side.call(side.make(wrong, startup_budget=5), "open")  # permanent: at once
+        raw = f"postgres://rk_pw:{password}@127.0.0.1:{own_pg.port}/postgres"
+        with pytest.raises(ConfigError, match="percent-encode") as info:
+            side.make(raw)
+        assert "ss#/?w" not in str(info.value)
+    finally:
+        with open(hba, "w") as fh:
+            fh.write(original)
+        await asyncio.to_thread(own_pg.reload)
