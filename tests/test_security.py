@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 from fastapi import FastAPI
@@ -13,7 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from renderkit._http import ProxyTrust
+from renderkit.proxy import ProxyTrust
 from renderkit.security import (
     NONCE,
     HTTPSRedirectMiddleware,
@@ -218,13 +217,18 @@ def test_fastapi_docs_render_with_the_relaxation_and_the_rest_stays_strict() -> 
 
 def test_custom_csp_with_nonce_placeholder_and_string_form() -> None:
     """NONCE placeholders work in dict and string CSPs; no placeholder means no nonce."""
-    policy = SecurityHeaders(csp={"default-src": ["'self'"], "script-src": ["'self'", NONCE]})
+    policy = SecurityHeaders(
+        csp={"default-src": ["'self'"], "script-src": ["'self'", NONCE]},
+        csp_allow_missing=("object-src", "frame-ancestors"),
+    )
     assert policy.uses_nonce
     value = policy.csp_value("abc")
     assert value == b"default-src 'self'; script-src 'self' 'nonce-abc'"
-    text = SecurityHeaders(csp="default-src 'none'; script-src {nonce}")
-    assert text.csp_value("n1") == b"default-src 'none'; script-src 'nonce-n1'"
-    assert SecurityHeaders(csp={"default-src": ["'self'"]}).new_nonce() is None
+    text = SecurityHeaders(csp="default-src 'none'; script-src {nonce}; frame-ancestors 'none'")
+    assert (
+        text.csp_value("n1") == b"default-src 'none'; script-src 'nonce-n1'; frame-ancestors 'none'"
+    )
+    assert SecurityHeaders.api().new_nonce() is None
     assert SecurityHeaders(csp=None).csp_value(None) is None
 
 
@@ -443,9 +447,9 @@ def test_proxy_trust_peer_answers_are_remembered_correctly_and_bounded() -> None
     assert trust == ProxyTrust.render()  # the memo is not part of equality
 
 
-def test_edge_middlewares_share_the_scheme_only_when_they_trust_the_same_proxies() -> None:
-    """HTTPS redirect and security headers work the scheme out once when they share a trust;
-    a middleware trusting nobody still judges a forwarded 'https' for itself (no HSTS)."""
+def test_each_edge_middleware_judges_the_scheme_with_its_own_trust() -> None:
+    """HTTPS redirect and security headers each believe only their own proxies: a middleware
+    trusting nobody still judges a forwarded 'https' as plain http (no HSTS)."""
 
     async def ok(scope, receive, send):  # type: ignore[no-untyped-def]
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -465,9 +469,8 @@ def test_edge_middlewares_share_the_scheme_only_when_they_trust_the_same_proxies
     trusted = ProxyTrust(hops=1)
     forwarded = [(b"host", b"example.com"), (b"x-forwarded-proto", b"https")]
     shared = SecurityHeadersMiddleware(HTTPSRedirectMiddleware(ok, trust=trusted), trust=trusted)
-    scope, status, headers = asyncio.run(run(shared, forwarded))
+    _, status, headers = asyncio.run(run(shared, forwarded))
     assert status == 200 and b"strict-transport-security" in headers
-    assert scope["renderkit.scheme"][4] == "https"
 
     distrustful = SecurityHeadersMiddleware(
         HTTPSRedirectMiddleware(ok, trust=trusted), trust=ProxyTrust.none()
@@ -477,18 +480,196 @@ def test_edge_middlewares_share_the_scheme_only_when_they_trust_the_same_proxies
     assert b"strict-transport-security" not in headers  # plain http as far as it can tell
 
 
-def test_random_chunks_are_not_shared_with_a_forked_child() -> None:
-    """Ids and nonces come from batched urandom; a forked worker never reuses its parent's."""
-    from renderkit._asgi import random_chunk
+# --- extending, replacing and guarding the CSP ------------------------------------------------
 
-    random_chunk(16)  # fill the pool
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        os.write(write_end, random_chunk(16))
-        os._exit(0)
-    os.close(write_end)
-    os.waitpid(pid, 0)
-    child = os.read(read_end, 16)
-    os.close(read_end)
-    assert len(child) == 16 and child != random_chunk(16)
+
+def test_extend_adds_sources_and_keeps_the_rest_of_the_preset() -> None:
+    """extend() adds to a directive; default-src, object-src, frame-ancestors and the nonce
+    stay, and the page still scores A+."""
+    policy = SecurityHeaders.html().extend(script_src=["https://cdn.example"], img_src=["blob:"])
+    csp = parse_csp(policy.csp_value("n1").decode())  # type: ignore[union-attr]
+    assert csp["script-src"] == ["'self'", "'nonce-n1'", "https://cdn.example"]
+    assert csp["img-src"] == ["'self'", "data:", "blob:"]
+    assert csp["default-src"] == ["'self'"] and csp["object-src"] == ["'none'"]
+    assert csp["frame-ancestors"] == ["'none'"]
+    response = starlette_client(policy).get("/")
+    assert_observatory_a_plus(response.headers)
+    assert "https://cdn.example" in response.headers["content-security-policy"]
+
+
+def test_extend_starts_a_missing_directive_from_default_src_and_drops_none() -> None:
+    """A directive the policy lacks starts from default-src (extending never narrows), and
+    'none' gives way to the added sources."""
+    worker = parse_csp(SecurityHeaders.html().extend(worker_src=["blob:"]).csp_value(None).decode())  # type: ignore[union-attr]
+    assert worker["worker-src"] == ["'self'", "blob:"]
+    api = parse_csp(
+        SecurityHeaders.api().extend(connect_src=["https://api.example"]).csp_value(None).decode()
+    )  # type: ignore[union-attr]
+    assert api["connect-src"] == ["https://api.example"]
+    assert api["default-src"] == ["'none'"]
+    framed = SecurityHeaders.html().extend(frame_ancestors=["https://partner.example"])
+    assert parse_csp(framed.csp_value(None).decode())["frame-ancestors"] == [  # type: ignore[union-attr]
+        "https://partner.example"
+    ]
+
+
+def test_replace_takes_options_and_directives() -> None:
+    """replace() changes options by name and the sources of a directive by keyword."""
+    policy = SecurityHeaders.html().replace(
+        img_src=["'self'", "https://img.example"], hsts_preload=True
+    )
+    csp = parse_csp(policy.csp_value(None).decode())  # type: ignore[union-attr]
+    assert csp["img-src"] == ["'self'", "https://img.example"]
+    assert "{nonce}" in policy.csp_value(None).decode() or policy.csp_value("n").count(b"nonce-n")  # type: ignore[union-attr]
+    assert policy.uses_nonce and policy.hsts_preload
+    no_fonts = SecurityHeaders.html(font_src=None)
+    assert "font-src" not in no_fonts.csp_value(None).decode()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("csp", "dropped"),
+    [
+        (
+            {"script-src": ["'self'", "https://cdn.example"]},
+            ["default-src", "object-src", "frame-ancestors", "nonce"],
+        ),
+        (
+            {"default-src": ["'self'"], "script-src": ["'self'", NONCE]},
+            ["object-src", "frame-ancestors"],
+        ),
+        ("default-src 'self'; object-src 'none'; script-src 'self'", ["frame-ancestors", "nonce"]),
+        ({"default-src": ["'none'"]}, ["frame-ancestors"]),
+    ],
+)
+def test_a_csp_that_drops_a_protection_needs_an_explicit_opt_out(
+    csp: dict[str, list[str]] | str, dropped: list[str]
+) -> None:
+    """The old trap: html(csp={"script-src": [...]}) silently lost default-src, object-src,
+    frame-ancestors and the nonce. Now it is refused, naming each, until opted out."""
+    with pytest.raises(ValueError) as refused:
+        SecurityHeaders.html(csp=csp)
+    message = str(refused.value)
+    for name in dropped:
+        assert name in message
+    assert "extend(" in message and "csp_allow_missing" in message
+    policy = SecurityHeaders(csp=csp, csp_allow_missing=dropped)
+    assert policy.csp_value("x") is not None
+
+
+def test_removing_a_protected_directive_by_replace_needs_the_opt_out() -> None:
+    """replace(frame_ancestors=None) is a drop like any other."""
+    with pytest.raises(ValueError, match="frame-ancestors"):
+        SecurityHeaders.html().replace(frame_ancestors=None)
+    relaxed = SecurityHeaders.html().replace(
+        frame_ancestors=None, csp_allow_missing=["frame-ancestors"]
+    )
+    assert "frame-ancestors" not in relaxed.csp_value(None).decode()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: SecurityHeaders.html().replace(hsts_maxage=5), TypeError, "hsts_maxage"),
+        (
+            lambda: SecurityHeaders.html().extend(script_src="https://x"),
+            TypeError,
+            "list of sources",
+        ),
+        (lambda: SecurityHeaders(csp=None).extend(img_src=["x"]), ValueError, "sends no CSP"),
+        (lambda: SecurityHeaders(csp_allow_missing=["nonse"]), ValueError, "csp_allow_missing"),
+        (lambda: SecurityHeaders(csp_allow_missing="nonce"), ValueError, "csp_allow_missing"),  # type: ignore[arg-type]
+        (lambda: SecurityHeaders.html().replace(csp={}, img_src=[]), TypeError, "not both"),
+        (
+            lambda: SecurityHeaders.html().override(
+                "/x", SecurityHeaders.api(), frame_options=None
+            ),
+            TypeError,
+            "not both",
+        ),
+    ],
+)
+def test_policy_helpers_refuse_typos_and_bad_values(
+    call: object, error: type[Exception], message: str
+) -> None:
+    """A misspelt option is never taken for a CSP directive; bad values name the option."""
+    with pytest.raises(error, match=message):
+        call()  # type: ignore[operator]
+
+
+def test_override_serves_one_route_with_a_changed_policy() -> None:
+    """override() is a per-route policy: /custom may be framed by a partner, / stays strict."""
+    policy = SecurityHeaders.html().override(
+        "/custom", frame_options=None, frame_ancestors=["https://partner.example"]
+    )
+    client = starlette_client(policy)
+    framed = client.get("/custom")
+    assert "frame-ancestors https://partner.example" in framed.headers["content-security-policy"]
+    assert framed.headers["x-frame-options"] == "SAMEORIGIN"  # the handler's own value
+    strict = client.get("/")
+    assert "frame-ancestors 'none'" in strict.headers["content-security-policy"]
+    assert strict.headers["x-frame-options"] == "DENY"
+    off = SecurityHeaders.html().override("/json", enabled=False)
+    raw = starlette_client(off).get("/json")
+    assert "content-security-policy" not in raw.headers and "x-frame-options" not in raw.headers
+
+
+@pytest.mark.parametrize(
+    ("environ", "present", "absent"),
+    [
+        ({}, ["content-security-policy", "strict-transport-security", "x-frame-options"], []),
+        (
+            {"SECURITY_HEADERS_ENABLED": "false"},
+            [],
+            ["content-security-policy", "strict-transport-security", "x-frame-options"],
+        ),
+        (
+            {"CSP_ENABLED": "off"},
+            ["strict-transport-security", "x-frame-options"],
+            ["content-security-policy"],
+        ),
+        ({"HSTS_MAX_AGE": "0"}, ["content-security-policy"], ["strict-transport-security"]),
+    ],
+)
+def test_from_env_reads_the_three_toggles(
+    environ: dict[str, str], present: list[str], absent: list[str]
+) -> None:
+    """SECURITY_HEADERS_ENABLED, CSP_ENABLED and HSTS_MAX_AGE change the preset as documented."""
+    response = starlette_client(SecurityHeaders.from_env(environ)).get("/")
+    for name in present:
+        assert name in response.headers
+    for name in absent:
+        assert name not in response.headers
+    assert response.status_code == 200
+
+
+def test_from_env_hsts_max_age_and_errors_name_the_variable() -> None:
+    """HSTS_MAX_AGE sets max-age; bad values are ConfigErrors naming the variable."""
+    from renderkit.errors import ConfigError
+
+    policy = SecurityHeaders.from_env({"HSTS_MAX_AGE": "31536000"}, base=SecurityHeaders.api())
+    assert policy.hsts_header == (
+        b"strict-transport-security",
+        b"max-age=31536000; includeSubDomains",
+    )
+    assert policy.csp_value(None) == b"default-src 'none'; frame-ancestors 'none'"
+    for bad in ({"HSTS_MAX_AGE": "a year"}, {"HSTS_MAX_AGE": "-1"}, {"CSP_ENABLED": "sometimes"}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            SecurityHeaders.from_env(bad)
+    with pytest.raises(ConfigError, match="HSTS_MAX_AGE"):
+        SecurityHeaders.from_env(
+            {"HSTS_MAX_AGE": "60"}, base=SecurityHeaders.html(hsts_preload=True)
+        )
+
+
+def test_redirect_middleware_refuses_unknown_options() -> None:
+    """A misspelt option is a TypeError naming it and the options there are."""
+    with pytest.raises(TypeError, match=r"exempt_path.*it takes trust"):
+        HTTPSRedirectMiddleware(page, exempt_path=["/x"])  # type: ignore[call-arg]
+
+
+def test_proxy_trust_is_importable_from_public_modules() -> None:
+    """ProxyTrust, needed to configure any trust, comes from renderkit.proxy and .security."""
+    import renderkit.proxy
+    import renderkit.security
+
+    assert renderkit.proxy.ProxyTrust is renderkit.security.ProxyTrust is ProxyTrust

@@ -10,9 +10,6 @@ step aside when the app renders errors its own way (:func:`answers_errors_itself
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -23,7 +20,6 @@ __all__ = [
     "Send",
     "answers_errors_itself",
     "path_matcher",
-    "random_chunk",
     "send_error_response",
 ]
 
@@ -97,38 +93,3 @@ def path_matcher(patterns: tuple[str, ...] | list[str]) -> Callable[[str], bool]
         return path in exact or (bool(prefix_tuple) and path.startswith(prefix_tuple))
 
     return matches
-
-
-# --- randomness for per-request ids and nonces ---------------------------------------------------
-
-_RANDOM_BATCH = 64
-_random_pools: dict[int, deque[bytes]] = {}
-_pools_lock = threading.Lock()
-
-
-def _forget_random_pools() -> None:
-    # A forked worker must never hand out the bytes its parent (or a sibling) also holds.
-    for pool in _random_pools.values():
-        pool.clear()
-
-
-def random_chunk(size: int) -> bytes:
-    """Return ``size`` fresh bytes from ``os.urandom``, read from the OS 64 chunks at a time.
-
-    One ``getrandom`` call costs about as much as the rest of a request id; batching keeps the
-    same CSPRNG bytes (nothing is derived or reused) at a fraction of the cost. Each chunk is
-    handed out once: ``deque.popleft`` is atomic, so threads never share one, and the pools are
-    emptied in a forked child, so workers forked from one parent never share one either.
-    """
-    pool = _random_pools.get(size)
-    if pool is None:
-        with _pools_lock:
-            if not _random_pools:
-                os.register_at_fork(after_in_child=_forget_random_pools)
-            pool = _random_pools.setdefault(size, deque())
-    try:
-        return pool.popleft()
-    except IndexError:
-        block = os.urandom(size * _RANDOM_BATCH)
-        pool.extend([block[i : i + size] for i in range(size, len(block), size)])
-        return block[:size]

@@ -11,7 +11,7 @@
     app.add_middleware(HTTPSRedirectMiddleware)   # honours X-Forwarded-Proto; /health* exempt
 
 :class:`SecurityHeaders` is a frozen policy that renders every header value once, at
-construction. Per request the middleware only draws a CSP nonce (``secrets.token_urlsafe(16)``),
+construction. Per request the middleware only draws a CSP nonce (``secrets.token_urlsafe(18)``),
 joins it into the precomputed CSP pieces, and merges header lists. Handlers read the nonce from
 ``request.state.csp_nonce``.
 
@@ -21,14 +21,14 @@ helpers (:func:`https_redirect_enabled`, the Flask ``RenderKit``) decide by envi
 
 from __future__ import annotations
 
-import binascii
 import dataclasses
 import functools
 import logging
 import re
+import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from renderkit._asgi import (
     Message,
@@ -37,23 +37,29 @@ from renderkit._asgi import (
     Send,
     answers_errors_itself,
     path_matcher,
-    random_chunk,
     send_error_response,
 )
 from renderkit._http import ProxyTrust, effective_scheme, header
+from renderkit.config import Settings, env
+from renderkit.errors import ConfigError, ConfigProblem
 
 if TYPE_CHECKING:
     from renderkit._asgi import ASGIApp
 
-# Plain sorted() order, as tests/test_public_api.py checks (not ruff's isort-style order).
 __all__ = [
+    "CSP_DIRECTIVES",
     "DEFAULT_EXEMPT_PATHS",
     "DOCS_PATHS",
     "NONCE",
+    "PROTECTIONS",
     "HTTPSRedirect",
     "HTTPSRedirectMiddleware",
+    "HeadersOptions",
+    "ProxyTrust",
+    "RedirectOptions",
     "SecurityHeaders",
     "SecurityHeadersMiddleware",
+    "SecuritySettings",
     "default_trust",
     "https_redirect_enabled",
 ]
@@ -120,38 +126,108 @@ _DIRECTIVE = re.compile(r"[a-z][a-z0-9-]*")
 _BAD_SOURCE_CHARS = re.compile(r"[;,\s\x00-\x1f\x7f]")
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-_NONCE_BYTES = 18  # 144 bits, 24 base64url characters without padding
+_NONCE_BYTES = 18  # 144 bits, 24 base64url characters
+
+# CSP directives :meth:`SecurityHeaders.extend` / :meth:`~SecurityHeaders.replace` take as
+# keywords (``script_src=`` -> ``script-src``); anything else there is a typo, not a directive.
+CSP_DIRECTIVES: frozenset[str] = frozenset(
+    {
+        "base-uri", "block-all-mixed-content", "child-src", "connect-src", "default-src",
+        "fenced-frame-src", "font-src", "form-action", "frame-ancestors", "frame-src",
+        "img-src", "manifest-src", "media-src", "object-src", "prefetch-src", "report-to",
+        "report-uri", "require-trusted-types-for", "sandbox", "script-src", "script-src-attr",
+        "script-src-elem", "style-src", "style-src-attr", "style-src-elem", "trusted-types",
+        "upgrade-insecure-requests", "worker-src",
+    }
+)  # fmt: skip
+"""The CSP directive names the policy helpers accept as keywords."""
+
+PROTECTIONS: tuple[str, ...] = ("default-src", "object-src", "frame-ancestors", "nonce")
+"""What a policy built from a directive mapping or string must keep unless
+``csp_allow_missing`` names it: the fallback for every fetch directive, the ban on plugins, the
+clickjacking guard, and the per-request nonce on ``script-src``."""
+
+_PROTECTION_REASONS = {
+    "default-src": "default-src (the fallback for every resource type)",
+    "object-src": "object-src 'none' (plugins; needed unless default-src is 'none')",
+    "frame-ancestors": "frame-ancestors (clickjacking: who may frame your pages)",
+    "nonce": "the {nonce} source on script-src (inline scripts of your own templates)",
+}
 
 
 def _new_nonce() -> str:
-    return (
-        binascii.b2a_base64(random_chunk(_NONCE_BYTES), newline=False).translate(_URLSAFE).decode()
+    return secrets.token_urlsafe(_NONCE_BYTES)
+
+
+def _client_scheme(scope: Scope, trust: ProxyTrust) -> str:
+    """The scheme the client used, as far as ``trust`` lets us believe the proxies."""
+    client = scope.get("client")
+    return effective_scheme(
+        scope.get("scheme", "http"), client[0] if client else None, scope["headers"], trust
     )
 
 
-def _scheme(scope: Scope, trust: ProxyTrust) -> str:
-    """The scheme the client used, computed once per request for every edge middleware.
+def _directive_name(keyword: str) -> str:
+    """``script_src`` -> ``script-src``; a TypeError for anything that is not a directive."""
+    name = keyword.replace("_", "-").lower()
+    if name not in CSP_DIRECTIVES:
+        raise TypeError(
+            f"{keyword!r} is neither a SecurityHeaders option nor a CSP directive "
+            f"(directives as keywords: script_src=, img_src=, frame_ancestors=, ...)"
+        )
+    return name
 
-    The HTTPS redirect and the security headers both need it; the second one reuses the
-    first's answer when it trusts the same proxies and nothing rewrote the scheme, peer or
-    headers in between (an inner proxy-headers middleware that does gets a fresh answer).
-    """
-    scheme = scope.get("scheme", "http")
-    client = scope.get("client")
-    headers = scope["headers"]
-    cached = scope.get("renderkit.scheme")
-    if (
-        cached is not None
-        and cached[0] is trust
-        and cached[1] == scheme
-        and cached[2] is client
-        and cached[3] is headers
-    ):
-        return cached[4]  # type: ignore[no-any-return]
-    result = effective_scheme(scheme, client[0] if client else None, headers, trust)
-    scope["renderkit.scheme"] = (trust, scheme, client, headers, result)
-    return result
+
+def _directives(csp: Mapping[str, Sequence[str]] | str) -> dict[str, list[str]]:
+    """A CSP as ``{directive: [sources]}`` (a policy string is split on ``;``)."""
+    if isinstance(csp, str):
+        out: dict[str, list[str]] = {}
+        for part in csp.split(";"):
+            tokens = part.split()
+            if tokens:
+                out.setdefault(tokens[0].lower(), tokens[1:])
+        return out
+    return {name: [*sources] for name, sources in csp.items() if not isinstance(sources, str)}
+
+
+def _missing_protections(csp: Mapping[str, Sequence[str]] | str) -> list[str]:
+    """Which of :data:`PROTECTIONS` a CSP lacks."""
+    directives = _directives(csp)
+    default = directives.get("default-src")
+    missing = []
+    if default is None:
+        missing.append("default-src")
+    if "object-src" not in directives and default != ["'none'"]:
+        missing.append("object-src")
+    if "frame-ancestors" not in directives:
+        missing.append("frame-ancestors")
+    script = directives.get("script-src")
+    if script is not None and NONCE not in script and "'none'" not in script:
+        missing.append("nonce")
+    return missing
+
+
+def _check_sources(csp: Mapping[str, Sequence[str]], problems: list[str]) -> list[str]:
+    """Render a directive mapping to ``directive source ...`` parts, noting bad entries."""
+    parts = []
+    for directive, sources in csp.items():
+        if not _DIRECTIVE.fullmatch(directive):
+            problems.append(f"csp directive {directive!r} is not a CSP directive name")
+            continue
+        if isinstance(sources, str):
+            problems.append(
+                f"csp[{directive!r}] must be a list of sources, e.g. [\"'self'\"], "
+                f"not the string {sources!r}"
+            )
+            continue
+        for source in sources:
+            if source != NONCE and _BAD_SOURCE_CHARS.search(source):
+                problems.append(
+                    f"csp[{directive!r}] source {source!r} contains a space, ';', ',' or a "
+                    "control character; give one source per list item"
+                )
+        parts.append(" ".join((directive, *sources)) if sources else directive)
+    return parts
 
 
 def _render_csp(
@@ -166,38 +242,84 @@ def _render_csp(
             problems.append("csp must be a single line (no CR/LF)")
         parts = [text] if text else []
     else:
-        parts = []
-        for directive, sources in csp.items():
-            if not _DIRECTIVE.fullmatch(directive):
-                problems.append(f"csp directive {directive!r} is not a CSP directive name")
-                continue
-            if isinstance(sources, str):
-                problems.append(
-                    f"csp[{directive!r}] must be a list of sources, e.g. [\"'self'\"], "
-                    f"not the string {sources!r}"
-                )
-                continue
-            for source in sources:
-                if source != NONCE and _BAD_SOURCE_CHARS.search(source):
-                    problems.append(
-                        f"csp[{directive!r}] source {source!r} contains a space, ';', ',' or a "
-                        "control character; give one source per list item"
-                    )
-            parts.append(" ".join((directive, *sources)) if sources else directive)
+        parts = _check_sources(csp, problems)
     if report_uri:
         parts.append(f"report-uri {report_uri}")
     if report_to:
         parts.append("report-to csp-endpoint")
-    return "; ".join(parts)
+    text = "; ".join(parts)
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        problems.append("csp contains non-Latin-1 characters; use ASCII (punycode hosts)")
+    if _CONTROL_CHARS.search(text):
+        # report_uri and a policy string reach the header unchecked otherwise.
+        problems.append(
+            "csp (with report_uri) contains a control character such as CR, LF or NUL, "
+            "which would break or inject headers; remove it"
+        )
+    return text
 
 
 def _permissions(value: Mapping[str, Sequence[str]] | str) -> str:
     if isinstance(value, str):
         return value
-    rendered = []
-    for feature, allow in value.items():
-        rendered.append(f"{feature}=({' '.join(allow)})")
-    return ", ".join(rendered)
+    return ", ".join(f"{feature}=({' '.join(allow)})" for feature, allow in value.items())
+
+
+def _encode_headers(
+    pairs: Iterable[tuple[str, str]], problems: list[str]
+) -> tuple[tuple[bytes, bytes], ...]:
+    """Header pairs as lower-case ASGI bytes; a bad name or value becomes a problem."""
+    encoded: list[tuple[bytes, bytes]] = []
+    for name, value in pairs:
+        if not _TOKEN.fullmatch(name):
+            problems.append(f"header name {name!r} is not a valid HTTP header name")
+            continue
+        try:
+            raw = value.encode("latin-1")
+        except UnicodeEncodeError:
+            problems.append(f"header {name} value {value!r} is not Latin-1; use ASCII")
+            continue
+        if b"\r" in raw or b"\n" in raw or b"\x00" in raw:
+            problems.append(f"header {name} value contains CR, LF or NUL")
+            continue
+        encoded.append((name.lower().encode("latin-1"), raw))
+    return tuple(encoded)
+
+
+def _nonce_pieces(csp_text: str) -> tuple[bytes, ...]:
+    """The CSP split around each :data:`NONCE`, with the quoting attached, so one response's
+    value is one ``bytes.join``: ``b"...script-src 'self' 'nonce-" + nonce + b"'; ..."``."""
+    pieces = [piece.encode("latin-1") for piece in csp_text.split(NONCE)] if csp_text else []
+    for i in range(len(pieces) - 1):
+        pieces[i] += b"'nonce-"
+        pieces[i + 1] = b"'" + pieces[i + 1]
+    return tuple(pieces)
+
+
+def _path_table(
+    overrides: Mapping[str, SecurityHeaders], docs_paths: Sequence[str], problems: list[str]
+) -> tuple[tuple[tuple[Callable[[str], bool], SecurityHeaders], ...], Callable[[str], bool] | None]:
+    """Matchers for ``path_overrides`` (in order) and for ``docs_paths``."""
+    table = []
+    for pattern, policy in overrides.items():
+        if not isinstance(policy, SecurityHeaders):
+            problems.append(  # type: ignore[unreachable]
+                f"path_overrides[{pattern!r}] must be a SecurityHeaders policy"
+            )
+            continue
+        try:
+            table.append((path_matcher((pattern,)), policy))
+        except ValueError as exc:
+            problems.append(str(exc))
+    docs_match = None
+    if docs_paths:
+        try:
+            docs_match = path_matcher(tuple(docs_paths))
+        except ValueError as exc:
+            problems.append(f"docs_paths: {exc}")
+    return tuple(table), docs_match
 
 
 @dataclass(frozen=True)
@@ -211,10 +333,13 @@ class SecurityHeaders:
     removed. Headers a handler already set win unless ``overwrite=True``.
 
     ``csp``: directive -> sources (use :data:`NONCE` for the per-request nonce) or a complete
-    policy string (``{nonce}`` placeholders allowed); None sends no CSP. ``path_overrides``:
-    ``{"/path" or "/prefix/*": SecurityHeaders}`` used instead of this policy on those paths.
-    ``docs_paths``: paths that get :meth:`docs_relaxation` (FastAPI's ``/docs`` and ``/redoc``)
-    unless ``path_overrides`` names them; ``()`` turns it off.
+    policy string (``{nonce}`` placeholders allowed); None sends no CSP. A CSP that lacks one
+    of :data:`PROTECTIONS` is refused unless ``csp_allow_missing`` names it: add sources with
+    :meth:`extend` instead of writing a whole new ``csp``. ``path_overrides``:
+    ``{"/path" or "/prefix/*": SecurityHeaders}`` used instead of this policy on those paths
+    (:meth:`override` builds one). ``docs_paths``: paths that get :meth:`docs_relaxation`
+    (FastAPI's ``/docs`` and ``/redoc``) unless ``path_overrides`` names them; ``()`` turns it
+    off. ``enabled=False`` adds nothing (``SECURITY_HEADERS_ENABLED=false``).
     """
 
     csp: Mapping[str, Sequence[str]] | str | None = field(default_factory=lambda: dict(_HTML_CSP))
@@ -239,26 +364,66 @@ class SecurityHeaders:
     private_cache_with_nonce: bool = True
     path_overrides: Mapping[str, SecurityHeaders] = field(default_factory=dict)
     docs_paths: Sequence[str] = DOCS_PATHS
+    csp_allow_missing: Sequence[str] = ()
+    enabled: bool = True
 
     # Rendered at construction.
     uses_nonce: bool = field(init=False, repr=False, compare=False)
     csp_header: bytes = field(init=False, repr=False, compare=False)
-    csp_pieces: tuple[str, ...] = field(init=False, repr=False, compare=False)
     static_headers: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False, compare=False)
     hsts_header: tuple[bytes, bytes] | None = field(init=False, repr=False, compare=False)
     managed_names: frozenset[bytes] = field(init=False, repr=False, compare=False)
     removed_names: frozenset[bytes] = field(init=False, repr=False, compare=False)
-    _touched_names: frozenset[bytes] = field(init=False, repr=False, compare=False)
-    _csp_pieces_bytes: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
-    _csp_nonce_pieces: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
-    _for_path: Callable[[str], SecurityHeaders] = field(init=False, repr=False, compare=False)
+    _dropped_names: frozenset[bytes] = field(init=False, repr=False, compare=False)
+    _csp_pieces: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    _paths: tuple[tuple[Callable[[str], bool], SecurityHeaders], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    _docs_match: Callable[[str], bool] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
+        problems = self._option_problems()
+        csp_text = ""
+        if self.csp is not None:
+            csp_text = _render_csp(self.csp, self.report_uri, self.report_to, problems)
+        static = _encode_headers(self._static_pairs(), problems)
+        paths, docs_match = _path_table(self.path_overrides, self.docs_paths, problems)
+        if problems:
+            raise ValueError(
+                "SecurityHeaders: " + "; ".join(problems) + ". Fix these options and restart."
+            )
+        csp_header = (
+            b"content-security-policy-report-only"
+            if self.csp_report_only
+            else b"content-security-policy"
+        )
+        hsts = None
+        if self.hsts_max_age:
+            hsts = (b"strict-transport-security", self._hsts_value().encode())
+        managed = {name for name, _ in static} | {b"strict-transport-security"}
+        if csp_text:
+            managed.add(csp_header)
+        removed = frozenset(n.lower().encode("latin-1") for n in self.remove_headers)
         set_ = object.__setattr__
+        set_(self, "uses_nonce", self.enabled and NONCE in csp_text)
+        set_(self, "csp_header", csp_header)
+        set_(self, "static_headers", static)
+        set_(self, "hsts_header", hsts)
+        set_(self, "managed_names", frozenset(managed))
+        set_(self, "removed_names", removed)
+        set_(self, "_dropped_names", removed | (frozenset(managed) if self.overwrite else set()))
+        set_(self, "_csp_pieces", _nonce_pieces(csp_text))
+        set_(self, "_paths", paths)
+        set_(self, "_docs_match", docs_match)
+
+    def _option_problems(self) -> list[str]:
+        """Every bad scalar option, each named as the caller wrote it."""
+        problems = []
         if not isinstance(self.hsts_max_age, int) or self.hsts_max_age < 0:
             problems.append(f"hsts_max_age={self.hsts_max_age!r} must be seconds >= 0")
-        if self.hsts_preload and (self.hsts_max_age < 31536000 or not self.hsts_include_subdomains):
+        elif self.hsts_preload and (
+            self.hsts_max_age < 31536000 or not self.hsts_include_subdomains
+        ):
             problems.append(
                 "hsts_preload=True needs hsts_max_age >= 31536000 and "
                 "hsts_include_subdomains=True (the preload list's requirements)"
@@ -269,167 +434,188 @@ class SecurityHeaders:
             )
         if self.report_to is not None and not self.report_to.startswith(("https://", "/")):
             problems.append(f"report_to={self.report_to!r} must be an https:// URL or a path")
-
-        static: list[tuple[str, str]] = []
-        csp_text = ""
-        if self.csp is not None:
-            csp_text = _render_csp(self.csp, self.report_uri, self.report_to, problems)
-        if self.content_type_options:
-            static.append(("X-Content-Type-Options", "nosniff"))
-        if self.frame_options:
-            static.append(("X-Frame-Options", self.frame_options))
-        if self.referrer_policy:
-            static.append(("Referrer-Policy", self.referrer_policy))
-        if self.permissions_policy:
-            static.append(("Permissions-Policy", _permissions(self.permissions_policy)))
-        if self.cross_origin_opener_policy:
-            static.append(("Cross-Origin-Opener-Policy", self.cross_origin_opener_policy))
-        if self.cross_origin_resource_policy:
-            static.append(("Cross-Origin-Resource-Policy", self.cross_origin_resource_policy))
-        if self.cross_origin_embedder_policy:
-            static.append(("Cross-Origin-Embedder-Policy", self.cross_origin_embedder_policy))
-        if self.report_to:
-            static.append(("Reporting-Endpoints", f'csp-endpoint="{self.report_to}"'))
-        static.extend(self.extra_headers.items())
-        encoded: list[tuple[bytes, bytes]] = []
-        for name, value in static:
-            if not _TOKEN.fullmatch(name):
-                problems.append(f"header name {name!r} is not a valid HTTP header name")
-                continue
-            try:
-                raw = value.encode("latin-1")
-            except UnicodeEncodeError:
-                problems.append(f"header {name} value {value!r} is not Latin-1; use ASCII")
-                continue
-            if b"\r" in raw or b"\n" in raw or b"\x00" in raw:
-                problems.append(f"header {name} value contains CR, LF or NUL")
-                continue
-            encoded.append((name.lower().encode("latin-1"), raw))
-        try:
-            csp_text.encode("latin-1")
-        except UnicodeEncodeError:
-            problems.append("csp contains non-Latin-1 characters; use ASCII (punycode hosts)")
-        if _CONTROL_CHARS.search(csp_text):
-            # report_uri and a policy string reach the header unchecked otherwise.
+        if isinstance(self.csp_allow_missing, str) or not set(self.csp_allow_missing) <= set(
+            PROTECTIONS
+        ):
             problems.append(
-                "csp (with report_uri) contains a control character such as CR, LF or NUL, "
-                "which would break or inject headers; remove it"
+                f"csp_allow_missing={self.csp_allow_missing!r} takes a list drawn from "
+                f"{', '.join(PROTECTIONS)}"
             )
-        hsts = f"max-age={self.hsts_max_age}"
+        elif self.csp is not None:
+            problems.extend(self._protection_problems(self.csp))
+        return problems
+
+    def _protection_problems(self, csp: Mapping[str, Sequence[str]] | str) -> list[str]:
+        dropped = [m for m in _missing_protections(csp) if m not in self.csp_allow_missing]
+        if not dropped:
+            return []
+        return [
+            "this csp drops "
+            + ", ".join(_PROTECTION_REASONS[m] for m in dropped)
+            + ". To add sources keep the preset and use policy.extend(script_src=[...]); "
+            + f"to drop them on purpose pass csp_allow_missing={tuple(dropped)!r}"
+        ]
+
+    def _static_pairs(self) -> list[tuple[str, str]]:
+        """The headers whose value never changes, in the order they are sent."""
+        optional = [
+            ("X-Content-Type-Options", "nosniff" if self.content_type_options else None),
+            ("X-Frame-Options", self.frame_options),
+            ("Referrer-Policy", self.referrer_policy),
+            (
+                "Permissions-Policy",
+                _permissions(self.permissions_policy) if self.permissions_policy else None,
+            ),
+            ("Cross-Origin-Opener-Policy", self.cross_origin_opener_policy),
+            ("Cross-Origin-Resource-Policy", self.cross_origin_resource_policy),
+            ("Cross-Origin-Embedder-Policy", self.cross_origin_embedder_policy),
+            ("Reporting-Endpoints", f'csp-endpoint="{self.report_to}"' if self.report_to else None),
+        ]
+        pairs = [(name, value) for name, value in optional if value]
+        pairs.extend(self.extra_headers.items())
+        return pairs
+
+    def _hsts_value(self) -> str:
+        value = f"max-age={self.hsts_max_age}"
         if self.hsts_include_subdomains:
-            hsts += "; includeSubDomains"
+            value += "; includeSubDomains"
         if self.hsts_preload:
-            hsts += "; preload"
-        override_matchers: list[tuple[Callable[[str], bool], SecurityHeaders]] = []
-        for pattern, policy in self.path_overrides.items():
-            if not isinstance(policy, SecurityHeaders):
-                problems.append(  # type: ignore[unreachable]
-                    f"path_overrides[{pattern!r}] must be a SecurityHeaders policy"
-                )
-                continue
-            try:
-                override_matchers.append((path_matcher((pattern,)), policy))
-            except ValueError as exc:
-                problems.append(str(exc))
-        docs_match: Callable[[str], bool] | None = None
-        if self.docs_paths:
-            try:
-                docs_match = path_matcher(tuple(self.docs_paths))
-            except ValueError as exc:
-                problems.append(f"docs_paths: {exc}")
-        if problems:
-            raise ValueError(
-                "SecurityHeaders: " + "; ".join(problems) + ". Fix these options and restart."
-            )
+            value += "; preload"
+        return value
 
-        set_(self, "uses_nonce", NONCE in csp_text)
-        set_(
-            self,
-            "csp_header",
-            b"content-security-policy-report-only"
-            if self.csp_report_only
-            else b"content-security-policy",
-        )
-        set_(self, "csp_pieces", tuple(csp_text.split(NONCE)) if csp_text else ())
-        set_(self, "static_headers", tuple(encoded))
-        set_(
-            self,
-            "hsts_header",
-            (b"strict-transport-security", hsts.encode()) if self.hsts_max_age else None,
-        )
-        managed = {name for name, _ in encoded}
-        if csp_text:
-            managed.add(self.csp_header)
-        managed.add(b"strict-transport-security")
-        set_(self, "managed_names", frozenset(managed))
-        set_(
-            self,
-            "removed_names",
-            frozenset(n.lower().encode("latin-1") for n in self.remove_headers),
-        )
-        # A response naming none of these takes apply()'s fast path (plain list extension).
-        set_(self, "_touched_names", self.managed_names | self.removed_names)
-        set_(
-            self,
-            "_csp_pieces_bytes",
-            tuple(piece.encode("latin-1") for piece in self.csp_pieces),
-        )
-        # The same pieces with the quoting around the nonce attached, so a response's CSP is
-        # one bytes.join: b"...script-src 'self' 'nonce-" + nonce + b"'; style-src ...".
-        nonce_pieces = [piece.encode("latin-1") for piece in self.csp_pieces]
-        for i in range(len(nonce_pieces) - 1):
-            nonce_pieces[i] += b"'nonce-"
-            nonce_pieces[i + 1] = b"'" + nonce_pieces[i + 1]
-        set_(self, "_csp_nonce_pieces", tuple(nonce_pieces))
-
-        docs_policy: list[SecurityHeaders] = []
-
-        def for_path(path: str) -> SecurityHeaders:
-            for matches, policy in override_matchers:
-                if matches(path):
-                    return policy
-            if docs_match is not None and docs_match(path):
-                if not docs_policy:
-                    docs_policy.append(self.docs_relaxation())
-                return docs_policy[0]
-            return self
-
-        if override_matchers or docs_match is not None:
-            set_(self, "_for_path", for_path)
-        else:
-            set_(self, "_for_path", lambda _path: self)
-
-    # --- presets ----------------------------------------------------------------------------
+    # --- presets and derived policies -------------------------------------------------------
 
     @classmethod
     def html(cls, **changes: Any) -> SecurityHeaders:
         """The default for server-rendered HTML apps: nonce-based CSP, scores A+ on Observatory.
 
-        Keyword arguments replace fields (``SecurityHeaders.html(hsts_preload=True)``).
+        Keywords change options or CSP directives as :meth:`replace` does
+        (``SecurityHeaders.html(hsts_preload=True)``).
         """
-        return cls(**changes)
+        return cls().replace(**changes) if changes else cls()
 
     @classmethod
     def api(cls, **changes: Any) -> SecurityHeaders:
         """For JSON APIs: CSP ``default-src 'none'; frame-ancestors 'none'`` (OWASP's advice), no
         nonce, no Permissions-Policy; FastAPI's docs pages still get :meth:`docs_relaxation`."""
-        fields: dict[str, Any] = {"csp": dict(_API_CSP), "permissions_policy": None}
-        fields.update(changes)
-        return cls(**fields)
+        policy = cls(csp=dict(_API_CSP), permissions_policy=None)
+        return policy.replace(**changes) if changes else policy
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, base: SecurityHeaders | None = None
+    ) -> SecurityHeaders:
+        """``base`` (default: the HTML preset) with the environment's toggles applied:
+        ``SECURITY_HEADERS_ENABLED=false`` adds nothing, ``CSP_ENABLED=false`` sends no CSP,
+        ``HSTS_MAX_AGE`` sets the HSTS max-age (0: no HSTS). Raises ``ConfigError``."""
+        settings = SecuritySettings.load(environ)
+        policy = base if base is not None else cls()
+        changes: dict[str, Any] = {}
+        if not settings.headers_enabled:
+            changes["enabled"] = False
+        if not settings.csp_enabled:
+            changes["csp"] = None
+        if settings.hsts_max_age is not None:
+            changes["hsts_max_age"] = settings.hsts_max_age
+        try:
+            return policy.replace(**changes) if changes else policy
+        except ValueError as exc:
+            raise ConfigError(ConfigProblem("HSTS_MAX_AGE", str(exc))) from None
+
+    def replace(self, **changes: Any) -> SecurityHeaders:
+        """A copy with options and CSP directives changed (the policy itself is immutable).
+
+        A keyword naming an option replaces it (``frame_options="SAMEORIGIN"``); any other
+        keyword names a CSP directive whose sources it replaces (``img_src=["'self'",
+        "https://img.example"]``; ``None`` removes the directive).
+        """
+        options = {k: v for k, v in changes.items() if k in _OPTION_NAMES}
+        directives = {k: v for k, v in changes.items() if k not in _OPTION_NAMES}
+        if directives:
+            if "csp" in options:
+                raise TypeError("replace(): give csp= or directive keywords, not both")
+            csp = self._editable_csp("replace")
+            for keyword, sources in directives.items():
+                name = _directive_name(keyword)
+                if sources is None:
+                    csp.pop(name, None)
+                else:
+                    csp[name] = _source_list(keyword, sources)
+            options["csp"] = csp
+        return dataclasses.replace(self, **options)
+
+    def extend(self, **directives: Iterable[str]) -> SecurityHeaders:
+        """A copy whose CSP directives gain sources: ``policy.extend(script_src=["https://
+        cdn.example"])``. A directive the policy lacks starts from ``default-src``'s sources
+        (so extending never narrows what was allowed); ``'none'`` gives way to the new sources.
+        """
+        csp = self._editable_csp("extend")
+        for keyword, sources in directives.items():
+            name = _directive_name(keyword)
+            added = _source_list(keyword, sources)
+            current = csp.get(name, csp.get("default-src", []) if name.endswith("-src") else [])
+            merged = [s for s in current if s != "'none'"]
+            merged.extend(s for s in added if s not in merged)
+            csp[name] = merged
+        return dataclasses.replace(self, csp=csp)
+
+    def override(
+        self, pattern: str, policy: SecurityHeaders | None = None, **changes: Any
+    ) -> SecurityHeaders:
+        """A copy that serves ``pattern`` (``"/embed"`` or ``"/embed/*"``) with ``policy``, or
+        with this policy changed by ``changes`` as :meth:`replace` takes them: a per-route
+        override (``policy.override("/widgets/*", frame_ancestors=["https://partner.example"],
+        frame_options=None)``)."""
+        if policy is None:
+            policy = self.replace(path_overrides={}, **changes)
+        elif changes:
+            raise TypeError("override(): give a policy or changes, not both")
+        return dataclasses.replace(self, path_overrides={**self.path_overrides, pattern: policy})
+
+    @classmethod
+    def checked(cls, policy: SecurityHeaders | None) -> SecurityHeaders:
+        """The policy a security-headers middleware (ASGI or WSGI) was given, or the HTML
+        preset; a TypeError with a hint for anything else."""
+        if policy is None:
+            return cls()
+        if not isinstance(policy, SecurityHeaders):
+            raise TypeError(
+                f"SecurityHeadersMiddleware(policy=...) needs a SecurityHeaders, got "
+                f"{type(policy).__name__}; build one with SecurityHeaders.html() or .api()"
+            )
+        return policy
+
+    def _editable_csp(self, verb: str) -> dict[str, list[str]]:
+        if self.csp is None:
+            raise ValueError(
+                f"{verb}(): this policy sends no CSP; start from SecurityHeaders.html() or .api()"
+            )
+        return _directives(self.csp)
 
     def docs_relaxation(self) -> SecurityHeaders:
         """This policy with a CSP that lets FastAPI's ``/docs`` and ``/redoc`` render (jsDelivr
         scripts and styles, the inline bootstrap script, the FastAPI favicon, redoc's fonts and
         worker). Used only on ``docs_paths``."""
-        return dataclasses.replace(self, csp=dict(_DOCS_CSP), path_overrides={}, docs_paths=())
+        return dataclasses.replace(
+            self,
+            csp=dict(_DOCS_CSP),
+            path_overrides={},
+            docs_paths=(),
+            csp_allow_missing=("nonce",),  # a nonce would switch 'unsafe-inline' off
+        )
 
-    def replace(self, **changes: Any) -> SecurityHeaders:
-        """Return a copy with some fields changed (the policy itself is immutable)."""
-        return dataclasses.replace(self, **changes)
+    @functools.cached_property
+    def _docs_policy(self) -> SecurityHeaders:
+        return self.docs_relaxation()
 
     def for_path(self, path: str) -> SecurityHeaders:
         """The policy that applies to ``path`` (an override, the docs relaxation, or this)."""
-        return self._for_path(path)
+        for matches, policy in self._paths:
+            if matches(path):
+                return policy
+        if self._docs_match is not None and self._docs_match(path):
+            return self._docs_policy
+        return self
 
     # --- per request ------------------------------------------------------------------------
 
@@ -439,12 +625,12 @@ class SecurityHeaders:
 
     def csp_value(self, nonce: str | None) -> bytes | None:
         """The CSP header value for one response (None when no CSP is configured)."""
-        pieces = self._csp_pieces_bytes
+        pieces = self._csp_pieces
         if not pieces:
             return None
-        if nonce is None or len(pieces) == 1:
+        if len(pieces) == 1:
             return pieces[0]
-        return nonce.encode("latin-1").join(self._csp_nonce_pieces)
+        return (nonce or "").encode("latin-1").join(pieces)
 
     def apply(
         self,
@@ -458,28 +644,20 @@ class SecurityHeaders:
         Removes ``remove_headers``; adds each managed header unless the response already has it
         (or replaces it with ``overwrite=True``); HSTS only when ``https``; ``Cache-Control:
         private`` on HTML responses whose CSP carries a nonce, unless Cache-Control is set.
+        With ``enabled=False`` the headers come back unchanged.
         """
-        if not isinstance(headers, list):
-            headers = list(headers)
-        present = {key.lower(): value for key, value in headers}
-        if self._touched_names.isdisjoint(present):
-            # The usual case: nothing to remove, keep or replace.
-            out = [*headers, *self.static_headers]
-        else:
-            removed = self.removed_names
-            managed = self.managed_names if self.overwrite else frozenset()
-            out = [
-                (key, value)
-                for key, value in headers
-                if key.lower() not in removed and key.lower() not in managed
-            ]
+        out = list(headers)
+        if not self.enabled:
+            return out
+        present = {key.lower(): value for key, value in out}
+        dropped = self._dropped_names
+        if not dropped.isdisjoint(present):
+            out = [(key, value) for key, value in out if key.lower() not in dropped]
             present = {key.lower(): value for key, value in out}
-            out.extend((name, value) for name, value in self.static_headers if name not in present)
-        if self._csp_pieces_bytes and self.csp_header not in present:
-            if nonce is None or len(self._csp_nonce_pieces) == 1:
-                out.append((self.csp_header, self._csp_pieces_bytes[0]))
-            else:
-                out.append((self.csp_header, nonce.encode().join(self._csp_nonce_pieces)))
+        out.extend(pair for pair in self.static_headers if pair[0] not in present)
+        csp = self.csp_value(nonce)
+        if csp is not None and self.csp_header not in present:
+            out.append((self.csp_header, csp))
         if https and self.hsts_header is not None and b"strict-transport-security" not in present:
             out.append(self.hsts_header)
         if nonce is not None and self.private_cache_with_nonce and b"cache-control" not in present:
@@ -487,6 +665,46 @@ class SecurityHeaders:
             if content_type is not None and content_type[:9].lower() == b"text/html":
                 out.append((b"cache-control", b"private"))
         return out
+
+
+_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(SecurityHeaders) if f.init)
+
+
+def _source_list(keyword: str, sources: Iterable[str]) -> list[str]:
+    if isinstance(sources, str):
+        raise TypeError(
+            f"{keyword}= takes a list of sources, e.g. [\"'self'\"], not the string {sources!r}"
+        )
+    return list(sources)
+
+
+class SecuritySettings(Settings):
+    """The variables :meth:`SecurityHeaders.from_env` and :func:`https_redirect_enabled` read."""
+
+    force_https: bool | None = env(
+        "FORCE_HTTPS",
+        default=None,
+        help="Redirects plain HTTP to https (true) or not (false) in the wiring helpers "
+        "(Flask RenderKit, from_env); unset: redirect in production only.",
+    )
+    headers_enabled: bool = env(
+        "SECURITY_HEADERS_ENABLED",
+        default=True,
+        help="false sends none of the security headers of SecurityHeaders.from_env() "
+        "(CSP, HSTS, X-Frame-Options, ...).",
+    )
+    csp_enabled: bool = env(
+        "CSP_ENABLED",
+        default=True,
+        help="false drops the Content-Security-Policy header (the other headers stay).",
+    )
+    hsts_max_age: int | None = env(
+        "HSTS_MAX_AGE",
+        default=None,
+        minimum=0,
+        help="Strict-Transport-Security max-age in seconds (0: no HSTS); unset: two years "
+        "(63072000).",
+    )
 
 
 def default_trust() -> ProxyTrust:
@@ -507,63 +725,58 @@ def _trust_for(provider: str) -> ProxyTrust:
 
 def https_redirect_enabled(environ: Mapping[str, str] | None = None) -> bool:
     """The wiring helpers' decision: ``FORCE_HTTPS`` when set, else True in production only."""
-    import os
+    from renderkit.config import environment
 
-    from renderkit.config import environment, parse_bool
-
-    env = os.environ if environ is None else environ
-    forced = env.get("FORCE_HTTPS")
-    if forced is not None and forced.strip():
-        try:
-            return parse_bool(forced)
-        except ValueError as exc:
-            from renderkit.errors import ConfigError, ConfigProblem
-
-            raise ConfigError(ConfigProblem("FORCE_HTTPS", f"{exc}; use true or false")) from None
-    return environment(environ) == "production"
+    forced = SecuritySettings.load(environ).force_https
+    return forced if forced is not None else environment(environ) == "production"
 
 
-def _checked_policy(policy: SecurityHeaders | None) -> SecurityHeaders:
-    """The policy a security-headers middleware (ASGI or WSGI) was given, or the HTML preset."""
-    if policy is None:
-        return SecurityHeaders()
-    if not isinstance(policy, SecurityHeaders):
+class HeadersOptions(TypedDict, total=False):
+    """The keyword options of both security-headers middleware (ASGI and WSGI): ``policy``
+    (default: the HTML preset) and ``trust`` (the proxies whose ``X-Forwarded-Proto`` makes a
+    request https, for HSTS; default: the detected platform's)."""
+
+    policy: SecurityHeaders | None
+    trust: ProxyTrust | None
+
+
+def headers_setup(options: HeadersOptions) -> tuple[SecurityHeaders, ProxyTrust]:
+    """The checked policy and the trust a security-headers middleware runs with."""
+    unknown = sorted(set(options) - {"policy", "trust"})
+    if unknown:
         raise TypeError(
-            f"SecurityHeadersMiddleware(policy=...) needs a SecurityHeaders, got "
-            f"{type(policy).__name__}; build one with SecurityHeaders.html() or .api()"
+            f"SecurityHeadersMiddleware got unexpected option(s) {', '.join(unknown)}; it "
+            "takes policy, trust"
         )
-    return policy
+    trust = options.get("trust")
+    policy = SecurityHeaders.checked(options.get("policy"))
+    return policy, trust if trust is not None else default_trust()
 
 
 class SecurityHeadersMiddleware:
     """Pure ASGI middleware adding the :class:`SecurityHeaders` policy to every HTTP response.
 
-    The nonce is in ``scope["state"]["csp_nonce"]`` (``request.state.csp_nonce``). HSTS goes on
+    The nonce is in ``scope["state"]["csp_nonce"]`` (``request.state.csp_nonce``; ``""`` when
+    the policy uses none). HSTS goes on
     responses the client received over https (``X-Forwarded-Proto`` counts only from proxies in
     ``trust``; default: the detected platform's). An unhandled exception before the response
     started gets a 500 carrying the headers, then is re-raised.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        policy: SecurityHeaders | None = None,
-        trust: ProxyTrust | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, **options: Unpack[HeadersOptions]) -> None:
         self.app = app
-        self.policy = _checked_policy(policy)
-        self.trust = trust if trust is not None else default_trust()
+        self.policy, self.trust = headers_setup(options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        policy = self.policy._for_path(scope["path"])
-        nonce = _new_nonce() if policy.uses_nonce else None
-        if nonce is not None:
-            scope.setdefault("state", {})["csp_nonce"] = nonce
-        https = _scheme(scope, self.trust) == "https"
+        policy = self.policy.for_path(scope["path"])
+        nonce = policy.new_nonce()
+        # "" when this path's policy has no nonce (CSP_ENABLED=false, the API preset), so a
+        # template writing nonce="{{ request.state.csp_nonce }}" renders instead of failing.
+        scope.setdefault("state", {})["csp_nonce"] = nonce or ""
+        https = _client_scheme(scope, self.trust) == "https"
         started = False
 
         async def send_with_headers(message: Message) -> None:
@@ -589,14 +802,26 @@ _HOST = re.compile(
 )
 
 
+class RedirectOptions(TypedDict, total=False):
+    """The keyword options of both HTTPS-redirect middleware (ASGI and WSGI).
+
+    ``trust``: the proxies whose ``X-Forwarded-Proto`` counts (default: the detected
+    platform's). ``exempt_paths``: never redirected (``"/x"`` exact, ``"/x/*"`` below it);
+    default: health paths. ``allowed_hosts``: when set, a Host outside it gets 400 instead of a
+    redirect (``"example.com"``, ``"*.example.com"``). ``https_port``: added to the Location
+    when not 443.
+    """
+
+    trust: ProxyTrust | None
+    exempt_paths: Sequence[str]
+    allowed_hosts: Sequence[str] | None
+    https_port: int | None
+
+
 @dataclass(frozen=True)
 class HTTPSRedirect:
-    """The redirect decision, shared by the ASGI and WSGI middleware.
-
-    ``exempt_paths``: never redirected (``"/x"`` exact, ``"/x/*"`` below it); default: health
-    paths. ``allowed_hosts``: when set, a Host outside it gets 400 instead of a redirect
-    (``"example.com"``, ``"*.example.com"``). ``https_port``: added to the Location when not 443.
-    """
+    """The redirect decision, shared by the ASGI and WSGI middleware (options: see
+    :class:`RedirectOptions`)."""
 
     trust: ProxyTrust
     exempt_paths: Sequence[str] = DEFAULT_EXEMPT_PATHS
@@ -606,6 +831,23 @@ class HTTPSRedirect:
     _exact_hosts: frozenset[str] = field(init=False, repr=False, compare=False)
     _suffixes: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _any_host: bool = field(init=False, repr=False, compare=False)
+
+    @classmethod
+    def from_options(cls, options: RedirectOptions) -> HTTPSRedirect:
+        """Build the decision from a middleware's keyword options (unknown ones: TypeError)."""
+        unknown = sorted(set(options) - set(RedirectOptions.__annotations__))
+        if unknown:
+            raise TypeError(
+                f"HTTPSRedirectMiddleware got unexpected option(s) {', '.join(unknown)}; it "
+                f"takes {', '.join(RedirectOptions.__annotations__)}"
+            )
+        trust = options.get("trust")
+        return cls(
+            trust=trust if trust is not None else default_trust(),
+            exempt_paths=options.get("exempt_paths", DEFAULT_EXEMPT_PATHS),
+            allowed_hosts=options.get("allowed_hosts"),
+            https_port=options.get("https_port"),
+        )
 
     def __post_init__(self) -> None:
         if isinstance(self.exempt_paths, str) or isinstance(self.allowed_hosts, str):
@@ -688,22 +930,9 @@ class HTTPSRedirectMiddleware:
     refused (closed with 1008).
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        trust: ProxyTrust | None = None,
-        exempt_paths: Sequence[str] = DEFAULT_EXEMPT_PATHS,
-        allowed_hosts: Sequence[str] | None = None,
-        https_port: int | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, **options: Unpack[RedirectOptions]) -> None:
         self.app = app
-        self.redirect = HTTPSRedirect(
-            trust=trust if trust is not None else default_trust(),
-            exempt_paths=exempt_paths,
-            allowed_hosts=allowed_hosts,
-            https_port=https_port,
-        )
+        self.redirect = HTTPSRedirect.from_options(options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -711,7 +940,7 @@ class HTTPSRedirectMiddleware:
             await self.app(scope, receive, send)
             return
         redirect = self.redirect
-        if redirect.is_exempt(scope["path"]) or _scheme(scope, redirect.trust) not in (
+        if redirect.is_exempt(scope["path"]) or _client_scheme(scope, redirect.trust) not in (
             "http",
             "ws",
         ):

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from renderkit._http import ProxyTrust
 from renderkit._optional import require
 from renderkit.correlation import DEFAULT_MAX_LENGTH
 from renderkit.metrics import RequestMetrics, bearer_ok
 from renderkit.security import (
     DEFAULT_EXEMPT_PATHS,
+    ProxyTrust,
     SecurityHeaders,
     default_trust,
     https_redirect_enabled,
@@ -70,6 +70,7 @@ class _CurrentNonce:
         return bool(self._value())
 
 
+@dataclass(eq=False)
 class RenderKit:
     """Wire renderkit into Flask: ``RenderKit(app, ...)`` or ``RenderKit(...).init_app(app)``.
 
@@ -88,26 +89,25 @@ class RenderKit:
     :meth:`_init_ratelimit` and :meth:`_init_health`; each does nothing when its option is None.
     """
 
-    def __init__(
-        self,
-        app: Flask | None = None,
-        *,
-        correlation: bool = True,
-        request_id_header: str = "X-Request-ID",
-        request_id_max_length: int = DEFAULT_MAX_LENGTH,
-        security: SecurityHeaders | bool = True,
-        https_redirect: bool | None = None,
-        https_exempt_paths: Sequence[str] = DEFAULT_EXEMPT_PATHS,
-        allowed_hosts: Sequence[str] | None = None,
-        trust: ProxyTrust | None = None,
-        metrics: RequestMetrics | bool = True,
-        metrics_path: str | None = "/metrics",
-        metrics_token: str | None = None,
-        session_store: Any = None,
-        limiter: Any = None,
-        health: Any = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
+    app: InitVar[Flask | None] = None
+    correlation: bool = field(default=True, kw_only=True)
+    request_id_header: str = field(default="X-Request-ID", kw_only=True)
+    request_id_max_length: int = field(default=DEFAULT_MAX_LENGTH, kw_only=True)
+    security: SecurityHeaders | bool = field(default=True, kw_only=True)
+    https_redirect: bool | None = field(default=None, kw_only=True)
+    https_exempt_paths: Sequence[str] = field(default=DEFAULT_EXEMPT_PATHS, kw_only=True)
+    allowed_hosts: Sequence[str] | None = field(default=None, kw_only=True)
+    trust: ProxyTrust | None = field(default=None, kw_only=True)
+    metrics: RequestMetrics | bool = field(default=True, kw_only=True)
+    metrics_path: str | None = field(default="/metrics", kw_only=True)
+    metrics_token: str | None = field(default=None, kw_only=True)
+    session_store: Any = field(default=None, kw_only=True)
+    limiter: Any = field(default=None, kw_only=True)
+    health: Any = field(default=None, kw_only=True)
+    environ: Mapping[str, str] | None = field(default=None, kw_only=True)
+
+    def __post_init__(self, app: Flask | None) -> None:
+        security, metrics, metrics_path = self.security, self.metrics, self.metrics_path
         if (
             security is not True
             and security is not False
@@ -129,21 +129,7 @@ class RenderKit:
                 f"RenderKit(metrics_path={metrics_path!r}) must start with '/' and not end "
                 "with '/' (or be None for no endpoint)"
             )
-        self.correlation = correlation
-        self.request_id_header = request_id_header
-        self.request_id_max_length = request_id_max_length
-        self.security = security
-        self.https_redirect = https_redirect
-        self.https_exempt_paths = tuple(https_exempt_paths)
-        self.allowed_hosts = allowed_hosts
-        self.trust = trust
-        self.metrics = metrics
-        self.metrics_path = metrics_path
-        self.metrics_token = metrics_token
-        self.session_store = session_store
-        self.limiter = limiter
-        self.health = health
-        self.environ = environ
+        self.https_exempt_paths = tuple(self.https_exempt_paths)
         if app is not None:
             self.init_app(app)
 

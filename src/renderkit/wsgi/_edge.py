@@ -14,21 +14,15 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 from renderkit._asgi import path_matcher
 from renderkit._context import correlation_id_var
-from renderkit._http import ProxyTrust, effective_scheme, mapping_headers
-from renderkit.correlation import DEFAULT_MAX_LENGTH, CorrelationId
+from renderkit._http import effective_scheme, mapping_headers
+from renderkit.correlation import CorrelationId, CorrelationOptions
 from renderkit.metrics import RequestMetrics
-from renderkit.security import (
-    DEFAULT_EXEMPT_PATHS,
-    HTTPSRedirect,
-    SecurityHeaders,
-    _checked_policy,
-    default_trust,
-)
+from renderkit.security import HeadersOptions, HTTPSRedirect, RedirectOptions, headers_setup
 
 __all__ = [
     "CorrelationIdMiddleware",
@@ -128,30 +122,15 @@ class _ContextBody:
 class CorrelationIdMiddleware:
     """WSGI twin of :class:`renderkit.correlation.CorrelationIdMiddleware` (same options).
 
-    The id is in ``environ["renderkit.request_id"]`` and the correlation ContextVar from the
+    The id is in ``environ["renderkit.request_id"]``, in the request header the app reads
+    (``request.headers["X-Request-ID"]``) and the correlation ContextVar from the
     call until the server closes the body, so logs written while streaming carry it; each
     gunicorn thread has its own. An exception before the response started is logged and
     answered with a 500 that carries the id.
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        header_name: str = "X-Request-ID",
-        incoming: Sequence[str] | None = None,
-        validator: Callable[[str], bool] | None = None,
-        generator: Callable[[], str] | None = None,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        policy: CorrelationId | None = None,
-    ) -> None:
-        self.policy = policy or CorrelationId.from_options(
-            header_name=header_name,
-            incoming=incoming,
-            validator=validator,
-            generator=generator,
-            max_length=max_length,
-        )
+    def __init__(self, app: WSGIApp, **options: Unpack[CorrelationOptions]) -> None:
+        self.policy = CorrelationId.from_options(options)
         self.app = app
         self._header = self.policy.header
         self._lower = self.policy.header.lower()
@@ -165,9 +144,13 @@ class CorrelationIdMiddleware:
         return _ContextBody(body, context)
 
     def _run(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        request_id = self.policy.resolve(mapping_headers(environ))
+        policy = self.policy
+        request_id = policy.resolve(mapping_headers(environ))
         environ[REQUEST_ID_KEY] = request_id
+        if policy.update_request_header:
+            environ[policy.environ_key] = request_id
         correlation_id_var.set(request_id)
+        policy.bind(request_id)
         started = [False]
         name, lower = self._header, self._lower
 
@@ -189,25 +172,18 @@ class CorrelationIdMiddleware:
 class SecurityHeadersMiddleware:
     """WSGI twin of :class:`renderkit.security.SecurityHeadersMiddleware`.
 
-    The nonce is in ``environ["renderkit.csp_nonce"]`` (Flask: ``g.csp_nonce``).
+    The nonce is in ``environ["renderkit.csp_nonce"]`` (Flask: ``g.csp_nonce``; ``""`` when the
+    policy uses none).
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        policy: SecurityHeaders | None = None,
-        trust: ProxyTrust | None = None,
-    ) -> None:
+    def __init__(self, app: WSGIApp, **options: Unpack[HeadersOptions]) -> None:
         self.app = app
-        self.policy = _checked_policy(policy)
-        self.trust = trust if trust is not None else default_trust()
+        self.policy, self.trust = headers_setup(options)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         policy = self.policy.for_path(environ.get("PATH_INFO") or "/")
         nonce = policy.new_nonce()
-        if nonce is not None:
-            environ[CSP_NONCE_KEY] = nonce
+        environ[CSP_NONCE_KEY] = nonce or ""  # "" without a nonce: templates still render
         https = (
             effective_scheme(
                 environ.get("wsgi.url_scheme", "http"),
@@ -239,22 +215,9 @@ class SecurityHeadersMiddleware:
 class HTTPSRedirectMiddleware:
     """WSGI twin of :class:`renderkit.security.HTTPSRedirectMiddleware` (same options)."""
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        trust: ProxyTrust | None = None,
-        exempt_paths: Sequence[str] = DEFAULT_EXEMPT_PATHS,
-        allowed_hosts: Sequence[str] | None = None,
-        https_port: int | None = None,
-    ) -> None:
+    def __init__(self, app: WSGIApp, **options: Unpack[RedirectOptions]) -> None:
         self.app = app
-        self.redirect = HTTPSRedirect(
-            trust=trust if trust is not None else default_trust(),
-            exempt_paths=exempt_paths,
-            allowed_hosts=allowed_hosts,
-            https_port=https_port,
-        )
+        self.redirect = HTTPSRedirect.from_options(options)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         redirect = self.redirect
