@@ -194,7 +194,8 @@ def redis_check(client: Any, *, warn: float = 0.90) -> Callable[[], Any]:
             f"redis_check(client=...): needs a redis-py client with ping() and info(), got "
             f"{type(client).__name__}"
         )
-    if inspect.iscoroutinefunction(client.ping):
+    execute = getattr(client, "execute_command", None)
+    if inspect.iscoroutinefunction(client.ping) or inspect.iscoroutinefunction(execute):
 
         async def check_async() -> CheckResult:
             await client.ping()
