@@ -4,16 +4,15 @@ A real server (uvicorn, and gunicorn with gthread workers) serves a tiny app beh
 ``ShutdownMiddleware`` on 127.0.0.1. Twenty client connections are opened and left idle (HTTP/1.1
 keep-alive). Then 200 requests are sent, ten per connection, at seeded random moments from
 0.3 s before SIGTERM reaches the server to 1.5 s after it (inside the keep-alive window) and,
-in a second series, to 4 s after it (past the window: traffic that never stops). A request written on an open connection
-that gets no response (EOF or reset) is **cut**: that is what a proxy turns into a 502. A
-response saying ``Connection: close`` makes the client open a new connection for its next
-request; a connection refused there is counted apart (**refused**: nothing was sent, a proxy
-retries it elsewhere). Variants: ``keepalive_window=0`` (the server is told at once: renderkit
-before this change) and the default window.
+in a second series, to 4 s after it (past the window: traffic that never stops). A request
+written on an open connection that gets no response (EOF or reset) is **cut**: what a proxy
+turns into a 502. A response saying ``Connection: close`` makes the client open a new
+connection for its next request; a connection refused there is counted apart (**refused**:
+nothing was sent, a proxy retries it elsewhere). Variants: ``keepalive_window=0`` (the server
+is told at once: renderkit before this change) and the default window.
 
 Run: ``python benchmarks/bench_shutdown_keepalive.py [runs] [uvicorn|gunicorn ...]`` (default:
-3 runs per variant, both servers).
-Every wait is bounded; servers are stopped by pid.
+3 runs per variant, both servers). Every wait is bounded; servers are stopped by pid.
 """
 
 from __future__ import annotations
