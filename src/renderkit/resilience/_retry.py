@@ -23,18 +23,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, cast, overloa
 if TYPE_CHECKING:
     import tenacity
 
-__all__ = [
-    "RETRYABLE_STATUS",
-    "TRANSIENT_ERRORS",
-    "BackoffOptions",
-    "RetryOptions",
-    "async_retrying",
-    "full_jitter",
-    "http_retry",
-    "retry",
-    "retry_after_seconds",
-    "retrying",
-]
+# No __all__ here: renderkit.resilience lists the public names once.
 
 F = TypeVar("F", bound=Callable[..., Any])
 

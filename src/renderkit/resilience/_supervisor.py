@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from renderkit._options import count_option, seconds_option
 from renderkit.health import CheckResult
 from renderkit.resilience._retry import full_jitter
 
@@ -61,21 +62,13 @@ class Supervisor:
         max_restarts: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        for label, value in (
-            ("stagger", stagger),
-            ("initial_backoff", initial_backoff),
-            ("max_backoff", max_backoff),
-            ("reset_after", reset_after),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"Supervisor({label}={value!r}): use a number of seconds >= 0")
-        if max_restarts is not None and (not isinstance(max_restarts, int) or max_restarts < 0):
-            raise ValueError(f"Supervisor(max_restarts={max_restarts!r}): use an int >= 0 or None")
-        self.stagger = float(stagger)
-        self.initial_backoff = float(initial_backoff)
-        self.max_backoff = float(max_backoff)
-        self.reset_after = float(reset_after)
-        self.max_restarts = max_restarts
+        self.stagger = seconds_option(stagger, "Supervisor(stagger)", allow_zero=True)
+        self.initial_backoff = seconds_option(
+            initial_backoff, "Supervisor(initial_backoff)", allow_zero=True
+        )
+        self.max_backoff = seconds_option(max_backoff, "Supervisor(max_backoff)", allow_zero=True)
+        self.reset_after = seconds_option(reset_after, "Supervisor(reset_after)", allow_zero=True)
+        self.max_restarts = count_option(max_restarts, "Supervisor(max_restarts)", optional=True)
         self._clock = clock
         self._tasks: dict[str, _Task] = {}
         self._runner: list[asyncio.Task[None]] = []

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
+from renderkit._options import count_option, fraction_option, seconds_option
 from renderkit.health import CheckResult
 
 if TYPE_CHECKING:
@@ -28,12 +29,6 @@ __all__ = ["MemoryWatchdog", "Pressure"]
 Pressure = Literal["ok", "soft", "hard"]
 
 logger = logging.getLogger("renderkit.resilience")
-
-
-def _fraction(value: float, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-        raise ValueError(f"MemoryWatchdog({what}={value!r}): use a fraction in (0, 1]")
-    return float(value)
 
 
 class MemoryWatchdog:
@@ -57,19 +52,13 @@ class MemoryWatchdog:
         rss: Callable[[], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.soft = _fraction(soft, "soft")
-        self.hard = _fraction(hard, "hard")
+        self.soft = fraction_option(soft, "MemoryWatchdog(soft)")
+        self.hard = fraction_option(hard, "MemoryWatchdog(hard)")
         if self.soft > self.hard:
             raise ValueError(f"MemoryWatchdog(soft={soft}, hard={hard}): soft must not exceed hard")
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
-            raise ValueError(f"MemoryWatchdog(interval={interval!r}): use seconds > 0")
-        if isinstance(cooldown, bool) or not isinstance(cooldown, int | float) or cooldown < 0:
-            raise ValueError(f"MemoryWatchdog(cooldown={cooldown!r}): use seconds >= 0")
-        if limit is not None and (not isinstance(limit, int) or limit <= 0):
-            raise ValueError(f"MemoryWatchdog(limit={limit!r}): use a number of bytes > 0")
-        self.interval = float(interval)
-        self.cooldown = float(cooldown)
-        self._limit = limit
+        self.interval = seconds_option(interval, "MemoryWatchdog(interval)")
+        self.cooldown = seconds_option(cooldown, "MemoryWatchdog(cooldown)", allow_zero=True)
+        self._limit = count_option(limit, "MemoryWatchdog(limit)", minimum=1, optional=True)
         self._platform = platform
         self._rss = rss
         self._clock = clock
