@@ -14,9 +14,12 @@ with ``uvicorn --workers 2`` on 127.0.0.1, and runs for a fixed time:
 - a burst of ``3 x limit`` requests to ``/limited`` under a fresh key every ~2 s measures how
   far the two workers together overshoot the limit;
 - a poller reads ``/health`` every 200 ms and records each status change;
+- a log-out client logs in, logs out (or logs in again: ``regenerate()``) while Redis is away,
+  and replays each ended cookie afterwards: a replay that names the user is a resurrection;
 - the fault script: kill -9 Redis at 15 % of the run, restart it at 35 %; terminate every app
-  backend in Postgres at 45 %; restart Postgres at 60 %; at the end start slow requests and
-  send SIGTERM to uvicorn while they are in flight.
+  backend in Postgres at 45 %; restart Postgres at 60 %; SIGSTOP Redis at 70 % (hung, its
+  data kept) and SIGCONT at 82 %; at the end start slow requests and send SIGTERM to uvicorn
+  while they are in flight.
 
 Every loop is bounded by the deadline; every process it starts is stopped by its pid.
 """
@@ -92,8 +95,14 @@ class OwnRedis:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
 
+    def pause(self, on: bool) -> None:
+        """SIGSTOP (hung: connections stall, the data stays) or SIGCONT."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP if on else signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.pause(False)  # a stopped process does not act on SIGTERM
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
@@ -245,6 +254,11 @@ class ChaosReport:
     connection_errors: int = 0
     connection_errors_after_sigterm: int = 0
     sessions_lost: int = 0
+    writes_lost: int = 0
+    sessions_resurrected: int = 0
+    logouts_during_outage: int = 0
+    logins_during_outage: int = 0
+    stolen_replays: int = 0
     session_checks: int = 0
     counter_jumps: int = 0
     rate_bursts_redis_up: int = 0
@@ -279,6 +293,8 @@ class ChaosReport:
             "zero 500s": self.errors_500 == 0,
             "zero in-flight requests dropped at shutdown": self.in_flight_dropped == 0,
             "zero sessions lost": self.sessions_lost == 0,
+            "zero writes lost": self.writes_lost == 0,
+            "zero sessions resurrected": self.sessions_resurrected == 0,
             "zero rate-limit overshoot with Redis up": self.rate_overshoot_redis_up == 0,
         }
 
@@ -294,8 +310,12 @@ class ChaosReport:
             ("connection errors before SIGTERM", str(self.connection_errors)),
             ("connection errors after SIGTERM (listener closed)",
              str(self.connection_errors_after_sigterm)),
-            ("session checks / sessions lost (counter went backwards)",
-             f"{self.session_checks} / {self.sessions_lost}"),
+            ("session checks / sessions lost (counter back to 1) / writes lost (went back)",
+             f"{self.session_checks} / {self.sessions_lost} / {self.writes_lost}"),
+            ("log-outs / log-ins (regenerate) during an outage",
+             f"{self.logouts_during_outage} / {self.logins_during_outage}"),
+            ("replays of their old cookies / sessions resurrected",
+             f"{self.stolen_replays} / {self.sessions_resurrected}"),
             ("counter jumped ahead (a retried write counted twice)", str(self.counter_jumps)),
             ("rate-limit bursts with Redis up / overshoot",
              f"{self.rate_bursts_redis_up} / {self.rate_overshoot_redis_up} (limit {self.limit})"),
@@ -365,13 +385,47 @@ async def _client_loop(base: str, state: _State, report: ChaosReport, client_no:
             if response.status_code == 200:
                 value = int(response.json()["count"])
                 report.session_checks += 1
-                if value <= last:
-                    report.sessions_lost += 1
+                if value <= last and value == 1:
+                    report.sessions_lost += 1  # the session's data is gone
+                elif value <= last:
+                    report.writes_lost += last + 1 - value  # an older state came back
                 elif value > last + 1 and last:
                     report.counter_jumps += 1
                 last = value
             else:
                 await asyncio.sleep(0.05)
+
+
+async def _logout_client(base: str, state: _State, report: ChaosReport) -> None:
+    """Log in, and log out or log in again (regenerate) while Redis is away; then replay the
+    cookie that was ended, as a thief would: it must never name the user again."""
+    ended: dict[str, bool] = {}  # cookie value -> resurrected already counted
+    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+        while time.monotonic() < state.deadline - 0.5 and not state.sigterm_sent:
+            try:
+                await client.get("/login", params={"name": "ada"})
+                if not state.redis_up:
+                    before = client.cookies.get("session")
+                    if len(ended) % 2:
+                        await client.get("/login", params={"name": "ada"})  # regenerate
+                        report.logins_during_outage += 1
+                    else:
+                        await client.get("/logout")
+                        report.logouts_during_outage += 1
+                    if before:
+                        ended.setdefault(before, False)
+                for value, counted in list(ended.items()):
+                    async with httpx.AsyncClient(
+                        base_url=base, timeout=10.0, cookies={"session": value}
+                    ) as thief:
+                        seen = (await thief.get("/whoami")).json().get("user")
+                    report.stolen_replays += 1
+                    if seen is not None and not counted:
+                        ended[value] = True
+                        report.sessions_resurrected += 1
+            except (httpx.HTTPError, ValueError):
+                pass
+            await asyncio.sleep(0.15)
 
 
 async def _rate_bursts(base: str, state: _State, report: ChaosReport, limit: int) -> None:
@@ -465,6 +519,15 @@ async def _faults(
     note("postgres restart begins")
     await asyncio.to_thread(pg.restart)
     note("postgres back")
+    await at(0.70)
+    state.redis_up = False
+    redis.pause(True)
+    note("SIGSTOP redis (hung, data kept)")
+    await at(0.82)
+    redis.pause(False)
+    note("SIGCONT redis")
+    state.redis_back_at = time.monotonic()
+    state.redis_up = True
 
 
 async def _shutdown(server: Server, state: _State, report: ChaosReport, slow: int) -> None:
@@ -513,6 +576,8 @@ async def _run(
         asyncio.create_task(_client_loop(server.base, state, report, n)) for n in range(clients)
     ]
     tasks.append(asyncio.create_task(_health_poller(server.base, state, report)))
+    if "sessions" in report.wired:
+        tasks.append(asyncio.create_task(_logout_client(server.base, state, report)))
     if "ratelimit" in report.wired:
         tasks.append(asyncio.create_task(_rate_bursts(server.base, state, report, limit)))
     faults = asyncio.create_task(_faults(state, report, redis, pg, started))

@@ -6,6 +6,7 @@ Configured by environment variables set by ``benchmarks/chaos.py``:
 - ``CHAOS_LIMIT``: the rate limit on ``/limited`` (``limits`` syntax, default ``20/10 seconds``).
 
 Routes: ``GET /count`` adds one to a counter kept in the client's session and returns it;
+``/login``, ``/whoami``, ``/logout`` (the log-out-during-outage client);
 ``GET /limited`` is rate limited per ``X-Chaos-Key`` header; ``GET /slow?ms=`` sleeps (the
 in-flight requests of the shutdown check); ``/health``, ``/health/live``, ``/health/ready``;
 ``GET /modules`` lists which renderkit modules were wired (the report prints it).
@@ -122,6 +123,26 @@ async def count(request: Request) -> Response:
     if new:
         response.set_cookie(COOKIE, str(sid), httponly=True, samesite="lax")
     return response
+
+
+async def login(request: Request) -> Response:
+    """Log in: a user in the session under a new id (regenerate, against fixation)."""
+    if "session" not in request.scope:
+        return JSONResponse({"user": None})
+    request.session["user"] = request.query_params.get("name", "ada")
+    request.session.regenerate()
+    return JSONResponse({"user": request.session["user"]})
+
+
+async def whoami(request: Request) -> Response:
+    user = request.session.get("user") if "session" in request.scope else None
+    return JSONResponse({"user": user})
+
+
+async def logout(request: Request) -> Response:
+    if "session" in request.scope:
+        request.session.clear()
+    return JSONResponse({"user": None})
 
 
 async def limited(request: Request) -> Response:
@@ -266,6 +287,9 @@ except (ImportError, AttributeError, TypeError):
 app = Starlette(
     routes=[
         Route("/count", count),
+        Route("/login", login),
+        Route("/whoami", whoami),
+        Route("/logout", logout),
         Route("/limited", limited),
         Route("/slow", slow),
         Route("/modules", modules),
