@@ -464,3 +464,21 @@ def test_a_misspelt_retry_option_is_refused_by_name() -> None:
         async_retrying(attemps=3)  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="on"):
         http_retry(on=(ValueError,))  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: Supervisor(stagger=-1), r"Supervisor\(stagger\)=-1: use a number of seconds >= 0"),
+        (lambda: Supervisor(max_backoff=True), r"Supervisor\(max_backoff\)"),
+        (lambda: Supervisor(max_restarts=-1), r"Supervisor\(max_restarts\)=-1"),
+        (lambda: MemoryWatchdog(soft=1.5), r"MemoryWatchdog\(soft\)=1.5: use a fraction"),
+        (lambda: MemoryWatchdog(interval=0), r"MemoryWatchdog\(interval\)=0"),
+        (lambda: MemoryWatchdog(limit=0), r"MemoryWatchdog\(limit\)=0"),
+        (lambda: MemoryWatchdog(soft=0.9, hard=0.8), "soft must not exceed hard"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_class_and_option(build: Any, match: str) -> None:
+    """Options are validated once, the same way, with the option named."""
+    with pytest.raises(ValueError, match=match):
+        build()
