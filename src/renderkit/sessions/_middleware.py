@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from renderkit._asgi import ASGIApp, Message, Receive, Scope, Send
 from renderkit.sessions._core import OnConflict, cookie_values, vary_on_cookie
@@ -13,7 +13,9 @@ from renderkit.sessions._session import Session
 from renderkit.sessions._signing import SecretKey
 from renderkit.sessions._store import SessionStore
 
-__all__ = ["STARLETTE_MAX_AGE", "SessionMiddleware", "get_session"]
+__all__ = ["STARLETTE_MAX_AGE", "SessionAdapter", "SessionMiddleware", "get_session"]
+
+AppT = TypeVar("AppT")
 
 #: Starlette's default cookie lifetime (14 days), kept so the migration is one import line.
 STARLETTE_MAX_AGE = 14 * 24 * 3600
@@ -35,33 +37,12 @@ def get_session(request: Any) -> Session:
     return session
 
 
-class SessionMiddleware:
-    """Put a server-side :class:`Session` (a ``dict``) at ``scope["session"]``.
-
-    A drop-in for Starlette's ``SessionMiddleware``: it takes the same keyword arguments with
-    the same meaning (``secret_key``, ``session_cookie``, ``max_age``, ``path``,
-    ``same_site``, ``https_only``, ``domain``), and ``store`` defaults to a
-    :class:`MemoryStore`. The cookie carries only a signed random id; the data stays in the
-    store.
-
-    - ``secret_key``: one secret or a list (the first signs, all verify: key rotation);
-      defaults to the SESSION_SECRET variable; at least 32 bytes in production.
-    - ``max_age``: cookie lifetime in seconds, default 14 days as in Starlette (None: a
-      browser-session cookie; 0 or less: expired at once); also the stored session's
-      lifetime unless ``ttl`` is given.
-    - ``https_only``: the ``Secure`` flag; None (default) follows ``FORCE_HTTPS`` when set,
-      else sets it in production (``renderkit.config.environment()``).
-    - ``rolling``: extend the session on activity (refreshed at most every 1% of the TTL).
-    - ``on_conflict``: ``"merge"`` (default) applies this request's changed keys on top of a
-      concurrent write; ``"raise"`` raises :class:`SessionConflict`.
-
-    A request without a session cookie never calls the store; one with a valid cookie loads
-    the session once, before the handler runs.
-    """
+class SessionAdapter(Generic[AppT]):
+    """What the ASGI and the WSGI ``SessionMiddleware`` share: Starlette's options, the engine."""
 
     def __init__(
         self,
-        app: ASGIApp,
+        app: AppT,
         store: SessionStore | None = None,
         secret_key: SecretKey | Sequence[SecretKey] | None = None,
         session_cookie: str = "session",
@@ -92,8 +73,37 @@ class SessionMiddleware:
             on_conflict=on_conflict,
             environ=environ,
         )
-        self._needle = session_cookie.encode("latin-1") + b"="
         self._name = session_cookie
+        self._needle = session_cookie.encode("latin-1") + b"="
+
+    def stats(self) -> dict[str, Any]:
+        """The store's stats plus merges, dropped stale writes and store errors."""
+        return self.engine.stats()
+
+
+class SessionMiddleware(SessionAdapter[ASGIApp]):
+    """Put a server-side :class:`Session` (a ``dict``) at ``scope["session"]``.
+
+    A drop-in for Starlette's ``SessionMiddleware``: it takes the same keyword arguments with
+    the same meaning (``secret_key``, ``session_cookie``, ``max_age``, ``path``,
+    ``same_site``, ``https_only``, ``domain``), and ``store`` defaults to a
+    :class:`MemoryStore`. The cookie carries only a signed random id; the data stays in the
+    store.
+
+    - ``secret_key``: one secret or a list (the first signs, all verify: key rotation);
+      defaults to the SESSION_SECRET variable; at least 32 bytes in production.
+    - ``max_age``: cookie lifetime in seconds, default 14 days as in Starlette (None: a
+      browser-session cookie; 0 or less: expired at once); also the stored session's
+      lifetime unless ``ttl`` is given.
+    - ``https_only``: the ``Secure`` flag; None (default) follows ``FORCE_HTTPS`` when set,
+      else sets it in production (``renderkit.config.environment()``).
+    - ``rolling``: extend the session on activity (refreshed at most every 1% of the TTL).
+    - ``on_conflict``: ``"merge"`` (default) applies this request's changed keys on top of a
+      concurrent write; ``"raise"`` raises :class:`SessionConflict`.
+
+    A request without a session cookie never calls the store; one with a valid cookie loads
+    the session once, before the handler runs.
+    """
 
     def _cookie_values(self, scope: Scope) -> list[str]:
         needle = self._needle
@@ -136,7 +146,3 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
-
-    def stats(self) -> dict[str, Any]:
-        """The store's stats plus merges, dropped stale writes and store errors."""
-        return self.engine.stats()

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from renderkit.sessions._core import OnConflict, cookie_values, vary_on_cookie
-from renderkit.sessions._engine import SessionEngine
-from renderkit.sessions._memory import MemoryStore
-from renderkit.sessions._middleware import STARLETTE_MAX_AGE
-from renderkit.sessions._signing import SecretKey
-from renderkit.sessions._store import SessionStore
+from renderkit.sessions._core import cookie_values, vary_on_cookie
+from renderkit.sessions._middleware import SessionAdapter
 
 __all__ = ["SESSION_KEY", "SessionMiddleware"]
 
@@ -20,7 +16,7 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-class SessionMiddleware:
+class SessionMiddleware(SessionAdapter[WSGIApp]):
     """Put a server-side session at ``environ["renderkit.session"]`` for any WSGI app.
 
     Takes the options of :class:`renderkit.sessions.SessionMiddleware`. A request with a
@@ -29,42 +25,8 @@ class SessionMiddleware:
     while the body streams are not saved.
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        store: SessionStore | None = None,
-        secret_key: SecretKey | Sequence[SecretKey] | None = None,
-        session_cookie: str = "session",
-        max_age: int | None = STARLETTE_MAX_AGE,
-        path: str = "/",
-        same_site: str = "lax",
-        https_only: bool | None = None,
-        domain: str | None = None,
-        *,
-        ttl: float | None = None,
-        rolling: bool = False,
-        on_conflict: OnConflict = "merge",
-        environ_key: str = SESSION_KEY,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        self.app = app
-        self.store = store if store is not None else MemoryStore()
-        self.engine = SessionEngine(
-            self.store,
-            secret_key=secret_key,
-            cookie_name=session_cookie,
-            max_age=max_age,
-            ttl=ttl,
-            path=path,
-            domain=domain,
-            same_site=same_site,
-            https_only=https_only,
-            rolling=rolling,
-            on_conflict=on_conflict,
-            environ=environ,
-        )
-        self.environ_key = environ_key
-        self._name = session_cookie
+    #: Where the session is put in the WSGI environ (a subclass may change it).
+    environ_key = SESSION_KEY
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         engine = self.engine
@@ -90,7 +52,3 @@ class SessionMiddleware:
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start_with_cookie)
-
-    def stats(self) -> dict[str, Any]:
-        """The store's stats plus merges, dropped stale writes and store errors."""
-        return self.engine.stats()
