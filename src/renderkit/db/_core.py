@@ -50,6 +50,15 @@ _PERMANENT_CONNECT_ERRORS = (
 )
 # What PgBouncer answers when a client sends the "options" startup parameter.
 _POOLER_REFUSAL = "unsupported startup parameter"
+_COUNTERS = (
+    "queries",
+    "errors",
+    "retries",
+    "slow_queries",
+    "open_attempts",
+    "replica_queries",
+    "replica_fallbacks",
+)
 _LISTEN = re.compile(r"\s*(?:--[^\n]*\n\s*)*listen\b", re.IGNORECASE)
 
 
@@ -137,8 +146,8 @@ class _Attempt:
         self.sent = False
 
 
-def _validate(options: Mapping[str, Any]) -> list[ConfigProblem]:
-    """Every invalid constructor option, each named by its argument."""
+def _checked(options: Mapping[str, Any]) -> list[str]:
+    """Raise one ConfigError naming every invalid option; return the normalised replica URLs."""
     problems: list[ConfigProblem] = []
 
     def bad(name: str, message: str) -> None:
@@ -159,7 +168,34 @@ def _validate(options: Mapping[str, Any]) -> list[ConfigProblem]:
         bad("ssl", "must be error|warn|off")
     if options["on_startup_timeout"] not in ("reconnect", "raise"):
         bad("on_startup_timeout", "must be reconnect|raise")
-    return problems
+    replicas = []
+    for index, replica in enumerate(options["replicas"]):
+        try:
+            replicas.append(
+                _strip_pgbouncer_flag(normalize_url(replica, variable=f"replicas[{index}]"))[0]
+            )
+        except ConfigError as exc:
+            problems.extend(exc.errors)
+    if problems:
+        raise ConfigError(problems)
+    return replicas
+
+
+def _preset(host: str, flagged: bool, given: Mapping[str, Any]) -> PoolSettings:
+    """The resolved settings: the arguments, with presets where they were left to us."""
+    values = {f.name: given[f.name] for f in dataclasses.fields(PoolSettings)}
+    # Serverless Postgres (Neon) wakes in seconds: longer connect timeout and budget, and
+    # connections recycled before the provider's idle cut-off.
+    neon = host.endswith(".neon.tech")
+    values["connect_timeout"] = given["connect_timeout"] or (10.0 if neon else 5.0)
+    values["max_lifetime"] = given["max_lifetime"] or (240.0 if neon else 1800.0)
+    if given["startup_budget"] is None:
+        values["startup_budget"] = 60.0 if neon else 30.0
+    values["statement_timeout"] = given["statement_timeout"] or None  # 0 disables
+    values["slow_query"] = given["slow_query"] or None
+    if given["pooled"] is None:
+        values["pooled"] = flagged or "-pooler" in host
+    return PoolSettings(**values)
 
 
 class DatabaseBase:
@@ -193,64 +229,24 @@ class DatabaseBase:
         name: str = "database",
         connect_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        self.url = normalize_url(url)
+        given = dict(locals())
         self.name = name
-        problems = _validate(locals())
-        replica_urls = []
-        for index, replica in enumerate(replicas):
-            try:
-                replica_urls.append(normalize_url(replica, variable=f"replicas[{index}]"))
-            except ConfigError as exc:
-                problems.extend(exc.errors)
-        if problems:
-            raise ConfigError(problems)
-        self.url, host, sslmode, flagged = _strip_pgbouncer_flag(self.url)
+        self.url, host, sslmode, flagged = _strip_pgbouncer_flag(normalize_url(url))
+        replica_urls = _checked(given)
         # PgBouncer in transaction mode (Neon "-pooler" hosts too) cannot keep prepared
         # statements, nor accept the "options" startup parameter. None: decide at open()
         # (a PgBouncer refusing "options" is detected and the connect repeated without it).
         self._pooled_given = pooled
-        if pooled is None:
-            pooled = flagged or "-pooler" in host
-        is_neon = host.endswith(".neon.tech")
-        # Serverless Postgres (Neon) wakes in seconds: longer connect timeout and budget, and
-        # connections recycled before the provider's idle cut-off.
-        self.settings = PoolSettings(
-            min_size=min_size,
-            max_size=max_size,
-            connect_timeout=connect_timeout or (10.0 if is_neon else 5.0),
-            pool_timeout=pool_timeout,
-            max_idle=max_idle,
-            max_lifetime=max_lifetime or (240.0 if is_neon else 1800.0),
-            statement_timeout=statement_timeout or None,
-            slow_query=slow_query or None,
-            pooled=pooled,
-            startup_budget=startup_budget
-            if startup_budget is not None
-            else 60.0
-            if is_neon
-            else 30.0,
-            retry_attempts=retry_attempts,
-            application_name=application_name,
-            reconnect_initial=reconnect_initial,
-            reconnect_max=reconnect_max,
-            on_startup_timeout=on_startup_timeout,
-            replica_timeout=replica_timeout,
-        )
+        self.settings = _preset(host, flagged, given)
         self.replicas = ReplicaSet(
-            [
-                Replica(_strip_pgbouncer_flag(u)[0], f"{name}-replica-{i + 1}")
-                for i, u in enumerate(replica_urls)
-            ]
+            [Replica(u, f"{name}-replica-{i + 1}") for i, u in enumerate(replica_urls)]
         )
         self._derive()
         self._retry_backoff = retry_backoff
         self._retry_backoff_max = retry_backoff_max
         self._extra_kwargs = dict(connect_kwargs or {})
         self._counter_lock = threading.Lock()
-        self._counters = dict.fromkeys(
-            ("queries", "errors", "retries", "slow_queries", "open_attempts"), 0
-        )
-        self._counters.update(dict.fromkeys(("replica_queries", "replica_fallbacks"), 0))
+        self._counters = dict.fromkeys(_COUNTERS, 0)
         self._outage: BaseException | None = None  # set while reconnecting in the background
         self._stop: Any = None  # the twin's Event, set by close() to end the reconnect loop
         self._check_ssl(host, sslmode, ssl, environment)
