@@ -308,3 +308,205 @@ def test_an_app_500_handler_or_debug_page_is_not_preempted() -> None:
         "/boom", headers={"Accept": "text/html"}
     )
     assert debug.status_code == 500 and "handler failed" in debug.text  # the traceback page
+
+
+# --- the request header the app sees, transformer, generator, rejection log -------------------
+
+
+async def seen_header(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(
+        f"{request.headers.get('x-request-id')}|{len(request.headers.getlist('x-request-id'))}"
+    )
+
+
+def header_client(**options: object) -> TestClient:
+    app = Starlette(routes=[Route("/", seen_header)])
+    app.add_middleware(CorrelationIdMiddleware, **options)  # type: ignore[arg-type]
+    return TestClient(app)
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        {},
+        {"X-Request-ID": "bad id with spaces"},
+        {"X-Correlation-ID": "from-the-other-header"},
+        {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+        {"X-Request-ID": "kept-as-sent"},
+    ],
+)
+def test_the_app_reads_the_resolved_id_from_its_request_header(sent: dict[str, str]) -> None:
+    """request.headers["X-Request-ID"] is the id renderkit accepted or generated, exactly once:
+    never the rejected value, never missing."""
+    response = header_client().get("/", headers=sent)
+    request_id = response.headers["x-request-id"]
+    assert response.text == f"{request_id}|1"
+    assert "spaces" not in response.text
+
+
+def test_update_request_header_false_leaves_the_request_alone() -> None:
+    """With update_request_header=False the app sees exactly what the client sent."""
+    client = header_client(update_request_header=False)
+    assert client.get("/").text == "None|0"
+    assert client.get("/", headers={"X-Request-ID": "bad id"}).text == "bad id|1"
+
+
+def test_websocket_request_header_carries_the_id() -> None:
+    """A websocket handler reads the resolved id from its headers and gets it on the accept."""
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(websocket.headers.get("x-request-id") or "")
+        await websocket.close()
+
+    app = Starlette(routes=[WebSocketRoute("/ws", ws)])
+    app.add_middleware(CorrelationIdMiddleware)
+    client = TestClient(app)
+    with client.websocket_connect("/ws") as socket:
+        assert HEX32.fullmatch(socket.receive_text())
+    with client.websocket_connect("/ws", headers={"X-Request-ID": "bad id"}) as socket:
+        assert HEX32.fullmatch(socket.receive_text())
+    with client.websocket_connect("/ws", headers={"X-Request-ID": "ws-1"}) as socket:
+        assert socket.receive_text() == "ws-1"
+
+
+def test_transformer_applies_to_accepted_and_generated_ids() -> None:
+    """transformer changes the id everywhere (response, request header, logs' ContextVar)."""
+    client = make_client(transformer=lambda value: f"svc-{value}")
+    response = client.get("/", headers={"X-Request-ID": "abc"})
+    assert response.headers["x-request-id"] == "svc-abc"
+    assert response.text == "svc-abc|svc-abc"
+    generated = client.get("/").headers["x-request-id"]
+    assert generated.startswith("svc-") and HEX32.fullmatch(generated[4:])
+
+
+@pytest.mark.parametrize(
+    "transformer",
+    [lambda value: value + "\r\nSet-Cookie: x=1", lambda value: 42, lambda value: 1 / 0],
+)
+def test_a_bad_transformer_keeps_the_safe_id(transformer: object, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A transformer returning an unsafe value, a non-string, or raising keeps the untransformed
+    id; the response never carries what it returned."""
+    caplog.set_level(logging.DEBUG, logger="renderkit.correlation")
+    response = make_client(transformer=transformer).get("/", headers={"X-Request-ID": "abc"})
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "abc"
+    assert "set-cookie" not in response.headers
+
+
+def test_generator_makes_ids_for_missing_and_rejected_headers() -> None:
+    """generator= is called when no id came or the one that came was refused."""
+    client = make_client(generator=lambda: "gen-1")
+    assert client.get("/").headers["x-request-id"] == "gen-1"
+    assert client.get("/", headers={"X-Request-ID": "bad id"}).headers["x-request-id"] == "gen-1"
+    assert client.get("/", headers={"X-Request-ID": "ok-1"}).headers["x-request-id"] == "ok-1"
+
+
+def test_a_rejected_id_is_logged_at_debug_without_its_value(caplog) -> None:  # type: ignore[no-untyped-def]
+    """One DEBUG line names the header and the new id; the refused value is never logged (it
+    can carry CR/LF or megabytes)."""
+    caplog.set_level(logging.DEBUG, logger="renderkit.correlation")
+    response = make_client().get("/", headers={"X-Request-ID": "evil\tvalue"})
+    new_id = response.headers["x-request-id"]
+    lines = [r for r in caplog.records if r.name == "renderkit.correlation"]
+    assert len(lines) == 1 and lines[0].levelno == logging.DEBUG
+    assert new_id in lines[0].getMessage() and "X-Request-ID" in lines[0].getMessage()
+    assert "evil" not in lines[0].getMessage()
+    caplog.clear()
+    make_client().get("/")  # nothing sent: nothing to report
+    assert not [r for r in caplog.records if r.name == "renderkit.correlation"]
+
+
+def test_unknown_or_conflicting_options_raise() -> None:
+    """A misspelt option is a TypeError naming it; policy= excludes the other options."""
+    with pytest.raises(TypeError, match="header"):
+        CorrelationIdMiddleware(echo, header="X-Id")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="not both"):
+        CorrelationIdMiddleware(echo, policy=CorrelationId(), max_length=10)
+    with pytest.raises(ValueError, match="transformer"):
+        CorrelationId(transformer="upper")  # type: ignore[arg-type]
+
+
+def test_filter_length_and_default() -> None:
+    """CorrelationIdFilter(length=8) keeps the first 8 characters; default=None outside."""
+    record = logging.LogRecord("x", logging.INFO, "", 0, "m", (), None)
+    token = correlation_id_var.set("0123456789abcdef")
+    try:
+        CorrelationIdFilter(length=8).filter(record)
+    finally:
+        correlation_id_var.reset(token)
+    assert record.correlation_id == "01234567"  # type: ignore[attr-defined]
+    CorrelationIdFilter(default=None).filter(record)
+    assert record.correlation_id is None  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="length"):
+        CorrelationIdFilter(length=0)
+
+
+# --- integrations: Sentry tag, Celery task headers (extras renderkit[sentry], [celery]) --------
+
+
+def test_the_id_is_a_sentry_tag_on_events_sent_during_the_request() -> None:
+    """With sentry-sdk installed, an event captured in a handler carries transaction_id=<id>
+    (the tag asgi-correlation-id users search by), on ASGI and WSGI."""
+    sentry_sdk = pytest.importorskip("sentry_sdk")
+    events: list[dict[str, object]] = []
+
+    def keep(event: dict[str, object], hint: object) -> None:
+        events.append(event)  # returning None drops it: nothing leaves the process
+
+    async def report(request: Request) -> PlainTextResponse:
+        sentry_sdk.capture_message("something to look at")
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/", report)])
+    app.add_middleware(CorrelationIdMiddleware)
+    sentry_sdk.init(
+        dsn="https://public@127.0.0.1/1",
+        before_send=keep,
+        default_integrations=False,
+        auto_enabling_integrations=False,
+    )
+    try:
+        response = TestClient(app).get("/", headers={"X-Request-ID": "sentry-1"})
+        off = Starlette(routes=[Route("/", report)])
+        off.add_middleware(CorrelationIdMiddleware, sentry_tag=None)
+        with sentry_sdk.isolation_scope():
+            TestClient(off).get("/", headers={"X-Request-ID": "sentry-2"})
+    finally:
+        sentry_sdk.get_client().close()
+        sentry_sdk.get_global_scope().set_client(None)
+    assert response.headers["x-request-id"] == "sentry-1"
+    assert events[0]["tags"] == {"transaction_id": "sentry-1"}
+    assert "sentry-2" not in repr(events[1].get("tags"))
+
+
+def test_celery_tasks_carry_the_request_id_to_the_worker() -> None:
+    """A task sent during a request runs with that request's id; one sent from elsewhere gets
+    a fresh id in the worker, and the id never leaks from one task into the next."""
+    pytest.importorskip("celery")
+    from celery import Celery
+    from celery.contrib.testing.worker import start_worker
+
+    from renderkit.correlation import connect_celery
+
+    celery = Celery("rk-test", broker="memory://", backend="cache+memory://")
+    celery.conf.update(worker_hijack_root_logger=False)
+
+    @celery.task
+    def whoami() -> str | None:
+        return get_correlation_id()
+
+    async def enqueue(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(whoami.delay().id)
+
+    app = Starlette(routes=[Route("/", enqueue)])
+    app.add_middleware(CorrelationIdMiddleware)  # connects the publishing side
+    connect_celery()  # the worker side (a worker process calls this in its Celery module)
+    with start_worker(celery, pool="solo", perform_ping_check=False, loglevel="ERROR"):
+        response = TestClient(app).get("/", headers={"X-Request-ID": "celery-1"})
+        from_request = celery.AsyncResult(response.text).get(timeout=10)
+        from_elsewhere = whoami.delay().get(timeout=10)
+    assert from_request == "celery-1"
+    assert from_elsewhere is not None and HEX32.fullmatch(from_elsewhere)

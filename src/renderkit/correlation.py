@@ -434,7 +434,7 @@ def connect_celery(header: str = CELERY_HEADER) -> None:
         task_prerun,
     )
 
-    default = CorrelationId(sentry_tag=None, celery_header=None)
+    default = CorrelationId(celery_header=None)
 
     def publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
         value = correlation_id_var.get()
@@ -445,7 +445,9 @@ def connect_celery(header: str = CELERY_HEADER) -> None:
         request = getattr(task, "request", None)
         value = request.get(header) if request is not None else None
         ok = isinstance(value, str) and default.is_valid(value)
-        correlation_id_var.set(value if ok else default.new_id())
+        request_id = value if ok else default.new_id()
+        correlation_id_var.set(request_id)
+        default.bind(request_id)
 
     def postrun(**_: Any) -> None:
         correlation_id_var.set(None)

@@ -195,8 +195,13 @@ def renderkit_database_url() -> Iterator[str]:
 @pytest.fixture
 def renderkit_fakeredis_server() -> Any:
     """A fresh fakeredis server shared by the sync and async client fixtures of one test."""
-    import fakeredis
+    from renderkit._optional import require
 
+    feature = "renderkit's fakeredis fixtures"
+    fakeredis = require("fakeredis", extra="testing", feature=feature)
+    # Sessions and the limiter run Lua scripts: without lupa fakeredis answers "unknown
+    # command 'evalsha'" and the limiter would quietly count in memory, so fail here instead.
+    require("lupa", extra="testing", feature=f"{feature} (Lua scripts: sessions, rate limits)")
     return fakeredis.FakeServer()
 
 

@@ -539,7 +539,7 @@ def _http_client(timeout: float) -> httpx.Client:
     try:
         import httpx
     except ImportError as exc:
-        raise ImportError("renderkit verify needs httpx: pip install httpx") from exc
+        raise ImportError("renderkit verify needs httpx: pip install 'renderkit[cli]'") from exc
     return httpx.Client(
         timeout=timeout, headers={"User-Agent": "renderkit-verify"}, follow_redirects=False
     )
