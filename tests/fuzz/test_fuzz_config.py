@@ -358,3 +358,58 @@ def test_no_password_in_database_errors(password: str) -> None:
         from psycopg.conninfo import conninfo_to_dict
 
         assert conninfo_to_dict(url)["host"] == "db.internal"
+
+
+@settings(deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+@given(PASSWORD)
+@example("pw#x@y/z?q")
+def test_no_password_in_health_details(password: str) -> None:
+    """A check whose exception and details hold a URL with the password shows none of it."""
+    import json
+
+    from renderkit.health import CheckResult, Health
+
+    url = f"postgresql://app:{password}@db.internal:5432/app"
+
+    def failing() -> None:
+        raise ConnectionError(f"could not connect to {url}")
+
+    def detailed() -> CheckResult:
+        return CheckResult("degraded", message=f"slow: {url}", details={"dsn": url})
+
+    health = Health()
+    health.add("db", failing, critical=True)
+    health.add("replica", detailed, critical=False)
+    report = health.run_sync(fresh=True)
+    assert not _leaks(password, json.dumps(report.to_dict(detail=True), default=str))
+
+
+@settings(deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+@given(PASSWORD)
+@example("pw#x@y/z?q")
+def test_no_password_in_the_logging_pipeline(password: str) -> None:
+    """A log line (event, extra field, exception text) holding a URL shows no password."""
+    import io
+    import logging
+
+    import structlog
+
+    from renderkit.logging import configure_logging
+
+    url = f"redis://:{password}@cache:6379/0"
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    try:
+        configure_logging(environ={"APP_ENV": "production"}, stream=stream)
+        log = logging.getLogger("renderkit.fuzz")
+        log.warning("redis unreachable at %s", url, extra={"url": url})
+        try:
+            raise ConnectionError(f"Error connecting to {url}")
+        except ConnectionError:
+            log.exception("cache outage")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.reset_defaults()
+    assert not _leaks(password, stream.getvalue())
