@@ -11,7 +11,7 @@ import pytest
 from flask import Flask, g, render_template_string
 
 from renderkit._context import correlation_id_var
-from renderkit._http import ProxyTrust
+from renderkit.proxy import ProxyTrust
 from renderkit.correlation import CorrelationIdFilter, get_correlation_id
 from renderkit.flask import RenderKit, RenderKitState
 from renderkit.metrics import UNMATCHED_ROUTE, RequestMetrics
@@ -276,7 +276,7 @@ import time
 
 from flask import Flask, g
 
-from renderkit._http import ProxyTrust
+from renderkit.proxy import ProxyTrust
 from renderkit.correlation import get_correlation_id
 from renderkit.flask import RenderKit
 
@@ -356,3 +356,51 @@ def test_wsgi_request_id_never_leaks_into_the_callers_context() -> None:
     assert seen == ["stream-1", "stream-1"]
     assert get_correlation_id() is None
     del abandoned
+
+
+def test_flask_request_header_and_from_env_toggles() -> None:
+    """Flask handlers read the resolved id from request.headers (a rejected one never shows),
+    and a policy from SecurityHeaders.from_env drives the WSGI headers the same way."""
+    from flask import request
+
+    app = Flask(__name__)
+
+    @app.get("/")
+    def index() -> str:
+        return f"{request.headers.get('X-Request-ID')}|{g.csp_nonce!r}"
+
+    RenderKit(
+        app,
+        https_redirect=False,
+        trust=PROXY,
+        security=SecurityHeaders.from_env({"CSP_ENABLED": "false", "HSTS_MAX_AGE": "0"}),
+    )
+    client = app.test_client()
+    response = client.get("/", headers={"X-Request-ID": "bad id", "X-Forwarded-Proto": "https"})
+    request_id = response.headers["X-Request-ID"]
+    assert response.text == f"{request_id}|''"  # no nonce without a CSP: "" not None
+    assert request_id != "bad id"
+    assert "Content-Security-Policy" not in response.headers
+    assert "Strict-Transport-Security" not in response.headers
+    assert response.headers["X-Frame-Options"] == "DENY"
+    kept = client.get("/", headers={"X-Request-ID": "flask-1"})
+    assert kept.text.startswith("flask-1|")
+
+
+def test_wsgi_correlation_transformer_and_option_errors() -> None:
+    """The WSGI middleware takes the same options as the ASGI one, checked the same way."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["HTTP_X_REQUEST_ID"].encode()]
+
+    wrapped = CorrelationIdMiddleware(app, transformer=lambda value: value.upper())
+    seen: list[Any] = []
+    body = b"".join(
+        wrapped({"HTTP_X_REQUEST_ID": "abc", "REQUEST_METHOD": "GET"}, lambda *a: seen.append(a))
+    )
+    assert body == b"ABC" and ("X-Request-ID", "ABC") in seen[0][1]
+    with pytest.raises(TypeError, match="header_nam"):
+        CorrelationIdMiddleware(app, header_nam="X-Id")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="policy, trust"):
+        SecurityHeadersMiddleware(app, polcy=None)  # type: ignore[call-arg]
