@@ -335,3 +335,26 @@ def test_doctor_modules_have_no_import_cycle() -> None:
             if isinstance(node, ast.ImportFrom) and node.module
         }
         assert "renderkit.cli._doctor" not in imported, name
+
+
+def test_one_eviction_advice_everywhere() -> None:
+    """Docs, examples and the blueprint generator advise the doctor's policy and no other."""
+    import re
+
+    from renderkit._redis import EVICTION_POLICY
+
+    root = Path(__file__).parent.parent
+    sources = [
+        *sorted((root / "docs").glob("*.md")),
+        *sorted((root / "examples").glob("*.yaml")),
+        root / "src" / "renderkit" / "cli" / "_blueprint.py",
+    ]
+    advised = re.compile(r"maxmemoryPolicy\W+([a-z-]+)")
+    wrong = [
+        f"{path.relative_to(root)}: {policy}"
+        for path in sources
+        if path.exists()
+        for policy in advised.findall(path.read_text(encoding="utf-8"))
+        if policy != EVICTION_POLICY
+    ]
+    assert not wrong, f"advise maxmemoryPolicy {EVICTION_POLICY} (EVICTION_REASON says why)"
