@@ -15,6 +15,7 @@ from renderkit.cli import main
 from renderkit.cli._blueprint import (
     BlueprintOptions,
     build_blueprint,
+    check_blueprint,
     start_command,
     to_yaml,
     validate_blueprint,
@@ -169,9 +170,12 @@ def test_with_worker_adds_a_worker_sharing_the_resources(
 
 
 def test_build_command_option(capsys: pytest.CaptureFixture[str]) -> None:
-    """--build-command replaces the default pip install line."""
+    """--build-command replaces the pip install line; the build also writes the log config."""
     data = blueprint_yaml(capsys, "--build-command", "pip install '.[all]' uvicorn fastapi")
-    assert data["services"][0]["buildCommand"] == "pip install '.[all]' uvicorn fastapi"
+    assert data["services"][0]["buildCommand"] == (
+        "pip install '.[all]' uvicorn fastapi && python -m renderkit.logging > log-config.json"
+    )
+    assert data["services"][0]["startCommand"].endswith("--log-config log-config.json")
 
 
 def test_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -259,14 +263,21 @@ def _mutate(path: str, value: Any) -> dict[str, Any]:
         ("services.0.region", "mars", "'mars' is not one of"),
         ("services.0.maxShutdownDelaySeconds", 500, "must be 1 to 300"),
         ("services.0.healthCheckPath", "health", "must start with /"),
-        ("services.0.name", "Bad Name", "lower-case letters"),
+        ("services.0.name", "", "must be a non-empty name"),
         ("services.0.type", "lambda", "not a Render service type"),
-        ("services.0.envVars.0.value", 1, "quote it"),
-        ("services.0.envVars.3.fromDatabase.name", "other-db", "no database 'other-db'"),
-        ("services.0.envVars.3.fromDatabase.property", "uri", "'uri' is not one of"),
-        ("services.0.envVars.4.fromService.name", "nope", "no keyvalue service 'nope'"),
-        ("services.0.envVars.4.fromService.type", "web", "connectionString exists only"),
-        ("services.0.envVars.6.generateValue", "yes", "must be true"),
+        ("services.0.envVars.0.value", [1], "must be a single value"),
+        ("services.0.envVars.4.fromDatabase.property", "uri", "'uri' is not one of"),
+        ("services.0.envVars.5.fromService.type", "web", "connectionString exists only"),
+        ("services.0.envVars.5.fromService.property", "url", "'url' is not a property"),
+        ("services.0.envVars.7.generateValue", "yes", "must be true"),
+        ("services.0.autoDeployTrigger", "always", "'always' is not one of"),
+        ("services.0.scaling", {"minInstances": 3, "maxInstances": 2}, "need 1 <= min <= max"),
+        ("services.0.disk", {"mountPath": "/data"}, "missing required key 'name'"),
+        ("services.1.cronSchedule", "daily", "not a Blueprint key for a worker"),
+        ("services.1.type", "cron", "missing required key 'schedule'"),
+        ("services.1.startCommand", KeyError, "missing required key 'startCommand'"),
+        ("databases.0.plan", "starter", "legacy Postgres instance type"),
+        ("databases.0.diskSizeGB", 12, "1 or a multiple of 5"),
         ("services.2.ipAllowList", KeyError, "missing required key 'ipAllowList'"),
         ("services.2.maxmemoryPolicy", "lru", "'lru' is not one of"),
         ("databases.0.plan", "galactic", "not a Render Postgres plan"),
@@ -316,3 +327,352 @@ def test_committed_example_blueprint_is_valid() -> None:
         )
     )
     assert validate_blueprint({"services": {"a": 1}}) == ["services: expected a list, got dict"]
+
+
+def test_references_to_resources_outside_the_blueprint_are_warnings() -> None:
+    """Render lets a Blueprint reference a service that already exists in the workspace."""
+    data = _mutate("services.0.envVars.4.fromDatabase.name", "other-db")
+    assert validate_blueprint(data) == []
+    warnings = [str(p) for p in check_blueprint(data) if p.severity == "warning"]
+    assert any("no database 'other-db' in this Blueprint" in w for w in warnings)
+    data = _mutate("services.0.envVars.5.fromService.name", "nope")
+    assert any("no keyvalue service 'nope'" in str(p) for p in check_blueprint(data))
+
+
+# --- the seeds' own render.yaml files -------------------------------------------------------
+# Copied from ../shared/seeds: Datifyy's backend guide and Kirby-Gen's infrastructure plan
+# (both render.yaml files as written there) and RepoRadar's autoscaling snippet.
+
+DATIFYY = """
+services:
+  - type: web
+    name: datifyy-backend
+    env: go
+    buildCommand: go build -o server ./cmd/server
+    startCommand: ./server
+    healthCheckPath: /health
+    autoDeploy: true
+    envVars:
+      - key: ENV
+        value: production
+      - key: PORT
+        value: 8080
+      - key: DATABASE_URL
+        fromDatabase:
+          name: datifyy-postgres
+          property: connectionString
+      - key: REDIS_URL
+        sync: false
+      - key: GEMINI_API_KEY
+        sync: false
+      - key: JWT_SECRET
+        generateValue: true
+      - key: CORS_ALLOWED_ORIGINS
+        sync: false
+
+databases:
+  - name: datifyy-postgres
+    databaseName: datifyy_prod
+    user: datifyy_user
+    plan: starter
+"""
+
+KIRBY_GEN = """
+services:
+  - type: web
+    name: kirby-gen-web
+    env: static
+    buildCommand: cd packages/web && npm install && npm run build
+    staticPublishPath: packages/web/dist
+    envVars:
+      - key: VITE_API_URL
+        value: https://kirby-gen-api.onrender.com
+  - type: web
+    name: kirby-gen-api
+    env: node
+    buildCommand: cd packages/api && npm install && npm run build
+    startCommand: cd packages/api && npm start
+    healthCheckPath: /api/health
+    autoDeploy: true
+    envVars:
+      - key: NODE_ENV
+        value: production
+      - key: PORT
+        value: 3000
+      - key: DATABASE_URL
+        fromDatabase:
+          name: kirby-gen-db
+          property: connectionString
+      - key: REDIS_URL
+        fromDatabase:
+          name: kirby-gen-redis
+          property: connectionString
+      - key: CLAUDE_API_KEY
+        sync: false
+      - key: SESSION_SECRET
+        generateValue: true
+      - key: SKILLS_BASE_URL
+        fromService:
+          name: kirby-gen-skills
+          type: web
+          property: url
+  - type: pserv
+    name: kirby-gen-skills
+    env: python
+    buildCommand: cd packages/skills && pip install -r requirements.txt
+    startCommand: cd packages/skills && uvicorn src.main:app --host 0.0.0.0 --port $PORT
+    healthCheckPath: /health
+    envVars:
+      - key: ANTHROPIC_API_KEY
+        sync: false
+  - type: worker
+    name: kirby-gen-worker
+    env: node
+    buildCommand: cd packages/api && npm install && npm run build
+    startCommand: cd packages/api && npm run worker
+    envVars:
+      - key: REDIS_URL
+        fromDatabase:
+          name: kirby-gen-redis
+          property: connectionString
+      - key: SKILLS_BASE_URL
+        fromService:
+          name: kirby-gen-skills
+          type: pserv
+          property: url
+
+databases:
+  - name: kirby-gen-db
+    databaseName: kirby_gen
+    plan: standard
+  - name: kirby-gen-redis
+    plan: standard
+"""
+
+REPORADAR_SCALING = """
+minInstances: 1
+maxInstances: 5
+targetCPU: 70%
+targetMemory: 80%
+"""
+
+
+def _errors(text: str) -> list[str]:
+    return [str(p) for p in check_blueprint(yaml.safe_load(text)) if p.severity == "error"]
+
+
+def test_datifyy_blueprint_is_refused_only_for_its_legacy_database_plan() -> None:
+    """Unquoted PORT 8080, env: go, autoDeploy, sync: false, generateValue: all accepted."""
+    errors = _errors(DATIFYY)
+    assert len(errors) == 1, errors
+    assert "databases[0].plan: 'starter' is a legacy Postgres instance type" in errors[0]
+    assert "use basic-256mb" in errors[0]
+    warnings = {
+        p.where for p in check_blueprint(yaml.safe_load(DATIFYY)) if p.severity == "warning"
+    }
+    assert warnings == {"services[0].env", "services[0].autoDeploy"}  # deprecated, still work
+    fixed = DATIFYY.replace("plan: starter", "plan: basic-256mb")
+    assert _errors(fixed) == []
+
+
+def test_kirby_gen_blueprint_flags_redis_under_databases_and_the_url_property() -> None:
+    """Redis declared as a database, a url property, a wrong service type, legacy plans."""
+    errors = _errors(KIRBY_GEN)
+    text = "\n".join(errors)
+    assert "databases[1]: 'kirby-gen-redis' looks like Redis" in text
+    assert "type: keyvalue, name: kirby-gen-redis" in text  # the fix says what to write
+    assert "services[1].envVars[6].fromService.property: 'url' is not a property" in text
+    assert "services[3].envVars[1].fromService.property: 'url'" in text
+    assert "services[1].envVars[6].fromService.type: 'kirby-gen-skills' is a pserv" in text
+    assert sum("legacy Postgres instance type" in e for e in errors) == 2
+    assert len(errors) == 6, errors
+    problems = check_blueprint(yaml.safe_load(KIRBY_GEN))
+    pserv_health = [p for p in problems if p.where == "services[2].healthCheckPath"]
+    assert [p.severity for p in pserv_health] == ["warning"]  # accepted, but only TCP-checked
+    assert "TCP" in pserv_health[0].message
+
+
+def test_kirby_gen_blueprint_passes_once_fixed_as_the_validator_says() -> None:
+    """Applying each fix gives a file Render accepts (a keyvalue service, hostport)."""
+    fixed = yaml.safe_load(KIRBY_GEN)
+    fixed["databases"] = [
+        {"name": "kirby-gen-db", "databaseName": "kirby_gen", "plan": "basic-1gb"}
+    ]
+    fixed["services"].append({"type": "keyvalue", "name": "kirby-gen-redis", "ipAllowList": []})
+    redis_ref = {"type": "keyvalue", "name": "kirby-gen-redis", "property": "connectionString"}
+    skills_ref = {"type": "pserv", "name": "kirby-gen-skills", "property": "hostport"}
+    for service in fixed["services"]:
+        for var in service.get("envVars", []):
+            if var.get("key") == "REDIS_URL":
+                var.pop("fromDatabase")
+                var["fromService"] = dict(redis_ref)
+            if var.get("key") == "SKILLS_BASE_URL":
+                var["key"] = "SKILLS_HOSTPORT"
+                var["fromService"] = dict(skills_ref)
+    assert validate_blueprint(fixed) == []
+
+
+def test_reporadar_dashboard_scaling_snippet_is_placed_by_the_fix() -> None:
+    """Scaling keys at the top level are refused, each with where it belongs."""
+    errors = _errors(REPORADAR_SCALING)
+    assert len(errors) == 4
+    assert all("not a Blueprint key for the top level" in e for e in errors)
+    assert any("targetCPUPercent: 70 (a number, no %)" in e for e in errors)
+
+
+def test_unquoted_numbers_and_booleans_are_values_render_accepts() -> None:
+    """Render's own examples write value: 10000; YAML numbers are passed as strings."""
+    data = _valid()
+    data["services"][0]["envVars"].append({"key": "PORT", "value": 3000})
+    data["services"][0]["envVars"].append({"key": "FEATURE", "value": True})
+    assert validate_blueprint(data) == []
+
+
+def test_a_redis_read_through_from_database_is_caught_whatever_its_name() -> None:
+    """REDIS_URL: fromDatabase names a Postgres: flagged even when named neutrally."""
+    data = _valid()
+    data["databases"].append({"name": "fast-store"})
+    data["services"][1]["envVars"].append(
+        {
+            "key": "REDIS_URL_2",
+            "fromDatabase": {"name": "fast-store", "property": "connectionString"},
+        }
+    )
+    assert any("'fast-store' looks like Redis" in e for e in validate_blueprint(data))
+
+
+# --- multi-service blueprints ---------------------------------------------------------------
+
+
+def test_every_service_kind_the_options_add_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    """Worker, cron, private service, static site, env group, secrets, scaling, pre-deploy."""
+    data = blueprint_yaml(
+        capsys,
+        "--name", "kirby", "--with-worker", "--cron", "0 3 * * *", "python -m app.nightly",
+        "--private-service", "skills", "uvicorn skills:app --host 0.0.0.0 --port $PORT",
+        "--static-site", "web/dist", "--env-group", "--secret", "CLAUDE_API_KEY",
+        "--session-store", "postgres", "--autoscale", "1:5",
+    )  # fmt: skip
+    assert check_blueprint(data) == []
+    kinds = [(s["type"], s.get("runtime")) for s in data["services"]]
+    assert kinds == [
+        ("web", "python"), ("worker", "python"), ("pserv", "python"), ("cron", "python"),
+        ("web", "static"), ("keyvalue", None),
+    ]  # fmt: skip
+    web = data["services"][0]
+    assert web["preDeployCommand"] == "renderkit sessions migrate"
+    assert web["scaling"] == {
+        "minInstances": 1, "maxInstances": 5, "targetCPUPercent": 70, "targetMemoryPercent": 80,
+    }  # fmt: skip
+    env = {v.get("key", v.get("fromGroup")): v for v in web["envVars"]}
+    assert env["kirby-shared"] == {"fromGroup": "kirby-shared"}
+    assert env["CLAUDE_API_KEY"] == {"key": "CLAUDE_API_KEY", "sync": False}
+    assert env["SKILLS_HOSTPORT"]["fromService"] == {
+        "type": "pserv", "name": "kirby-skills", "property": "hostport",
+    }  # fmt: skip
+    group = {v["key"]: v["value"] for v in data["envVarGroups"][0]["envVars"]}
+    assert group["SESSION_STORE"] == "postgres"
+    assert group["LOG_FORMAT"] == "json"
+    assert "DATABASE_URL" not in group  # groups cannot reference databases (Render's rule)
+    assert data["services"][3]["schedule"] == "0 3 * * *"
+    assert "preDeployCommand" not in data["services"][1]  # migrations run once, on the web
+
+
+def test_disk_is_attached_and_cannot_be_combined_with_scaling(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--disk adds a persistent disk; with --autoscale it is refused, as Render refuses it."""
+    data = blueprint_yaml(capsys, "--disk", "/var/data", "--disk-size", "5")
+    assert data["services"][0]["disk"] == {
+        "name": "app-data",
+        "mountPath": "/var/data",
+        "sizeGB": 5,
+    }
+    assert check_blueprint(data) == []
+    code, out, err = run(capsys, "blueprint", "--disk", "/var/data", "--autoscale", "1:3")
+    assert (code, out) == (2, "")
+    assert "cannot scale a service with a disk" in err
+    data["services"][0]["numInstances"] = 2
+    assert any("cannot be scaled" in e for e in validate_blueprint(data))
+
+
+def test_keyvalue_uses_the_one_eviction_advice() -> None:
+    """The blueprint's maxmemoryPolicy is renderkit._redis.EVICTION_POLICY: noeviction."""
+    from renderkit._redis import EVICTION_POLICY
+
+    keyvalue = next(s for s in _valid()["services"] if s["type"] == "keyvalue")
+    assert keyvalue["maxmemoryPolicy"] == EVICTION_POLICY == "noeviction"
+
+
+def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--check prints every problem: exit 1 on errors, 0 with warnings only, 2 without a file."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(KIRBY_GEN)
+    code, out, _ = run(capsys, "blueprint", "--check", str(bad))
+    assert code == 1
+    assert "ERROR" in out and "WARNING" in out
+    assert out.rstrip().endswith("Render would refuse this file")
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(DATIFYY.replace("plan: starter", "plan: basic-256mb"))
+    code, out, _ = run(capsys, "blueprint", "--check", str(ok))
+    assert code == 0
+    assert "0 errors, 2 warnings: Render accepts this file" in out
+    code, _, err = run(capsys, "blueprint", "--check", str(tmp_path / "missing.yaml"))
+    assert code == 2
+    assert "missing.yaml" in err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("services: [\n")
+    code, _, err = run(capsys, "blueprint", "--check", str(broken))
+    assert code == 1
+    assert "not valid YAML" in err
+
+
+@pytest.mark.e2e
+def test_eviction_policies_against_a_real_full_redis() -> None:
+    """Why noeviction: volatile-lru evicts sessions and limit windows when the cache fills."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    redis = pytest.importorskip("redis")
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    kept: dict[str, tuple[int, int]] = {}
+    for policy in ("volatile-lru", "noeviction"):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+             "--maxmemory", "4mb", "--maxmemory-policy", policy],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            client = redis.Redis(port=port)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            for i in range(100):  # what sessions and the rate limiter write: keys with a TTL
+                client.set(f"session:{i}", "s" * 500, ex=86400)
+                client.set(f"ratelimit:{i}", 1, ex=3600)
+            for i in range(8000):  # then the cache fills the instance
+                try:
+                    client.set(f"cache:{i}", "c" * 1000, ex=300)
+                except redis.ResponseError:
+                    pass
+            sessions = sum(client.exists(f"session:{i}") for i in range(100))
+            limits = sum(client.exists(f"ratelimit:{i}") for i in range(100))
+            kept[policy] = (sessions, limits)
+            client.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    assert kept["noeviction"] == (100, 100)
+    assert kept["volatile-lru"][0] < 50 and kept["volatile-lru"][1] < 50
