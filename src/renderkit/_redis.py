@@ -33,14 +33,14 @@ __all__ = [
 
 T = TypeVar("T")
 
-EVICTION_POLICY = "volatile-lru"
+EVICTION_POLICY = "noeviction"
 """The Redis ``maxmemory-policy`` renderkit advises (doctor, blueprint, docs say the same)."""
 EVICTION_REASON = (
-    "when Redis is full, volatile-lru evicts the least recently used keys that carry an expiry, "
-    "and every key renderkit writes carries one (cache entries, idle sessions, rate-limit "
-    "windows), while keys without one (your queues, locks) are kept; noeviction makes a full "
-    "Redis refuse every write (renderkit falls back to memory: sessions and limits stop being "
-    "shared), and allkeys-lru also evicts keys that were meant to stay"
+    "a full Redis under noeviction refuses new writes (renderkit logs it once, reports degraded "
+    "and falls back to memory) but drops nothing it holds, while volatile-lru and allkeys-lru "
+    "make room by evicting sessions (users logged out) and rate-limit windows (budgets reset), "
+    "since every key renderkit writes carries an expiry; cache entries leave on their own TTL, "
+    "so size the plan for them or give a large cache its own Key Value with allkeys-lru"
 )
 """Why :data:`EVICTION_POLICY`, in one sentence a user can act on."""
 
