@@ -68,9 +68,9 @@ def check_environment(ctx: DoctorContext) -> Iterable[Finding]:
 
 def check_port(ctx: DoctorContext) -> Iterable[Finding]:
     """PORT is usable, or the platform default applies."""
-    raw = ctx.raw.get("PORT")
+    raw = ctx.value("PORT")
     port = ctx.platform.port
-    if raw is not None and raw.strip() != str(port):
+    if raw is not None and raw != str(port):
         yield Finding(
             "port",
             "warn",
