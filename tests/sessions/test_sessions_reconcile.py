@@ -298,3 +298,19 @@ async def test_merge_sets_and_deletes_only_the_named_keys(merging: Any) -> None:
     assert await call(store, "delete_user_sessions", "u2") == 1
     assert await call(store, "merge", sid, {"a": 1}) is None
     assert await call(store, "load", sid) is None
+
+
+async def test_a_merge_after_recovery_keeps_a_session_born_in_the_outage(outage: Any) -> None:
+    """Created in the fallback while Redis was away, then merged after it returned: the
+    session's keys all survive (the merge takes the session over into Redis)."""
+    call, switch, worker = outage
+    store = worker()
+    sid = new_session_id()
+    switch.down = True
+    await call(store, "save", sid, {"a": 1})
+    switch.down = False
+    await asyncio.sleep(0.02)
+    version = await call(store, "merge", sid, {"b": 2})
+    assert version is not None
+    record = await call(store, "load", sid)
+    assert record is not None and record.data == {"a": 1, "b": 2}

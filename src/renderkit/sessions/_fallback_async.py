@@ -13,7 +13,7 @@ from typing import Any
 
 from renderkit.errors import BackendUnavailable
 from renderkit.health import CheckResult
-from renderkit.sessions._base import DEFAULT_TTL, Changes, SessionConflict, SessionRecord
+from renderkit.sessions._base import DEFAULT_TTL, DELETED, Changes, SessionConflict, SessionRecord
 from renderkit.sessions._fallback_base import (
     FallbackBase,
     is_tombstone,
@@ -122,7 +122,8 @@ class AsyncFallbackOps(FallbackBase):
                 write, session_id, stamped, version=version, user_id=user_id, ttl=ttl
             )
         except SessionConflict:
-            if not self._fallback_used or await self.primary.aload(session_id) is not None:
+            consult = self.mirror or self._fallback_used
+            if not consult or await self.primary.aload(session_id) is not None:
                 raise
             # After an outage the primary takes back a session that lived in the fallback.
             done, new = await self._aprimary(
@@ -173,6 +174,23 @@ class AsyncFallbackOps(FallbackBase):
         if not done:
             self._journal_add(session_id)
             return await self.fallback.amerge(session_id, stamped, **options)
+        if new is None and (self.mirror or self._fallback_used):
+            # The primary lacks it, but it may live in the fallback (not repaired yet).
+            held = visible(await self.fallback.aload(session_id))
+            if held is None:
+                return None
+            data = {k: v for k, v in {**held.data, **stamped}.items() if v is not DELETED}
+            owner = user_id if set_user else held.user_id
+            try:
+                done, new = await self._aprimary(
+                    self.primary.asave, session_id, data, version=0, user_id=owner, ttl=ttl
+                )
+            except SessionConflict:  # the journal replay repaired it meanwhile: merge onto it
+                done, new = await self._aprimary(
+                    self.primary.amerge, session_id, stamped, **options
+                )
+            if not done:
+                return await self.fallback.amerge(session_id, stamped, **options)
         if new is not None and self.mirror:
             merged = await self.primary.aload(session_id)
             if merged is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from renderkit.errors import BackendUnavailable
 from renderkit.health import CheckResult
-from renderkit.sessions._base import DEFAULT_TTL, Changes, SessionConflict, SessionRecord
+from renderkit.sessions._base import DEFAULT_TTL, DELETED, Changes, SessionConflict, SessionRecord
 from renderkit.sessions._fallback_base import FallbackBase, is_tombstone, logger, stamp_of, visible
 
 __all__ = ["FallbackOps"]
@@ -111,7 +111,8 @@ class FallbackOps(FallbackBase):
                 write, session_id, stamped, version=version, user_id=user_id, ttl=ttl
             )
         except SessionConflict:
-            if not self._fallback_used or self.primary.load(session_id) is not None:
+            consult = self.mirror or self._fallback_used
+            if not consult or self.primary.load(session_id) is not None:
                 raise
             # After an outage the primary takes back a session that lived in the fallback.
             done, new = self._primary(
@@ -160,6 +161,21 @@ class FallbackOps(FallbackBase):
         if not done:
             self._journal_add(session_id)
             return self.fallback.merge(session_id, stamped, **options)
+        if new is None and (self.mirror or self._fallback_used):
+            # The primary lacks it, but it may live in the fallback (not repaired yet).
+            held = visible(self.fallback.load(session_id))
+            if held is None:
+                return None
+            data = {k: v for k, v in {**held.data, **stamped}.items() if v is not DELETED}
+            owner = user_id if set_user else held.user_id
+            try:
+                done, new = self._primary(
+                    self.primary.save, session_id, data, version=0, user_id=owner, ttl=ttl
+                )
+            except SessionConflict:  # the journal replay repaired it meanwhile: merge onto it
+                done, new = self._primary(self.primary.merge, session_id, stamped, **options)
+            if not done:
+                return self.fallback.merge(session_id, stamped, **options)
         if new is not None and self.mirror:
             merged = self.primary.load(session_id)
             if merged is not None:
