@@ -938,3 +938,39 @@ def test_cors_options_read_app_url_and_refuse_what_browsers_refuse() -> None:
     assert info.value.errors[0].variable == "CORS_ALLOWED_ORIGINS"
     with pytest.raises(ConfigError, match="no path"):
         cors_options({"CORS_ALLOWED_ORIGINS": "https://a.example/app"})
+
+
+@pytest.mark.integration
+@pytest.mark.e2e
+def test_a_percent_encoded_password_with_reserved_characters_reaches_a_real_redis(
+    tmp_path: Path,
+) -> None:
+    """Attack: a Redis whose password is 'p@ss#w/rd?x:%'. The raw URL is refused with the
+    percent-encode hint; the encoded one passes validation and authenticates with redis-py."""
+    import sys
+    from urllib.parse import quote
+
+    redis = pytest.importorskip("redis")
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from _redis_topology import free_ports, start_server
+    finally:
+        sys.path.pop(0)
+    password = "p@ss#w/rd?x:%"
+    server = start_server(tmp_path / "redis", free_ports(1)[0])
+    try:
+        assert server.cli("config", "set", "requirepass", password) == "OK"
+        raw = f"redis://:{password}@127.0.0.1:{server.port}/0"
+        with pytest.raises(ValueError, match="percent-encode"):
+            parse_redis_url(raw)
+        encoded = parse_redis_url(f"redis://:{quote(password, safe='')}@127.0.0.1:{server.port}/0")
+        client = redis.Redis.from_url(str(encoded), socket_timeout=5)
+        try:
+            assert client.ping() is True
+        finally:
+            client.close()
+        assert password not in redact(f"connected to {encoded}") and quote(
+            password, safe=""
+        ) not in redact(str(encoded))
+    finally:
+        server.kill()
