@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from renderkit.cli._output import verdict_dict
 from renderkit.config import ConfigReport, Settings, env
 from renderkit.platform import Platform
 
@@ -54,13 +55,7 @@ class Finding:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {
-            "check": self.check,
-            "status": self.status,
-            "message": self.message,
-            "fix": self.fix,
-            "details": self.details,
-        }
+        return verdict_dict(self.check, self.status, self.message, self.fix, self.details)
 
 
 @dataclass(slots=True)
