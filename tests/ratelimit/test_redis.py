@@ -38,9 +38,9 @@ def _commandstats(url: str) -> dict[str, int]:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("strategy", ["fixed-window", "sliding-window-counter"])
+@pytest.mark.parametrize("strategy", ["fixed-window", "sliding-window-counter", "moving-window"])
 def test_real_redis_counts_and_one_round_trip(renderkit_redis_url: str, strategy: str) -> None:
-    """Exactly the limit passes; each check is one EVALSHA pipeline plus one read, no extras."""
+    """Exactly the limit passes; each check is one EVALSHA of renderkit's script, no extras."""
     limiter = RateLimiter(
         renderkit_redis_url, default="5/minute", strategy=strategy, key_prefix=_prefix()
     )
@@ -52,11 +52,8 @@ def test_real_redis_counts_and_one_round_trip(renderkit_redis_url: str, strategy
     assert [r.remaining for r in results[:5]] == [4, 3, 2, 1, 0]
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     evalsha = delta.get("cmdstat_evalsha", 0)
-    # Other engineers share this Redis, so allow their traffic but require ours exactly:
-    # 8 checks -> 8 consuming scripts (+ 8 reads as EVALSHA or PTTL), all pipelined.
-    expected_reads = "cmdstat_pttl" if strategy == "fixed-window" else "cmdstat_evalsha"
+    # Other engineers share this Redis (on other dbs), so allow their traffic: at least 8.
     assert evalsha >= 8
-    assert delta.get(expected_reads, 0) >= 8
     assert limiter.stats()["errors"] == 0
     limiter.close()
 

@@ -1,35 +1,62 @@
-"""Flask side of rate limiting: ``RenderKit(limiter=...)`` wiring and a per-view decorator."""
+"""Flask side of rate limiting: ``RenderKit(limiter=...)`` hooks and a per-view decorator.
+
+``RenderKit`` decides once per request in a ``before_request`` hook, after Flask has routed it:
+the default limit counts per URL rule and method, and a view's ``@limit`` limits are charged
+with it, all or none. ``@limit`` decides alone only in an app without a wired limiter.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from renderkit.ratelimit import KeyFunc, RateLimiter, RateLimitPolicy, Rule
-from renderkit.wsgi._ratelimit import hit, request_info_from_environ, str_headers
+from renderkit.ratelimit import KeyFunc, RateLimiter, RateLimitPolicy, RouteLimit, Verdict
+from renderkit.wsgi._ratelimit import decide, request_info_from_environ, str_headers
 
 if TYPE_CHECKING:
-    from flask import Flask
+    from flask import Flask, Response
 
     from renderkit._http import ProxyTrust
 
 __all__ = ["limit", "wire_ratelimit"]
 
 EXTRAS_KEY = "ratelimit"
+G_KEY = "renderkit_ratelimit"
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _info(limits: tuple[RouteLimit, ...]) -> Any:
+    from flask import request, session
+
+    rule = request.url_rule.rule if request.url_rule is not None else None
+    return request_info_from_environ(request.environ, session, rule, limits)
+
+
+def _refusal(verdict: Verdict) -> Response:
+    from flask import current_app
+
+    return current_app.response_class(
+        verdict.body, status=verdict.status, headers=str_headers(verdict.headers)
+    )
+
+
+def _finish(policy: RateLimitPolicy, verdict: Verdict, response: Response) -> Response:
+    for name, value in str_headers(verdict.headers):
+        response.headers.add(name, value)
+    if verdict.deferred:
+        policy.settle(verdict, response.status_code)
+    return response
 
 
 def wire_ratelimit(
     app: Flask, limiter: RateLimiter | RateLimitPolicy, trust: ProxyTrust
 ) -> RateLimitPolicy:
-    """Wrap ``app.wsgi_app`` with rate limiting; return the policy in force.
+    """Decide every request in ``before_request``; return the policy in force.
 
     A bare :class:`RateLimiter` gets a policy keyed by client IP behind ``trust`` (the
     RenderKit extension's proxy trust, so the key matches what the other middleware see).
     """
-    from renderkit.wsgi._ratelimit import RateLimitMiddleware
-
     if isinstance(limiter, RateLimitPolicy):
         policy = limiter
     elif isinstance(limiter, RateLimiter):
@@ -39,85 +66,93 @@ def wire_ratelimit(
             "RenderKit(limiter=...) takes a renderkit.ratelimit.RateLimiter or RateLimitPolicy, "
             f"got {type(limiter).__name__}"
         )
-    app.wsgi_app = RateLimitMiddleware(app.wsgi_app, policy=policy)  # type: ignore[method-assign]
+
+    def before() -> Response | None:
+        from flask import g, request
+
+        view = app.view_functions.get(request.endpoint) if request.endpoint else None
+        verdict = decide(policy, _info(getattr(view, "__renderkit_limits__", ())), routed=True)
+        if verdict is None:
+            return None
+        setattr(g, G_KEY, verdict)
+        return None if verdict.allowed else _refusal(verdict)
+
+    def after(response: Response) -> Response:
+        from flask import g
+
+        verdict = g.pop(G_KEY, None)
+        if verdict is None or not verdict.allowed:
+            return response
+        return _finish(policy, verdict, response)
+
+    app.before_request(before)
+    app.after_request(after)
     return policy
 
 
 def limit(
-    value: str,
+    value: str | Mapping[str, str],
     *,
     limiter: RateLimiter | None = None,
     key: KeyFunc | None = None,
     trust: ProxyTrust | None = None,
-    name: str | None = None,
-    methods: Iterable[str] | None = None,
-    cost: int = 1,
     legacy_headers: bool = False,
-    problem_json: bool = False,
+    problem_json: bool = True,
+    **options: Any,
 ) -> Callable[[F], F]:
     """Give one Flask view its own limit: ``@limit("5/minute")`` under ``@app.route``.
 
-    ``limiter`` defaults to the one passed to ``RenderKit(limiter=...)`` (and ``trust`` to the
-    extension's); the limit string is checked now, so a typo fails at import of the views.
+    Scoped to the view's URL rule and method unless ``shared="name"``; options as
+    :class:`~renderkit.ratelimit.RouteLimit`. With ``RenderKit(app, limiter=...)`` the
+    extension counts it (with the default, all or none); otherwise the decorator decides
+    with ``limiter``. The limit string is checked now, so a typo fails at import of the views.
     """
-    from renderkit.ratelimit import parse_limits
-
-    parse_limits(value, option="limit")
+    spec = RouteLimit(value, key=key, **options)
     policies: dict[int, RateLimitPolicy] = {}
 
     def policy_for(app: Flask) -> RateLimitPolicy:
         policy = policies.get(id(app))
         if policy is None:
-            chosen, chosen_trust = limiter, trust
             state = app.extensions.get("renderkit")
-            if state is not None:
-                wired = state.extras.get(EXTRAS_KEY)
-                if chosen is None and wired is not None:
-                    chosen = wired.limiter
-                if chosen_trust is None and key is None:
-                    chosen_trust = state.trust
+            wired = state.extras.get(EXTRAS_KEY) if state is not None else None
+            chosen = limiter if limiter is not None else getattr(wired, "limiter", None)
             if chosen is None:
                 raise RuntimeError(
                     "@limit needs a limiter: pass limiter=RateLimiter(...) or wire one with "
                     "RenderKit(app, limiter=...)"
                 )
-            rule = Rule(
-                "/*",
-                value,
-                methods=list(methods) if methods else None,
-                name=name or f"route-{value}",
-                cost=cost,
-            )
+            chosen_trust = trust if trust is not None or key is not None else None
+            if chosen_trust is None and key is None and state is not None:
+                chosen_trust = state.trust
             policy = RateLimitPolicy(
-                chosen,
-                key=key,
-                trust=chosen_trust,
-                rules=[rule],
-                limit_unmatched=False,
-                legacy_headers=legacy_headers,
-                problem_json=problem_json,
+                chosen, key=key, trust=chosen_trust, default=None, legacy_headers=legacy_headers
             )
             policies[id(app)] = policy
         return policy
 
     def decorate(view: F) -> F:
-        @functools.wraps(view)
+        if not callable(view) or isinstance(view, type):
+            raise TypeError(f"@limit decorates a view function, not {view!r}")
+        original = getattr(view, "__renderkit_endpoint__", view)
+        specs = (*getattr(view, "__renderkit_limits__", ()), spec)
+
+        @functools.wraps(original)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from flask import current_app, make_response, request, session
+            from flask import current_app, g, make_response
 
+            routed = getattr(g, G_KEY, None)
+            if routed is not None and routed.routed:
+                return original(*args, **kwargs)  # RenderKit's hook counted this view
             policy = policy_for(current_app._get_current_object())  # type: ignore[attr-defined]
-            info = request_info_from_environ(request.environ, session)
-            check, result = hit(policy, info)
-            if check is None or result is None:
-                return view(*args, **kwargs)
-            if not result.allowed:
-                status, headers, body = policy.refusal(result, check)
-                return current_app.response_class(body, status=status, headers=str_headers(headers))
-            response = make_response(view(*args, **kwargs))
-            for header_name, header_value in str_headers(policy.response_headers(result, check)):
-                response.headers.add(header_name, header_value)
-            return response
+            verdict = decide(policy, _info(specs))
+            if verdict is None:
+                return original(*args, **kwargs)
+            if not verdict.allowed:
+                return _refusal(verdict)
+            return _finish(policy, verdict, make_response(original(*args, **kwargs)))
 
+        wrapper.__renderkit_limits__ = specs  # type: ignore[attr-defined]
+        wrapper.__renderkit_endpoint__ = original  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate

@@ -1,13 +1,15 @@
-"""Rate limiting on ``limits``: tiers, trusted-proxy client keys, standard headers, fail-open.
+"""Rate limiting: per-route quotas, all-or-nothing stacked limits, trusted-proxy client keys.
 
-``RateLimiter`` counts (memory or Redis, falling back to memory while Redis is down);
-``RateLimitPolicy`` decides which limit and key apply to a request; ``RateLimitMiddleware``
-(ASGI), ``RateLimit`` (FastAPI dependency) and ``limit`` (Starlette route decorator) apply it.
+``RateLimiter`` counts (memory, or Redis through one Lua script per request, falling back to
+memory while Redis is down); ``RateLimitPolicy`` makes the one decision per request
+(:meth:`RateLimitPolicy.decide` -> :class:`Verdict`); ``RateLimitMiddleware`` (ASGI),
+``limit`` (Starlette route decorator) and ``RateLimit`` (FastAPI dependency) translate it.
 WSGI and Flask adapters live in ``renderkit.wsgi`` and ``renderkit.flask``.
 """
 
 from __future__ import annotations
 
+from renderkit.ratelimit._counting import DEFAULT_MAX_KEYS, Charge, MemoryCounts
 from renderkit.ratelimit._headers import PROBLEM_TYPE, deny_response, rate_limit_headers
 from renderkit.ratelimit._keys import (
     KeyFunc,
@@ -21,28 +23,46 @@ from renderkit.ratelimit._limiter import (
     DEFAULT_LIMIT,
     DEFAULT_TIMEOUT,
     RateLimiter,
+    RateLimitProcessSettings,
     RateLimitResult,
+    RateLimitSettings,
     Strategy,
     parse_limits,
 )
 from renderkit.ratelimit._middleware import RateLimit, RateLimitMiddleware, limit
-from renderkit.ratelimit._rules import HEALTH_PATHS, Check, RateLimitPolicy, Rule
+from renderkit.ratelimit._rules import (
+    HEALTH_PATHS,
+    Check,
+    RateLimitPolicy,
+    RateLimitTrustSettings,
+    RouteLimit,
+    Rule,
+    Verdict,
+)
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "DEFAULT_MAX_KEYS",
     "DEFAULT_TIMEOUT",
     "HEALTH_PATHS",
     "PROBLEM_TYPE",
+    "Charge",
     "Check",
     "KeyFunc",
+    "MemoryCounts",
     "RateLimit",
     "RateLimitMiddleware",
     "RateLimitPolicy",
+    "RateLimitProcessSettings",
     "RateLimitResult",
+    "RateLimitSettings",
+    "RateLimitTrustSettings",
     "RateLimiter",
     "RequestInfo",
+    "RouteLimit",
     "Rule",
     "Strategy",
+    "Verdict",
     "api_key",
     "client_ip_key",
     "deny_response",

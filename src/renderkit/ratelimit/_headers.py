@@ -1,7 +1,9 @@
-"""Rate-limit response headers and bodies (IETF draft structured fields, legacy, 429, 503).
+"""Rate-limit response headers and the one refusal body (IETF draft headers, problem+json).
 
-Header shapes follow draft-ietf-httpapi-ratelimit-headers (structured-field form):
-``RateLimit-Policy: "name";q=100;w=3600`` and ``RateLimit: "name";r=42;t=1800``.
+Header shapes follow draft-ietf-httpapi-ratelimit-headers (structured-field form), one pair per
+limit that applied: ``RateLimit-Policy: "name";q=100;w=3600`` and ``RateLimit:
+"name";r=42;t=1800``. Every refusal, from every adapter, is ``application/problem+json``
+(RFC 9457) with the IANA ``quota-exceeded`` problem type.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import functools
 import json
 import math
 import re
+from collections.abc import Sequence
 
 from renderkit.ratelimit._limiter import RateLimitResult
 
-__all__ = ["PROBLEM_TYPE", "deny_response", "rate_limit_headers"]
+__all__ = ["PROBLEM_TYPE", "deny_response", "rate_limit_headers", "refusal"]
 
 PROBLEM_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:/ -]")
@@ -51,38 +54,55 @@ def rate_limit_headers(
     return headers
 
 
-def deny_response(
-    result: RateLimitResult, *, problem_json: bool = False
-) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers and body for a refused request: 429, or 503 when failing closed."""
-    retry = str(result.retry_after).encode("latin-1")
+def _problem(result: RateLimitResult) -> tuple[int, dict[str, object]]:
     if result.unavailable:
-        status = 503
-        title = "Rate limiting is unavailable"
-        detail = "The rate-limit storage is unreachable; try again shortly."
-        body_obj: dict[str, object] = {"error": "rate_limit_unavailable", "detail": detail}
-        if problem_json:
-            body_obj = {"type": "about:blank", "title": title, "status": 503, "detail": detail}
-    else:
-        status = 429
-        detail = (
-            f"Rate limit of {result.limit} requests per {result.window} seconds exceeded; "
-            f"retry in {result.retry_after} seconds."
-        )
-        body_obj = {"error": "rate_limited", "detail": detail, "retry_after": result.retry_after}
-        if problem_json:
-            body_obj = {
-                "type": PROBLEM_TYPE,
-                "title": "Request cannot be satisfied as assigned quota has been exceeded",
-                "status": 429,
-                "detail": detail,
-            }
-    body = json.dumps(body_obj, separators=(",", ":")).encode("utf-8")
-    content_type = b"application/problem+json" if problem_json else b"application/json"
+        return 503, {
+            "type": "about:blank",
+            "title": "Rate limiting is unavailable",
+            "status": 503,
+            "detail": "The rate-limit storage is unreachable and this limit fails closed; "
+            f"retry in {result.retry_after} seconds.",
+            "retry_after": result.retry_after,
+        }
+    window = f"{result.window} seconds" if result.window != 1 else "second"
+    return 429, {
+        "type": PROBLEM_TYPE,
+        "title": "Too Many Requests",
+        "status": 429,
+        "detail": f"Rate limit {result.policy!r} of {result.limit} requests per {window} "
+        f"exceeded; retry in {result.retry_after} seconds.",
+        "retry_after": result.retry_after,
+        "limit": result.policy,
+    }
+
+
+def refusal(
+    result: RateLimitResult, applied: Sequence[RateLimitResult] = (), *, legacy: bool = False
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and problem+json body refusing a request because of ``result``.
+
+    ``applied`` are every limit's results, for their ``RateLimit`` header pairs.
+    """
+    status, problem = _problem(result)
+    body = json.dumps(problem, separators=(",", ":")).encode("utf-8")
     headers = [
-        (b"content-type", content_type),
+        (b"content-type", b"application/problem+json"),
         (b"content-length", str(len(body)).encode("latin-1")),
-        (b"retry-after", retry),
+        (b"retry-after", str(result.retry_after).encode("latin-1")),
         (b"cache-control", b"no-store"),
     ]
+    for each in applied:
+        if not each.unavailable:
+            headers += rate_limit_headers(each, legacy=legacy)
     return status, headers, body
+
+
+def deny_response(
+    result: RateLimitResult, *, problem_json: bool = True
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body for a refused request: 429, or 503 when failing closed.
+
+    The body is always ``application/problem+json``; ``problem_json`` is accepted for
+    compatibility and changes nothing.
+    """
+    return refusal(result)

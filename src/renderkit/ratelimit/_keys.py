@@ -26,7 +26,9 @@ class RequestInfo:
 
     ``peer`` is the TCP peer address (None on a unix socket); ``headers`` are lower-case
     ASGI-style byte pairs; ``session`` is the request's session mapping when one is loaded;
-    ``native`` the framework's own object (ASGI scope or WSGI environ).
+    ``native`` the framework's own object (ASGI scope or WSGI environ). ``route`` is the
+    matched route template (``"/users/{id}"``) when the adapter knows it, else None;
+    ``limits`` the route's own limits (from ``@limit`` or ``RateLimit``) the adapter found.
     """
 
     method: str
@@ -35,6 +37,8 @@ class RequestInfo:
     peer: str | None
     session: Mapping[str, Any] | None = None
     native: Any = field(default=None, repr=False)
+    route: str | None = None
+    limits: tuple[Any, ...] = ()
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (any case), or None."""
@@ -179,12 +183,15 @@ class KeyWatch:
             address = ipaddress.ip_network(key[3:], strict=False).network_address
         except ValueError:
             return
+        if address.is_loopback:
+            return  # a local run (uvicorn on 127.0.0.1): one client, no proxy to distrust
         if any(address.version == n.version and address in n for n in PRIVATE_NETWORKS):
             logger.warning(
                 "rate limiting keyed the last %d requests to the same private address %s: the "
                 "app is behind a proxy it does not trust, so all clients share one quota. "
-                "Pass trust=ProxyTrust.render() (or the preset for your platform, or "
-                "RATELIMIT_TRUSTED_HOPS) to client_ip_key()",
+                "Set RATELIMIT_TRUSTED_HOPS (2 on Render: Cloudflare and Render's proxy) and "
+                "RATELIMIT_TRUSTED_CIDRS (the proxies' networks), or pass "
+                "trust=ProxyTrust.render() (or your platform's preset) to the policy",
                 self._seen,
                 key[3:],
             )

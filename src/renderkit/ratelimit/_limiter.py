@@ -1,43 +1,53 @@
-"""The rate limiter: ``limits`` storages and strategies behind one fail-open facade.
+"""The rate limiter: where counts live, and what happens while that storage is down.
 
-Counting is ``limits``' job. This module chooses storages, bounds Redis with short socket
-timeouts and a circuit breaker, falls back to an in-process memory storage while Redis is
-down, and turns ``limits``' answers into :class:`RateLimitResult` values.
+Counting is done by one of three stores, chosen from ``storage``:
 
-For Redis the decision and the window statistics travel in ONE pipelined round trip: the
-``limits`` Lua script that consumes the hit, then the ``limits`` script that reads the window,
-both by ``EVALSHA``; ``limits``' own strategy code computes remaining/reset from what the
-second script returned. Storages without that shape use ``hit()`` + ``get_window_stats()``.
+- ``memory://``: :class:`~renderkit.ratelimit._counting.MemoryCounts` (bucketed expiry, a cap
+  on keys);
+- a Redis URL (``redis://``, ``rediss://``, ``unix://``, ``valkey://``, Sentinel, Cluster):
+  renderkit's one Lua script, one round trip per request whatever the number of limits;
+- any other ``limits`` storage object: ``limits``' own strategies.
+
+A shared storage that fails is handled by :class:`renderkit.resilience.Degrader`: one log line
+per outage and per recovery, a background probe, ``degraded`` health. Its fallback is an
+in-process memory store where each process allows ``limit / processes`` (so the whole service
+overshoots by at most rounding) or, for limits marked ``fail_closed`` and with
+``fail_open=False``, a 503.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from renderkit._optional import require
-from renderkit._redis import PerLoop, reconnect_once
+from renderkit._redis import PerLoop, redis_client
+from renderkit.config import RedisUrl, Seconds, Settings, env
 from renderkit.errors import ConfigError, ConfigProblem
 from renderkit.health import CheckResult
-from renderkit.resilience import CircuitBreaker
+from renderkit.ratelimit._counting import (
+    DEFAULT_MAX_KEYS,
+    Charge,
+    Counted,
+    MemoryCounts,
+    Strategy,
+    Tally,
+    result_of,
+)
+from renderkit.resilience import Degrader
 
 if TYPE_CHECKING:
     from limits import RateLimitItem
-    from limits.aio.storage import Storage as AsyncStorage
-    from limits.aio.strategies import RateLimiter as AsyncStrategy
-    from limits.storage import Storage as SyncStorage
-    from limits.strategies import RateLimiter as SyncStrategy
 
 __all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_TIMEOUT",
     "RateLimitResult",
+    "RateLimitSettings",
     "RateLimiter",
     "Strategy",
     "parse_limits",
@@ -45,7 +55,6 @@ __all__ = [
 
 logger = logging.getLogger("renderkit.ratelimit")
 
-Strategy = Literal["fixed-window", "moving-window", "sliding-window-counter"]
 _STRATEGIES: dict[str, Strategy] = {
     "fixed-window": "fixed-window",
     "fixed_window": "fixed-window",
@@ -57,19 +66,21 @@ _STRATEGIES: dict[str, Strategy] = {
 }
 DEFAULT_LIMIT = "100/hour"
 DEFAULT_TIMEOUT = 0.1
-"""Seconds a Redis call may take (connect and read) before it counts as a failure."""
+"""Seconds Redis may take to answer (connect and reply) before the call counts as failed."""
 
 Limit: TypeAlias = "str | Sequence[str] | list[RateLimitItem] | None"
-_REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "unix", "valkey", "valkeys")
-
-
-def _client_of(strategy: Any) -> Any:
-    """The redis.asyncio client under a limits.aio strategy's Redis storage."""
-    return strategy.storage.bridge.get_connection()
+_REDIS_SCHEMES: tuple[str, ...] = ("redis", "rediss", "redis+unix", "unix", "valkey", "valkeys")
+_REDIS_SCHEMES += ("redis+sentinel", "redis+cluster")
 
 
 def _require_limits() -> Any:
     return require("limits", extra="ratelimit", feature="renderkit.ratelimit")
+
+
+def _problem(option: str, message: str, found: str = "") -> ConfigError:
+    return ConfigError(
+        ConfigProblem(option, message, "code", expected="a limit such as 100/hour", found=found)
+    )
 
 
 def parse_limits(value: str | Sequence[str], *, option: str = "limit") -> list[RateLimitItem]:
@@ -83,48 +94,26 @@ def parse_limits(value: str | Sequence[str], *, option: str = "limit") -> list[R
     items: list[RateLimitItem] = []
     for text in texts:
         if not isinstance(text, str) or not text.strip():
-            raise ConfigError(
-                ConfigProblem(
-                    option,
-                    "a rate limit is empty; use a value such as '100/hour' or '10/minute;1000/day'",
-                    "code",
-                    expected="a limit such as 100/hour",
-                    found=repr(text)[:80],
-                )
+            raise _problem(
+                option,
+                "a rate limit is empty; use a value such as '100/hour' or '10/minute;1000/day'",
+                repr(text)[:80],
             )
         try:
             items.extend(limits.parse_many(text))
         except ValueError:
-            raise ConfigError(
-                ConfigProblem(
-                    option,
-                    f"{text[:80]!r} is not a rate limit; write '<count>/<period>' such as "
-                    "'100/hour', '5 per minute' or several joined by ';'",
-                    "code",
-                    expected="a limit such as 100/hour",
-                    found=text[:80],
-                )
+            raise _problem(
+                option,
+                f"{text[:80]!r} is not a rate limit; write '<count>/<period>' such as "
+                "'100/hour', '5 per minute' or several joined by ';'",
+                text[:80],
             ) from None
     if not items:
-        raise ConfigError(
-            ConfigProblem(
-                option,
-                "no rate limit given; use a value such as '100/hour' or '10/minute;1000/day'",
-                "code",
-                expected="at least one limit such as 100/hour",
-                found="an empty list",
-            )
-        )
+        raise _problem(option, "no rate limit given; use a value such as '100/hour'", "[]")
     for item in items:
         if item.amount < 1:
-            raise ConfigError(
-                ConfigProblem(option, f"{item} allows nothing; the count must be 1 or more", "code")
-            )
+            raise _problem(option, f"{item} allows nothing; the count must be 1 or more")
     return items
-
-
-def _policy_name(item: RateLimitItem) -> str:
-    return f"{item.amount}-per-{item.get_expiry()}s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +121,11 @@ class RateLimitResult:
     """The answer to one check: allowed or not, and the quota that decided it.
 
     ``limit`` is the quota (requests per window), ``remaining`` what is left after this
-    request, ``reset_after`` the seconds until the quota is fully or partly back, ``window``
-    the window length in seconds, ``policy`` a stable name for the ``RateLimit`` headers.
-    ``fallback`` is True when the in-process memory limiter answered because the shared
-    storage was down; ``unavailable`` is True when the storage was down and the limiter fails
-    closed (the request should get a 503).
+    request, ``reset_after`` the seconds until the window resets, ``window`` the window length
+    in seconds, ``policy`` the quota's name in the ``RateLimit`` headers. ``fallback`` is True
+    when the in-process memory limiter answered because the shared storage was down;
+    ``unavailable`` when the storage was down and the limit fails closed (a 503).
+    ``wait`` is the seconds a refused client should wait before one more request fits.
     """
 
     allowed: bool
@@ -147,173 +136,183 @@ class RateLimitResult:
     policy: str = "default"
     fallback: bool = False
     unavailable: bool = False
+    wait: float = 0.0
 
     @property
     def retry_after(self) -> int:
         """Whole seconds a refused client should wait (``Retry-After``), at least 1."""
-        return max(1, math.ceil(self.reset_after))
+        return max(1, math.ceil(self.wait or self.reset_after))
 
 
-def _most_restrictive(results: list[RateLimitResult]) -> RateLimitResult:
+def most_restrictive(results: Sequence[RateLimitResult]) -> RateLimitResult:
+    """The result that speaks for a request: the refusal with the longest wait, else the
+    limit with the smallest share left."""
     denied = [r for r in results if not r.allowed]
     if denied:
-        return max(denied, key=lambda r: r.reset_after)
+        return max(denied, key=lambda r: (r.unavailable, r.retry_after))
     return min(results, key=lambda r: (r.remaining / r.limit, -r.reset_after))
 
 
-def _result(item: RateLimitItem, allowed: bool, reset_at: float, remaining: int) -> RateLimitResult:
-    reset_after = max(0.0, reset_at - time.time())
-    if reset_after <= 0 and (not allowed or remaining < item.amount):
-        # A window that is exactly on its boundary still holds this request's count.
-        reset_after = float(item.get_expiry())
+def _to_result(counted: Counted, fallback: bool) -> RateLimitResult:
+    charge = counted.charge
     return RateLimitResult(
-        allowed=allowed,
-        limit=item.amount,
-        remaining=max(0, remaining),
-        reset_after=round(reset_after, 3),
-        window=item.get_expiry(),
-        policy=_policy_name(item),
+        counted.allowed,
+        charge.amount,
+        counted.remaining,
+        counted.reset_after,
+        charge.window,
+        charge.name,
+        fallback,
+        False,
+        counted.retry_after,
     )
 
 
-_SLIDING: Any = None
-
-
-class _Prefetched:
-    """A read-only stand-in storage answering ``limits``' strategy code from pipelined replies."""
-
-    def __init__(self, sliding: tuple[int, float, int, float] = (0, 0.0, 0, 0.0)) -> None:
-        self.sliding = sliding
-
-    def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
-        return self.sliding
-
-    def acquire_sliding_window_entry(self, *args: Any, **kwargs: Any) -> bool:
-        raise _read_only()
-
-    def get_moving_window(self, *args: Any, **kwargs: Any) -> tuple[float, int]:
-        raise _read_only()
-
-    def acquire_entry(self, *args: Any, **kwargs: Any) -> bool:
-        raise _read_only()
-
-
-def _sliding_stats(item: RateLimitItem, window: tuple[int, float, int, float]) -> Any:
-    """``limits``' own sliding-window-counter statistics (``WindowStats``) for ``window``,
-    as ``get_sliding_window`` returns it: no second storage read."""
-    global _SLIDING
-    if _SLIDING is None:
-        _SLIDING = _require_limits().strategies.SlidingWindowCounterRateLimiter
-    # The strategy's constructor only checks the storage type, which a read-only stand-in
-    # cannot satisfy; its statistics method is all that runs.
-    reader = object.__new__(_SLIDING)
-    reader.storage = _Prefetched(window)
-    return reader.get_window_stats(item, "_")
-
-
-# What each sync strategy's hit() does, by class name (the strategies are built here).
-_HIT_SHAPES = {"FixedWindowRateLimiter": "fixed", "SlidingWindowCounterRateLimiter": "sliding"}
-
-
-def _read_only() -> RuntimeError:
-    return RuntimeError(
-        "renderkit bug: the limits strategy tried to write through the read-only stand-in "
-        "storage of a pipelined check; please report it with the strategy name"
-    )
-
-
-class _Plan:
-    """The Redis commands of one pipelined check, and how to read their replies."""
-
-    def __init__(
-        self,
-        strategy: Strategy,
-        bridge: Any,
-        storage: Any,
-        items: list[RateLimitItem],
-        key: str,
-        cost: int,
-        scripts: dict[str, str],
-    ) -> None:
-        self.strategy = strategy
-        self.items = items
-        self.commands: list[tuple[Any, ...]] = []
-        self.now = time.time()
-        for item in items:
-            limit_key = item.key_for(key)
-            expiry = item.get_expiry()
-            if strategy == "fixed-window":
-                k = bridge.prefixed_key(limit_key)
-                self.commands.append(("EVALSHA", scripts["incr"], 1, k, expiry, cost))
-                self.commands.append(("PTTL", k))
-            else:
-                prev = bridge.prefixed_key(storage._previous_window_key(limit_key))
-                cur = bridge.prefixed_key(storage._current_window_key(limit_key))
-                self.commands.append(
-                    ("EVALSHA", scripts["acquire_sliding"], 2, prev, cur, item.amount, expiry, cost)
-                )
-                self.commands.append(("EVALSHA", scripts["sliding"], 2, prev, cur, expiry))
-
-    def read(self, replies: list[Any]) -> RateLimitResult:
-        results: list[RateLimitResult] = []
-        for i, item in enumerate(self.items):
-            first, second = replies[2 * i], replies[2 * i + 1]
-            if self.strategy == "fixed-window":
-                count = int(first)
-                ttl = max(0, int(second)) / 1000 if second is not None else 0.0
-                allowed = count <= item.amount
-                results.append(_result(item, allowed, time.time() + ttl, item.amount - count))
-            else:
-                window = second or [0, 0, 0, 0]
-                sliding = (
-                    int(window[0] or 0),
-                    max(0, float(window[1] or 0)) / 1000,
-                    int(window[2] or 0),
-                    max(0, float(window[3] or 0)) / 1000,
-                )
-                stats = _sliding_stats(item, sliding)
-                results.append(_result(item, bool(first), stats.reset_time, stats.remaining))
-        return _most_restrictive(results)
-
-
-def _scripts(bridge: Any) -> dict[str, str] | None:
-    """The SHA1 of ``limits``' own Lua scripts on ``bridge``, or None when it has other shapes."""
+def _valid_limit(value: str) -> str:
     try:
-        if getattr(bridge.get_connection(), "connection_pool", None) is None:
-            return None  # a cluster client: no single connection to pipeline on
-        return {
-            "incr": bridge.lua_incr_expire.sha,
-            "acquire_sliding": bridge.lua_acquire_sliding_window.sha,
-            "sliding": bridge.lua_sliding_window.sha,
-        }
-    except AttributeError:
-        return None
+        parse_limits(value, option="RATELIMIT_DEFAULT")
+    except ConfigError:
+        raise ValueError(
+            "not a rate limit; write '<count>/<period>' such as 100/hour, or several joined "
+            "by ';' (10/minute;1000/day)"
+        ) from None
+    return value
 
 
-def _script_objects(owner: Any) -> tuple[Any, ...]:
-    return (owner.lua_incr_expire, owner.lua_acquire_sliding_window, owner.lua_sliding_window)
+def _strategy(value: str) -> Strategy:
+    chosen = _STRATEGIES.get(str(value).strip().lower())
+    if chosen is None:
+        raise ValueError("use sliding-window-counter, fixed-window or moving-window")
+    return chosen
 
 
-def _is_noscript(exc: BaseException) -> bool:
-    return type(exc).__name__ == "NoScriptError" or "NOSCRIPT" in str(exc)
+def _window_text(ms: int) -> str:
+    seconds = max(1, math.ceil(ms / 1000))
+    return f"{seconds} second" if seconds == 1 else f"{seconds} seconds"
+
+
+class RateLimitSettings(Settings):
+    """The variables ``RateLimiter.from_env()`` reads."""
+
+    storage_url: RedisUrl | None = env(
+        "RATELIMIT_STORAGE_URL",
+        default=None,
+        secret=True,
+        aliases=("REDIS_URL",),
+        help="Where rate-limit counts live (a Redis URL); unset: REDIS_URL, else process memory.",
+    )
+    default: str | None = env(
+        "RATELIMIT_DEFAULT",
+        default=None,
+        validate=lambda value: _valid_limit(value),
+        help="The app-wide default limit per client and route, e.g. 100/hour or "
+        "10/minute;1000/day. Unset: RATE_LIMIT_MAX_REQUESTS per RATE_LIMIT_WINDOW_MS, "
+        "else 100/hour.",
+    )
+    max_requests: int | None = env(
+        "RATE_LIMIT_MAX_REQUESTS",
+        default=None,
+        minimum=1,
+        help="Requests per RATE_LIMIT_WINDOW_MS (the express-rate-limit names); used when "
+        "RATELIMIT_DEFAULT is unset.",
+    )
+    window_ms: int = env(
+        "RATE_LIMIT_WINDOW_MS",
+        default=60_000,
+        minimum=1,
+        help="Window of RATE_LIMIT_MAX_REQUESTS, in milliseconds (rounded up to seconds).",
+    )
+    strategy: str = env(
+        "RATELIMIT_STRATEGY",
+        default="sliding-window-counter",
+        validate=lambda value: _strategy(value),
+        help="sliding-window-counter (smooth), fixed-window (cheapest) or moving-window (exact).",
+    )
+    fail_open: bool = env(
+        "RATELIMIT_FAIL_OPEN",
+        default=True,
+        help="While Redis is down: true counts in process memory; false answers 503.",
+    )
+    timeout: Seconds = env(
+        "RATELIMIT_TIMEOUT",
+        default="100ms",
+        minimum="1ms",
+        maximum="60s",
+        help="How long Redis may take to answer before the call counts as failed.",
+    )
+    key_prefix: str = env(
+        "RATELIMIT_KEY_PREFIX", default="renderkit-rl", help="Namespace of the Redis keys."
+    )
+    max_keys: int = env(
+        "RATELIMIT_MEMORY_MAX_KEYS",
+        default=DEFAULT_MAX_KEYS,
+        minimum=1,
+        help="Counters the in-process memory store keeps (about 250 bytes each); the oldest "
+        "go first.",
+    )
+
+    def default_limit(self) -> str:
+        """``RATELIMIT_DEFAULT``, else the Kirby-Gen pair, else ``100/hour``."""
+        if self.default:
+            return self.default
+        if self.max_requests:
+            return f"{self.max_requests} per {_window_text(self.window_ms)}"
+        return DEFAULT_LIMIT
+
+
+class RateLimitProcessSettings(Settings):
+    """How many processes share a quota: what the memory fallback divides each limit by."""
+
+    processes: int = env(
+        "RATELIMIT_PROCESSES",
+        default=1,
+        minimum=1,
+        aliases=("WEB_CONCURRENCY",),
+        help="Processes sharing one quota (instances x workers). While Redis is down each "
+        "allows limit/processes from memory. Unset: WEB_CONCURRENCY, else 1.",
+    )
+
+
+def _classify(storage: Any, limits: Any) -> tuple[str, Any]:
+    """(kind, value): memory, url, redis (a sync limits RedisStorage), sync, aio, or bad."""
+    if isinstance(storage, str):
+        scheme = storage.split("://", 1)[0].lower() if "://" in storage else ""
+        if scheme == "memory":
+            return "memory", None
+        if scheme in _REDIS_SCHEMES:
+            return "url", ("unix://" + storage[13:] if scheme == "redis+unix" else storage)
+        shown = f"'{scheme}://'" if scheme else "no scheme"
+        return "bad", (
+            f"the storage URL has {shown}; use memory://, redis://, rediss://, unix:// "
+            "(or valkey://, redis+sentinel://, redis+cluster://), or pass a limits storage"
+        )
+    if isinstance(storage, limits.storage.RedisStorage):
+        return "redis", storage
+    if isinstance(storage, limits.storage.Storage):
+        return "sync", storage
+    if isinstance(storage, limits.aio.storage.Storage):
+        return "aio", storage
+    return "bad", f"got a {type(storage).__name__}; pass a URL string or a limits storage"
 
 
 class RateLimiter:
-    """Count requests per key with ``limits``; answer from memory when Redis is down.
+    """Count requests per key; answer from memory while a shared storage is down.
 
-    ``storage``: a URL (``memory://``, ``redis://``, ``rediss://``, ``redis+unix://``) or a
-    ``limits`` storage object (sync, or ``limits.aio`` for async use only). ``default``: the
-    limit used when :meth:`hit` gets none (``"100/hour"``, ``"10/minute;1000/day"``).
-    ``strategy``: ``"sliding-window-counter"`` (default), ``"fixed-window"`` or
-    ``"moving-window"``. ``fail_open``: while the storage is down, answer from an in-process
-    memory limiter (True, the default) or refuse with ``unavailable`` results (False: the
-    middleware answers 503). ``timeout``: seconds a Redis call may take. ``key_prefix``:
-    namespace of the Redis keys. ``recovery_timeout``: seconds between probes of a failed
-    storage.
+    ``storage``: ``memory://``, a Redis URL, or a ``limits`` storage object (sync, or
+    ``limits.aio`` for async use only). ``default``: the limit :meth:`hit` and the policies'
+    app-wide default use (``"100/hour"``, ``"10/minute;1000/day"``). ``strategy``:
+    ``"sliding-window-counter"`` (default), ``"fixed-window"`` or ``"moving-window"``.
+    ``fail_open``: while the storage is down, count in process memory (True) or refuse
+    limited requests with 503 (False). ``timeout``: seconds Redis may take to answer (on
+    asyncio, time the event loop was busy does not count). ``failure_threshold`` /
+    ``recovery_timeout``: the breaker (failures in a row; seconds between background probes).
+    ``max_keys``: counters the memory store keeps. ``processes``: how many processes share a
+    quota; while degraded each allows ``limit // processes`` (default: ``RATELIMIT_PROCESSES``,
+    else ``WEB_CONCURRENCY`` from ``environ``, else 1).
 
-    The same object serves sync code (:meth:`hit`, :meth:`peek`) and async code
-    (:meth:`ahit`, :meth:`apeek`, used by the ASGI middleware); for a Redis URL each side
-    gets its own client of the same server, so they share counts.
+    One object serves sync code (:meth:`hit`, :meth:`peek`, :meth:`acquire`) and async code
+    (:meth:`ahit`, :meth:`apeek`, :meth:`aacquire`); for a Redis URL each side (and each
+    event loop) has its own client of the same server, so they share counts.
     """
 
     def __init__(
@@ -328,16 +327,20 @@ class RateLimiter:
         failure_threshold: int = 3,
         recovery_timeout: float = 5.0,
         environ: Mapping[str, str] | None = None,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        processes: int | None = None,
     ) -> None:
         limits = _require_limits()
         problems: list[ConfigProblem] = []
-        chosen = _STRATEGIES.get(str(strategy).strip().lower())
-        if chosen is None:
+        try:
+            self.strategy: Strategy = _strategy(strategy)
+        except ValueError:
             problems.append(
                 ConfigProblem(
                     "strategy",
-                    f"unknown strategy {strategy!r}; use 'sliding-window-counter', "
-                    "'fixed-window' or 'moving-window'",
+                    f"unknown strategy {strategy!r}; "
+                    "use 'sliding-window-counter', 'fixed-window' or "
+                    "'moving-window'",
                     "code",
                 )
             )
@@ -345,558 +348,361 @@ class RateLimiter:
             self.default: list[RateLimitItem] = parse_limits(default, option="default")
         except ConfigError as exc:
             problems.extend(exc.errors)
-            self.default = []
         if not (0 < timeout <= 60):
             problems.append(
                 ConfigProblem("timeout", f"{timeout!r} must be between 0 and 60 seconds", "code")
             )
-        self.storage_url: str | None = None
-        self._sync_storage: SyncStorage | None = None
-        self._async_storage: AsyncStorage | None = None
-        self._shared_memory = False
-        if isinstance(storage, str):
-            scheme = storage.split("://", 1)[0].lower() if "://" in storage else ""
-            if scheme == "memory":
-                self._sync_storage = limits.storage.MemoryStorage()
-                self._shared_memory = True
-            elif scheme in _REDIS_SCHEMES:
-                self.storage_url = storage
-            else:
-                shown = f"'{scheme}://'" if scheme else "no scheme"
-                problems.append(
-                    ConfigProblem(
-                        "storage",
-                        f"the storage URL has {shown}; use memory://, redis://, rediss:// or "
-                        "redis+unix://, or pass a limits storage object",
-                        "code",
-                    )
-                )
-        elif isinstance(storage, limits.storage.Storage):
-            self._sync_storage = storage
-            self._shared_memory = isinstance(storage, limits.storage.MemoryStorage)
-        elif isinstance(storage, limits.aio.storage.Storage):
-            self._async_storage = storage
-        else:
-            problems.append(
-                ConfigProblem(
-                    "storage",
-                    f"got a {type(storage).__name__}; pass a URL string or a limits storage",
-                    "code",
-                )
-            )
+        kind, value = _classify(storage, limits)
+        if kind == "bad":
+            problems.append(ConfigProblem("storage", value, "code"))
         if problems:
             raise ConfigError(problems)
-        assert chosen is not None
-        self.strategy: Strategy = chosen
         self.fail_open = fail_open
         self.timeout = timeout
         self.key_prefix = key_prefix
-        self._sync_strategy: SyncStrategy | None = None
-        self._async_strategy: AsyncStrategy | None = None
-        # For a Redis URL: a limits.aio storage (and its redis.asyncio client) per event loop.
-        self._async_loops: PerLoop[AsyncStrategy] | None = None
+        self.processes = processes or RateLimitProcessSettings.load(environ).processes
+        self.storage_url: str | None = value if kind == "url" else None
+        self._kind = kind
+        self._storage = value
         self._lock = threading.Lock()
-        self._fallback_storage = limits.storage.MemoryStorage()
-        self._fallback_strategy = self._strategy_class(sync=True)(self._fallback_storage)
-        self._memory_only = self._shared_memory
-        self.breaker = CircuitBreaker(
-            "ratelimit-storage",
+        self._memory = MemoryCounts(self.strategy, max_keys=max_keys) if kind == "memory" else None
+        self._fallback = self._memory or MemoryCounts(self.strategy, max_keys=max_keys)
+        self._sync_store: Any = None
+        self._async_loops: PerLoop[Any] | None = None
+        self._aio_store: Any = None
+        self._counts = {"checks": 0, "allowed": 0, "denied": 0, "unavailable": 0}
+        # How the last call was answered when the shared storage failed: "memory" or "503";
+        # None once it answers again. Health reads it before the breaker has opened.
+        self._fell_back: str | None = None
+        self.degrader = Degrader(
+            "rate limiting",
+            primary="redis" if kind in ("url", "redis") else "the limits storage",
+            fallback="process memory" if fail_open else "503 answers",
+            logger=logger,
             failure_threshold=failure_threshold,
             recovery_timeout=recovery_timeout,
+            probe=self._probe,
+            aprobe=self._aprobe,
         )
-        self._counts = {
-            "checks": 0,
-            "allowed": 0,
-            "denied": 0,
-            "fallback": 0,
-            "errors": 0,
-            "unavailable": 0,
-        }
-        self._last_error = ""
-        self._down = False
-        if self._memory_only:
-            self._warn_memory_under_workers(os.environ if environ is None else environ)
-        if self.storage_url is not None:
-            self._sync_options()  # imports redis now: a missing extra fails at start-up
-
-    # --- construction helpers ------------------------------------------------------------
+        self.breaker = self.degrader.breaker
+        if kind == "memory" and self.processes > 1:
+            logger.warning(
+                "rate limiter uses memory:// under %d processes: each counts alone, so clients "
+                "get up to %d times the limit; set RATELIMIT_STORAGE_URL or REDIS_URL to a "
+                "Redis to share counts",
+                self.processes,
+                self.processes,
+            )
+        if kind == "url":
+            self._sync()  # imports redis now: a missing extra fails at start-up
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> RateLimiter:
-        """Build from ``RATELIMIT_STORAGE_URL`` (else ``REDIS_URL``, else ``memory://``),
-        ``RATELIMIT_DEFAULT``, ``RATELIMIT_STRATEGY``, ``RATELIMIT_FAIL_OPEN``,
-        ``RATELIMIT_TIMEOUT`` and ``RATELIMIT_KEY_PREFIX``; every bad variable is reported at once.
-        """
-        from renderkit.config import parse_bool, parse_duration, parse_redis_url
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> RateLimiter:
+        """Build from :class:`RateLimitSettings` (``RATELIMIT_*``, ``REDIS_URL``, and the
+        ``RATE_LIMIT_WINDOW_MS`` / ``RATE_LIMIT_MAX_REQUESTS`` pair); every bad variable is
+        reported at once. ``options`` override what the environment says."""
+        settings = RateLimitSettings.load(environ)
+        default = settings.default_limit()
+        values: dict[str, Any] = {
+            "default": default,
+            "strategy": settings.strategy,
+            "fail_open": settings.fail_open,
+            "timeout": float(settings.timeout),
+            "key_prefix": settings.key_prefix or "renderkit-rl",
+            "max_keys": settings.max_keys,
+            "environ": environ,
+        }
+        return cls(str(settings.storage_url or "memory://"), **{**values, **options})
 
-        env = os.environ if environ is None else environ
-        problems: list[ConfigProblem] = []
-        storage = (env.get("RATELIMIT_STORAGE_URL") or env.get("REDIS_URL") or "memory://").strip()
-        default = env.get("RATELIMIT_DEFAULT", DEFAULT_LIMIT)
-        try:
-            parse_limits(default, option="RATELIMIT_DEFAULT")
-        except ConfigError as exc:
-            problems.extend(replace(problem, source="environment") for problem in exc.errors)
-        strategy = env.get("RATELIMIT_STRATEGY", "sliding-window-counter")
-        if strategy.strip().lower() not in _STRATEGIES:
-            problems.append(
-                ConfigProblem(
-                    "RATELIMIT_STRATEGY",
-                    f"unknown strategy {strategy[:40]!r}; use sliding-window-counter, "
-                    "fixed-window or moving-window",
-                )
+    # -- stores ---------------------------------------------------------------------------
+    def _sync(self) -> Any:
+        store = self._sync_store
+        if store is not None:
+            return store
+        with self._lock:
+            if self._sync_store is None:
+                self._sync_store = self._new_sync_store()
+        return self._sync_store
+
+    def _new_sync_store(self) -> Any:
+        from renderkit.ratelimit._store_sync import LimitsCounts, RedisCounts
+
+        if self._kind == "memory":
+            return self._memory
+        if self._kind == "url":
+            client = redis_client(
+                self._storage,
+                asyncio=False,
+                extra="ratelimit",
+                feature="RateLimiter",
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
             )
-        fail_open = True
-        if env.get("RATELIMIT_FAIL_OPEN", "").strip():
-            try:
-                fail_open = parse_bool(env["RATELIMIT_FAIL_OPEN"])
-            except ValueError as exc:
-                problems.append(ConfigProblem("RATELIMIT_FAIL_OPEN", str(exc)))
-        timeout = DEFAULT_TIMEOUT
-        if env.get("RATELIMIT_TIMEOUT", "").strip():
-            try:
-                timeout = parse_duration(env["RATELIMIT_TIMEOUT"]).total_seconds()
-                if not 0 < timeout <= 60:
-                    raise ValueError("expected a duration between 1ms and 60s")
-            except ValueError as exc:
-                problems.append(ConfigProblem("RATELIMIT_TIMEOUT", str(exc)))
-        scheme = storage.split("://", 1)[0].lower() if "://" in storage else ""
-        name = "RATELIMIT_STORAGE_URL" if env.get("RATELIMIT_STORAGE_URL") else "REDIS_URL"
-        if scheme != "memory" and scheme not in _REDIS_SCHEMES:
-            problems.append(
-                ConfigProblem(name, "expected memory:// or a redis://, rediss:// URL", found="****")
-            )
-        elif scheme in ("redis", "rediss"):
-            try:
-                parse_redis_url(storage)  # host, port range, db number; never echoes the URL
-            except ValueError as exc:
-                problems.append(ConfigProblem(name, str(exc), found="****"))
-        if problems:
-            raise ConfigError(problems)
-        return cls(
-            storage,
-            default=default,
-            strategy=strategy,
-            fail_open=fail_open,
-            timeout=timeout,
-            key_prefix=env.get("RATELIMIT_KEY_PREFIX", "renderkit-rl") or "renderkit-rl",
-            environ=env,
+            return RedisCounts(client, self.strategy, prefix=self.key_prefix, timeout=self.timeout)
+        if self._kind == "redis":
+            client = self._storage.get_connection()
+            return RedisCounts(client, self.strategy, prefix=self.key_prefix, timeout=self.timeout)
+        if self._kind == "sync":
+            return LimitsCounts(self._strategy_of(self._storage, sync=True), self.strategy)
+        raise TypeError(
+            "RateLimiter.hit() is sync but the storage is a limits.aio storage; use "
+            "'await limiter.ahit(...)' or a sync storage"
         )
 
-    @staticmethod
-    def _warn_memory_under_workers(env: Mapping[str, str]) -> None:
-        workers = 1
-        for name in ("WEB_CONCURRENCY", "GUNICORN_WORKERS", "UVICORN_WORKERS"):
-            try:
-                workers = max(workers, int(env.get(name, "1") or "1"))
-            except ValueError:
-                continue
-        args = env.get("GUNICORN_CMD_ARGS", "").split()
-        for i, arg in enumerate(args):
-            value = None
-            if arg in ("-w", "--workers") and i + 1 < len(args):
-                value = args[i + 1]
-            elif arg.startswith("--workers="):
-                value = arg.split("=", 1)[1]
-            if value is not None and value.isdigit():
-                workers = max(workers, int(value))
-        if workers > 1:
-            logger.warning(
-                "rate limiter uses memory:// under %d worker processes: each process counts "
-                "alone, so clients get up to %d times the limit; use a redis:// storage "
-                "(RATELIMIT_STORAGE_URL or REDIS_URL) to share counts",
-                workers,
-                workers,
-            )
+    def _async(self) -> Any:
+        """The async store of the running loop; None when sync calls serve async callers."""
+        if self._kind == "url":
+            loops = self._async_loops
+            if loops is None:
+                loops = self._async_loops = PerLoop(self._new_async_store, client=_client_of)
+            return loops.get()
+        if self._kind == "aio":
+            if self._aio_store is None:
+                from renderkit.ratelimit._store_async import AsyncLimitsCounts
 
-    def _strategy_class(self, *, sync: bool) -> Any:
+                strategy = self._strategy_of(self._storage, sync=False)
+                self._aio_store = AsyncLimitsCounts(strategy, self.strategy)
+            return self._aio_store
+        return None
+
+    def _new_async_store(self) -> Any:
+        from renderkit.ratelimit._store_async import AsyncRedisCounts
+
+        client = redis_client(
+            self._storage,
+            asyncio=True,
+            extra="ratelimit",
+            feature="RateLimiter",
+            # A backstop only: renderkit's own deadline measures the server's answer.
+            socket_timeout=max(1.5, 2 * self.timeout),
+            socket_connect_timeout=max(1.0, self.timeout),
+        )
+        return AsyncRedisCounts(client, self.strategy, prefix=self.key_prefix, timeout=self.timeout)
+
+    def _strategy_of(self, storage: Any, *, sync: bool) -> Any:
         module = require(
             "limits.strategies" if sync else "limits.aio.strategies",
             extra="ratelimit",
             feature="renderkit.ratelimit",
         )
-        return {
-            "fixed-window": module.FixedWindowRateLimiter,
-            "moving-window": module.MovingWindowRateLimiter,
-            "sliding-window-counter": module.SlidingWindowCounterRateLimiter,
-        }[self.strategy]
-
-    def _sync_options(self) -> dict[str, Any]:
-        return {
-            "key_prefix": self.key_prefix,
-            "socket_timeout": self.timeout,
-            "socket_connect_timeout": self.timeout,
-            # redis-py retries 3 times on timeouts by default: a hung server would cost 4.
-            "retry": reconnect_once(asyncio=False, extra="ratelimit", feature="RateLimiter"),
+        names = {
+            "fixed-window": "FixedWindowRateLimiter",
+            "moving-window": "MovingWindowRateLimiter",
+            "sliding-window-counter": "SlidingWindowCounterRateLimiter",
         }
+        return getattr(module, names[self.strategy])(storage)
 
-    def _async_options(self) -> dict[str, Any]:
-        return {
-            "key_prefix": self.key_prefix,
-            "implementation": "redispy",
-            "socket_timeout": self.timeout,
-            "socket_connect_timeout": self.timeout,
-            "retry": reconnect_once(asyncio=True, extra="ratelimit", feature="RateLimiter"),
-        }
+    def _probe(self) -> None:
+        self._sync().ping()
 
-    def _sync(self) -> SyncStrategy:
-        if self._sync_strategy is None:
-            with self._lock:
-                if self._sync_strategy is None:
-                    if self._sync_storage is None:
-                        if self.storage_url is None:
-                            raise TypeError(
-                                "RateLimiter.hit() is sync but the storage is a limits.aio "
-                                "storage; use 'await limiter.ahit(...)' or a sync storage"
-                            )
-                        limits = _require_limits()
-                        self._sync_storage = limits.storage.storage_from_string(
-                            self.storage_url, **self._sync_options()
-                        )
-                    self._sync_strategy = self._strategy_class(sync=True)(self._sync_storage)
-        return self._sync_strategy
+    async def _aprobe(self) -> None:
+        store = self._async()
+        await (store.ping() if store is not None else _to_thread(self._probe))
 
-    def _async(self) -> AsyncStrategy | None:
-        """The async strategy, or None when the sync storage serves async callers (memory)."""
-        if self.storage_url is not None:
-            # limits.aio's Redis storage holds one redis.asyncio client, bound to the loop that
-            # first used it: another loop (TestClient without `with`, a second asyncio.run)
-            # gets a storage of its own, and closed loops' clients are closed.
-            loops = self._async_loops
-            if loops is None:
-                loops = self._async_loops = PerLoop(self._new_async_strategy, client=_client_of)
-            return loops.get()
-        if self._async_strategy is None:
-            if self._async_storage is None:
-                return None
-            self._async_strategy = self._strategy_class(sync=False)(self._async_storage)
-        return self._async_strategy
-
-    def _new_async_strategy(self) -> AsyncStrategy:
-        limits = _require_limits()
-        url = self.storage_url
-        assert url is not None
-        if url.startswith("unix://"):
-            url = "redis+" + url
-        storage = limits.storage.storage_from_string("async+" + url, **self._async_options())
-        strategy: AsyncStrategy = self._strategy_class(sync=False)(storage)
-        return strategy
-
-    # --- failure handling ----------------------------------------------------------------
-
-    def _mark_down(self, exc: BaseException) -> None:
-        self._counts["errors"] += 1
-        self._last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        if not self._down:
-            self._down = True
-            logger.warning(
-                "rate-limit storage failed (%s); %s until it answers again",
-                self._last_error,
-                "counting in process memory (fail open)"
-                if self.fail_open
-                else "refusing limited requests with 503 (fail closed)",
+    # -- counting -------------------------------------------------------------------------
+    def charges(self, key: str, items: Sequence[RateLimitItem], cost: int = 1) -> list[Charge]:
+        """The :class:`Charge` list for ``key`` under ``items`` (one counter per item)."""
+        return [
+            Charge(
+                f"{key}:{item.amount}/{item.get_expiry()}",
+                item.amount,
+                item.get_expiry(),
+                cost,
+                f"{item.amount}-per-{item.get_expiry()}s",
             )
+            for item in items
+        ]
 
-    def _mark_up(self) -> None:
-        self.breaker.record_success()
-        if self._down:
-            self._down = False
-            logger.warning("rate-limit storage answers again; shared counting resumed")
+    def acquire(self, charges: Sequence[Charge]) -> list[RateLimitResult]:
+        """Charge all of ``charges`` or none (sync); one result per charge."""
+        memory = self._memory
+        if memory is not None:
+            allowed, tallies = memory.acquire(charges)
+            return self._results(charges, allowed, tallies, False)
+        store = self._sync()
+        answer = self.degrader.call(self._primary, self._degraded, store, charges)
+        return self._results(*answer)
 
-    def _failed(self, exc: BaseException) -> None:
-        self._mark_down(exc)
-        self.breaker.record_failure(exc)
+    async def aacquire(self, charges: Sequence[Charge]) -> list[RateLimitResult]:
+        """Charge all of ``charges`` or none; the event loop never waits on blocking I/O."""
+        memory = self._memory
+        if memory is not None:
+            allowed, tallies = memory.acquire(charges)
+            return self._results(charges, allowed, tallies, False)
+        store = self._async()
+        if store is None:  # a sync non-memory limits storage: keep its I/O off the loop
+            results: list[RateLimitResult] = await _to_thread(self.acquire, charges)
+            return results
+        answer = await self.degrader.acall(self._aprimary, self._adegraded, store, charges)
+        return self._results(*answer)
 
-    def _degraded(
-        self, items: list[RateLimitItem], key: str, cost: int, consume: bool
-    ) -> RateLimitResult:
-        if not self.fail_open:
-            self._counts["unavailable"] += 1
-            item = items[0]
-            return RateLimitResult(
-                allowed=False,
-                limit=item.amount,
-                remaining=0,
-                reset_after=max(1.0, self.breaker.retry_after()),
-                window=item.get_expiry(),
-                policy=_policy_name(item),
-                unavailable=True,
-            )
-        self._counts["fallback"] += 1
-        result = self._check_sync(self._fallback_strategy, items, key, cost, consume)
-        return RateLimitResult(
-            result.allowed,
-            result.limit,
-            result.remaining,
-            result.reset_after,
-            result.window,
-            result.policy,
-            fallback=True,
-        )
+    def _primary(self, store: Any, charges: Sequence[Charge]) -> tuple[Any, ...]:
+        answer = store.acquire(charges)
+        self._fell_back = None
+        return (charges, *answer, False)
+
+    async def _aprimary(self, store: Any, charges: Sequence[Charge]) -> tuple[Any, ...]:
+        answer = await store.acquire(charges)
+        self._fell_back = None
+        return (charges, *answer, False)
+
+    async def _adegraded(self, store: Any, charges: Sequence[Charge]) -> tuple[Any, ...]:
+        return self._degraded(store, charges)
+
+    def _degraded(self, store: Any, charges: Sequence[Charge]) -> tuple[Any, ...]:
+        """The fallback: a share of each limit in memory, or None tallies (503) when closed."""
+        if not self.fail_open or any(c.fail_closed for c in charges):
+            self._fell_back = "503"
+            return charges, False, None, True
+        self._fell_back = "memory"
+        share = self.processes
+        if share > 1:
+            charges = [replace(c, amount=max(1, c.amount // share)) for c in charges]
+        return (charges, *self._fallback.acquire(charges), True)
+
+    def _results(
+        self,
+        charges: Sequence[Charge],
+        allowed: bool,
+        tallies: list[Tally] | None,
+        fallback: bool,
+        *,
+        count: bool = True,
+    ) -> list[RateLimitResult]:
+        counts = self._counts
+        if count:
+            counts["checks"] += 1
+        if tallies is None:
+            counts["unavailable"] += 1
+            wait = max(1.0, self.breaker.retry_after())
+            return [
+                RateLimitResult(False, c.amount, 0, wait, c.window, c.name, True, True, wait)
+                for c in charges
+            ]
+        if count:
+            counts["allowed" if allowed else "denied"] += 1
+        strategy = self.strategy
+        return [
+            _to_result(result_of(strategy, c, t, allowed), fallback)
+            for c, t in zip(charges, tallies, strict=True)
+        ]
 
     def _items(self, limit: Limit) -> list[RateLimitItem]:
         if limit is None:
             return self.default
         if isinstance(limit, list) and limit and not isinstance(limit[0], str):
-            return limit  # already parsed (the policy parses its rules once, at start-up)
+            return limit  # already parsed
         return parse_limits(limit)  # type: ignore[arg-type]
 
-    def _count(self, result: RateLimitResult) -> RateLimitResult:
-        counts = self._counts
-        counts["checks"] += 1
-        counts["allowed" if result.allowed else "denied"] += 1
-        return result
-
-    # --- the generic path (any limits storage) -------------------------------------------
-
-    @staticmethod
-    def _check_sync(
-        strategy: SyncStrategy, items: list[RateLimitItem], key: str, cost: int, consume: bool
-    ) -> RateLimitResult:
-        shape = _HIT_SHAPES.get(type(strategy).__name__) if consume else None
-        storage: Any = strategy.storage
-        results = []
-        for item in items:
-            if shape == "fixed":
-                # What FixedWindowRateLimiter.hit() does, keeping the count it throws away:
-                # the remaining quota then costs no second read.
-                storage_key = item.key_for(key)
-                count = storage.incr(storage_key, item.get_expiry(), amount=cost)
-                reset_at = storage.get_expiry(storage_key)
-                result = _result(item, count <= item.amount, reset_at, item.amount - count)
-            elif shape == "sliding":
-                # What SlidingWindowCounterRateLimiter.hit() + get_window_stats() do, with the
-                # storage key built once and the statistics read once.
-                storage_key = item.key_for(key)
-                expiry = item.get_expiry()
-                allowed = storage.acquire_sliding_window_entry(
-                    storage_key, item.amount, expiry, cost
-                )
-                stats = _sliding_stats(item, storage.get_sliding_window(storage_key, expiry))
-                result = _result(item, allowed, stats.reset_time, stats.remaining)
-            else:
-                allowed = (
-                    strategy.hit(item, key, cost=cost)
-                    if consume
-                    else strategy.test(item, key, cost=cost)
-                )
-                stats = strategy.get_window_stats(item, key)
-                result = _result(item, allowed, stats.reset_time, stats.remaining)
-            if len(items) == 1:
-                return result
-            results.append(result)
-        return _most_restrictive(results)
-
-    @staticmethod
-    async def _check_async(
-        strategy: AsyncStrategy, items: list[RateLimitItem], key: str, cost: int, consume: bool
-    ) -> RateLimitResult:
-        results = []
-        for item in items:
-            if consume:
-                allowed = await strategy.hit(item, key, cost=cost)
-            else:
-                allowed = await strategy.test(item, key, cost=cost)
-            stats = await strategy.get_window_stats(item, key)
-            results.append(_result(item, allowed, stats.reset_time, stats.remaining))
-        return _most_restrictive(results)
-
-    def _plan(
-        self, bridge: Any, storage: Any, items: list[RateLimitItem], key: str, cost: int
-    ) -> _Plan | None:
-        if self.strategy == "moving-window" or self._memory_only:
-            return None
-        scripts = _scripts(bridge)
-        if scripts is None:
-            return None
-        return _Plan(self.strategy, bridge, storage, items, key, cost, scripts)
-
-    # --- public API ----------------------------------------------------------------------
-
+    # -- the one-key API ------------------------------------------------------------------
     def hit(self, key: str, limit: Limit = None, cost: int = 1) -> RateLimitResult:
-        """Consume ``cost`` from ``key``'s quota(s) and return the decision (never raises for
-        a storage outage: see ``fail_open``). ``limit`` overrides the default."""
-        items = self._items(limit)
+        """Consume ``cost`` from ``key``'s quota(s), all or none, and return the decision
+        (never raises for a storage outage: see ``fail_open``)."""
         if cost < 1:
             raise ValueError(f"RateLimiter.hit(cost={cost}): cost must be 1 or more")
-        return self._count(self._run_sync(items, key, cost, consume=True))
+        return most_restrictive(self.acquire(self.charges(key, self._items(limit), cost)))
+
+    def inspect(self, charges: Sequence[Charge]) -> list[RateLimitResult]:
+        """What :meth:`acquire` would answer for ``charges``, charging nothing."""
+        store = self._memory or self._sync()
+        try:
+            _allowed, tallies = store.peek(charges)
+        except Exception:  # a storage outage: what the fallback knows
+            _allowed, tallies = self._fallback.peek(charges)
+        return self._results(charges, False, tallies, False, count=False)
+
+    async def ainspect(self, charges: Sequence[Charge]) -> list[RateLimitResult]:
+        """Async :meth:`inspect`."""
+        store = self._async()
+        if store is None:
+            results: list[RateLimitResult] = await _to_thread(self.inspect, charges)
+            return results
+        try:
+            _allowed, tallies = await store.peek(charges)
+        except Exception:  # a storage outage: what the fallback knows
+            _allowed, tallies = self._fallback.peek(charges)
+        return self._results(charges, False, tallies, False, count=False)
 
     def peek(self, key: str, limit: Limit = None) -> RateLimitResult:
-        """Return ``key``'s quota without consuming it (``allowed``: would one more pass)."""
-        return self._run_sync(self._items(limit), key, 1, consume=False)
+        """``key``'s quota without consuming it (``allowed``: would one more request pass)."""
+        return most_restrictive(self.inspect(self.charges(key, self._items(limit), 1)))
 
     async def ahit(self, key: str, limit: Limit = None, cost: int = 1) -> RateLimitResult:
-        """Async :meth:`hit`: the event loop never waits on a blocking Redis call."""
-        items = self.default if limit is None else self._items(limit)
+        """Async :meth:`hit`."""
         if cost < 1:
             raise ValueError(f"RateLimiter.ahit(cost={cost}): cost must be 1 or more")
-        if self._memory_only:
-            # In-process memory: no I/O to await, no breaker to consult.
-            strategy = self._sync_strategy or self._sync()
-            return self._count(self._check_sync(strategy, items, key, cost, consume=True))
-        return self._count(await self._run_async(items, key, cost, consume=True))
+        items = self.default if limit is None else self._items(limit)
+        return most_restrictive(await self.aacquire(self.charges(key, items, cost)))
 
     async def apeek(self, key: str, limit: Limit = None) -> RateLimitResult:
         """Async :meth:`peek`."""
-        return await self._run_async(self._items(limit), key, 1, consume=False)
-
-    def _run_sync(
-        self, items: list[RateLimitItem], key: str, cost: int, consume: bool
-    ) -> RateLimitResult:
-        if self._memory_only:
-            return self._check_sync(self._sync(), items, key, cost, consume)
-        if not self.breaker.allow():
-            return self._degraded(items, key, cost, consume)
-        try:
-            strategy = self._sync()
-            plan = (
-                self._plan(self._sync_storage, self._sync_storage, items, key, cost)
-                if consume
-                else None
-            )
-            if plan is None:
-                result = self._check_sync(strategy, items, key, cost, consume)
-            else:
-                result = plan.read(self._pipeline_sync(plan))
-        except Exception as exc:
-            self._failed(exc)
-            return self._degraded(items, key, cost, consume)
-        self._mark_up()
-        return result
-
-    def _pipeline_sync(self, plan: _Plan) -> list[Any]:
-        storage: Any = self._sync_storage
-        client = storage.get_connection()
-        pool = client.connection_pool
-        for attempt in range(2):
-            connection = pool.get_connection()
-            try:
-                # A hand-driven pipeline: one write, one read of N replies, no Pipeline object.
-                connection.send_packed_command(connection.pack_commands(plan.commands))
-                replies = [connection.read_response() for _ in plan.commands]
-            except BaseException as exc:
-                connection.disconnect()  # unread replies would poison the next user
-                if attempt or not _is_noscript(exc):
-                    raise
-                # First use, SCRIPT FLUSH or a failover: load limits' scripts, retry once.
-                for script in _script_objects(storage):
-                    client.script_load(script.script)
-                continue
-            finally:
-                pool.release(connection)
-            return replies
-        raise AssertionError("unreachable")
-
-    async def _run_async(
-        self, items: list[RateLimitItem], key: str, cost: int, consume: bool
-    ) -> RateLimitResult:
-        if self._memory_only:
-            return self._check_sync(self._sync(), items, key, cost, consume)
-        if not self.breaker.allow():
-            return self._degraded(items, key, cost, consume)
-        try:
-            strategy = self._async()
-            if strategy is None:
-                # A sync non-memory storage: keep its blocking I/O off the event loop.
-                import asyncio
-
-                return await asyncio.to_thread(self._run_sync_unguarded, items, key, cost, consume)
-            storage: Any = strategy.storage
-            bridge = getattr(storage, "bridge", None)
-            plan = (
-                self._plan(bridge, storage, items, key, cost)
-                if consume and bridge is not None
-                else None
-            )
-            if plan is None:
-                result = await self._check_async(strategy, items, key, cost, consume)
-            else:
-                result = plan.read(await self._pipeline_async(bridge, plan))
-        except Exception as exc:
-            self._failed(exc)
-            return self._degraded(items, key, cost, consume)
-        self._mark_up()
-        return result
-
-    def _run_sync_unguarded(
-        self, items: list[RateLimitItem], key: str, cost: int, consume: bool
-    ) -> RateLimitResult:
-        return self._check_sync(self._sync(), items, key, cost, consume)
-
-    async def _pipeline_async(self, bridge: Any, plan: _Plan) -> list[Any]:
-        client = bridge.get_connection()
-        pool = client.connection_pool
-        for attempt in range(2):
-            connection = await pool.get_connection()
-            try:
-                await connection.send_packed_command(connection.pack_commands(plan.commands))
-                replies = [await connection.read_response() for _ in plan.commands]
-            except BaseException as exc:
-                await connection.disconnect()
-                if attempt or not _is_noscript(exc):
-                    raise
-                for script in _script_objects(bridge):
-                    await client.script_load(script.script)
-                continue
-            finally:
-                await pool.release(connection)
-            return replies
-        raise AssertionError("unreachable")
+        return most_restrictive(await self.ainspect(self.charges(key, self._items(limit), 1)))
 
     def reset(self, key: str, limit: Limit = None) -> None:
         """Forget ``key``'s counts for ``limit`` (default: the default limits), sync storages."""
-        strategy = self._sync()
-        for item in self._items(limit):
-            strategy.clear(item, key)
-            self._fallback_strategy.clear(item, key)
+        store = self._memory or self._sync()
+        for charge in self.charges(key, self._items(limit)):
+            self._fallback.clear(charge.key)
+            store.clear(charge.key)
 
-    # --- observability -------------------------------------------------------------------
-
+    # -- observability --------------------------------------------------------------------
     @property
     def fallback_active(self) -> bool:
         """True while the shared storage is considered down (memory or 503 answers)."""
-        return not self._memory_only and (self._down or self.breaker.state != "closed")
+        return self._memory is None and (self.degrader.active or self._fell_back is not None)
 
     def stats(self) -> dict[str, Any]:
-        """Counters since start: checks, allowed, denied, fallback, errors, unavailable."""
+        """Counters since start, the storage, and the memory store's size."""
+        degrader = self.degrader.stats()
         return {
             **self._counts,
-            "storage": "memory" if self._memory_only else "redis" if self.storage_url else "custom",
+            "fallback": degrader["fallback_served"],
+            "errors": degrader["primary_errors"],
+            "storage": "memory"
+            if self._memory
+            else "redis"
+            if self._kind in ("url", "redis")
+            else "custom",
             "strategy": self.strategy,
             "fail_open": self.fail_open,
             "fallback_active": self.fallback_active,
             "circuit": self.breaker.state,
+            "memory_keys": len(self._fallback),
+            "memory_evicted": self._fallback.evicted,
         }
 
     def health_check(self) -> CheckResult:
         """Healthy on shared storage; degraded while counting in memory; unhealthy when failing
         closed with the storage down. Never touches Redis (the breaker already knows)."""
-        if self._memory_only:
+        if self._memory is not None:
             return CheckResult.healthy("in-process memory storage", storage="memory")
-        if not self.fallback_active:
-            return CheckResult.healthy("shared storage answers", strategy=self.strategy)
-        if self.fail_open:
-            return CheckResult.degraded(
-                "shared storage is down; counting per process in memory",
-                error=self._last_error,
+        if self._memory is None and self._fell_back == "503":
+            return CheckResult.unhealthy(
+                "shared storage is down; limited requests are refused (fail closed)",
+                error=self.degrader.last_error,
             )
-        return CheckResult.unhealthy(
-            "shared storage is down; limited requests are refused (fail closed)",
-            error=self._last_error,
-        )
+        if self._fell_back == "memory" and not self.degrader.active:
+            return CheckResult.degraded(
+                "shared storage failed; counting per process in memory",
+                error=self.degrader.last_error,
+                fallback_active=True,
+            )
+        return self.degrader.health_check()
 
     def close(self) -> None:
-        """Close the sync Redis client (the async one closes with its event loop)."""
-        storage: Any = self._sync_storage
-        if storage is not None and self.storage_url is not None:
+        """Stop the probe and close the sync Redis client (async ones close with their loop)."""
+        self.degrader.close()
+        store = self._sync_store
+        if store is not None and self._kind == "url":
+            from renderkit._redis import close_client
+
             try:
-                storage.get_connection().close()
+                close_client(store.client)
             except Exception:  # closing a broken client must not fail shutdown
                 logger.debug("closing the rate-limit Redis client failed", exc_info=True)
 
     async def aclose(self) -> None:
-        """Close the Redis clients: the sync one, and the asyncio one of the running loop
-        (those of other event loops close with their loop)."""
+        """Close the sync client and the asyncio client of the running loop."""
         self.close()
         if self._async_loops is not None:
             try:
@@ -905,6 +711,17 @@ class RateLimiter:
                 logger.debug("closing the async rate-limit Redis client failed", exc_info=True)
 
     def __repr__(self) -> str:
-        storage = "memory" if self._memory_only else "redis" if self.storage_url else "custom"
         default = ";".join(str(i) for i in self.default)
+        kind = {"url": "redis", "redis": "redis", "sync": "custom", "aio": "custom"}
+        storage = kind.get(self._kind, self._kind)
         return f"RateLimiter(storage={storage}, default={default!r}, strategy={self.strategy!r})"
+
+
+def _client_of(store: Any) -> Any:
+    return store.client
+
+
+async def _to_thread(fn: Any, *args: Any) -> Any:
+    import asyncio
+
+    return await asyncio.to_thread(fn, *args)

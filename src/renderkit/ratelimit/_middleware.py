@@ -1,8 +1,17 @@
-"""ASGI side of rate limiting: a pure ASGI middleware, a FastAPI dependency, a route decorator."""
+"""ASGI side of rate limiting: the middleware, a route decorator, a FastAPI dependency.
+
+All three translate a request into :class:`~renderkit.ratelimit.RequestInfo` and call the
+policy's one decision (:meth:`RateLimitPolicy.adecide`). The middleware resolves the route the
+way Starlette's router will (so the default limit is per route template, and ``@limit`` /
+``RateLimit`` limits are counted together with it, all or nothing) and leaves its verdict in
+``scope["renderkit.ratelimit"]``; a decorator or dependency that finds a routed verdict there
+does not decide again.
+"""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -14,24 +23,32 @@ from starlette.responses import Response
 
 from renderkit._asgi import Message, Receive, Scope, Send
 from renderkit.ratelimit._keys import KeyFunc, RequestInfo
-from renderkit.ratelimit._limiter import RateLimiter, RateLimitResult
-from renderkit.ratelimit._rules import Check, RateLimitPolicy, Rule
+from renderkit.ratelimit._limiter import RateLimiter
+from renderkit.ratelimit._rules import RateLimitPolicy, RouteLimit, Verdict
 
 if TYPE_CHECKING:
     from renderkit._http import ProxyTrust
 
-__all__ = ["RateLimit", "RateLimitMiddleware", "limit", "request_info_from_scope"]
+__all__ = ["SCOPE_KEY", "RateLimit", "RateLimitMiddleware", "limit", "request_info_from_scope"]
 
 logger = logging.getLogger("renderkit.ratelimit")
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+SCOPE_KEY = "renderkit.ratelimit"
+"""Where the middleware leaves its :class:`Verdict` in the ASGI scope."""
+_MEMO_SIZE = 4096
 
 
-def request_info_from_scope(scope: Scope) -> RequestInfo:
+def request_info_from_scope(
+    scope: Scope, route: str | None = None, limits: tuple[RouteLimit, ...] = ()
+) -> RequestInfo:
     """The framework-free view of an ASGI HTTP request."""
     client = scope.get("client")
     peer = client[0] if client else None
     session = scope.get("session") if "session" in scope else None
+    if route is None:
+        matched = scope.get("route")
+        route = getattr(matched, "path", None) if matched is not None else None
     return RequestInfo(
         method=scope.get("method", "GET"),
         path=scope.get("path", "/"),
@@ -39,26 +56,94 @@ def request_info_from_scope(scope: Scope) -> RequestInfo:
         peer=peer if isinstance(peer, str) else None,
         session=session if isinstance(session, Mapping) else None,
         native=scope,
+        route=route,
+        limits=limits,
     )
 
 
-async def _hit(policy: RateLimitPolicy, check: Check) -> RateLimitResult | None:
-    try:
-        return await policy.limiter.ahit(check.key, check.items, check.cost)
-    except Exception:
-        # The limiter already fails open on storage errors; this is a bug guard: never a 500.
-        logger.exception("rate-limit check failed; letting the request through")
-        return None
+def route_limits(route: Any) -> tuple[RouteLimit, ...]:
+    """The limits a route declares: ``@limit`` on its endpoint, ``RateLimit`` dependencies."""
+    found = list(getattr(getattr(route, "endpoint", None), "__renderkit_limits__", ()))
+    pending = [getattr(route, "dependant", None)]
+    while pending:
+        dependant = pending.pop()
+        if dependant is None:
+            continue
+        for sub in getattr(dependant, "dependencies", ()):
+            if isinstance(getattr(sub, "call", None), RateLimit):
+                found.append(sub.call.spec)
+            pending.append(sub)
+    return tuple(found)
+
+
+def _find(routes: Iterable[Any], scope: Scope, prefix: str) -> tuple[str, Any] | None:
+    from starlette.routing import Match
+
+    partial = None
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        template = prefix + getattr(route, "path", "")
+        inner = getattr(route, "routes", None)
+        if inner is not None and not hasattr(route, "endpoint"):  # a Mount: look inside
+            found = _find(inner, {**scope, **child}, template)
+            if found is not None:
+                return found
+            continue
+        if match is Match.FULL:
+            return template, route
+        partial = partial or (template, route)
+    return partial
+
+
+class _Routes:
+    """Route templates and route limits of the app, found as its router will find them."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str, str], tuple[str | None, tuple[RouteLimit, ...]]] = {}
+        self._limits: dict[int, tuple[Any, tuple[RouteLimit, ...]]] = {}
+
+    def resolve(self, scope: Scope) -> tuple[str | None, tuple[RouteLimit, ...], bool]:
+        routes = getattr(scope.get("app"), "routes", None)
+        if routes is None:
+            return None, (), False
+        memo = self._memo
+        key = (scope.get("method", "GET"), scope.get("path", "/"))
+        known = memo.get(key)
+        if known is None:
+            found = _find(routes, scope, "")
+            known = (None, ()) if found is None else (found[0], self._of(found[1]))
+            if len(memo) >= _MEMO_SIZE:
+                del memo[next(iter(memo))]  # the oldest entry, never the whole memo
+            memo[key] = known
+        return known[0], known[1], True
+
+    def _of(self, route: Any) -> tuple[RouteLimit, ...]:
+        entry = self._limits.get(id(route))
+        if entry is None or entry[0] is not route:
+            entry = self._limits[id(route)] = (route, route_limits(route))
+        return entry[1]
+
+
+def _policy(limiter: RateLimiter | None, policy: RateLimitPolicy | None, options: Any) -> Any:
+    if policy is None:
+        if limiter is None:
+            raise TypeError("RateLimitMiddleware needs limiter=RateLimiter(...) or policy=")
+        return RateLimitPolicy(limiter, **options)
+    if limiter is not None or options:
+        raise TypeError("RateLimitMiddleware: pass policy= alone, or limiter= with options")
+    return policy
 
 
 class RateLimitMiddleware:
-    """Pure ASGI middleware: count each HTTP request, add RateLimit headers, refuse with 429.
+    """Pure ASGI middleware: one decision per HTTP request, RateLimit headers, 429 refusals.
 
     ``app.add_middleware(RateLimitMiddleware, limiter=limiter)``; every other keyword goes to
-    :class:`RateLimitPolicy` (``key``, ``trust``, ``tiers``, ``tier``, ``rules``,
-    ``exempt_paths``, ``exempt_keys``, ``legacy_headers``, ``problem_json``, ...), or pass a
-    ready ``policy``. Health endpoints are always exempt; WebSocket and lifespan scopes pass
-    straight through. With ``fail_open=False`` on the limiter, a storage outage answers 503.
+    :class:`RateLimitPolicy` (``key``, ``trust``, ``default``, ``tiers``, ``tier``, ``rules``,
+    ``exempt_paths``, ``exempt_keys``, ``legacy_headers``, ...), or pass a ready ``policy``.
+    Health endpoints are always exempt; WebSocket and lifespan scopes pass straight through.
+    With ``fail_open=False`` on the limiter, a storage outage answers 503.
     """
 
     def __init__(
@@ -70,185 +155,199 @@ class RateLimitMiddleware:
         **options: Any,
     ) -> None:
         self.app = app
-        if policy is None:
-            if limiter is None:
-                raise TypeError("RateLimitMiddleware needs limiter=RateLimiter(...) or policy=")
-            policy = RateLimitPolicy(limiter, **options)
-        elif limiter is not None or options:
-            raise TypeError("RateLimitMiddleware: pass policy= alone, or limiter= with options")
-        self.policy = policy
+        self.policy: RateLimitPolicy = _policy(limiter, policy, options)
+        self._routes = _Routes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        policy = self.policy
-        if policy._ip_only:
-            client = scope.get("client")
-            peer = client[0] if client else None
-            check = policy._check_ip(
-                scope.get("method", "GET"),
-                scope.get("path", "/"),
-                peer if isinstance(peer, str) else None,
-                scope.get("headers") or [],
-            )
-        else:
-            check = policy.check_for(request_info_from_scope(scope))
-        if check is None:
-            await self.app(scope, receive, send)
-            return
+        route, limits, routed = self._routes.resolve(scope)
         try:
-            result = await policy.limiter.ahit(check.key, check.items, check.cost)
+            verdict = await self.policy.adecide(
+                request_info_from_scope(scope, route, limits), routed=routed
+            )
         except Exception:
             # The limiter already fails open on storage errors; this is a bug guard: never a 500.
             logger.exception("rate-limit check failed; letting the request through")
             await self.app(scope, receive, send)
             return
-        if not result.allowed:
-            status, headers, body = policy.refusal(result, check)
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body, "more_body": False})
+        scope[SCOPE_KEY] = verdict
+        if not verdict.allowed:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": verdict.status,
+                    "headers": verdict.headers,
+                }
+            )
+            await send({"type": "http.response.body", "body": verdict.body, "more_body": False})
             return
-        extra = policy.response_headers(result, check)
-        if not extra:
+        if verdict.deferred:
+            wrapped = _HeaderSend(send, verdict.headers)
+            await self.app(scope, receive, wrapped)
+            await self.policy.asettle(verdict, wrapped.status)
+        elif verdict.headers:
+            await self.app(scope, receive, _HeaderSend(send, verdict.headers))
+        else:
             await self.app(scope, receive, send)
-            return
-        await self.app(scope, receive, _HeaderSend(send, extra))
 
 
 class _HeaderSend:
     """The ``send`` of a limited request: appends the RateLimit headers to the response start."""
 
-    __slots__ = ("extra", "send")
+    __slots__ = ("extra", "send", "status")
 
     def __init__(self, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
         self.send = send
         self.extra = extra
+        self.status = 500
 
     def __call__(self, message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
+            self.status = message["status"]
             headers = message.get("headers")
-            message["headers"] = [*headers, *self.extra] if headers else self.extra
+            if self.extra:
+                message["headers"] = [*headers, *self.extra] if headers else self.extra
         return self.send(message)
 
 
-class _RouteLimit:
-    """Shared by the FastAPI dependency and the route decorator: one limit for one route."""
+def _routed(scope: Scope) -> bool:
+    verdict = scope.get(SCOPE_KEY)
+    return verdict is not None and verdict.routed
+
+
+def _refused(verdict: Verdict) -> Response:
+    response = Response(verdict.body, status_code=verdict.status)
+    response.raw_headers = list(verdict.headers)
+    return response
+
+
+def _add_headers(response: Response, verdict: Verdict) -> None:
+    for name, value in verdict.headers:
+        response.headers.append(name.decode("latin-1"), value.decode("latin-1"))
+
+
+def _spec(value: str | Mapping[str, str], **options: Any) -> RouteLimit:
+    return RouteLimit(value, **{k: v for k, v in options.items() if v is not None})
+
+
+class RateLimit:
+    """A FastAPI dependency: ``Depends(RateLimit("10/minute", limiter=limiter))``.
+
+    With :class:`RateLimitMiddleware` in the app (recommended) the middleware counts this
+    limit with the route's others, all or nothing, and its headers reach every response,
+    including a ``Response`` the endpoint returns itself; the dependency then does nothing.
+    Without the middleware it decides alone: headers go on FastAPI's response, and a refusal
+    raises ``HTTPException`` (429 or 503) carrying ``Retry-After`` and the RateLimit headers.
+    Options as :class:`~renderkit.ratelimit.RouteLimit` (``shared``, ``cost``,
+    ``exempt_when``, ``deduct_when``, ``on_breach``, ``override_defaults``, ``fail_closed``).
+    """
 
     def __init__(
         self,
-        limit: str,
+        limit: str | Mapping[str, str],
         *,
         limiter: RateLimiter,
         key: KeyFunc | None = None,
         trust: ProxyTrust | None = None,
-        name: str | None = None,
-        methods: Iterable[str] | None = None,
-        cost: int = 1,
         legacy_headers: bool = False,
-        problem_json: bool = False,
+        problem_json: bool = True,
+        **options: Any,
     ) -> None:
-        rule = Rule(
-            "/*",
-            limit,
-            methods=list(methods) if methods else None,
-            name=name or f"route-{limit}",
-            cost=cost,
-        )
+        self.spec = _spec(limit, key=key, **options)
         self.policy = RateLimitPolicy(
-            limiter,
-            key=key,
-            trust=trust,
-            rules=[rule],
-            limit_unmatched=False,
-            legacy_headers=legacy_headers,
-            problem_json=problem_json,
+            limiter, key=key, trust=trust, default=None, legacy_headers=legacy_headers
         )
-
-    async def _check(self, request: Request) -> tuple[Check | None, RateLimitResult | None]:
-        info = request_info_from_scope(request.scope)
-        check = self.policy.check_for(info)
-        if check is None:
-            return None, None
-        return check, await _hit(self.policy, check)
-
-
-class RateLimit(_RouteLimit):
-    """A FastAPI dependency: ``Depends(RateLimit("10/minute", limiter=limiter))``.
-
-    Adds the RateLimit headers to the route's response; a refused request raises
-    ``HTTPException`` (429, or 503 when failing closed) carrying ``Retry-After``.
-    """
 
     async def __call__(self, request: Request, response: Response) -> None:
-        check, result = await self._check(request)
-        if check is None or result is None:
-            return
-        if not result.allowed:
+        if _routed(request.scope):
+            return  # the middleware counted this route's limits already
+        verdict = await self.policy.adecide(
+            request_info_from_scope(request.scope, None, (self.spec,))
+        )
+        if not verdict.allowed:
             from starlette.exceptions import HTTPException
 
-            status, headers, _body = self.policy.refusal(result, check)
+            result = verdict.result
             raise HTTPException(
-                status_code=status,
-                detail="rate limit exceeded" if status == 429 else "rate limiting unavailable",
+                status_code=verdict.status,
+                detail=_detail(verdict),
                 headers={
                     k.decode("latin-1"): v.decode("latin-1")
-                    for k, v in headers
+                    for k, v in verdict.headers
                     if k not in (b"content-type", b"content-length")
-                },
+                }
+                if result is not None
+                else None,
             )
-        for name, value in self.policy.response_headers(result, check):
-            response.headers.append(name.decode("latin-1"), value.decode("latin-1"))
+        _add_headers(response, verdict)
 
 
-Endpoint = Callable[..., Awaitable["Response"]]
+def _detail(verdict: Verdict) -> str:
+    import json
+
+    detail: str = json.loads(verdict.body).get("detail", "rate limit exceeded")
+    return detail
+
+
+Endpoint = Callable[..., Any]
 
 
 def limit(
-    value: str,
+    value: str | Mapping[str, str],
     *,
     limiter: RateLimiter,
     key: KeyFunc | None = None,
     trust: ProxyTrust | None = None,
-    name: str | None = None,
-    methods: Iterable[str] | None = None,
-    cost: int = 1,
     legacy_headers: bool = False,
-    problem_json: bool = False,
+    problem_json: bool = True,
+    **options: Any,
 ) -> Callable[[Endpoint], Endpoint]:
-    """Decorate a Starlette endpoint ``async def endpoint(request)`` with its own limit."""
-    route = _RouteLimit(
-        value,
-        limiter=limiter,
-        key=key,
-        trust=trust,
-        name=name,
-        methods=methods,
-        cost=cost,
-        legacy_headers=legacy_headers,
-        problem_json=problem_json,
+    """Give a Starlette endpoint (``async def`` or plain ``def``) its own limit.
+
+    Scoped to the route template and method unless ``shared="name"``; with
+    :class:`RateLimitMiddleware` the middleware counts it, else the decorator does. Options as
+    :class:`~renderkit.ratelimit.RouteLimit`. Stack several ``@limit`` to stack limits: they
+    are charged together, all or none.
+    """
+    spec = _spec(value, key=key, **options)
+    policy = RateLimitPolicy(
+        limiter, key=key, trust=trust, default=None, legacy_headers=legacy_headers
     )
 
     def decorate(endpoint: Endpoint) -> Endpoint:
-        @functools.wraps(endpoint)
-        async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Response:
-            check, result = await route._check(request)
-            if check is None or result is None:
-                return await endpoint(request, *args, **kwargs)
-            if not result.allowed:
-                from starlette.responses import Response as StarletteResponse
+        if inspect.isclass(endpoint) or not callable(endpoint):
+            raise TypeError(
+                f"@limit decorates an endpoint function, not {endpoint!r}; for an HTTPEndpoint "
+                "class, use RateLimitMiddleware with a Rule for its path"
+            )
+        original = getattr(endpoint, "__renderkit_endpoint__", endpoint)
+        specs = (*getattr(endpoint, "__renderkit_limits__", ()), spec)
+        is_async = inspect.iscoroutinefunction(original)
 
-                status, headers, body = route.policy.refusal(result, check)
-                response = StarletteResponse(body, status_code=status)
-                response.raw_headers = list(headers)
-                return response
-            response = await endpoint(request, *args, **kwargs)
-            for header_name, header_value in route.policy.response_headers(result, check):
-                response.headers.append(
-                    header_name.decode("latin-1"), header_value.decode("latin-1")
-                )
+        @functools.wraps(original)
+        async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
+            verdict = None
+            if not _routed(request.scope):
+                info = request_info_from_scope(request.scope, None, specs)
+                verdict = await policy.adecide(info)
+                if not verdict.allowed:
+                    return _refused(verdict)
+            if is_async:
+                response = await original(request, *args, **kwargs)
+            else:
+                from starlette.concurrency import run_in_threadpool
+
+                response = await run_in_threadpool(original, request, *args, **kwargs)
+            if verdict is not None:
+                _add_headers(response, verdict)
+                if verdict.deferred:
+                    await policy.asettle(verdict, response.status_code)
             return response
 
+        wrapper.__renderkit_limits__ = specs  # type: ignore[attr-defined]
+        wrapper.__renderkit_endpoint__ = original  # type: ignore[attr-defined]
         return wrapper
 
     return decorate

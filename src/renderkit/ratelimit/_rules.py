@@ -1,94 +1,337 @@
-"""The rate-limit policy: which limit applies to a request, under which key (no I/O)."""
+"""The rate-limit policy: which limits apply to a request, and the one decision about it.
+
+Every adapter (ASGI middleware, route decorator, FastAPI dependency, WSGI, Flask) builds a
+:class:`~renderkit.ratelimit.RequestInfo` and calls :meth:`RateLimitPolicy.decide` (or
+``adecide``): the limits that apply are charged all together or not at all, and the
+:class:`Verdict` carries the headers and, for a refusal, the status and problem+json body. The
+adapter only translates that to its framework.
+
+Scopes: a route's own limit (``@limit``, ``RateLimit``) and the app-wide default count per
+client *per route template and method* (HEAD counts as GET); ``shared="name"`` makes one quota
+of every limit that names it; a :class:`Rule` is one quota over the paths it covers. A route's
+own limit replaces the default unless ``override_defaults=False`` (flask-limiter's model).
+"""
 
 from __future__ import annotations
 
+import inspect
+import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from renderkit._asgi import path_matcher
-from renderkit._http import client_ip
+from renderkit._http import ProxyTrust
+from renderkit.config import Settings, env
 from renderkit.errors import ConfigError, ConfigProblem
-from renderkit.ratelimit._headers import deny_response, rate_limit_headers
-from renderkit.ratelimit._keys import KeyFunc, KeyWatch, RequestInfo, client_ip_key, ip_key
-from renderkit.ratelimit._limiter import RateLimiter, RateLimitResult, parse_limits
+from renderkit.ratelimit._counting import Charge
+from renderkit.ratelimit._headers import rate_limit_headers, refusal
+from renderkit.ratelimit._keys import KeyFunc, KeyWatch, RequestInfo, client_ip_key
+from renderkit.ratelimit._limiter import (
+    RateLimiter,
+    RateLimitResult,
+    most_restrictive,
+    parse_limits,
+)
 
 if TYPE_CHECKING:
     from limits import RateLimitItem
 
-    from renderkit._http import ProxyTrust
-
-__all__ = ["HEALTH_PATHS", "Check", "RateLimitPolicy", "Rule"]
+__all__ = [
+    "HEALTH_PATHS",
+    "Check",
+    "RateLimitPolicy",
+    "RateLimitTrustSettings",
+    "RouteLimit",
+    "Rule",
+    "Verdict",
+]
 
 logger = logging.getLogger("renderkit.ratelimit")
-
-_RULE_CACHE_SIZE = 4096
 
 HEALTH_PATHS = ("/health", "/health/*", "/healthz", "/livez", "/readyz", "/ping")
 """Always exempt: a platform health check must never be rate limited."""
 
+Check = Charge
+"""One limit of one request (kept name; see :class:`~renderkit.ratelimit._counting.Charge`)."""
+
 TierFunc = Callable[[RequestInfo], "str | None"]
+Cost = int | Callable[[RequestInfo], int]
+_MAX_SEGMENTS = 32
 
 
-@dataclass(frozen=True)
-class Rule:
-    """A limit for some paths (and methods): ``Rule("/api/analyze", "10/day", methods=["POST"])``.
+def _method(method: str) -> str:
+    method = method.upper()
+    return "GET" if method == "HEAD" else method
 
-    ``path``: one pattern or several (``"/x"`` exact, ``"/x/*"`` everything below).
-    ``limit``: a limit string, or a mapping of tier name to limit string (``{"free":
-    "10/day", "pro": "100/day"}``). ``name`` names the quota in headers and in the counting
-    key (default: the first pattern). ``key`` overrides the policy's key function, ``cost``
-    is what one request consumes.
+
+def _methods(methods: Iterable[str] | None) -> frozenset[str] | None:
+    if not methods:
+        return None
+    return frozenset(_method(m) for m in methods)
+
+
+def _accepts_request(fn: Callable[..., Any]) -> bool:
+    """True when ``fn`` takes the request (flask-limiter's ``exempt_when`` takes nothing)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is not p.KEYWORD_ONLY for p in parameters)
+
+
+def _parse_tiers(limit: str | Mapping[str, str], option: str) -> dict[str, list[RateLimitItem]]:
+    per_tier = limit if isinstance(limit, Mapping) else {"": limit}
+    parsed: dict[str, list[RateLimitItem]] = {}
+    problems: list[ConfigProblem] = []
+    for tier, text in per_tier.items():
+        try:
+            parsed[tier] = parse_limits(text, option=option + (f"[{tier!r}]" if tier else ""))
+        except ConfigError as exc:
+            problems.extend(exc.errors)
+    if problems:
+        raise ConfigError(problems)
+    return parsed
+
+
+@dataclass(frozen=True, eq=False)
+class RouteLimit:
+    """One limit declared for routes: the spec a decorator, dependency or :class:`Rule` makes.
+
+    ``limit``: a limit string or tier name -> limit string. ``shared``: a quota name; every
+    limit naming it counts in one quota (default None: per route template and method).
+    ``methods``: only these methods (HEAD counts as GET). ``key``: the identity function
+    (default: the policy's). ``cost``: what a request consumes, an int or a function of the
+    request. ``exempt_when``: a predicate (of the request, or of nothing) that skips this
+    limit. ``deduct_when``: a predicate of the response status; when given, the request is
+    checked before and charged after the response, only if it returns True (count failed
+    logins only). ``on_breach``: called with (request, result) when this limit refuses.
+    ``override_defaults``: replace the app-wide default on this route (True) or add to it.
+    ``fail_closed``: while the shared storage is down, refuse with 503 instead of counting in
+    memory (login-type limits). ``name``: the quota's name in headers.
     """
 
-    path: str | Sequence[str]
     limit: str | Mapping[str, str]
-    methods: Sequence[str] | None = None
-    name: str | None = None
+    shared: str | None = None
+    methods: Iterable[str] | None = None
     key: KeyFunc | None = None
-    cost: int = 1
-    _match: Callable[[str], bool] = field(init=False, repr=False, compare=False)
-    _methods: frozenset[str] | None = field(init=False, repr=False, compare=False)
+    cost: Cost = 1
+    exempt_when: Callable[..., bool] | None = None
+    deduct_when: Callable[[int], bool] | None = None
+    on_breach: Callable[[RequestInfo, RateLimitResult], object] | None = None
+    override_defaults: bool = True
+    fail_closed: bool = False
+    name: str | None = None
+    scope: str = field(default="route", repr=False)
+    items: dict[str, list[RateLimitItem]] = field(init=False, repr=False)
+    method_set: frozenset[str] | None = field(init=False, repr=False)
+    exempt_takes_request: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        patterns = (self.path,) if isinstance(self.path, str) else tuple(self.path)
-        object.__setattr__(self, "_match", path_matcher(patterns))
-        methods = frozenset(m.upper() for m in self.methods) if self.methods else None
-        object.__setattr__(self, "_methods", methods)
+        label = self.name or self.shared or (self.limit if isinstance(self.limit, str) else "")
+        if isinstance(self.cost, int) and self.cost < 1:
+            raise ValueError(f"limit {label!r}: cost={self.cost} must be 1 or more")
+        if not (isinstance(self.cost, int) or callable(self.cost)):
+            raise TypeError(f"limit {label!r}: cost must be an int or a function of the request")
+        for option in ("exempt_when", "deduct_when", "on_breach", "key"):
+            value = getattr(self, option)
+            if value is not None and not callable(value):
+                raise TypeError(f"limit {label!r}: {option} must be callable")
+        if self.scope == "rule":
+            option = f"Rule({self.name!r}).limit"
+        elif self.scope in ("default", "shared-default"):
+            option = "tiers" if isinstance(self.limit, Mapping) else "default"
+        else:
+            option = "limit"
+        items = _parse_tiers(self.limit, option)
+        object.__setattr__(self, "items", items)
+        object.__setattr__(self, "method_set", _methods(self.methods))
+        if self.exempt_when is not None:
+            object.__setattr__(self, "exempt_takes_request", _accepts_request(self.exempt_when))
         if self.name is None:
-            object.__setattr__(self, "name", patterns[0])
-        if self.cost < 1:
-            raise ValueError(f"Rule({self.name!r}, cost={self.cost}): cost must be 1 or more")
+            object.__setattr__(self, "name", self.shared or _label(self.limit))
 
-    def matches(self, method: str, path: str) -> bool:
-        """True when this rule covers ``method path``."""
-        return (self._methods is None or method in self._methods) and self._match(path)
+    def applies(self, request: RequestInfo, method: str) -> bool:
+        """True when this limit counts ``request`` (its methods; not exempted)."""
+        if self.method_set is not None and method not in self.method_set:
+            return False
+        exempt = self.exempt_when
+        if exempt is None:
+            return True
+        try:
+            return not (exempt(request) if self.exempt_takes_request else exempt())
+        except Exception:
+            logger.exception("a rate limit's exempt_when raised; counting the request")
+            return True
+
+    def cost_of(self, request: RequestInfo) -> int:
+        """What ``request`` consumes (a cost function's error or bad value costs 1)."""
+        cost = self.cost
+        if isinstance(cost, int):
+            return cost
+        try:
+            value = int(cost(request))
+        except Exception:
+            logger.exception("a rate limit's cost function raised; charging 1")
+            return 1
+        return max(1, value)
+
+
+def _label(limit: str | Mapping[str, str]) -> str:
+    return limit if isinstance(limit, str) else "tiered"
+
+
+class Rule(RouteLimit):
+    """A limit for some paths (and methods): ``Rule("/api/analyze", "10/day", methods=["POST"])``.
+
+    ``path``: one pattern or several (``"/x"`` exact, ``"/x/*"`` everything below); a rule is
+    one quota over all the paths it covers, named ``name`` (default: the first pattern).
+    Other options as :class:`RouteLimit`.
+    """
+
+    def __init__(
+        self,
+        path: str | Sequence[str],
+        limit: str | Mapping[str, str],
+        methods: Sequence[str] | None = None,
+        name: str | None = None,
+        key: KeyFunc | None = None,
+        cost: Cost = 1,
+        **options: Any,
+    ) -> None:
+        patterns = (path,) if isinstance(path, str) else tuple(path)
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not pattern.startswith("/"):
+                raise ValueError(
+                    f"Rule path {pattern!r} must start with '/' (use '/x' for one path or "
+                    "'/x/*' for everything below it)"
+                )
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "patterns", patterns)
+        label = name or patterns[0]
+        super().__init__(limit, None, methods, key, cost, name=label, scope="rule", **options)
+
+
+class _RuleTable:
+    """Rules by path: a dict for exact paths, one dict lookup per path segment for prefixes.
+
+    The first rule (in the order given) that covers a request wins, as before; finding it
+    costs the same with 1 or 1,000 rules.
+    """
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.exact: dict[str, list[int]] = {}
+        self.prefix: dict[str, list[int]] = {}
+        for index, rule in enumerate(rules):
+            for pattern in rule.patterns:  # type: ignore[attr-defined]
+                if pattern.endswith("/*"):
+                    self.prefix.setdefault(pattern[:-1], []).append(index)
+                    self.exact.setdefault(pattern[:-2] or "/", []).append(index)
+                else:
+                    self.exact.setdefault(pattern, []).append(index)
+        self.rules = tuple(rules)
+
+    def find(self, path: str, method: str) -> Rule | None:
+        candidates = list(self.exact.get(path, ()))
+        prefix = self.prefix
+        if prefix:
+            end = 0
+            for _ in range(_MAX_SEGMENTS):
+                end = path.find("/", end) + 1
+                if end == 0:
+                    break
+                found = prefix.get(path[:end])
+                if found:
+                    candidates += found
+        for index in sorted(candidates):
+            rule = self.rules[index]
+            if rule.method_set is None or method in rule.method_set:
+                return rule
+        return None
 
 
 @dataclass(frozen=True, slots=True)
-class Check:
-    """One check to run: count ``cost`` against ``key`` for ``items``; ``name`` for headers."""
+class Verdict:
+    """The decision about one request.
 
-    key: str
-    items: list[RateLimitItem]
-    cost: int
-    name: str
+    ``allowed``; ``results``: one per limit that applied (empty: nothing limits it);
+    ``headers``: the ``RateLimit`` pairs for an allowed response, or the whole refusal header
+    list; ``status`` and ``body``: the refusal (429 or 503, problem+json), or 200 and b"".
+    ``routed``: the adapter resolved the route, so route decorators need not decide again.
+    """
+
+    allowed: bool
+    results: tuple[RateLimitResult, ...] = ()
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    status: int = 200
+    body: bytes = b""
+    routed: bool = False
+    deferred: tuple[tuple[RouteLimit, list[Charge]], ...] = ()
+
+    @property
+    def result(self) -> RateLimitResult | None:
+        """The result that speaks for the request (the refusal, else the tightest limit)."""
+        return most_restrictive(self.results) if self.results else None
+
+
+_FREE = Verdict(True)
+_FREE_ROUTED = Verdict(True, routed=True)
+
+
+def _networks(values: list[str]) -> list[str]:
+    for value in values:
+        ipaddress.ip_network(value.strip(), strict=False)  # raises ValueError naming nothing
+    return values
+
+
+class RateLimitTrustSettings(Settings):
+    """Which proxies the default client-IP key believes, when the code passes no ``trust``."""
+
+    hops: int = env(
+        "RATELIMIT_TRUSTED_HOPS",
+        default=0,
+        minimum=0,
+        help="Proxies that append to X-Forwarded-For in front of the app (2 on Render: "
+        "Cloudflare, then Render's proxy; 1 on Heroku). 0: key on the TCP peer.",
+    )
+    cidrs: list[str] = env(
+        "RATELIMIT_TRUSTED_CIDRS",
+        default=[],
+        validate=_networks,
+        help="Networks the proxies connect from (10.0.0.0/8,...); forwarding headers from "
+        "other peers are ignored. Empty: any peer when RATELIMIT_TRUSTED_HOPS > 0.",
+    )
+
+    def trust(self) -> ProxyTrust:
+        """The :class:`ProxyTrust` these settings describe."""
+        return ProxyTrust(hops=self.hops, trusted_cidrs=tuple(self.cidrs))  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one request is charged: the charges now, the deferred ones, and by which limit."""
+
+    charges: list[Charge] = field(default_factory=list)
+    owners: list[RouteLimit] = field(default_factory=list)
+    deferred: list[tuple[RouteLimit, list[Charge]]] = field(default_factory=list)
 
 
 class RateLimitPolicy:
-    """Decide, per request, whether and how it is limited; build headers and refusals.
+    """Decide, per request, which limits apply and whether it passes.
 
     ``limiter``: the :class:`RateLimiter`. ``key``: a key function (default: client IP behind
-    ``trust``, which defaults to trusting no proxy; on Render pass
-    ``trust=ProxyTrust.render()``). ``tiers``: tier name -> default limit for that tier;
+    ``trust``; without ``trust``, ``RATELIMIT_TRUSTED_HOPS`` / ``RATELIMIT_TRUSTED_CIDRS``
+    from ``environ``, else no proxy is trusted; on Render pass ``trust=ProxyTrust.render()``).
+    ``default``: the app-wide default limit, counted per route template and method (default:
+    the limiter's; ``None``: no default). ``tiers``: tier name -> default limit for that tier;
     ``tier``: a function naming a request's tier (None or unknown: ``default_tier``, the first
-    tier). ``rules``: per-path :class:`Rule` objects, first match wins; requests no rule
-    matches get the tier's (or the limiter's) default limit unless ``limit_unmatched`` is
-    False. ``exempt_paths``: never limited, in addition to health endpoints.
-    ``exempt_keys``: keys (``"ip:10.0.0.7"``, ``"10.0.0.7"``) never limited. ``headers``:
-    send the RateLimit headers on limited routes; ``legacy_headers`` adds ``X-RateLimit-*``;
-    ``problem_json`` answers 429 as ``application/problem+json``.
+    tier). ``rules``: :class:`Rule` objects, first match wins. ``shared_default``: count the
+    default as one quota per client across all routes instead. ``exempt_paths``: never
+    limited, in addition to health endpoints. ``exempt_keys``: identities (``"10.0.0.7"``,
+    ``"ip:10.0.0.7"``) never limited. ``headers``: send the ``RateLimit`` pairs;
+    ``legacy_headers`` adds ``X-RateLimit-*``. ``limit_unmatched=False``: the default applies
+    to nothing (only rules and route limits count).
     """
 
     def __init__(
@@ -97,6 +340,7 @@ class RateLimitPolicy:
         *,
         key: KeyFunc | None = None,
         trust: ProxyTrust | None = None,
+        default: str | Sequence[str] | bool | None = True,
         tiers: Mapping[str, str] | None = None,
         tier: TierFunc | None = None,
         default_tier: str | None = None,
@@ -104,10 +348,12 @@ class RateLimitPolicy:
         exempt_paths: Sequence[str] = (),
         exempt_keys: Iterable[str] = (),
         limit_unmatched: bool = True,
+        shared_default: bool = False,
         headers: bool = True,
         legacy_headers: bool = False,
-        problem_json: bool = False,
+        problem_json: bool = True,
         watch_keys: bool = True,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         if not isinstance(limiter, RateLimiter):
             raise TypeError(
@@ -115,164 +361,255 @@ class RateLimitPolicy:
             )
         if key is not None and trust is not None:
             raise ValueError("pass either key= or trust= (trust configures the default IP key)")
+        if trust is None and key is None:
+            trust = RateLimitTrustSettings.load(environ).trust()
         self.limiter = limiter
         self._ip_key = client_ip_key(trust)
+        self.trust: ProxyTrust = self._ip_key.trust  # type: ignore[attr-defined]
         self.key: KeyFunc = key if key is not None else self._ip_key
         self.rules = tuple(rules)
-        problems: list[ConfigProblem] = []
-        self._tier_items: dict[str, list[RateLimitItem]] = {}
-        for name, text in (tiers or {}).items():
-            try:
-                self._tier_items[name] = parse_limits(text, option=f"tiers[{name!r}]")
-            except ConfigError as exc:
-                problems.extend(exc.errors)
+        for rule in self.rules:
+            if not isinstance(rule, Rule):
+                raise TypeError(f"rules= takes Rule objects, got {type(rule).__name__}")
+        self._table = _RuleTable(self.rules)
+        self._defaults = self._default_limits(default, tiers, limit_unmatched, shared_default)
         self.tier = tier
-        self.default_tier = default_tier or next(iter(self._tier_items), None)
+        self.default_tier = default_tier or next(iter(tiers or {}), None)
         if (
             tier is not None
-            and not self._tier_items
+            and not tiers
             and not any(isinstance(r.limit, Mapping) for r in self.rules)
         ):
-            problems.append(
+            raise ConfigError(
                 ConfigProblem("tiers", "tier= is set but no tier has limits; pass tiers=", "code")
             )
-        self._rule_items: list[dict[str, list[RateLimitItem]]] = []
-        for rule in self.rules:
-            per_tier = rule.limit if isinstance(rule.limit, Mapping) else {"": rule.limit}
-            parsed: dict[str, list[RateLimitItem]] = {}
-            for tier_name, text in per_tier.items():
-                option = f"Rule({rule.name!r}).limit" + (f"[{tier_name!r}]" if tier_name else "")
-                try:
-                    parsed[tier_name] = parse_limits(text, option=option)
-                except ConfigError as exc:
-                    problems.extend(exc.errors)
-            self._rule_items.append(parsed)
         try:
             self._exempt = path_matcher((*HEALTH_PATHS, *exempt_paths))
         except ValueError as exc:
-            problems.append(ConfigProblem("exempt_paths", str(exc), "code"))
-        if problems:
-            raise ConfigError(problems)
+            raise ConfigError(ConfigProblem("exempt_paths", str(exc), "code")) from None
         keys = set()
         for value in exempt_keys:
             keys.add(value)
             if ":" not in value or value.count(":") > 1:  # bare IPv4 / IPv6
                 keys.add(f"ip:{value}")
         self.exempt_keys = frozenset(keys)
-        self.limit_unmatched = limit_unmatched
         self.headers = headers
         self.legacy_headers = legacy_headers
-        self.problem_json = problem_json
         self._watch = KeyWatch() if watch_keys and key is None else None
-        self._trust: ProxyTrust = self._ip_key.trust  # type: ignore[attr-defined]
-        # The common configuration (client-IP keys, no tier function, no per-rule keys)
-        # needs no RequestInfo: the adapters call _check_ip with the raw request facts.
-        self._ip_only = key is None and tier is None and all(r.key is None for r in self.rules)
-        # Per rule, for _check_ip: (items without a tier function, cost, name).
-        self._plain_rules = [
-            (parsed.get("") or parsed.get(self.default_tier or ""), rule.cost, rule.name or "rule")
-            for rule, parsed in zip(self.rules, self._rule_items, strict=True)
-        ]
-        self._rule_cache: dict[tuple[str, str], int] = {}
 
-    def _tier_of(self, request: RequestInfo) -> str | None:
-        if self.tier is None:
+    def _default_limits(
+        self,
+        default: str | Sequence[str] | bool | None,
+        tiers: Mapping[str, str] | None,
+        limit_unmatched: bool,
+        shared: bool,
+    ) -> RouteLimit | None:
+        if not limit_unmatched or default is None or default is False:
             return None
+        scope = "shared-default" if shared else "default"
+        if tiers:
+            return RouteLimit(dict(tiers), name="default", scope=scope)
+        if default is True:
+            texts = [str(item) for item in self.limiter.default]
+            spec = RouteLimit(texts[0], name="default", scope=scope)
+            object.__setattr__(spec, "items", {"": list(self.limiter.default)})
+            return spec
+        return RouteLimit(
+            default if isinstance(default, str) else ";".join(default), name="default", scope=scope
+        )
+
+    # -- which limits -----------------------------------------------------------------------
+    def limits_for(self, request: RequestInfo) -> list[RouteLimit]:
+        """The limits that apply to ``request`` (route limits, a rule, the default)."""
+        method = _method(request.method)
+        chosen = [spec for spec in request.limits if spec.applies(request, method)]
+        rule = self._table.find(request.path, method) if self._table.rules else None
+        if rule is not None and rule.applies(request, method):
+            chosen.append(rule)
+        default = self._defaults
+        if default is not None and all(not s.override_defaults for s in chosen):
+            chosen.append(default)  # nothing replaces the default here
+        return chosen
+
+    def _tier_of(self, request: RequestInfo) -> str:
+        if self.tier is None:
+            return ""
         try:
             name = self.tier(request)
         except Exception:
             logger.exception("the rate-limit tier function raised; using the default tier")
             name = None
-        return name if name is not None else self.default_tier
+        return name if name is not None else (self.default_tier or "")
 
-    def _rule_index(self, method: str, path: str) -> int:
-        """Index of the first rule covering ``method path`` (-1: none), memoised per route."""
-        cache = self._rule_cache
-        index = cache.get((method, path))
-        if index is None:
-            index = next((i for i, rule in enumerate(self.rules) if rule.matches(method, path)), -1)
-            if len(cache) >= _RULE_CACHE_SIZE:
-                cache.clear()  # many distinct paths (ids in URLs): start over, stay bounded
-            cache[(method, path)] = index
-        return index
-
-    def _check_ip(
-        self, method: str, path: str, peer: str | None, headers: list[tuple[bytes, bytes]]
-    ) -> Check | None:
-        """:meth:`check_for` for the client-IP-only configuration, without a RequestInfo."""
-        if self._exempt(path):
-            return None
-        if self.rules and (index := self._rule_index(method.upper(), path)) >= 0:
-            items, cost, name = self._plain_rules[index]
-            if items is None:
-                return None
-        elif self.limit_unmatched:
-            items, cost, name = self.limiter.default, 1, "default"
-        else:
-            return None
-        identity = ip_key(client_ip(peer, headers, self._trust))
-        if identity in self.exempt_keys:
-            return None
-        watch = self._watch
-        if watch is not None and not watch.done:
-            watch.observe(identity)
-        return Check(f"{name}|{identity}", items, cost, name)
-
-    def check_for(self, request: RequestInfo) -> Check | None:
-        """The check for ``request``, or None when it is exempt or nothing limits it."""
-        path = request.path
-        if self._ip_only:
-            return self._check_ip(request.method, path, request.peer, request.headers)
-        if self._exempt(path):
-            return None
-        tier = self._tier_of(request)
-        if self.rules and (index := self._rule_index(request.method.upper(), path)) >= 0:
-            rule, parsed = self.rules[index], self._rule_items[index]
-            items = parsed.get(tier or "") or parsed.get("") or parsed.get(self.default_tier or "")
-            if items is None:
-                return None
-            return self._check(request, rule.key, items, rule.cost, rule.name or "rule")
-        if not self.limit_unmatched:
-            return None
-        items = self._tier_items.get(tier or "") if tier else None
-        if items is None and self.default_tier is not None and self.tier is not None:
-            items = self._tier_items.get(self.default_tier)
-        if items is None:
-            items = self.limiter.default
-        return self._check(request, None, items, 1, tier or "default")
-
-    def _check(
-        self,
-        request: RequestInfo,
-        key: KeyFunc | None,
-        items: list[RateLimitItem],
-        cost: int,
-        name: str,
-    ) -> Check | None:
-        function = key or self.key
+    def _identity(self, request: RequestInfo, function: KeyFunc | None) -> str:
         try:
-            identity = function(request)
+            identity = (function or self.key)(request)
         except Exception:
             logger.exception("the rate-limit key function raised; keying the request by its IP")
             identity = None
         if identity is None:
             # An API-key or user key function found nothing: count the client's address.
             identity = self._ip_key(request) or "ip:unknown"
-        if identity in self.exempt_keys:
-            return None
-        if self._watch is not None:
-            self._watch.observe(identity)
-        return Check(f"{name}|{identity}", items, cost, name)
+        return identity
 
-    def response_headers(self, result: RateLimitResult, check: Check) -> list[tuple[bytes, bytes]]:
-        """Headers for a response to a limited request (empty when ``headers`` is off)."""
+    def plan(self, request: RequestInfo) -> _Plan | None:
+        """The charges for ``request``; None when it is exempt or nothing limits it."""
+        if self._exempt(request.path):
+            return None
+        specs = self.limits_for(request)
+        if not specs:
+            return None
+        plan = _Plan()
+        tier: str | None = None
+        identities: dict[int, str] = {}
+        route = f"{_method(request.method)} {request.route or '*'}"
+        for spec in specs:
+            ident = identities.get(id(spec.key))
+            if ident is None:
+                ident = identities[id(spec.key)] = self._identity(request, spec.key)
+                if ident in self.exempt_keys:
+                    return None
+            if tier is None:
+                tier = self._tier_of(request)
+            items = (
+                spec.items.get(tier)
+                or spec.items.get("")
+                or spec.items.get(self.default_tier or "")
+            )
+            if items is None:
+                continue
+            name = tier if spec is self._defaults and tier else (spec.name or "default")
+            charges = self._charges(spec, route, ident, items, spec.cost_of(request), name)
+            if spec.deduct_when is not None:
+                plan.deferred.append((spec, charges))
+            else:
+                plan.charges += charges
+                plan.owners += [spec] * len(charges)
+        watch = self._watch
+        if watch is not None and not watch.done:
+            watch.observe(identities.get(id(None)) or next(iter(identities.values()), ""))
+        return plan
+
+    def _charges(
+        self,
+        spec: RouteLimit,
+        route: str,
+        identity: str,
+        items: list[RateLimitItem],
+        cost: int,
+        name: str,
+    ) -> list[Charge]:
+        if spec.shared is not None:
+            scope = f"shared:{spec.shared}"
+        elif spec.scope == "rule":
+            scope = f"rule:{spec.name}"
+        elif spec.scope == "shared-default":
+            scope = "default:*"
+        else:
+            scope = f"{spec.scope}:{route}"
+        return [
+            Charge(
+                f"{scope}|{identity}:{item.amount}/{item.get_expiry()}",
+                item.amount,
+                item.get_expiry(),
+                cost,
+                name,
+                spec.fail_closed,
+            )
+            for item in items
+        ]
+
+    # -- the decision -----------------------------------------------------------------------
+    def decide(self, request: RequestInfo, *, routed: bool = False) -> Verdict:
+        """Charge ``request``'s limits, all or none, and return the :class:`Verdict` (sync)."""
+        plan = self.plan(request)
+        if plan is None:
+            return _FREE_ROUTED if routed else _FREE
+        limiter = self.limiter
+        waiting = [limiter.inspect(c) for _s, c in plan.deferred]
+        if all(r.allowed for rs in waiting for r in rs):
+            results = limiter.acquire(plan.charges) if plan.charges else []
+        else:
+            results = limiter.inspect(plan.charges) if plan.charges else []
+        return self._verdict(request, plan, results, waiting, routed)
+
+    async def adecide(self, request: RequestInfo, *, routed: bool = False) -> Verdict:
+        """:meth:`decide` for async adapters: the event loop never blocks on storage I/O."""
+        plan = self.plan(request)
+        if plan is None:
+            return _FREE_ROUTED if routed else _FREE
+        limiter = self.limiter
+        waiting = [await limiter.ainspect(c) for _s, c in plan.deferred]
+        if all(r.allowed for rs in waiting for r in rs):
+            results = await limiter.aacquire(plan.charges) if plan.charges else []
+        else:
+            results = await limiter.ainspect(plan.charges) if plan.charges else []
+        return self._verdict(request, plan, results, waiting, routed)
+
+    def _verdict(
+        self,
+        request: RequestInfo,
+        plan: _Plan,
+        results: list[RateLimitResult],
+        waiting: list[list[RateLimitResult]],
+        routed: bool,
+    ) -> Verdict:
+        owners = list(plan.owners)
+        every = list(results)
+        for (spec, _charges), rs in zip(plan.deferred, waiting, strict=True):
+            every += rs
+            owners += [spec] * len(rs)
+        if all(r.allowed for r in every):
+            headers: list[tuple[bytes, bytes]] = []
+            if self.headers:
+                for result in every:
+                    headers += rate_limit_headers(result, legacy=self.legacy_headers)
+            deferred = tuple(plan.deferred)
+            return Verdict(True, tuple(every), headers, 200, b"", routed, deferred)
+        worst = most_restrictive(every)
+        status, headers, body = refusal(
+            worst, every if self.headers else (), legacy=self.legacy_headers
+        )
+        for spec, result in zip(owners, every, strict=True):
+            if not result.allowed and spec.on_breach is not None:
+                try:
+                    spec.on_breach(request, result)
+                except Exception:
+                    logger.exception("a rate limit's on_breach hook raised")
+        return Verdict(False, tuple(every), headers, status, body, routed)
+
+    def settle(self, verdict: Verdict, status: int) -> None:
+        """After the response: charge the ``deduct_when`` limits whose predicate says so."""
+        for spec, charges in verdict.deferred:
+            if _deduct(spec, status):
+                self.limiter.acquire(charges)
+
+    async def asettle(self, verdict: Verdict, status: int) -> None:
+        """Async :meth:`settle`."""
+        for spec, charges in verdict.deferred:
+            if _deduct(spec, status):
+                await self.limiter.aacquire(charges)
+
+    # -- kept for callers of the previous API ---------------------------------------------
+    def response_headers(
+        self, result: RateLimitResult, check: Any = None
+    ) -> list[tuple[bytes, bytes]]:
+        """The ``RateLimit`` pair for one result (empty when ``headers`` is off)."""
         if not self.headers or result.unavailable:
             return []
-        return rate_limit_headers(result, name=check.name, legacy=self.legacy_headers)
+        return rate_limit_headers(result, legacy=self.legacy_headers)
 
     def refusal(
-        self, result: RateLimitResult, check: Check
+        self, result: RateLimitResult, check: Any = None
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """Status, headers and body for a refused request (429 or, failing closed, 503)."""
-        status, headers, body = deny_response(result, problem_json=self.problem_json)
-        return status, headers + self.response_headers(result, check), body
+        """Status, headers and body refusing a request because of ``result``."""
+        return refusal(result, (result,) if self.headers else (), legacy=self.legacy_headers)
+
+
+def _deduct(spec: RouteLimit, status: int) -> bool:
+    assert spec.deduct_when is not None
+    try:
+        return bool(spec.deduct_when(status))
+    except Exception:
+        logger.exception("a rate limit's deduct_when raised; charging the request")
+        return True

@@ -1,4 +1,4 @@
-"""WSGI rate limiting: the same RateLimitPolicy as ASGI, with sync storage calls."""
+"""WSGI rate limiting: the same RateLimitPolicy decision as ASGI, with sync storage calls."""
 
 from __future__ import annotations
 
@@ -8,17 +8,22 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from renderkit._http import mapping_headers
-from renderkit.ratelimit import RateLimiter, RateLimitPolicy, RateLimitResult, RequestInfo
+from renderkit.ratelimit import RateLimiter, RateLimitPolicy, RequestInfo, Verdict
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["RateLimitMiddleware", "request_info_from_environ", "status_line"]
+__all__ = ["RateLimitMiddleware", "decide", "request_info_from_environ", "status_line"]
 
 logger = logging.getLogger("renderkit.ratelimit")
 
 
-def request_info_from_environ(environ: WSGIEnvironment, session: Any = None) -> RequestInfo:
+def request_info_from_environ(
+    environ: WSGIEnvironment,
+    session: Any = None,
+    route: str | None = None,
+    limits: tuple[Any, ...] = (),
+) -> RequestInfo:
     """The framework-free view of a WSGI request."""
     peer = environ.get("REMOTE_ADDR")
     return RequestInfo(
@@ -28,6 +33,8 @@ def request_info_from_environ(environ: WSGIEnvironment, session: Any = None) -> 
         peer=peer if isinstance(peer, str) and peer else None,
         session=session,
         native=environ,
+        route=route,
+        limits=limits,
     )
 
 
@@ -41,23 +48,29 @@ def str_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
 
 
-def hit(policy: RateLimitPolicy, info: RequestInfo) -> tuple[Any, RateLimitResult | None]:
-    """Run the policy's check for ``info``: (check, result), or (None, None) when unlimited."""
-    check = policy.check_for(info)
-    if check is None:
-        return None, None
+def decide(policy: RateLimitPolicy, info: RequestInfo, *, routed: bool = False) -> Verdict | None:
+    """``policy.decide(info)``, or None after logging a bug (never a 500 for limiting)."""
     try:
-        return check, policy.limiter.hit(check.key, check.items, check.cost)
+        return policy.decide(info, routed=routed)
     except Exception:
         # The limiter already fails open on storage errors; this guards bugs: never a 500.
         logger.exception("rate-limit check failed; letting the request through")
-        return None, None
+        return None
+
+
+def _status_code(status: str) -> int:
+    try:
+        return int(status.split(" ", 1)[0])
+    except ValueError:
+        return 500
 
 
 class RateLimitMiddleware:
     """WSGI middleware: ``app.wsgi_app = RateLimitMiddleware(app.wsgi_app, limiter=limiter)``.
 
-    Takes the same options as the ASGI :class:`renderkit.ratelimit.RateLimitMiddleware`.
+    Takes the same options as the ASGI :class:`renderkit.ratelimit.RateLimitMiddleware`. A
+    plain WSGI app has no route templates to read, so the default limit is one quota per
+    client for the whole app; ``RenderKit(app, limiter=...)`` on Flask counts per route.
     """
 
     def __init__(
@@ -78,20 +91,20 @@ class RateLimitMiddleware:
         self.policy = policy
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        check, result = hit(self.policy, request_info_from_environ(environ))
-        if check is None or result is None:
+        verdict = decide(self.policy, request_info_from_environ(environ))
+        if verdict is None or (verdict.allowed and not verdict.headers and not verdict.deferred):
             return self.app(environ, start_response)
-        if not result.allowed:
-            status, headers, body = self.policy.refusal(result, check)
-            start_response(status_line(status), str_headers(headers))
-            return [body]
-        extra = str_headers(self.policy.response_headers(result, check))
-        if not extra:
-            return self.app(environ, start_response)
+        if not verdict.allowed:
+            start_response(status_line(verdict.status), str_headers(verdict.headers))
+            return [verdict.body]
+        extra = str_headers(verdict.headers)
+        policy = self.policy
 
         def start_with_headers(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], object]:
+            if verdict.deferred:
+                policy.settle(verdict, _status_code(status))
             return start_response(status, [*headers, *extra], exc_info)
 
         return self.app(environ, start_with_headers)

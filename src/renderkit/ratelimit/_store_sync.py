@@ -1,0 +1,125 @@
+# DO NOT EDIT: generated from src/renderkit/ratelimit/_store_async.py by tools/twins.py.
+# Edit the async source and run `nox -s twins` (or `python tools/twins.py`).
+"""Shared counts: Redis through renderkit's one Lua script, or any ``limits`` storage.
+
+Each store answers ``acquire(charges)`` with ``(allowed, tallies)`` (see
+:mod:`renderkit.ratelimit._counting`): all of a request's limits are charged, or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from renderkit.ratelimit._counting import LUA, Charge, Strategy, Tally, lua_args, lua_reply
+
+__all__ = ["LimitsCounts", "RedisCounts"]
+
+SHA = hashlib.sha1(LUA.encode()).hexdigest()  # Redis names scripts by SHA1
+
+
+class RedisCounts:
+    """Counts in Redis: one ``EVALSHA`` of renderkit's script per request, whatever its limits.
+
+    ``client`` is a redis-py client; ``prefix`` namespaces the keys; ``timeout`` bounds the
+    server's answer (see :func:`renderkit.ratelimit._deadline.answered` for asyncio).
+    """
+
+    def __init__(self, client: Any, strategy: Strategy, *, prefix: str, timeout: float) -> None:
+        from redis.exceptions import NoScriptError
+
+        self.client = client
+        self.strategy: Strategy = strategy
+        self.prefix = prefix + ":"
+        self.timeout = timeout
+        self._noscript = NoScriptError
+
+    def acquire(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
+        """Charge all of ``charges`` or none, in one round trip."""
+        prefix = self.prefix
+        keyed = [
+            Charge(prefix + c.key, c.amount, c.window, c.cost, c.name, c.fail_closed)
+            for c in charges
+        ]
+        args = lua_args(self.strategy, keyed)
+        try:
+            reply = self._ask("EVALSHA", SHA, len(keyed), *args)
+        except self._noscript:
+            # First use on this server (or after SCRIPT FLUSH / a failover): EVAL loads it.
+            reply = self._ask("EVAL", LUA, len(keyed), *args)
+        return lua_reply(reply)
+
+    def _ask(self, *command: Any) -> Any:
+        pending = self.client.execute_command(*command)
+        return pending
+
+    def peek(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
+        """The counts :meth:`acquire` would see, charging nothing (cost-0 charges)."""
+        free = [Charge(c.key, c.amount, c.window, 0, c.name) for c in charges]
+        return False, (self.acquire(free))[1]
+
+    def clear(self, key: str) -> None:
+        """Forget one counter."""
+        self.client.delete(self.prefix + key)
+
+    def ping(self) -> None:
+        """Raise unless the server answers (the background probe while degraded)."""
+        self.client.ping()
+
+
+class LimitsCounts:
+    """Counts in any other ``limits`` storage through ``limits``' own strategies.
+
+    Not atomic across processes (``limits`` has no multi-limit primitive): every limit is
+    tested first and only then all are hit, so a refused request is charged to none.
+    """
+
+    def __init__(self, limiter: Any, strategy: Strategy) -> None:
+        self.limiter = limiter
+        self.strategy: Strategy = strategy
+        self._items: dict[tuple[int, int], Any] = {}
+
+    def _item(self, charge: Charge) -> Any:
+        item = self._items.get((charge.amount, charge.window))
+        if item is None:
+            from limits import RateLimitItemPerSecond
+
+            item = RateLimitItemPerSecond(charge.amount, charge.window)
+            self._items[(charge.amount, charge.window)] = item
+        return item
+
+    def acquire(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
+        """Test every limit, then hit every one if all have room."""
+        items = [self._item(c) for c in charges]
+        allowed = True
+        for item, charge in zip(items, charges, strict=True):
+            if not self.limiter.test(item, charge.key, cost=charge.cost):
+                allowed = False
+                break
+        if allowed:
+            for item, charge in zip(items, charges, strict=True):
+                allowed = self.limiter.hit(item, charge.key, cost=charge.cost) and allowed
+        return allowed, [self._tally(i, c) for i, c in zip(items, charges, strict=True)]
+
+    def peek(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
+        """The counts, charging nothing."""
+        items = [self._item(c) for c in charges]
+        return False, [self._tally(i, c) for i, c in zip(items, charges, strict=True)]
+
+    def _tally(self, item: Any, charge: Charge) -> Tally:
+        stats = self.limiter.get_window_stats(item, charge.key)
+        left = max(0.0, stats.reset_time - time.time())
+        elapsed = max(0, int((charge.window - left) * 1000))
+        return (charge.amount - stats.remaining, 0, elapsed)
+
+    def clear(self, key: str) -> None:
+        """Forget one counter (every limit stored under ``key``)."""
+        for item in list(self._items.values()):
+            self.limiter.clear(item, key)
+
+    def ping(self) -> None:
+        """Raise unless the storage answers."""
+        if not self.limiter.storage.check():
+            raise ConnectionError("the limits storage's check() failed")
