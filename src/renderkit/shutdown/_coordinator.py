@@ -107,9 +107,12 @@ class ShutdownCoordinator(LifespanMixin):
         self._phase: Phase = "running"
         self.accepting = True
         """False once new requests get 503 (after the server was told to stop)."""
+        self.retiring = False
+        """True from the first signal on: responses carry ``Connection: close``."""
         self.shutting_down = ShutdownEvent()
         """Set when shutdown begins: ``await coordinator.shutting_down`` in long-lived streams."""
         self._requests = RequestTracker(clock)
+        self._tasks = self._requests.tasks
         self._shutdown_lock = threading.Lock()
         self._began_at: float | None = None
         self._reason = ""
@@ -205,11 +208,6 @@ class ShutdownCoordinator(LifespanMixin):
         return self._phase != "running"
 
     @property
-    def retiring(self) -> bool:
-        """True from the first signal on: responses carry ``Connection: close``."""
-        return self._phase != "running"
-
-    @property
     def inflight(self) -> int:
         """Requests tracked by the ASGI and WSGI middleware that have not finished yet."""
         return self._requests.count
@@ -240,15 +238,23 @@ class ShutdownCoordinator(LifespanMixin):
     def admit(self, task: asyncio.Task[Any] | None = None) -> bool:
         """Count a request as in flight (an ASGI request's ``task``, or a WSGI request when
         None); False, counted as refused, once the coordinator stops accepting."""
-        if not self.accepting:
-            self._counts["refused"] += 1
-            return False
-        self._requests.add(task)
+        if self.retiring:  # the keep-alive window watches for quiet
+            if not self.accepting:
+                self._counts["refused"] += 1
+                return False
+            self._requests.last_started = self._clock()
+        if task is not None:
+            self._tasks.add(task)  # the hot path: one set insertion per ASGI request
+        else:
+            self._requests.add_sync()
         return True
 
     def release(self, task: asyncio.Task[Any] | None = None) -> None:
         """The request admitted with ``task`` (or a WSGI request when None) finished."""
-        self._requests.discard(task)
+        if task is not None:
+            self._tasks.discard(task)
+        else:
+            self._requests.discard_sync()
 
     # --- signals --------------------------------------------------------------------------------
 
@@ -283,6 +289,7 @@ class ShutdownCoordinator(LifespanMixin):
             if self._phase != "running":
                 return
             self._phase = "draining"
+            self.retiring = True
             self._began_at = self._clock()
             self._reason = reason
         logger.info(
@@ -422,6 +429,7 @@ class ShutdownCoordinator(LifespanMixin):
                 )
             self._phase = "running"
             self.accepting = True
+            self.retiring = False
             self.shutting_down = ShutdownEvent()
             self._began_at = None
             self._reason = ""

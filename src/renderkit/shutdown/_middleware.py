@@ -40,6 +40,20 @@ def checked_coordinator(coordinator: object) -> ShutdownCoordinator:
     return coordinator
 
 
+def _closing(send: Send) -> Send:
+    """Wrap ``send`` so the response says ``Connection: close``."""
+
+    async def send_closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers") or ())
+            if not any(key.lower() == b"connection" for key, _ in headers):
+                headers.append(_CLOSE)
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_closing
+
+
 class ShutdownMiddleware:
     """Pure ASGI middleware: track in-flight requests for the drain; once shutdown begins,
     answer every response with ``Connection: close`` (so keep-alive connections are retired
@@ -70,18 +84,11 @@ class ShutdownMiddleware:
             await self._refuse(kind, send)
             return
         try:
-            if kind == "http":
-
-                async def send_closing(message: Message) -> None:
-                    if message["type"] == "http.response.start" and coordinator.retiring:
-                        headers = list(message.get("headers") or ())
-                        if not any(key.lower() == b"connection" for key, _ in headers):
-                            headers.append(_CLOSE)
-                        message = {**message, "headers": headers}
-                    await send(message)
-
-                await self.app(scope, receive, send_closing)
+            if coordinator.retiring and kind == "http":
+                await self.app(scope, receive, _closing(send))
             else:
+                # A request already running at the signal keeps its connection; the keep-alive
+                # window waits for quiet, so such a connection is idle long before it closes.
                 await self.app(scope, receive, send)
         finally:
             coordinator.release(task)

@@ -24,7 +24,7 @@ class RequestTracker:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.sync_active = 0
         self.last_started = 0.0
-        """Clock reading when the last request was admitted."""
+        """Clock reading when the last request was admitted during shutdown."""
         self.cancelled = 0
         self._lock = threading.Lock()
 
@@ -33,20 +33,13 @@ class RequestTracker:
         """Requests admitted and not released yet."""
         return len(self.tasks) + self.sync_active
 
-    def add(self, task: asyncio.Task[Any] | None) -> None:
-        """Count one request: an ASGI request's task, or a WSGI request when None."""
-        self.last_started = self._clock()
-        if task is not None:
-            self.tasks.add(task)
-            return
+    def add_sync(self) -> None:
+        """Count one WSGI request (any thread); ASGI requests go straight into ``tasks``."""
         with self._lock:
             self.sync_active += 1
 
-    def discard(self, task: asyncio.Task[Any] | None) -> None:
-        """The request counted by :meth:`add` finished."""
-        if task is not None:
-            self.tasks.discard(task)
-            return
+    def discard_sync(self) -> None:
+        """A WSGI request counted by :meth:`add_sync` finished."""
         with self._lock:
             self.sync_active -= 1
 

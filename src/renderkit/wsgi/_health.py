@@ -144,12 +144,12 @@ class ShutdownMiddleware:
             return [REFUSAL_BODY]
 
         def start_closing(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
-            if coordinator.retiring and not any(k.lower() == "connection" for k, _ in headers):
+            if not any(k.lower() == "connection" for k, _ in headers):
                 headers = [*headers, ("Connection", "close")]
             return start_response(status, headers, *exc_info)
 
         try:
-            body = self.app(environ, start_closing)
+            body = self.app(environ, start_closing if coordinator.retiring else start_response)
         except BaseException:
             coordinator.release()
             raise
