@@ -6,8 +6,10 @@ Each check connects once with a short timeout, runs the cheapest round trip (``S
 
 from __future__ import annotations
 
+import importlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from renderkit._redis import EVICTION_POLICY, EVICTION_REASON
@@ -34,32 +36,72 @@ def _latency(name: str, what: str, ms: float, extra: str, details: dict[str, Any
     return Finding(name, "ok", text, "", details)
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What a connectivity check needs to know about its variable and client."""
+
+    check: str
+    variable: str
+    parse: Callable[[str], str]
+    unset: str
+    example: str
+    module: str
+    extra: str
+
+
+def _prepare(ctx: DoctorContext, target: _Target) -> tuple[str, Any] | Finding:
+    """(validated URL, imported client module), or the finding that ends the check."""
+    raw = ctx.value(target.variable)
+    if not raw:
+        return Finding(target.check, "ok", f"{target.variable} not set; {target.unset}")
+    try:
+        url = str(target.parse(raw))
+    except ValueError as exc:
+        return Finding(
+            target.check,
+            "fail",
+            f"{target.variable} is invalid: {exc}",
+            f"set {target.variable} to {target.example}",
+        )
+    try:
+        module = importlib.import_module(target.module)
+    except ImportError:
+        return Finding(
+            target.check,
+            "warn",
+            f"{target.variable} is set but {target.module} is not installed, so it was not tested",
+            f"pip install 'renderkit[{target.extra}]'",
+        )
+    return url, module
+
+
+_POSTGRES = _Target(
+    "database",
+    "DATABASE_URL",
+    parse_postgres_url,
+    "Postgres check skipped",
+    "postgresql://user:password@host:5432/dbname",
+    "psycopg",
+    "postgres",
+)
+_REDIS = _Target(
+    "redis",
+    "REDIS_URL",
+    parse_redis_url,
+    "caches and limits stay in memory",
+    "redis://host:6379/0 (rediss:// for TLS)",
+    "redis",
+    "redis",
+)
+
+
 def check_database(ctx: DoctorContext) -> Iterable[Finding]:
     """DATABASE_URL is valid, Postgres accepts a connection, and ``SELECT 1`` is quick."""
-    raw = ctx.value("DATABASE_URL")
-    if not raw:
-        yield Finding("database", "ok", "DATABASE_URL not set; Postgres check skipped")
+    prepared = _prepare(ctx, _POSTGRES)
+    if isinstance(prepared, Finding):
+        yield prepared
         return
-    try:
-        url = str(parse_postgres_url(raw))
-    except ValueError as exc:
-        yield Finding(
-            "database",
-            "fail",
-            f"DATABASE_URL is invalid: {exc}",
-            "set DATABASE_URL to postgresql://user:password@host:5432/dbname",
-        )
-        return
-    try:
-        import psycopg
-    except ImportError:
-        yield Finding(
-            "database",
-            "warn",
-            "DATABASE_URL is set but psycopg is not installed, so it was not tested",
-            "pip install 'renderkit[postgres]'",
-        )
-        return
+    url, psycopg = prepared
     started = time.perf_counter()
     try:
         with psycopg.connect(
@@ -101,30 +143,11 @@ def check_database(ctx: DoctorContext) -> Iterable[Finding]:
 
 def check_redis(ctx: DoctorContext) -> Iterable[Finding]:
     """REDIS_URL is valid, Redis answers ``PING`` quickly, and evicts keys when full."""
-    raw = ctx.value("REDIS_URL")
-    if not raw:
-        yield Finding("redis", "ok", "REDIS_URL not set; caches and limits stay in memory")
+    prepared = _prepare(ctx, _REDIS)
+    if isinstance(prepared, Finding):
+        yield prepared
         return
-    try:
-        url = str(parse_redis_url(raw))
-    except ValueError as exc:
-        yield Finding(
-            "redis",
-            "fail",
-            f"REDIS_URL is invalid: {exc}",
-            "set REDIS_URL to redis://host:6379/0 (rediss:// for TLS)",
-        )
-        return
-    try:
-        import redis
-    except ImportError:
-        yield Finding(
-            "redis",
-            "warn",
-            "REDIS_URL is set but redis-py is not installed, so it was not tested",
-            "pip install 'renderkit[redis]'",
-        )
-        return
+    url, redis = prepared
     client = redis.Redis.from_url(
         url, socket_timeout=CONNECT_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
     )
