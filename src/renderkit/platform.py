@@ -206,6 +206,9 @@ def _https(host: str | None) -> str | None:
     return host if "://" in host else f"https://{host}"
 
 
+# Each provider's facts: only what it knows; Platform's defaults (None, False) fill the rest.
+
+
 def _render(env: Mapping[str, str]) -> dict[str, Any]:
     return {
         "service_name": _get(env, "RENDER_SERVICE_NAME"),
@@ -217,7 +220,6 @@ def _render(env: Mapping[str, str]) -> dict[str, Any]:
         "git_commit": _get(env, "RENDER_GIT_COMMIT"),
         "git_branch": _get(env, "RENDER_GIT_BRANCH"),
         "is_preview": _truthy(env.get("IS_PULL_REQUEST")),
-        "region": None,
     }
 
 
@@ -241,12 +243,8 @@ def _fly(env: Mapping[str, str]) -> dict[str, Any]:
     return {
         "service_name": app,
         "service_type": _get(env, "FLY_PROCESS_GROUP"),
-        "service_id": None,
         "instance_id": _get(env, "FLY_MACHINE_ID", "FLY_ALLOC_ID"),
         "external_url": f"https://{app}.fly.dev" if app else None,
-        "git_commit": None,
-        "git_branch": None,
-        "is_preview": False,
         "region": _get(env, "FLY_REGION"),
     }
 
@@ -257,7 +255,6 @@ def _railway(env: Mapping[str, str]) -> dict[str, Any]:
     tail = environment.rsplit("-pr-", 1)
     return {
         "service_name": _get(env, "RAILWAY_SERVICE_NAME"),
-        "service_type": None,
         "service_id": _get(env, "RAILWAY_SERVICE_ID"),
         "instance_id": _get(env, "RAILWAY_REPLICA_ID", "RAILWAY_DEPLOYMENT_ID"),
         "external_url": _https(_get(env, "RAILWAY_PUBLIC_DOMAIN")),
@@ -275,38 +272,18 @@ def _cloud_run(env: Mapping[str, str]) -> dict[str, Any]:
         "service_type": "job" if job and not _get(env, "K_SERVICE") else "service",
         "service_id": _get(env, "K_REVISION"),
         "instance_id": _get(env, "CLOUD_RUN_EXECUTION"),
-        "external_url": None,
-        "git_commit": None,
-        "git_branch": None,
-        "is_preview": False,
-        "region": None,
     }
 
 
 def _kubernetes(env: Mapping[str, str]) -> dict[str, Any]:
     return {
-        "service_name": None,
-        "service_type": None,
-        "service_id": None,
         "instance_id": _get(env, "HOSTNAME"),  # the pod name
-        "external_url": None,
-        "git_commit": None,
-        "git_branch": None,
-        "is_preview": False,
-        "region": None,
     }
 
 
 def _ecs(env: Mapping[str, str]) -> dict[str, Any]:
     return {
-        "service_name": None,
-        "service_type": None,
-        "service_id": None,
         "instance_id": _get(env, "HOSTNAME"),
-        "external_url": None,
-        "git_commit": None,
-        "git_branch": None,
-        "is_preview": False,
         "region": _get(env, "AWS_REGION", "AWS_DEFAULT_REGION"),
     }
 
