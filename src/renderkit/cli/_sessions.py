@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -12,9 +11,9 @@ __all__ = ["register"]
 
 def _store(args: argparse.Namespace) -> Any:
     from renderkit.db import Database
-    from renderkit.sessions import PostgresStore
+    from renderkit.sessions import PostgresStore, SessionStoreSettings
 
-    url = args.database_url or os.environ.get("DATABASE_URL")
+    url = args.database_url or SessionStoreSettings.load().database_url
     if not url:
         print(
             "renderkit sessions: no database; pass --database-url or set DATABASE_URL",
