@@ -255,3 +255,61 @@ def test_hypercorn_sigterm_under_load(tmp_path: Path) -> None:
         "--bind", f"127.0.0.1:{port}", "--graceful-timeout", f"{GRACE:g}", "--log-level", "warning",
     ]  # fmt: skip
     assert_drains_under_load(command, port, env, tmp_path, log)
+
+
+KEEPALIVE_APP = """
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from renderkit.shutdown import ShutdownCoordinator, ShutdownMiddleware
+
+coordinator = ShutdownCoordinator(grace_period=10)
+
+async def hello(request):
+    return PlainTextResponse("ok")
+
+app = Starlette(routes=[Route("/", hello)], lifespan=coordinator.lifespan)
+app.add_middleware(ShutdownMiddleware, coordinator=coordinator)
+"""
+
+_REQUEST = b"GET / HTTP/1.1\r\nHost: e2e\r\n\r\n"
+
+
+def _exchange(sock: socket.socket) -> bytes:
+    """Send one request on ``sock`` and read its response head (b"" when cut)."""
+    sock.sendall(_REQUEST)
+    data = b""
+    with contextlib.suppress(OSError):
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data.partition(b"\r\n\r\n")[0]
+
+
+def test_uvicorn_sigterm_cuts_no_request_on_idle_keepalive_connections(tmp_path: Path) -> None:
+    """At the default settings, requests sent on idle keep-alive connections right after
+    SIGTERM are answered (200, Connection: close), not cut by uvicorn closing them."""
+    (tmp_path / "ka_app.py").write_text(textwrap.dedent(KEEPALIVE_APP))
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "ka_app:app", "--app-dir", str(tmp_path),
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        "--timeout-keep-alive", "75",
+    ]  # fmt: skip
+    env = {"PYTHONPATH": str(ROOT / "src")}
+    with server(command, port, env, tmp_path) as process:
+        sockets = [socket.create_connection(("127.0.0.1", port), 5) for _ in range(10)]
+        try:
+            for sock in sockets:
+                assert b" 200 " in _exchange(sock)  # now an idle keep-alive connection
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.1)
+            heads = [_exchange(sock) for sock in sockets]
+        finally:
+            for sock in sockets:
+                sock.close()
+        process.wait(timeout=15)
+    assert all(b" 200 " in head for head in heads), heads
+    assert all(b"connection: close" in head.lower() for head in heads)
