@@ -621,45 +621,20 @@ class _Missing:
 _MISSING: Any = _Missing()
 
 
+@dataclass(eq=False, repr=False, slots=True)
 class EnvField:
     """A settings field bound to one environment variable; made by :func:`env`."""
 
-    __slots__ = (
-        "aliases",
-        "attribute",
-        "default",
-        "help",
-        "maximum",
-        "minimum",
-        "name",
-        "required_in",
-        "secret",
-        "validate",
-    )
-
-    def __init__(
-        self,
-        name: str,
-        default: Any,
-        secret: bool,
-        required_in: tuple[str, ...],
-        help: str,
-        *,
-        aliases: tuple[str, ...] = (),
-        minimum: Any = None,
-        maximum: Any = None,
-        validate: Callable[[Any], Any] | None = None,
-    ) -> None:
-        self.name = name
-        self.default = default
-        self.secret = secret
-        self.required_in = required_in
-        self.help = help
-        self.aliases = aliases
-        self.minimum = minimum
-        self.maximum = maximum
-        self.validate = validate
-        self.attribute = ""
+    name: str
+    default: Any
+    secret: bool
+    required_in: tuple[str, ...]
+    help: str
+    aliases: tuple[str, ...] = ()
+    minimum: Any = None
+    maximum: Any = None
+    validate: Callable[[Any], Any] | None = None
+    attribute: str = ""
 
     @property
     def names(self) -> tuple[str, ...]:
