@@ -429,6 +429,20 @@ def test_unknown_or_conflicting_options_raise() -> None:
         CorrelationId(transformer="upper")  # type: ignore[arg-type]
 
 
+def test_celery_tracing_filter_puts_both_task_ids_on_records() -> None:
+    """CeleryTracingFilter sets celery_parent_id / celery_current_id (default outside a task)."""
+    from renderkit.correlation import CeleryTracingFilter, celery_current_id_var
+
+    record = logging.LogRecord("x", logging.INFO, "", 0, "m", (), None)
+    token = celery_current_id_var.set("0123456789")
+    try:
+        CeleryTracingFilter(length=4).filter(record)
+    finally:
+        celery_current_id_var.reset(token)
+    assert record.celery_current_id == "0123"  # type: ignore[attr-defined]
+    assert record.celery_parent_id == "-"  # type: ignore[attr-defined]
+
+
 def test_filter_length_and_default() -> None:
     """CorrelationIdFilter(length=8) keeps the first 8 characters; default=None outside."""
     record = logging.LogRecord("x", logging.INFO, "", 0, "m", (), None)
@@ -498,6 +512,20 @@ def test_celery_tasks_carry_the_request_id_to_the_worker() -> None:
     def whoami() -> str | None:
         return get_correlation_id()
 
+    @celery.task
+    def ids() -> list[str | None]:
+        from renderkit.correlation import celery_current_id_var, celery_parent_id_var
+
+        return [get_correlation_id(), celery_parent_id_var.get(), celery_current_id_var.get()]
+
+    @celery.task
+    def parent() -> list[object]:
+        from renderkit.correlation import celery_current_id_var
+
+        # Waiting on a subtask inside a task is fine for a solo test worker only.
+        child = ids.apply_async()
+        return [celery_current_id_var.get(), child.id]
+
     async def enqueue(request: Request) -> PlainTextResponse:
         return PlainTextResponse(whoami.delay().id)
 
@@ -508,5 +536,13 @@ def test_celery_tasks_carry_the_request_id_to_the_worker() -> None:
         response = TestClient(app).get("/", headers={"X-Request-ID": "celery-1"})
         from_request = celery.AsyncResult(response.text).get(timeout=10)
         from_elsewhere = whoami.delay().get(timeout=10)
+        token = correlation_id_var.set("req-chain")
+        try:
+            parent_current, child_id = parent.delay().get(timeout=10)
+        finally:
+            correlation_id_var.reset(token)
+        child = celery.AsyncResult(child_id).get(timeout=10)
     assert from_request == "celery-1"
+    assert child[0] == "req-chain"  # the request id runs down the chain
+    assert child[1] == parent_current and child[2] not in (None, parent_current)
     assert from_elsewhere is not None and HEX32.fullmatch(from_elsewhere)

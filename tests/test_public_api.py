@@ -164,6 +164,7 @@ PUBLIC: dict[str, set[str]] = {
     },
     "renderkit.correlation": {
         "CELERY_HEADER",
+        "CeleryTracingFilter",
         "CorrelationId",
         "CorrelationIdFilter",
         "CorrelationIdMiddleware",
@@ -172,6 +173,8 @@ PUBLIC: dict[str, set[str]] = {
         "add_correlation_id",
         "connect_celery",
         "async_httpx_hook",
+        "celery_current_id_var",
+        "celery_parent_id_var",
         "get_correlation_id",
         "httpx_hook",
         "is_valid_request_id",

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
@@ -42,12 +43,15 @@ if TYPE_CHECKING:
 __all__ = [
     "CELERY_HEADER",
     "REJECTED_MESSAGE",
+    "CeleryTracingFilter",
     "CorrelationId",
     "CorrelationIdFilter",
     "CorrelationIdMiddleware",
     "CorrelationOptions",
     "add_correlation_id",
     "async_httpx_hook",
+    "celery_current_id_var",
+    "celery_parent_id_var",
     "connect_celery",
     "get_correlation_id",
     "httpx_hook",
@@ -415,16 +419,24 @@ class CorrelationIdMiddleware:
 
 # --- Celery ---------------------------------------------------------------------------------
 
+celery_parent_id_var: ContextVar[str | None] = ContextVar("renderkit_celery_parent", default=None)
+"""In a Celery task: the id of the task that sent it (None when a request or beat sent it)."""
+celery_current_id_var: ContextVar[str | None] = ContextVar("renderkit_celery_current", default=None)
+"""In a Celery task: this task's own tracing id (its parent's children carry it as parent)."""
+
 _celery_connected: dict[str, Any] = {}
 
 
-def connect_celery(header: str = CELERY_HEADER) -> None:
+def connect_celery(header: str = CELERY_HEADER, *, parent_header: str = "CELERY_PARENT_ID") -> None:
     """Carry the request id into Celery tasks (``pip install 'renderkit[celery]'``).
 
     A task published during a request gets the id in its ``header`` task header; the worker
-    binds it for the task's logs (or a fresh id when the task came from elsewhere) and clears
-    it after. The middleware calls this when celery is installed; call it yourself in the
-    worker process (its Celery app module) so the worker side is connected too. Idempotent.
+    binds it for the task's logs (a fresh id when the task came from elsewhere), and also
+    binds :data:`celery_current_id_var` (a new id per task) and :data:`celery_parent_id_var`
+    (the sending task's, via ``parent_header``) for :class:`CeleryTracingFilter`; all are
+    cleared after the task. The middleware calls this when celery is installed; call it
+    yourself in the worker process (its Celery app module) so the worker side is connected too.
+    Idempotent.
     """
     if header in _celery_connected:
         return
@@ -437,20 +449,28 @@ def connect_celery(header: str = CELERY_HEADER) -> None:
     default = CorrelationId(celery_header=None)
 
     def publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
-        value = correlation_id_var.get()
-        if value is not None and headers is not None:
-            headers[header] = value
+        if headers is None:
+            return
+        for name, var in ((header, correlation_id_var), (parent_header, celery_current_id_var)):
+            value = var.get()
+            if value is not None:
+                headers[name] = value
+
+    def valid(value: object) -> str | None:
+        return value if isinstance(value, str) and default.is_valid(value) else None
 
     def prerun(task: Any = None, **_: Any) -> None:
         request = getattr(task, "request", None)
-        value = request.get(header) if request is not None else None
-        ok = isinstance(value, str) and default.is_valid(value)
-        request_id = value if ok else default.new_id()
+        get = request.get if request is not None else (lambda _name: None)
+        request_id = valid(get(header)) or default.new_id()
         correlation_id_var.set(request_id)
+        celery_parent_id_var.set(valid(get(parent_header)))
+        celery_current_id_var.set(default.new_id())
         default.bind(request_id)
 
     def postrun(**_: Any) -> None:
-        correlation_id_var.set(None)
+        for var in (correlation_id_var, celery_parent_id_var, celery_current_id_var):
+            var.set(None)
 
     uid = f"renderkit.correlation:{header}"
     before_task_publish.connect(publish, weak=False, dispatch_uid=uid)
@@ -477,18 +497,33 @@ class CorrelationIdFilter(logging.Filter):
     ) -> None:
         super().__init__(name)
         if length is not None and length < 1:
-            raise ValueError(f"CorrelationIdFilter(length={length}): must be >= 1 or None")
+            raise ValueError(f"{type(self).__name__}(length={length}): must be >= 1 or None")
         self.attribute = attribute
         self.default = default
         self.length = length
+        self._fields: tuple[tuple[str, ContextVar[str | None]], ...] = (
+            (attribute, correlation_id_var),
+        )
 
     def filter(self, record: logging.LogRecord) -> bool:
-        value = correlation_id_var.get()
-        if value is None:
-            setattr(record, self.attribute, self.default)
-        else:
-            setattr(record, self.attribute, value if self.length is None else value[: self.length])
+        for attribute, var in self._fields:
+            value = var.get()
+            if value is not None and self.length is not None:
+                value = value[: self.length]
+            setattr(record, attribute, self.default if value is None else value)
         return True
+
+
+class CeleryTracingFilter(CorrelationIdFilter):
+    """Puts ``celery_parent_id`` (the task that sent this one) and ``celery_current_id`` (this
+    task) on every record, as :func:`connect_celery` binds them in a worker."""
+
+    def __init__(self, name: str = "", *, default: str | None = "-", length: int | None = None):
+        super().__init__(name, default=default, length=length)
+        self._fields = (
+            ("celery_parent_id", celery_parent_id_var),
+            ("celery_current_id", celery_current_id_var),
+        )
 
 
 def outgoing_headers(header_name: str = "X-Request-ID") -> dict[str, str]:
