@@ -526,3 +526,15 @@ def test_repeated_headers_are_joined_as_node_does() -> None:
     """The scanner sees a repeated header as one value joined by ", " (so nosniff twice fails)."""
     twice = [("x-content-type-options", "nosniff"), ("x-content-type-options", "nosniff")]
     assert result(twice, "x-content-type-options") == "x-content-type-options-header-invalid"
+
+
+def test_docs_list_every_result_with_its_modifier() -> None:
+    """docs/cli.md has a row for every result id, with the modifier MODIFIERS gives it."""
+    import re
+
+    text = (Path(__file__).parent.parent / "docs" / "cli.md").read_text("utf-8")
+    minus = "\N{MINUS SIGN}"  # the docs print a minus sign, not a hyphen
+    row = rf"^\|[^|]*\| `([a-z0-9-]+)`[^|]*\| ([+{minus}-]?\d+) \|$"
+    rows = re.findall(row, text, re.MULTILINE)
+    documented = {result: int(value.replace(minus, "-")) for result, value in rows}
+    assert documented == MODIFIERS

@@ -129,6 +129,8 @@ MODIFIERS: dict[str, int] = {
     "corp-implemented-with-cross-origin": 0,
     "corp-not-implemented": 0,
     "corp-header-invalid": -5,
+    # the HTML could not be parsed (the scanner's parser, like Python's, never gives up)
+    "html-not-parseable": -20,
 }
 """Every result id the scanner can give, with its score modifier (its grading chart)."""
 
