@@ -37,6 +37,20 @@ def test_require_services_follows_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     assert testing.require_services() is True
 
 
+@pytest.mark.parametrize(
+    ("ci", "required"),
+    [("TRUE", True), ("y", True), ("1", True), ("woodpecker", False), ("0", False), ("", False)],
+)
+def test_ci_words_are_parse_bools(monkeypatch: pytest.MonkeyPatch, ci: str, required: bool) -> None:
+    """CI is read with config.parse_bool's words; another word (CI=woodpecker) is not true and
+    not an error; a garbled APP_ENV does not break the fixtures."""
+    monkeypatch.delenv("RENDERKIT_TEST_REQUIRE_SERVICES", raising=False)
+    monkeypatch.setenv("CI", ci)
+    assert testing.require_services() is required
+    monkeypatch.setenv("APP_ENV", "prodd")
+    assert testing.require_services() is required
+
+
 def _run_inner(tmp_path, ci: str) -> subprocess.CompletedProcess[str]:
     test_file = tmp_path / "test_inner.py"
     test_file.write_text(

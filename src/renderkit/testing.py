@@ -108,9 +108,11 @@ def _settings() -> _TestingSettings:
     try:
         return _TestingSettings.load()
     except ConfigError:
-        # Only a garbled APP_ENV can fail here (every field is optional text); the test that
-        # set it is checking exactly that, so the fixtures carry on as if nothing were set.
-        return _TestingSettings()
+        # Only a garbled APP_ENV fails here (every field is optional text), and the test that
+        # set it is checking exactly that: build from the raw values, which ignores APP_ENV.
+        raw = _TestingSettings.raw()
+        values = {info.attribute: raw[info.variable] for info in _TestingSettings.describe()}
+        return _TestingSettings(**values)
 
 
 def _is_true(value: str | None) -> bool:
