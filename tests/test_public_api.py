@@ -233,11 +233,13 @@ PUBLIC: dict[str, set[str]] = {
     },
     "renderkit.shutdown": {
         "DEFAULT_GRACE_PERIOD",
+        "DEFAULT_KEEPALIVE_WINDOW",
         "HookOutcome",
         "Phase",
         "ShutdownCoordinator",
         "ShutdownEvent",
         "ShutdownMiddleware",
+        "ShutdownSettings",
         "ShutdownSummary",
         "gunicorn_hooks",
     },
