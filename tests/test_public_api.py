@@ -110,6 +110,7 @@ PUBLIC: dict[str, set[str]] = {
         "configure_logging",
         "formatter",
         "get_logger",
+        "redact_secrets",
         "server_log_config",
     },
     "renderkit.db": {"AsyncDatabase", "Database", "PoolSettings", "is_transient", "normalize_url"},

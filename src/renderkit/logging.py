@@ -23,6 +23,7 @@ from typing import Any, Literal, TextIO
 import structlog
 
 from renderkit._context import correlation_id_var, failed_request
+from renderkit._redact import redact
 from renderkit.config import Settings, env
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "configure_logging",
     "formatter",
     "get_logger",
+    "redact_secrets",
     "server_log_config",
 ]
 
@@ -181,9 +183,25 @@ def _chain(
     ]
 
 
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor masking passwords in every string of a line (tracebacks too).
+
+    It runs last, after the traceback is rendered to text, and uses renderkit's one
+    redaction step (``renderkit.config.redact``), so a URL with a password in a message, an
+    ``extra`` field or an exception never reaches the log stream.
+    """
+    for key, value in event_dict.items():
+        if isinstance(value, str) and ("://" in value or "=" in value):
+            event_dict[key] = redact(value)
+    return event_dict
+
+
 def _renderer(chosen: Format, shared: list[Any]) -> Any:
+    # Tracebacks become text first, so the redaction step sees them.
+    shared.extend((structlog.processors.format_exc_info, redact_secrets))
     if chosen == "json":
-        shared.append(structlog.processors.format_exc_info)
         return structlog.processors.JSONRenderer()
     return structlog.dev.ConsoleRenderer(colors=False)
 
