@@ -190,3 +190,34 @@ async def test_hung_redis_costs_the_timeout_then_nothing() -> None:
     assert elapsed < 1.0
     assert all(r.fallback for r in results)
     assert [r.allowed for r in results[:3]] == [True, True, False]
+
+
+@pytest.mark.e2e
+async def test_stopped_redis_is_bounded_then_recovers(own_redis: tuple[int, list[Any]]) -> None:
+    """SIGSTOP the Redis: checks answer from memory after about one timeout, health says
+    degraded; SIGCONT: the background probe brings shared counting back."""
+    import os
+    import signal
+
+    port, processes = own_redis
+    limiter = RateLimiter(
+        f"redis://127.0.0.1:{port}/0", default="1000/minute", timeout=0.05,
+        failure_threshold=2, recovery_timeout=0.3, key_prefix=_prefix(),
+    )  # fmt: skip
+    assert not (await limiter.ahit("k")).fallback
+    os.kill(processes[0].pid, signal.SIGSTOP)
+    try:
+        started = time.perf_counter()
+        during = [await limiter.ahit("k") for _ in range(30)]
+        elapsed = time.perf_counter() - started
+        assert limiter.health_check().status == "degraded"
+    finally:
+        os.kill(processes[0].pid, signal.SIGCONT)
+    assert all(r.allowed for r in during) and during[-1].fallback
+    assert elapsed < 3.0  # two timeouts, then the breaker: not 30 of them
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if not (await limiter.ahit("k")).fallback:
+            break
+    assert limiter.health_check().status == "healthy"
+    await limiter.aclose()
