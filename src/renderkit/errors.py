@@ -34,7 +34,15 @@ __all__ = [
 
 
 class RenderKitError(Exception):
-    """Base class of every exception renderkit raises on purpose."""
+    """Base class of every exception renderkit raises on purpose.
+
+    Text arguments go through :func:`renderkit.config.redact`, so a URL with a password in any
+    renderkit error message (``BackendUnavailable(f"cannot reach {url}")``) is masked in
+    ``str()``, ``repr()``, tracebacks and logs.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 @dataclass(frozen=True, slots=True)

@@ -413,3 +413,20 @@ def test_no_password_in_the_logging_pipeline(password: str) -> None:
         root.setLevel(level)
         structlog.reset_defaults()
     assert not _leaks(password, stream.getvalue())
+
+
+@FUZZ
+@given(PASSWORD)
+@example("pw#x@y/z?q")
+def test_no_password_in_any_renderkit_error(password: str) -> None:
+    """Every RenderKitError masks URL passwords in its text, str() and repr()."""
+    from renderkit.errors import BackendUnavailable, RenderKitError, SessionError
+
+    url = f"postgresql://app:{password}@db.internal:5432/app"
+    for error in (
+        BackendUnavailable(f"could not connect to {url}"),
+        SessionError(f"store {url} refused the write"),
+        RenderKitError(f"{url} failed", 3),
+        ConfigError(f"DATABASE_URL={url} is odd"),
+    ):
+        assert not _leaks(password, str(error), repr(error), *map(str, error.args)), error
