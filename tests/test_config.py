@@ -839,6 +839,10 @@ def test_truthy_words_are_defined_once() -> None:
         ),
         ("https://example.com/a@b", "https://example.com/a@b"),
         ("postgresql://postgres@127.0.0.1/db", "postgresql://postgres@127.0.0.1/db"),
+        (
+            "https://ghp_0123456789abcdefghijKLMN@github.com/o/r.git",
+            "https://****@github.com/o/r.git",
+        ),
     ],
 )
 def test_redact(text: str, expected: str) -> None:

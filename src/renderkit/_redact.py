@@ -28,6 +28,9 @@ _KEY_VALUE = re.compile(
 )
 
 
+_TOKEN_LENGTH = 20
+
+
 def _mask_userinfo(match: re.Match[str]) -> str:
     rest = match.group("rest")
     at = rest.rfind("@")
@@ -36,7 +39,11 @@ def _mask_userinfo(match: re.Match[str]) -> str:
     userinfo, tail = rest[:at], rest[at:]
     user, colon, _password = userinfo.partition(":")
     if not colon:
-        return match.group(0)  # a user name alone is not a secret
+        # A user name alone is not a secret, but a long one is a token used as the user
+        # (https://<token>@github.com/...): hide that.
+        if len(userinfo) < _TOKEN_LENGTH or any(c in userinfo for c in "/?#"):
+            return match.group(0)
+        return f"{match.group('scheme')}{MASK}{tail}"
     if any(c in user for c in "/?#@"):
         # What precedes the ":" is a path or a mangled password, not a user name: hide it all.
         return f"{match.group('scheme')}{MASK}{tail}"
@@ -47,7 +54,8 @@ def redact(text: object) -> str:
     """Return ``str(text)`` with every password it holds replaced by ``****``.
 
     Masks the password of every ``scheme://user:password@host`` URL whatever characters the
-    password holds (raw ``@ # / ? :`` included), and ``password=...`` style pairs of libpq
+    password holds (raw ``@ # / ? :`` included), a user name of 20 characters or more standing
+    alone (a token: ``https://<token>@github.com``), and ``password=...`` style pairs of libpq
     connection strings and query strings. User names, hosts, ports and paths stay readable.
     This is the one redaction step renderkit uses for error messages, ``repr``, summaries,
     ``renderkit doctor``, health details and the logging pipeline.
