@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from renderkit.config import ConfigReport, Settings
+from renderkit.config import ConfigReport, Settings, redact
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -133,16 +133,14 @@ def _run(args: argparse.Namespace) -> int:
     try:
         cls = import_settings(args.settings)
         report = cls.check(dotenv=args.dotenv)
-    except SettingsImportError as exc:
-        print(f"renderkit config check: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except TypeError as exc:  # an unsupported field type: a bug in the settings class
-        print(f"renderkit config check: {exc}", file=sys.stderr)
+    except (SettingsImportError, TypeError) as exc:  # TypeError: a bug in the class
+        # The app's module may fail while connecting somewhere: its message can hold a URL.
+        print(redact(f"renderkit config check: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     if args.json:
-        print(json.dumps(report_as_dict(report), indent=2))
+        print(redact(json.dumps(report_as_dict(report), indent=2)))
     else:
-        print(format_report(report))
+        print(redact(format_report(report)))
     return EXIT_OK if report.ok else EXIT_INVALID
 
 
