@@ -978,3 +978,19 @@ def test_a_percent_encoded_password_with_reserved_characters_reaches_a_real_redi
         ) not in redact(str(encoded))
     finally:
         server.kill()
+
+
+def test_a_validator_raising_configerror_keeps_one_flat_message() -> None:
+    """A validator that reuses a parser raising ConfigError yields its message, not a nested
+    "1 configuration problem" block."""
+
+    def limit(value: str) -> str:
+        raise ConfigError(ConfigProblem("RK_LIMIT", "expected a limit such as 100/hour", "code"))
+
+    class S(Settings):
+        rule: str = env("RK_LIMIT", default="x", validate=limit)
+
+    with pytest.raises(ConfigError) as info:
+        S.load({"RK_LIMIT": "lots"})
+    (problem,) = info.value.errors
+    assert problem.message == "expected a limit such as 100/hour; got 'lots'"

@@ -1236,6 +1236,8 @@ def _constrain(field: EnvField, parser: _Parser, value: Any) -> tuple[Any, str |
     if field.validate is not None:
         try:
             value = field.validate(value)
+        except ConfigError as exc:  # a validator reusing a from_env() parser
+            return None, "; ".join(p.message for p in exc.errors) or f"expected {parser.expected}"
         except ValueError as exc:
             return None, redact(str(exc)) or f"expected {parser.expected}"
     return value, None
