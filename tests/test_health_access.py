@@ -75,3 +75,53 @@ def test_token_still_unlocks_detail_from_anywhere() -> None:
     bad = client.get("/health", headers={"Authorization": "Bearer nope"}, environ_base=base)
     assert good.json is not None and "checks" in good.json
     assert bad.json == {"status": "healthy"}
+
+
+E2E_APP = """
+from starlette.applications import Starlette
+from renderkit._http import ProxyTrust
+from renderkit.health import Health
+
+plain = Health()
+behind_render = Health(trust=ProxyTrust.render())
+for registry in (plain, behind_render):
+    registry.add("database", lambda: None)
+app = Starlette(routes=[*plain.routes("/plain"), *behind_render.routes("/render")])
+"""
+
+
+@pytest.mark.e2e
+def test_uvicorn_rewriting_the_client_from_forged_headers_unlocks_nothing(tmp_path: Any) -> None:
+    """Under uvicorn --proxy-headers --forwarded-allow-ips '*' a forged X-Forwarded-For becomes
+    the peer; a loopback peer that came with forwarding headers still sees the public answer,
+    and a plain local request still sees detail."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    from _uvicorn_server import _stop, _wait_listening, free_port
+
+    root = Path(__file__).resolve().parent.parent
+    (Path(tmp_path) / "access_app.py").write_text(textwrap.dedent(E2E_APP))
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "uvicorn", "access_app:app", "--app-dir", str(tmp_path),
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            "--proxy-headers", "--forwarded-allow-ips", "*",
+        ],
+        env={"PYTHONPATH": str(root / "src"), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _wait_listening(process, port)
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=5) as client:
+            for prefix in ("/plain", "/render"):
+                assert "checks" in client.get(prefix).json()  # a real local caller
+                for headers in FORGED:
+                    assert client.get(prefix, headers=headers).json() == {"status": "healthy"}
+    finally:
+        _stop(process)

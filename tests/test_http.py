@@ -184,7 +184,8 @@ def test_client_ip_never_raises_and_returns_an_address_or_unknown(
         (ProxyTrust.render(), "10.0.5.6", "127.0.0.1, 198.51.100.7, 172.70.1.2", "198.51.100.7"),
         (ProxyTrust.render(), "10.0.5.6", "198.51.100.7, 172.70.1.2, 10.9.0.1", "198.51.100.7"),
         (ProxyTrust.heroku(), "10.0.5.6", "::1", "10.0.5.6"),
-        (ProxyTrust.none(), "127.0.0.1", "203.0.113.1", "127.0.0.1"),
+        (ProxyTrust.none(), "203.0.113.5", "127.0.0.1", "203.0.113.5"),
+        (ProxyTrust.none(), "127.0.0.1", "203.0.113.1", "unknown"),
         (ProxyTrust.render(), None, "127.0.0.1", "unknown"),
     ],
 )
@@ -200,3 +201,22 @@ def test_access_client_rejects_a_forged_loopback_client_header() -> None:
     trust = ProxyTrust.fly()
     assert access_client("172.16.0.9", h(fly_client_ip="127.0.0.1"), trust) == "172.16.0.9"
     assert access_client("172.16.0.9", h(fly_client_ip="198.51.100.1"), trust) == "198.51.100.1"
+
+
+@pytest.mark.parametrize("trust", [ProxyTrust.none(), ProxyTrust.render(), ProxyTrust.fly()])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x_forwarded_for": "127.0.0.1"},
+        {"x_forwarded_for": "::1, 198.51.100.7"},
+        {"forwarded": "for=127.0.0.1"},
+        {"x_real_ip": "127.0.0.1"},
+    ],
+)
+def test_a_loopback_peer_with_forwarding_headers_is_not_loopback(
+    trust: ProxyTrust, headers: dict[str, str]
+) -> None:
+    """uvicorn --proxy-headers with FORWARDED_ALLOW_IPS=* turns a forged header into a loopback
+    peer; a peer that came with forwarding headers is therefore never taken for loopback."""
+    assert access_client("127.0.0.1", h(**headers), trust) in ("unknown", "198.51.100.7")
+    assert access_client("127.0.0.1", [], trust) == "127.0.0.1"

@@ -246,6 +246,9 @@ def client_ip(peer: str | None, headers: Iterable[tuple[bytes, bytes]], trust: P
     return fallback
 
 
+_FORWARDING = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
+
+
 def access_client(
     peer: str | None, headers: Iterable[tuple[bytes, bytes]], trust: ProxyTrust
 ) -> str:
@@ -260,11 +263,22 @@ def access_client(
       sending ``X-Forwarded-For: 127.0.0.1``);
     - the forwarded address is loopback or unspecified: a proxy never forwards a connection
       from this machine's own loopback (``::1, <public>`` sent by that neighbour).
+
+    And a loopback peer that sent forwarding headers yields ``"unknown"``, not loopback: the
+    server in front rewrote the client from a forgeable header, or a local proxy relays a
+    remote caller.
     """
     fallback = peer or "unknown"
+    headers = list(headers) if not isinstance(headers, list) else headers
+    if _is_loopback(peer) and any(
+        key in _FORWARDING or key == trust._client_header_bytes for key, _ in headers
+    ):
+        # A loopback peer with forwarding headers is a server that rewrote the client from
+        # them (uvicorn --proxy-headers with FORWARDED_ALLOW_IPS=*) or a local proxy relaying
+        # someone else: either way the caller is not this machine.
+        fallback = "unknown"
     if not trust.trusts_peer(peer):
         return fallback
-    headers = list(headers) if not isinstance(headers, list) else headers
     if trust._client_header_bytes is None and trust.hops > 1:
         chain = header_list(headers, b"x-forwarded-for")[-MAX_FORWARDED_ENTRIES:]
         while len(chain) > 1 and trust.trusted_cidrs:
@@ -277,11 +291,18 @@ def access_client(
     client = client_ip(peer, headers, trust)
     if client == fallback:
         return fallback
-    address = parse_ip(client)
-    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is loopback too
-    if address is None or any(a.is_loopback or a.is_unspecified for a in (address, mapped) if a):
+    if _is_loopback(client):
         return fallback
     return client
+
+
+def _is_loopback(value: str | None) -> bool:
+    """True for loopback and unspecified addresses (``::ffff:127.0.0.1`` included)."""
+    address = parse_ip(value) if value else None
+    if address is None:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return any(a.is_loopback or a.is_unspecified for a in (address, mapped) if a)
 
 
 def effective_scheme(
