@@ -538,3 +538,21 @@ def test_docs_list_every_result_with_its_modifier() -> None:
     rows = re.findall(row, text, re.MULTILINE)
     documented = {result: int(value.replace(minus, "-")) for result, value in rows}
     assert documented == MODIFIERS
+
+
+@pytest.mark.parametrize(
+    "src", ["https://[::1/x.js", "http://[zz]/a.js", "https://", "javascript:alert(1)", "//"]
+)
+def test_a_script_src_that_is_not_a_url_is_graded_not_raised(src: str) -> None:
+    """A page can put anything in src=; grading never raises on it (found by attacking it)."""
+    body = f'<script src="{src}"></script>'
+    report = grade_headers({"content-type": "text/html"}, body=body, host="app.example")
+    assert report.outcome("subresource-integrity").result.startswith("sri-")
+
+
+def test_a_redirect_to_an_unparseable_url_is_graded_not_raised() -> None:
+    """A Location such as https://[x is still a redirect to https on another (no) host."""
+    assert redirection_result(["http://a.example/", "https://[x/"]) == (
+        "redirection-off-host-from-http"
+    )
+    assert redirection_result(["http://[::1/"]) == "redirection-missing"

@@ -431,3 +431,22 @@ def test_verify_follows_the_redirect_chain_and_grades_subresource_integrity() ->
     assert report.observatory.score == 85  # 100 - 10 - 5: below 90, so no bonus counts
     assert report.check("https-redirect").status == "warn"
     assert "http://app.example/www" in report.check("https-redirect").message
+
+
+def test_a_redirect_nothing_can_follow_is_reported_not_crashed() -> None:
+    """A Location of https://[broken ends the chain; the check says where it pointed."""
+    routes = {
+        ("http", "/"): httpx.Response(301, headers={"location": "https://[broken/"}),
+        ("https", "/"): httpx.Response(
+            200, headers=STRICT_HEADERS, text='<script src="https://[::1/x.js"></script>'
+        ),
+        ("OPTIONS", "/"): httpx.Response(204),
+    }
+    with _mock_site(routes) as client:
+        report = run_verify("https://app.example", client=client)
+    redirect = report.check("https-redirect")
+    assert redirect.status == "warn"
+    assert "another host" in redirect.message
+    assert "request failed" not in report.check("security-headers").message
+    assert report.observatory is not None
+    assert report.observatory.outcome("redirection").result == "redirection-off-host-from-http"

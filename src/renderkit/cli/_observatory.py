@@ -43,6 +43,7 @@ __all__ = [
     "parse_csp",
     "parse_set_cookie",
     "redirection_result",
+    "split_url",
 ]
 
 SCANNER_VERSION = "1.4.8"
@@ -848,6 +849,15 @@ _TWO_LABEL_SUFFIXES = frozenset(
 )
 
 
+def split_url(url: str) -> tuple[str, str | None]:
+    """Scheme and host name of ``url``; no host for a URL that cannot be parsed."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower(), parts.hostname
+    except ValueError:  # "https://[::1/x": a page or a Location header can say anything
+        return url.partition(":")[0].lower(), None
+
+
 def _site(host: str | None) -> str | None:
     """The registrable domain (``example.co.uk``), None for an IP or a single label."""
     if not host:
@@ -881,7 +891,7 @@ def _sri_script(src: str, integrity: str | None, host: str | None, secure: bool)
     if re.match(r"//[^/]", src):  # protocol-relative
         foreign, scheme_secure = True, False
     elif re.match(r"https?://", src, re.IGNORECASE):
-        foreign = _site(urlsplit(src).hostname) != _site(host)
+        foreign = _site(split_url(src)[1]) != _site(host)
         scheme_secure = src.lower().startswith("https:")
     else:  # relative: same origin, as secure as the page
         foreign, scheme_secure = False, secure
@@ -942,14 +952,14 @@ def redirection_result(route: Sequence[str] | None) -> str:
     """
     if not route:
         return "redirection-not-needed-no-http"
-    parts = [urlsplit(url) for url in route]
+    parts = [split_url(url) for url in route]  # (scheme, host)
     if len(parts) == 1:
         return "redirection-missing"
-    if parts[-1].scheme != "https":
+    if parts[-1][0] != "https":
         return "redirection-not-to-https"
-    if parts[1].scheme == "http":
+    if parts[1][0] == "http":
         return "redirection-not-to-https-on-initial-redirection"
-    if parts[0].scheme == "http" and parts[0].hostname != parts[1].hostname:
+    if parts[0][0] == "http" and parts[0][1] != parts[1][1]:
         return "redirection-off-host-from-http"
     return "redirection-to-https"
 

@@ -41,6 +41,7 @@ from renderkit.cli._observatory import (
     grade_headers,
     parse_set_cookie,
     redirection_result,
+    split_url,
 )
 from renderkit.cli._output import EXIT_USAGE as EXIT_USAGE
 from renderkit.cli._output import usage_error, verdict_dict
@@ -255,6 +256,8 @@ def check_health_endpoints(ctx: _Context) -> VerifyCheck:
 
 def _follow(ctx: _Context, url: str, headers: Mapping[str, str]) -> list[httpx.Response]:
     """Every response of the redirect chain starting at ``url`` (10 hops at most)."""
+    import httpx
+
     responses = [ctx.client.get(url, headers=headers, follow_redirects=False)]
     while (
         len(responses) <= _MAX_REDIRECTS
@@ -262,9 +265,21 @@ def _follow(ctx: _Context, url: str, headers: Mapping[str, str]) -> list[httpx.R
         and responses[-1].headers.get("location")
         and not ctx.local  # locally, verify plays the proxy: one hop is all it can judge
     ):
-        target = urljoin(str(responses[-1].request.url), responses[-1].headers["location"])
-        responses.append(ctx.client.get(target, follow_redirects=False))
+        target = _location(str(responses[-1].request.url), responses[-1])
+        try:
+            responses.append(ctx.client.get(target, follow_redirects=False))
+        except (ValueError, httpx.InvalidURL, httpx.UnsupportedProtocol):
+            break  # a Location nothing can follow ends the chain where it points
     return responses
+
+
+def _location(base: str, response: httpx.Response) -> str:
+    """The absolute URL a redirect points to (its Location as sent when it cannot be joined)."""
+    location = str(response.headers.get("location", ""))
+    try:
+        return urljoin(base, location)
+    except ValueError:
+        return location
 
 
 _REDIRECT_FIX = "add HTTPSRedirectMiddleware (renderkit.flask.RenderKit turns it on in production)"
@@ -296,7 +311,7 @@ def _redirect_verdict(
             "https-redirect", "warn", message, "redirect to https on the same host first", details
         )
     if result == "redirection-off-host-from-http":
-        host, other = urlsplit(route[0]).hostname, urlsplit(route[1]).hostname
+        host, other = split_url(route[0])[1], split_url(route[1])[1]
         message = f"redirects to another host ({other}), so HSTS is never set for {host}"
         return VerifyCheck(
             "https-redirect", "warn", message, "redirect to https on the same host first", details
@@ -327,7 +342,7 @@ def _redirection_result(ctx: _Context) -> tuple[str, VerifyCheck]:
             message = f"plain http is not served at all ({type(exc).__name__})"
             return "redirection-not-needed-no-http", VerifyCheck("https-redirect", "pass", message)
         raise
-    route = [url] + [urljoin(url, r.headers["location"]) for r in responses if r.is_redirect]
+    route = [url] + [_location(str(r.request.url), r) for r in responses if r.is_redirect]
     if ctx.local:
         route = route[:2]
     result = redirection_result(route)
