@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from renderkit.cache import (
     Serializer,
     TieredBackend,
 )
+from renderkit.cache._memory import _entry_size
 from renderkit.cache._serde import CorruptValue
 from renderkit.errors import ConfigError
 from renderkit.resilience import CircuitBreaker
@@ -82,6 +85,52 @@ def test_compression_above_threshold() -> None:
     assert len(raw) < 200
     assert s.loads(raw) == value
     assert s.dumps("x" * 100)[:1] == b"j"
+
+
+def test_only_what_shrinks_is_compressed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Incompressible bodies skip zlib after a 4 KiB probe; the ceiling stores big ones raw."""
+    import base64
+    import os
+    import zlib
+
+    from renderkit.cache import _serde
+
+    compressed: list[int] = []
+    real = zlib.compress
+
+    def spy(data: Any, level: int = -1) -> bytes:
+        compressed.append(len(data))
+        return real(data, level)
+
+    monkeypatch.setattr(_serde.zlib, "compress", spy)
+    s = Serializer()
+    noise = os.urandom(200_000)
+    raw = s.dumps(noise)
+    assert raw[:1] == b"b" and s.loads(raw) == noise
+    assert compressed == []  # random-looking: decided from 256 bytes, zlib never ran
+    b64 = base64.b64encode(noise)
+    assert s.dumps(b64)[:1] == b"b"
+    assert compressed == [1024]  # base64 spreads less: a 1 KiB probe, then no compression
+    compressed.clear()
+    text = {"rows": [{"id": i, "name": f"user {i}"} for i in range(5000)]}
+    packed = s.dumps(text)
+    assert packed[:1] == b"J" and s.loads(packed) == text
+    assert len(packed) < len(json.dumps(text)) / 4
+    compressed.clear()
+    big = "x" * (2 * 1024 * 1024)
+    assert s.dumps(big)[:1] == b"j"  # over compress_max (1 MiB): stored as it is
+    assert compressed == []
+    assert Serializer(compress_max=None).dumps(big)[:1] == b"J"
+    with pytest.raises(ValueError, match="compress_level"):
+        Serializer(compress_level=12)
+
+
+def test_memory_cache_does_not_compress() -> None:
+    """A plain memory cache stores bodies uncompressed: reads never pay zlib."""
+    backend = MemoryBackend()
+    Cache(backend).set("k", "x" * 50_000)
+    assert backend.get("k")[:1] == b"j"  # type: ignore[index]
+    assert Cache(FallbackBackend(MemoryBackend(), MemoryBackend())).serializer.compress_threshold
 
 
 def test_unserializable_value_names_type_and_writes_nothing() -> None:
@@ -187,6 +236,40 @@ def test_memory_byte_bound_holds_process_memory() -> None:
     assert m.stats()["bytes"] <= 10 * 1024 * 1024
 
 
+@pytest.mark.parametrize("make", [lambda i: i, lambda i: f"v{i}"], ids=["int", "str"])
+def test_memory_byte_bound_is_honest_for_tiny_values(make: Callable[[int], Any]) -> None:
+    """Tiny values: what the process really holds stays within 10% of max_bytes, and the
+    charge is not an overestimate either (the per-entry overhead is charged as measured)."""
+    limit = 2 * 1024 * 1024
+    cache = Cache(MemoryBackend(max_entries=10**7, max_bytes=limit))
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(25_000):
+            cache.set(f"user:{i}", make(i))
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    charged = cache.stats()["backend"]["bytes"]
+    assert charged <= limit
+    assert cache.stats()["backend"]["evictions"] > 0  # the bound was reached
+    assert 0.85 * limit <= grown <= 1.1 * limit, (grown, charged)
+
+
+def test_kept_decoded_values_are_charged() -> None:
+    """A plain memory cache keeps decoded str values (no decode per read) and charges them."""
+    backend = MemoryBackend(max_bytes=10**6)
+    cache = Cache(backend)
+    cache.set("k", "x" * 10_000)
+    before = backend.stats()["bytes"]
+    first = cache.get("k")
+    assert cache.get("k") is first  # decoded once, then handed out as is
+    assert backend.stats()["bytes"] >= before + 10_000
+    assert backend.stats()["decoded"] == 1
+    cache.delete("k")
+    assert backend.stats() | {"bytes": 0} == backend.stats()  # nothing left charged
+
+
 def test_memory_is_thread_safe() -> None:
     """Concurrent writers and readers keep the accounting consistent."""
     m = MemoryBackend(max_entries=50, max_bytes=10**6)
@@ -204,7 +287,7 @@ def test_memory_is_thread_safe() -> None:
     for t in threads:
         t.join(10)
     assert len(m) <= 50
-    expected = sum(len(k) + len(v) + 200 for k, (v, _) in m._data.items())
+    expected = sum(_entry_size(k, v) for k, (v, _) in m._data.items())
     assert m.stats()["bytes"] == expected
 
 

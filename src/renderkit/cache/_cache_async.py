@@ -69,6 +69,9 @@ class AsyncCache(_CacheCore):
             value = self._from_l1(full, default)
             if value is not ABSENT:
                 return value
+            if self._local_only:
+                self.misses += 1
+                return default
         try:
             raw = await self.backend.aget(full)
         except Exception as exc:

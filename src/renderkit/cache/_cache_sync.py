@@ -68,6 +68,9 @@ class Cache(_CacheCore):
             value = self._from_l1(full, default)
             if value is not ABSENT:
                 return value
+            if self._local_only:
+                self.misses += 1
+                return default
         try:
             raw = self.backend.get(full)
         except Exception as exc:

@@ -109,7 +109,9 @@ class _CacheCore:
         self._prefix = f"{namespace}:" if namespace else ""
         self.default_ttl = _seconds(default_ttl, "default_ttl")
         self.ttl_jitter = ttl_jitter
-        self.serializer = serializer or Serializer()
+        # In-process bytes cross no network: compressing them would only cost every read.
+        local = type(self.backend) is MemoryBackend
+        self.serializer = serializer or Serializer(compress_threshold=None if local else 1024)
         self.raise_errors = raise_errors
         self.name = name
         _check_kind(self.backend, self._awaited, type(self).__name__)
@@ -122,13 +124,16 @@ class _CacheCore:
         self.stale_served = 0
         self._failing = False
         self._corrupt_logged = False
-        # A TieredBackend whose L1 hands out decoded values: hot keys skip the JSON decode.
+        # Backends in this process that hand out decoded values: a hot str/bytes/number is
+        # decoded once, not on every read. A plain MemoryBackend is the whole store
+        # (_local_only: not found there is a miss); a TieredBackend's L1 is the first level.
         backend_ = self.backend
-        self._l1_value: Callable[[str, Any], Any] | None = (
-            backend_.l1_value
-            if isinstance(backend_, TieredBackend) and backend_.decodes_in_l1
-            else None
-        )
+        self._local_only = type(backend_) is MemoryBackend
+        self._l1_value: Callable[[str, Any], Any] | None = None
+        if self._local_only:
+            self._l1_value = backend_.get_decoded  # type: ignore[attr-defined]
+        elif isinstance(backend_, TieredBackend) and backend_.decodes_in_l1:
+            self._l1_value = backend_.l1_value
 
     # -- keys and values -----------------------------------------------------------------
     def _key(self, key: str) -> str:
