@@ -1,18 +1,20 @@
 """What every ``renderkit`` command prints the same way: verdicts, usage errors, output files.
 
 Commands report a list of verdicts (a check name, a status, what was seen, what to do, raw
-facts); :func:`verdict_dict` gives them one JSON shape. Bad options are reported with
-:func:`usage_error` (one ``renderkit <command>: <problem>`` line each on stderr, exit code 2),
-and generated text goes to stdout or a file through :func:`write_output`.
+facts): :class:`Verdict` holds one, :func:`verdict_dict` gives them one JSON shape. Bad
+options are reported with :func:`usage_error` (one ``renderkit <command>: <problem>`` line
+each on stderr, exit code 2), and generated text goes to stdout or a file through
+:func:`write_output`.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-__all__ = ["EXIT_USAGE", "usage_error", "verdict_dict", "write_output"]
+__all__ = ["EXIT_USAGE", "Verdict", "usage_error", "verdict_dict", "write_output"]
 
 EXIT_USAGE = 2
 """The exit code of every command given bad options."""
@@ -29,6 +31,25 @@ def verdict_dict(
         "fix": fix,
         "details": details or {},
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One check's verdict: its name, status, what was seen, what to do, and the raw facts.
+
+    Commands subclass it to narrow ``status`` to their own words (``verify``: pass, warn,
+    fail, skip; ``doctor``: ok, warn, fail).
+    """
+
+    check: str
+    status: str
+    message: str
+    fix: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return verdict_dict(self.check, self.status, self.message, self.fix, self.details)
 
 
 def usage_error(command: str, problems: Iterable[str], stream: TextIO | None = None) -> int:

@@ -44,7 +44,7 @@ from renderkit.cli._observatory import (
     split_url,
 )
 from renderkit.cli._output import EXIT_USAGE as EXIT_USAGE
-from renderkit.cli._output import usage_error, verdict_dict
+from renderkit.cli._output import Verdict, usage_error
 
 if TYPE_CHECKING:
     import httpx
@@ -69,18 +69,15 @@ _FAIR_GRADES = ("A-", "B+", "B", "B-")
 
 
 @dataclass(frozen=True, slots=True)
-class VerifyCheck:
+class VerifyCheck(Verdict):
     """The verdict of one check: status, what was seen, what to do, and the raw facts."""
 
-    name: str
     status: CheckStatus
-    message: str
-    fix: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return verdict_dict(self.name, self.status, self.message, self.fix, self.details)
+    @property
+    def name(self) -> str:
+        """The check's name (``health``, ``https-redirect``, ...)."""
+        return self.check
 
 
 @dataclass(slots=True)
