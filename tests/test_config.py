@@ -994,3 +994,14 @@ def test_a_validator_raising_configerror_keeps_one_flat_message() -> None:
         S.load({"RK_LIMIT": "lots"})
     (problem,) = info.value.errors
     assert problem.message == "expected a limit such as 100/hour; got 'lots'"
+
+
+def test_a_nul_byte_in_the_password_is_refused_as_libpq_does() -> None:
+    """%00 decodes to NUL, which libpq refuses: renderkit says so at start-up (fuzz finding)."""
+    for parse in (parse_postgres_url, parse_redis_url):
+        with pytest.raises(ValueError, match="NUL byte"):
+            parse(
+                "postgresql://app:p%00w@h/app".replace(
+                    "postgresql", "redis" if parse is parse_redis_url else "postgresql"
+                )
+            )

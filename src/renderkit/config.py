@@ -331,9 +331,11 @@ def _userinfo_problem(text: str) -> str | None:
         from urllib.parse import unquote
 
         try:
-            unquote(userinfo, errors="strict")
+            decoded = unquote(userinfo, errors="strict")
         except UnicodeDecodeError:
             return "the user name or password decodes to invalid UTF-8; percent-encode its text"
+        if "\x00" in decoded:
+            return "the user name or password holds %00 (a NUL byte), which libpq refuses"
     return None
 
 
