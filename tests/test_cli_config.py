@@ -358,3 +358,16 @@ def test_one_eviction_advice_everywhere() -> None:
         if policy != EVICTION_POLICY
     ]
     assert not wrong, f"advise maxmemoryPolicy {EVICTION_POLICY} (EVICTION_REASON says why)"
+
+
+def test_doctor_flags_state_pinned_to_memory_under_several_workers() -> None:
+    """SESSION_STORE=memory or RATELIMIT_STORAGE_URL=memory:// with 3 workers is called out."""
+    environ = {
+        "APP_ENV": "production",
+        "WEB_CONCURRENCY": "3",
+        "REDIS_URL": "redis://r:6379",
+        "SESSION_STORE": "memory",
+        "RATELIMIT_STORAGE_URL": "memory://",
+    }
+    found = {f.details.get("variable") for f in _findings(environ)["workers"]}
+    assert {"SESSION_STORE", "RATELIMIT_STORAGE_URL"} <= found

@@ -85,8 +85,39 @@ def check_shared_state(ctx: DoctorContext) -> Iterable[Finding]:
             {"workers": workers},
         )
         return
-    where = "shared through Redis" if workers > 1 else "one worker"
-    yield Finding("workers", "ok", f"{workers} worker process(es), {where}")
+    pinned = _pinned_to_memory(ctx) if workers > 1 else []
+    for variable, what in pinned:
+        yield Finding(
+            "workers",
+            "warn",
+            f"{variable} keeps {what} in each worker's memory while WEB_CONCURRENCY={workers}",
+            f"unset {variable} (REDIS_URL is then used) or run one worker",
+            {"workers": workers, "variable": variable},
+        )
+    if not pinned:
+        where = "shared through Redis" if workers > 1 else "one worker"
+        yield Finding("workers", "ok", f"{workers} worker process(es), {where}")
+
+
+# Variables that, set to these values, keep shared state in process memory despite REDIS_URL.
+_MEMORY_CHOICES = (
+    ("SESSION_STORE", "memory", "sessions"),
+    ("CACHE_TYPE", "memory", "the cache"),
+    ("RATELIMIT_STORAGE_URL", "memory://", "rate-limit counters"),
+)
+
+
+def _pinned_to_memory(ctx: DoctorContext) -> list[tuple[str, str]]:
+    raw: dict[str, str | None] = {}
+    for cls in _declared():
+        for name, text in cls.raw(ctx.environ).items():
+            if text is not None:
+                raw.setdefault(name, text)
+    return [
+        (variable, what)
+        for variable, memory, what in _MEMORY_CHOICES
+        if (raw.get(variable) or "").strip().lower() == memory
+    ]
 
 
 def _secret_variables() -> dict[str, str]:
