@@ -166,7 +166,8 @@ async def test_on_startup_timeout_raise_fails_the_boot(side: Side, own_pg: OwnPo
 
 
 async def test_close_stops_the_background_reconnect(side: Side, own_pg: OwnPostgres) -> None:
-    """close() during the background reconnect ends it: no pool appears afterwards."""
+    """close() during the background reconnect ends it: no pool appears afterwards, and a
+    later open() starts afresh."""
     await _ensure(own_pg, up=False)
     app = f"rk-closed-{side}"
     db = side.make(
@@ -186,6 +187,11 @@ async def test_close_stops_the_background_reconnect(side: Side, own_pg: OwnPostg
     assert backends(own_pg.url, app) == 0
     with pytest.raises(BackendUnavailable, match="not open"):
         await side.call(db, "fetch_one", "SELECT 1")
+    await side.call(db, "open")  # the same object opens again once Postgres is there
+    try:
+        assert await side.call(db, "fetch_one", "SELECT 1") == (1,)
+    finally:
+        await side.call(db, "close")
 
 
 async def _unless_hung(call: Any) -> Any:

@@ -39,7 +39,8 @@ class AsyncDatabase(DatabaseBase):
     """A Postgres pool with retries, timeouts, read replicas, health and stats."""
 
     _pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
-    _reconnector: Any = None
+    _reconnector: Any = None  # the background task (asyncio) or thread (sync)
+    _reconnecting = False
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -51,7 +52,7 @@ class AsyncDatabase(DatabaseBase):
         and ``health_check()`` says unhealthy. Errors no retry can fix (wrong password,
         unknown database) are raised at once. Replica pools open without waiting.
         """
-        if self._pool is not None or self._reconnector is not None:
+        if self._pool is not None or self._reconnecting:
             return
         tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
         self._stop = compat.Event()
@@ -62,6 +63,7 @@ class AsyncDatabase(DatabaseBase):
             if self.settings.on_startup_timeout == "raise" or not is_transient(exc):
                 raise
             self._gave_up(exc)
+            self._reconnecting = True  # before the start: a fast thread clears it itself
             self._reconnector = compat.start_task(self._reconnect, f"{self.name}-reconnect")
         else:
             logger.info("%s pool open (%s)", self.name, mask(self.url))
@@ -111,38 +113,41 @@ class AsyncDatabase(DatabaseBase):
     async def _reconnect(self) -> None:
         """Keep connecting with the reconnect backoff until Postgres answers or close()."""
         tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
+        stop = self._stop  # this run's event: a later open() makes a new one
+
+        async def pause(seconds: float) -> None:
+            await compat.wait_event(stop, seconds)
+
         kwargs = self._connect_retrying_kwargs(background=True)
         try:
-            pool = await self._connect(tenacity.AsyncRetrying(sleep=self._pause, **kwargs))
+            pool = await self._connect(tenacity.AsyncRetrying(sleep=pause, **kwargs))
         except Exception as exc:
-            if not self._stop.is_set():
+            if not stop.is_set():
                 self._outage = exc
                 logger.error(
                     "%s: stopped reconnecting, the error is not transient (%s: %s); fix "
-                    "DATABASE_URL or the server, then restart the app",
+                    "DATABASE_URL or the server, then restart the app (or call open() again)",
                     self.name,
                     type(exc).__name__,
                     first_line(exc),
                 )
             return
         finally:
-            self._reconnector = None
-        if self._stop.is_set():
+            self._reconnecting = False
+        if stop.is_set():
             await pool.close()
             return
         self._pool = pool
         self._recovered()
 
-    async def _pause(self, seconds: float) -> None:
-        await compat.wait_event(self._stop, seconds)
-
     async def close(self, timeout: float = 5.0) -> None:
         """Close the pools (waiting up to ``timeout`` for connections in use); idempotent."""
         if self._stop is not None:
             self._stop.set()
-        task = self._reconnector
+        task, self._reconnector = self._reconnector, None
         if task is not None:
             await compat.join_task(task, timeout)
+        self._reconnecting = False
         pool, self._pool = self._pool, None
         self._outage = None
         if pool is not None:
