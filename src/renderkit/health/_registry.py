@@ -125,7 +125,7 @@ class Health(HealthHTTP):
         self.status_words = _endpoint.check_words(status_words)
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"Health(threads={threads!r}): use an int >= 1 (sync checks at once)")
-        self._pool = DaemonPool(threads, name="renderkit-health")
+        self._pool = DaemonPool(threads, name="renderkit-health", idle=15.0)
         self._clock = clock
         self._created = clock()
         self._checks: dict[str, CheckSpec] = {}
