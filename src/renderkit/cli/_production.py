@@ -7,6 +7,7 @@ their rules; it only adds what no single module can see (several workers and no 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from renderkit.cli._findings import DoctorContext, DoctorSettings, Finding, FindingStatus
@@ -22,11 +23,13 @@ __all__ = [
 MIN_SECRET_BYTES = 32
 
 
-def _declared() -> list[type[Settings]]:
+@functools.cache
+def _declared() -> tuple[type[Settings], ...]:
+    """The modules' own declarations (the testing plugin's CI variables left out)."""
     from renderkit.cli._config import discover_settings
 
     classes, _ = discover_settings()
-    return [cls for cls in classes if cls.__module__ != "renderkit.testing"]
+    return tuple(cls for cls in classes if cls.__module__ != "renderkit.testing")
 
 
 def check_module_settings(ctx: DoctorContext) -> Iterable[Finding]:
