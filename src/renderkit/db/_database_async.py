@@ -302,7 +302,10 @@ class AsyncDatabase(DatabaseBase):
         if self._pooled:
             self._refuse_session_features(sql)
         if read_only and self.replicas:
-            return await self.run(_statement_work(sql, params, fetch), read_only=True)
+            work = self._with_timeout(_statement_work(sql, params, fetch))
+            done, result = await self._on_replica(work, sql)
+            if done:
+                return cast(T, result)
         pool = self._pool
         if pool is None:
             raise self._not_open()
