@@ -228,3 +228,53 @@ def _memory() -> Any:
     from renderkit.cache import MemoryBackend
 
     return MemoryBackend()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_frozen_redis_recovers_in_the_background_without_traffic(
+    side: str, own_redis: tuple[int, list[Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGSTOP: calls fail over to memory after one socket timeout, one WARNING. SIGCONT with
+    no request at all: the background probe finds Redis again, one INFO, health healthy."""
+    import logging
+    import os
+    import signal
+
+    from renderkit.cache import MemoryBackend
+
+    port, procs = own_redis
+    url = f"redis://127.0.0.1:{port}/0"
+    backend = FallbackBackend(
+        RedisBackend.from_url(url, asyncio=side == "async", socket_timeout=0.2),
+        MemoryBackend(),
+        probe_interval=0.2,
+        failure_threshold=1,
+    )
+
+    async def scenario(cache: Any) -> None:
+        async def call(name: str, *args: Any) -> Any:
+            result = getattr(cache, name)(*args)
+            return await result if side == "async" else result
+
+        await call("set", "k", "v")
+        os.kill(procs[0].pid, signal.SIGSTOP)
+        try:
+            assert await call("get", "k") == "v"  # one socket timeout, then memory
+            assert backend.fallback_active
+            assert await call("get", "k") == "v"  # fails fast now
+        finally:
+            os.kill(procs[0].pid, signal.SIGCONT)
+        for _ in range(200):  # no traffic: only the background probe can notice
+            if not backend.fallback_active:
+                break
+            await asyncio.sleep(0.025)
+        assert not backend.fallback_active
+        assert (await call("health_check")).status == "healthy"
+        await call("close")
+
+    with caplog.at_level(logging.INFO, logger="renderkit.cache"):
+        asyncio.run(scenario(AsyncCache(backend) if side == "async" else Cache(backend)))
+    levels = [r.levelname for r in caplog.records if r.name == "renderkit.cache"]
+    assert levels == ["WARNING", "INFO"], [r.getMessage() for r in caplog.records]
+    assert backend.stats()["outages"] == 1
