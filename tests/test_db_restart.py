@@ -275,3 +275,53 @@ async def test_a_password_with_url_delimiters_reaches_the_server(
         with open(hba, "w") as fh:
             fh.write(original)
         await asyncio.to_thread(own_pg.reload)
+
+
+async def test_an_app_boots_and_serves_without_postgres(
+    side: Side, own_pg: OwnPostgres, renderkit_client: Any
+) -> None:
+    """A Starlette app whose lifespan opens the database boots with Postgres down: routes that
+    need no database answer 200, a route that does gets BackendUnavailable (503 here), /health
+    says 503; once Postgres starts, the same process serves the database route."""
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+
+    await _ensure(own_pg, up=False)
+    db = side.make(own_pg.url, startup_budget=0.3, reconnect_initial=0.05, reconnect_max=0.2)
+    health = Health(cache_ttl=0)
+    health.add("database", db.health_check, critical=True)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        await side.call(db, "open")
+        yield
+        await side.call(db, "close")
+
+    async def ping(request: Request) -> Response:
+        return PlainTextResponse("pong")
+
+    async def one(request: Request) -> Response:
+        try:
+            row = await side.call(db, "fetch_one", "SELECT 1")
+        except BackendUnavailable as exc:
+            return PlainTextResponse(str(exc), status_code=503)
+        return JSONResponse(list(row))
+
+    routes = [Route("/ping", ping), Route("/one", one), *health.routes(prefix="/health")]
+    client = await renderkit_client(Starlette(routes=routes, lifespan=lifespan))
+    assert (await client.get("/ping")).status_code == 200
+    down = await client.get("/one")
+    assert down.status_code == 503
+    assert "reconnecting in the background" in down.text
+    assert (await client.get("/health")).status_code == 503
+    await _ensure(own_pg, up=True)
+    for _ in range(300):
+        if (await client.get("/health")).status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert (await client.get("/health")).status_code == 200
+    assert (await client.get("/one")).json() == [1]
