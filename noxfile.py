@@ -46,9 +46,33 @@ def twins(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on src/."""
+    """mypy --strict on src/, then on what users copy: examples/, tests/typing/, docs blocks."""
     session.install("-e", DEV)
     session.run("mypy")
+    session.run("python", "tools/typecheck_usage.py")
+
+
+@nox.session(python=PYTHON)
+def wheel(session: nox.Session) -> None:
+    """Build the wheel and sdist, twine-check both, install the wheel (not editable) into a
+    fresh venv and run the suite against it (``-- -x`` and other pytest options pass on)."""
+    import glob
+    import shutil
+
+    dist = os.path.join(session.create_tmp(), "dist")
+    shutil.rmtree(dist, ignore_errors=True)
+    session.install("build>=1.2", "twine>=5")
+    session.run("python", "-m", "build", "--outdir", dist)
+    session.run("twine", "check", "--strict", *sorted(glob.glob(os.path.join(dist, "*"))))
+    (built,) = glob.glob(os.path.join(dist, "*.whl"))
+    session.run("pip", "uninstall", "-y", "-q", "renderkit", silent=True, success_codes=[0, 1])
+    session.install(f"renderkit[all,dev] @ file://{built}")
+    # The suite must import the installed wheel, never the checkout's src/.
+    session.run(
+        "python", "-c", "import renderkit, sys; f = renderkit.__file__; "
+        "sys.exit(0 if 'site-packages' in f else f'renderkit imported from {f}, not the wheel')",
+    )  # fmt: skip
+    session.run("pytest", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from renderkit._http import ProxyTrust
 from renderkit.platform import detect
+from renderkit.proxy import ProxyTrust
 from renderkit.ratelimit import (
     RateLimiter,
     RateLimitMiddleware,

@@ -285,3 +285,37 @@ def test_placeholders_become_empty_lists() -> None:
     assert _placeholders("routes=[*health.routes(), ...]") == "routes=[*health.routes()]"
     assert _placeholders("routes=[...]") == "routes=[]"
     assert _placeholders("def f(): ...") == "def f(): ..."
+
+
+# An import of, or a call into, a private module (``renderkit._http``, ``renderkit.cli._x``).
+PRIVATE_USE = re.compile(
+    r"(?:from|import)\s+renderkit(?:\.\w+)*\._\w+|renderkit(?:\.\w+)*\._\w+\.\w+\("
+)
+
+
+def test_docs_and_examples_use_public_modules_only() -> None:
+    """Every name a docs page, the README or an example imports (or calls by its full path)
+    comes from a public module: users copy these lines, and private modules move."""
+    files = [
+        *sorted(DOCS.glob("*.md")),
+        ROOT / "README.md",
+        *sorted((ROOT / "examples").glob("*.py")),
+    ]
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if PRIVATE_USE.search(line)
+    ]
+    assert not found, "private modules used in docs/examples:\n" + "\n".join(found)
+
+
+def test_readme_quick_start_is_the_two_set_up_commands() -> None:
+    """The README's Quick start stays two commands on a fresh machine: the demo and the tests."""
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^```bash\n(.*?)^```", quick, re.DOTALL | re.MULTILINE)
+    assert [c.strip() for c in commands] == [
+        "python3 -m pip install nox && python3 -m nox -s demo",
+        "python3 -m pip install nox && python3 -m nox -s tests",
+    ]

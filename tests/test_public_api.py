@@ -199,6 +199,14 @@ PUBLIC: dict[str, set[str]] = {
         "https_redirect_enabled",
     },
     "renderkit.proxy": {"PRIVATE_NETWORKS", "ProxyTrust", "client_ip", "effective_scheme"},
+    "renderkit.cli": {
+        "SCANNER_VERSION",
+        "check_blueprint",
+        "grade_headers",
+        "main",
+        "redirection_result",
+        "validate_blueprint",
+    },
     "renderkit.metrics": {
         "DURATION_BUCKETS",
         "MetricsSettings",

@@ -10,8 +10,37 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from renderkit.cli._blueprint import check_blueprint, validate_blueprint
+    from renderkit.cli._observatory import SCANNER_VERSION, grade_headers, redirection_result
+
+__all__ = [
+    "SCANNER_VERSION",
+    "check_blueprint",
+    "grade_headers",
+    "main",
+    "redirection_result",
+    "validate_blueprint",
+]
+
+# The commands' pure functions, public here and imported on first use (the CLI still loads
+# nothing it does not run): ``from renderkit.cli import grade_headers, check_blueprint``.
+_LAZY = {
+    "SCANNER_VERSION": "renderkit.cli._observatory",
+    "grade_headers": "renderkit.cli._observatory",
+    "redirection_result": "renderkit.cli._observatory",
+    "check_blueprint": "renderkit.cli._blueprint",
+    "validate_blueprint": "renderkit.cli._blueprint",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'renderkit.cli' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 _COMMANDS = (
     "renderkit.cli._doctor",
