@@ -59,7 +59,7 @@ def wheel(session: nox.Session) -> None:
     import glob
     import shutil
 
-    dist = os.path.join(session.create_tmp(), "dist")
+    dist = os.path.abspath(os.path.join(session.create_tmp(), "dist"))
     shutil.rmtree(dist, ignore_errors=True)
     session.install("build>=1.2", "twine>=5")
     session.run("python", "-m", "build", "--outdir", dist)
