@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from renderkit._asgi import Message, Receive, Scope, Send, path_matcher
 from renderkit._context import correlation_id_var
-from renderkit._http import ProxyTrust, client_ip
+from renderkit._http import ProxyTrust, access_client
 from renderkit._optional import require
 from renderkit._otel import OtelExport
 from renderkit.config import Settings, env, environment
@@ -335,7 +335,7 @@ class RequestMetrics:
             return True
         if not self.trusted_networks:
             return False
-        address = _address(client_ip(peer, headers, self.trust))
+        address = _address(access_client(peer, headers, self.trust))
         return address is not None and any(address in n for n in self.trusted_networks)
 
     def routes(self, path: str = "/metrics", *, token: str | None = None) -> list[Route]:
