@@ -1263,15 +1263,15 @@ def _parse_field(
         except ValueError as exc:
             # A list's item parser names the item type; the list's own message names the format.
             reason = f"expected {parser.expected}" if parser.is_list else redact(str(exc))
+            if not reason.startswith("expected"):
+                reason = f"expected {parser.expected} ({reason})"
         else:
             if value is None:
                 return None, None
             value, why = _constrain(field, parser, value)
             if why is None:
                 return value, None
-            reason = why
-        if not reason.startswith("expected"):
-            reason = f"expected {parser.expected} ({reason})"
+            reason = why  # a validator's own words: what the value must be
     return None, ConfigProblem(
         variable, f"{reason}; got {found}", source, expected=parser.expected, found=found
     )

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Iterable
 
 from renderkit.cli._findings import DoctorContext, DoctorSettings, Finding, FindingStatus
-from renderkit.config import ENVIRONMENT_VARIABLES, Settings, parse_int
+from renderkit.config import ENVIRONMENT_VARIABLES, ConfigProblem, Settings, parse_int
 
 __all__ = [
     "MIN_SECRET_BYTES",
@@ -32,23 +32,44 @@ def _declared() -> tuple[type[Settings], ...]:
     return tuple(cls for cls in classes if cls.__module__ != "renderkit.testing")
 
 
-def check_module_settings(ctx: DoctorContext) -> Iterable[Finding]:
-    """Every variable that is set holds a value its module accepts (unset ones are skipped:
-    the doctor cannot know which modules the app uses)."""
+# Judged by the connectivity checks, which also try to connect.
+_CONNECTIVITY = frozenset({"DATABASE_URL", "REDIS_URL"})
+
+
+def _bad_values(ctx: DoctorContext) -> list[ConfigProblem]:
+    """Every problem with a variable that is set, once (unset ones are skipped: the doctor
+    cannot know which modules the app uses)."""
     seen: set[str] = set()
-    bad = 0
+    out: list[ConfigProblem] = []
     for cls in _declared():
         for problem in cls.check(ctx.environ).problems:
             if problem.found == "not set" or problem.variable in ENVIRONMENT_VARIABLES:
                 continue
-            text = str(problem)
-            if text in seen:
+            if problem.variable in _CONNECTIVITY or str(problem) in seen:
                 continue
-            seen.add(text)
-            bad += 1
-            fix = f"set {problem.variable} to {problem.expected}" if problem.expected else ""
-            yield Finding("settings", "fail", text, fix, {"variable": problem.variable})
-    if not bad:
+            seen.add(str(problem))
+            out.append(problem)
+    return out
+
+
+def _help(variable: str) -> str:
+    for cls in _declared():
+        for info in cls.describe():
+            if info.variable == variable and info.help:
+                return info.help
+    return ""
+
+
+def check_module_settings(ctx: DoctorContext) -> Iterable[Finding]:
+    """Every variable that is set holds a value its module accepts."""
+    problems = _bad_values(ctx)
+    for problem in problems:
+        if problem.message.startswith("expected") and problem.expected:
+            fix = f"set {problem.variable} to {problem.expected}"
+        else:
+            fix = f"{problem.variable}: {_help(problem.variable)}".rstrip(": ")
+        yield Finding("settings", "fail", str(problem), fix, {"variable": problem.variable})
+    if not problems:
         yield Finding("settings", "ok", "every renderkit variable that is set is valid")
 
 
@@ -134,6 +155,15 @@ def _secret_variables() -> dict[str, str]:
     return out
 
 
+def _secret_command(variable: str) -> str:
+    from renderkit.cli._secret import KINDS
+
+    for kind in KINDS.values():
+        if kind.variable == variable:
+            return f"renderkit secret --kind {kind.name}"
+    return f"renderkit secret --name {variable}"
+
+
 def check_secret_lengths(ctx: DoctorContext) -> Iterable[Finding]:
     """Secrets and tokens are at least 32 bytes (a guessable HMAC key forges sessions)."""
     status: FindingStatus = "fail" if ctx.environment == "production" else "warn"
@@ -145,7 +175,8 @@ def check_secret_lengths(ctx: DoctorContext) -> Iterable[Finding]:
         for name, text in cls.raw(ctx.environ).items():
             if name in secrets and text:
                 values.setdefault(name, text)
-    for name in sorted(values):
+    invalid = {problem.variable for problem in _bad_values(ctx)}  # reported as bad already
+    for name in sorted(set(values) - invalid):
         text = values[name] or ""
         size = len(text.encode("utf-8"))
         if size < MIN_SECRET_BYTES:
@@ -155,7 +186,7 @@ def check_secret_lengths(ctx: DoctorContext) -> Iterable[Finding]:
                 status,
                 f"{name} is {size} bytes long; secrets need at least {MIN_SECRET_BYTES} "
                 "random bytes",
-                f"replace it: `renderkit secret --name {name}` prints a new value "
+                f"replace it: `{_secret_command(name)}` prints a new value "
                 "(on Render: generateValue: true in render.yaml)",
                 {"variable": name, "bytes": size},
             )
