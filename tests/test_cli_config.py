@@ -250,6 +250,13 @@ def test_doctor_flags_a_bad_boolean_and_a_bad_key_through_the_modules_declaratio
     assert any(m.startswith("FORCE_HTTPS") and "boolean" in m for m in messages), messages
     key = [m for m in messages if m.startswith("SESSION_ENCRYPTION_KEY")]
     assert key and all("zz" not in m.split("):", 1)[1] for m in key), key
+    # One finding per bad variable: the invalid key is not also measured as a short secret.
+    assert not [
+        f
+        for f in found.get("secrets", [])
+        if f.details.get("variable", "").startswith("SESSION_ENC")
+    ]
+    assert len(key) == 1
 
 
 def test_doctor_is_quiet_about_valid_and_unset_variables() -> None:
