@@ -67,16 +67,20 @@ class MemoryBackend(SyncOnlyBackend):
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
-            item = self._data.get(key)
-            if item is None:
-                return None
-            expires = item[1]
-            if expires is not None and expires <= self._clock():
-                self._remove(key, item[0])
-                self._expired += 1
-                return None
-            self._data.move_to_end(key)
-            return item[0]
+            return self._live(key)
+
+    def _live(self, key: str) -> bytes | None:
+        """The unexpired bytes of ``key`` (now most recently used), or None (lock held)."""
+        item = self._data.get(key)
+        if item is None:
+            return None
+        expires = item[1]
+        if expires is not None and expires <= self._clock():
+            self._remove(key, item[0])
+            self._expired += 1
+            return None
+        self._data.move_to_end(key)
+        return item[0]
 
     def get_decoded(self, key: str, decode: Any, *, share: bool = False) -> Any:
         """Return ``decode(bytes)`` for ``key``, or the sentinel ``ABSENT`` when not held.
@@ -88,19 +92,12 @@ class MemoryBackend(SyncOnlyBackend):
         (``sys.getsizeof``: shallow for a shared dict or list) counts against ``max_bytes``.
         """
         with self._lock:
-            item = self._data.get(key)
-            if item is None:
+            raw = self._live(key)
+            if raw is None:
                 return ABSENT
-            expires = item[1]
-            if expires is not None and expires <= self._clock():
-                self._remove(key, item[0])
-                self._expired += 1
-                return ABSENT
-            self._data.move_to_end(key)
             value = self._decoded.get(key, ABSENT)
             if value is not ABSENT:
                 return value
-            raw = item[0]
         value = decode(raw)  # outside the lock: may be slow, may raise
         if share or value.__class__ in _IMMUTABLE:
             with self._lock:

@@ -159,33 +159,36 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn`` through the breaker; raise :class:`CircuitOpenError` while open."""
-        if not self.allow():
-            raise CircuitOpenError(self.name, self.retry_after())
+        self._admit()
         try:
             result = fn(*args, **kwargs)
-        except self.expected_exceptions as exc:
-            self.record_failure(exc)
-            raise
-        except BaseException:
-            self.record_neutral()
+        except BaseException as exc:
+            self._failed(exc)
             raise
         self.record_success()
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn`` through the breaker; raise :class:`CircuitOpenError` while open."""
-        if not self.allow():
-            raise CircuitOpenError(self.name, self.retry_after())
+        self._admit()
         try:
             result = await fn(*args, **kwargs)
-        except self.expected_exceptions as exc:
-            self.record_failure(exc)
-            raise
-        except BaseException:
-            self.record_neutral()
+        except BaseException as exc:
+            self._failed(exc)
             raise
         self.record_success()
         return result
+
+    def _admit(self) -> None:
+        if not self.allow():
+            raise CircuitOpenError(self.name, self.retry_after())
+
+    def _failed(self, exc: BaseException) -> None:
+        """An expected exception is a failure; anything else says nothing about the dependency."""
+        if isinstance(exc, self.expected_exceptions):
+            self.record_failure(exc)
+        else:
+            self.record_neutral()
 
     def record_neutral(self) -> None:
         """Report that an allowed call ended in a way that says nothing about the dependency
