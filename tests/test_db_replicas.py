@@ -81,7 +81,10 @@ async def test_read_only_work_goes_to_the_replica(side: Side, db: Any) -> None:
     assert stats["replicas"]["database-replica-1"]["state"] == "closed"
     health = await side.call(db, "health_check")
     assert health.status == "healthy"
-    assert health.details["replicas"]["database-replica-1"]["status"] == "healthy"
+    facts = health.details["replicas"]["database-replica-1"]
+    assert facts["status"] == "healthy"
+    assert facts["standby"] is True
+    assert facts["lag_s"] is not None and facts["lag_s"] >= 0
 
 
 async def test_writes_reach_the_replica_and_a_write_marked_read_only_fails(

@@ -24,7 +24,7 @@ from renderkit.db._core import (
     logger,
     mask,
 )
-from renderkit.db._replicas import Replica
+from renderkit.db._replicas import REPLICA_PROBE, Replica, replica_facts
 from renderkit.health import CheckResult
 
 if TYPE_CHECKING:
@@ -350,18 +350,20 @@ class Database(DatabaseBase):
         the whole probe by a client-side deadline of ``timeout + 0.5`` s (``TimeoutError``),
         the same on both twins.
         """
-        return self._check_pool(self._require_pool(), timeout)
+        latency, _ = self._probe_pool(self._require_pool(), timeout, "SELECT 1")
+        return latency
 
-    def _check_pool(self, pool: Any, timeout: float) -> float:
+    def _probe_pool(self, pool: Any, timeout: float, sql: str) -> tuple[float, Any]:
+        """(latency in ms, first row) of ``sql`` on ``pool``, bounded as ``check()`` says."""
         started = time.perf_counter()
 
         def probe() -> Any:
-            return _select_one(pool, timeout)
+            return _select(pool, timeout, sql)
 
         # A frozen server (SIGSTOP, a network black hole) answers nothing, so neither the pool
         # timeout nor statement_timeout fires: a client-side deadline bounds the whole probe.
-        compat.run_with_deadline(probe, timeout + 0.5)
-        return (time.perf_counter() - started) * 1000
+        row = compat.run_with_deadline(probe, timeout + 0.5)
+        return (time.perf_counter() - started) * 1000, row
 
     def health_check(self) -> CheckResult:
         """Healthy with latency when ``SELECT 1`` answers; unhealthy when Postgres is down.
@@ -383,13 +385,15 @@ class Database(DatabaseBase):
         if replica.pool is None:
             return {"status": "unhealthy", "error": "not open", **shown}
         try:
-            latency = self._check_pool(replica.pool, self.settings.replica_timeout)
+            latency, row = self._probe_pool(
+                replica.pool, self.settings.replica_timeout, REPLICA_PROBE
+            )
         except Exception as exc:
             self.replicas.failed(replica, exc)
             error = f"{type(exc).__name__}: {first_line(exc)}"
             return {"status": "unhealthy", "error": error, **shown}
         self.replicas.succeeded(replica)
-        return {"status": "healthy", "latency_ms": round(latency, 2), **shown}
+        return {"status": "healthy", "latency_ms": round(latency, 2), **replica_facts(row), **shown}
 
     def stats(self) -> dict[str, Any]:
         """Pool figures (size, idle, waiting, lost), replicas and counters as a plain dict."""
@@ -397,10 +401,10 @@ class Database(DatabaseBase):
         return self._stats(pool.get_stats() if pool is not None else None)
 
 
-def _select_one(pool: Any, timeout: float) -> Any:
+def _select(pool: Any, timeout: float, sql: str) -> Any:
     with pool.connection(timeout=timeout) as conn:
         conn.execute(f"SET LOCAL statement_timeout = {max(1, round(timeout * 1000))}")
-        cur = conn.execute("SELECT 1")
+        cur = conn.execute(sql)
         return cur.fetchone()
 
 

@@ -13,6 +13,20 @@ from typing import Any
 
 from renderkit.resilience import CircuitBreaker
 
+# What a replica's health probe asks: is it a standby, and how far behind is its replay
+# (0 when it has replayed everything it received; an idle primary is not lag).
+REPLICA_PROBE = (
+    "SELECT pg_is_in_recovery(), CASE WHEN NOT pg_is_in_recovery() THEN NULL "
+    "WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 "
+    "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END"
+)
+
+
+def replica_facts(row: Any) -> dict[str, Any]:
+    """``standby`` and ``lag_s`` for the health details, from :data:`REPLICA_PROBE`'s row."""
+    standby, lag = (row or (None, None))[:2]
+    return {"standby": standby, "lag_s": None if lag is None else round(float(lag), 3)}
+
 
 class Replica:
     """One read replica: its URL, name, pool (set by ``open()``) and circuit breaker."""
