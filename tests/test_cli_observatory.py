@@ -556,3 +556,20 @@ def test_a_redirect_to_an_unparseable_url_is_graded_not_raised() -> None:
         "redirection-off-host-from-http"
     )
     assert redirection_result(["http://[::1/"]) == "redirection-missing"
+
+
+def test_herokus_routing_cookie_is_not_graded() -> None:
+    """The scanner skips heroku-session-affinity (no Secure on it is not the app's doing)."""
+    headers = [
+        ("strict-transport-security", "max-age=63072000"),
+        ("set-cookie", "SESSIONID=1; Secure; HttpOnly"),
+        ("set-cookie", "heroku-session-affinity=x; Path=/"),
+    ]
+    assert result(headers, "cookies") == "cookies-secure-with-httponly-sessions"
+
+
+def test_a_meta_policy_of_header_only_directives_enforces_nothing() -> None:
+    """<meta> cannot carry frame-ancestors: such a policy is csp-not-implemented."""
+    body = "<meta http-equiv='Content-Security-Policy' content=\"frame-ancestors 'none'\">"
+    headers = {"content-type": "text/html"}
+    assert result(headers, "content-security-policy", body=body) == "csp-not-implemented"

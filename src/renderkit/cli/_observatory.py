@@ -381,6 +381,7 @@ _PASSIVE = ("img-src", "media-src")
 _NONCES_HASHES = ("'sha256-", "'sha384-", "'sha512-", "'nonce-")
 _ALLOWED_DUPLICATES = ("report-uri", "report-to")
 _DUPLICATES_KEY = "_duplicate_directives"
+_META_FORBIDDEN = ("frame-ancestors", "report-uri", "sandbox")
 
 
 class _CspInvalid(ValueError):
@@ -565,7 +566,11 @@ def _test_csp(
         return _outcome(
             "content-security-policy", "csp-header-invalid", _CSP_MESSAGES["csp-header-invalid"]
         ), None
-    if not csp:
+    # A <meta> policy cannot carry frame-ancestors, report-uri or sandbox: one holding only
+    # those enforces nothing (the merged policy still keeps them, as the scanner's does).
+    meta = _parse_policies(page.meta_csp)
+    enforced = {d for d in meta if d not in _META_FORBIDDEN} | set(_parse_policies(from_header))
+    if not enforced:
         result = "csp-not-implemented"
         if headers.get("content-security-policy-report-only"):
             result = "csp-not-implemented-but-reporting-enabled"
@@ -577,6 +582,7 @@ def _test_csp(
 # --- cookies ---------------------------------------------------------------------------------
 
 _SESSION_MARKERS = ("login", "sess")  # the scanner's heuristic for a session cookie
+_IGNORED_COOKIES = ("heroku-session-affinity",)  # the scanner skips Heroku's routing cookie
 _COOKIE_ORDER = (  # best to worst: the worst finding wins
     "cookies-without-secure-flag-but-protected-by-hsts",
     "cookies-without-secure-flag",
@@ -658,7 +664,7 @@ def _test_cookies(headers: _Headers, hsts: bool) -> TestOutcome:
     jar: dict[str, Cookie] = {}  # a later cookie of the same name replaces the earlier one
     for value in raw:
         cookie = parse_set_cookie(value)
-        if cookie is not None:
+        if cookie is not None and cookie.name not in _IGNORED_COOKIES:
             jar[cookie.name] = cookie
     if not jar:
         return _outcome("cookies", "cookies-not-found", "no cookies set")
