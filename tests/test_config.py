@@ -1005,3 +1005,21 @@ def test_a_nul_byte_in_the_password_is_refused_as_libpq_does() -> None:
                     "postgresql", "redis" if parse is parse_redis_url else "postgresql"
                 )
             )
+
+
+def test_cors_options_drive_flask_cors() -> None:
+    """cors_options(framework="flask") configures flask-cors: the listed origin is echoed."""
+    flask = pytest.importorskip("flask")
+    flask_cors = pytest.importorskip("flask_cors")
+    from renderkit.config import cors_options
+
+    app = flask.Flask(__name__)
+    app.add_url_rule("/api", "api", lambda: "ok")
+    environ = {"CORS_ALLOWED_ORIGINS": "https://app.example.com", "CORS_ALLOW_CREDENTIALS": "1"}
+    flask_cors.CORS(app, **cors_options(environ, framework="flask"))
+    client = app.test_client()
+    answer = client.get("/api", headers={"Origin": "https://app.example.com"})
+    assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert answer.headers["Access-Control-Allow-Credentials"] == "true"
+    other = client.get("/api", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
