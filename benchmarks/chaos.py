@@ -14,8 +14,9 @@ with ``uvicorn --workers 2`` on 127.0.0.1, and runs for a fixed time:
 - a burst of ``3 x limit`` requests to ``/limited`` under a fresh key every ~2 s measures how
   far the two workers together overshoot the limit;
 - a poller reads ``/health`` every 200 ms and records each status change;
-- a log-out client logs in, logs out (or logs in again: ``regenerate()``) while Redis is away,
-  and replays each ended cookie afterwards: a replay that names the user is a resurrection;
+- three log-out clients each log in while Redis is up, log out (or log in again:
+  ``regenerate()``) once it is away, and replay each ended cookie afterwards: a replay that
+  names the user is a resurrection;
 - the fault script: kill -9 Redis at 15 % of the run, restart it at 35 %; terminate every app
   backend in Postgres at 45 %; restart Postgres at 60 %; SIGSTOP Redis at 70 % (hung, its
   data kept) and SIGCONT at 82 %; at the end start slow requests and send SIGTERM to uvicorn
@@ -397,23 +398,27 @@ async def _client_loop(base: str, state: _State, report: ChaosReport, client_no:
 
 
 async def _logout_client(base: str, state: _State, report: ChaosReport) -> None:
-    """Log in, and log out or log in again (regenerate) while Redis is away; then replay the
-    cookie that was ended, as a thief would: it must never name the user again."""
-    ended: dict[str, bool] = {}  # cookie value -> resurrected already counted
+    """Log in while Redis is up; once it is away, log that session out (or log in again:
+    ``regenerate()``), keeping its cookie; then replay every ended cookie, as a thief would:
+    it must never name the user again (Redis still holds its copy after a SIGSTOP)."""
+    ended: dict[str, bool] = {}  # cookie value -> resurrection already counted
+    held: str | None = None  # a session logged in while Redis was up
     async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
         while time.monotonic() < state.deadline - 0.5 and not state.sigterm_sent:
             try:
-                await client.get("/login", params={"name": "ada"})
-                if not state.redis_up:
-                    before = client.cookies.get("session")
+                if state.redis_up and held is None:
+                    client.cookies.clear()
+                    await client.get("/login", params={"name": "ada"})
+                    held = client.cookies.get("session")
+                elif not state.redis_up and held is not None:
                     if len(ended) % 2:
                         await client.get("/login", params={"name": "ada"})  # regenerate
                         report.logins_during_outage += 1
                     else:
                         await client.get("/logout")
                         report.logouts_during_outage += 1
-                    if before:
-                        ended.setdefault(before, False)
+                    ended.setdefault(held, False)
+                    held = None
                 for value, counted in list(ended.items()):
                     async with httpx.AsyncClient(
                         base_url=base, timeout=10.0, cookies={"session": value}
@@ -577,7 +582,8 @@ async def _run(
     ]
     tasks.append(asyncio.create_task(_health_poller(server.base, state, report)))
     if "sessions" in report.wired:
-        tasks.append(asyncio.create_task(_logout_client(server.base, state, report)))
+        for _ in range(3):
+            tasks.append(asyncio.create_task(_logout_client(server.base, state, report)))
     if "ratelimit" in report.wired:
         tasks.append(asyncio.create_task(_rate_bursts(server.base, state, report, limit)))
     faults = asyncio.create_task(_faults(state, report, redis, pg, started))

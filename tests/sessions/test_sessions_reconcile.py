@@ -134,7 +134,12 @@ async def test_a_write_during_the_outage_wins_over_the_primarys_older_copy(outag
     for _ in range(2):
         again = await call(store, "load", sid)
         assert again is not None and again.data == {"cart": "during"}
-    # and Redis itself was repaired: a worker that never saw the outage reads 'during' too
+    # and Redis itself is repaired (by a load, or by the probe's replay): a worker that never
+    # saw the outage reads 'during' too
+    for _ in range(100):
+        if store.journal_size == 0:
+            break
+        await asyncio.sleep(0.02)
     assert store.primary.load(sid).data["cart"] == "during"  # type: ignore[union-attr]
 
 
@@ -314,3 +319,27 @@ async def test_a_merge_after_recovery_keeps_a_session_born_in_the_outage(outage:
     assert version is not None
     record = await call(store, "load", sid)
     assert record is not None and record.data == {"a": 1, "b": 2}
+
+
+async def test_the_journal_is_replayed_when_redis_returns_even_without_requests(
+    outage: Any,
+) -> None:
+    """Worker A logs out during the outage and then gets no request; its background probe sees
+    Redis return and replays the journal, so worker B, which never saw the outage and trusts
+    Redis, does not serve the stolen cookie."""
+    call, switch, worker = outage
+    a = worker()
+    sid = new_session_id()
+    await call(a, "save", sid, {"user": "ada"})
+    switch.down = True
+    await call(a, "load", sid)  # the outage is noticed: the probe starts
+    await call(a, "delete", sid)
+    switch.down = False
+    for _ in range(100):  # the probe runs every recovery_timeout (0.01 s), then the drain
+        await asyncio.sleep(0.02)
+        if a.journal_size == 0:
+            break
+    assert a.journal_size == 0
+    b = worker()  # a worker that saw nothing
+    assert await call(b, "load", sid) is None
+    a.close()

@@ -2,6 +2,7 @@
 # twins: rename aload=load asave=save amerge=merge adelete=delete atouch=touch
 # twins: rename adelete_user_sessions=delete_user_sessions ahealth_check=health_check
 # twins: rename _aprimary=_primary _areconcile=_reconcile _areplay=_replay _amirror=_mirror
+# twins: rename _adrain=_drain
 # twins: rename _atombstone=_tombstone
 """FallbackStore's operations (async source; ``_fallback_sync`` is generated; private module)."""
 
@@ -50,20 +51,32 @@ class AsyncFallbackOps(FallbackBase):
             await self._areplay()
         return True, result
 
-    async def _areplay(self) -> None:
+    async def _areplay(self) -> int:
         """Copy one batch of the journal onto the primary (newest wins; tombstones delete)."""
         self._replaying = True
+        done = 0
         try:
             for session_id in self._replay_batch():
                 found, primary = await self._aprimary(self.primary.aload, session_id)
                 if not found:
-                    return
+                    break
                 await self._areconcile(session_id, primary, await self.fallback.aload(session_id))
                 self._count_event("replayed")
+                done += 1
         except self.fallback.errors:
-            return  # the fallback is away too: the journal waits for the next success
+            pass  # the fallback is away too: the journal waits for the next success
         finally:
             self._replaying = False
+        return done
+
+    async def _adrain(self) -> None:
+        """Replay the whole journal (started by the probe that saw the primary return, so a
+        worker that gets no request after the outage still repairs the primary)."""
+        try:
+            while self._journal and not self._replaying and await self._areplay():
+                pass
+        except Exception as exc:  # a background task: never let it die loudly
+            logger.debug("%s: replaying the outage journal failed: %r", self.name, exc)
 
     async def _areconcile(
         self, session_id: str, primary: SessionRecord | None, fallback: SessionRecord | None

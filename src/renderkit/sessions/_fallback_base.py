@@ -11,6 +11,7 @@ write made by another worker that still falls back is seen too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -87,8 +88,8 @@ class FallbackBase(SessionStore):
             outage_errors=primary.errors,
             failure_threshold=failure_threshold,
             recovery_timeout=recovery_timeout,
-            probe=lambda: primary.load(_PROBE_ID),
-            aprobe=lambda: primary.aload(_PROBE_ID),
+            probe=self._probe,
+            aprobe=self._aprobe,
             breaker=breaker,
         )
         self.breaker = self.degrader.breaker
@@ -104,9 +105,37 @@ class FallbackBase(SessionStore):
         self._recovered_at = float("-inf")
         self._fallback_used = False
         self._replaying = False
+        self._drains: set[asyncio.Task[None]] = set()
         self._counts = dict.fromkeys(
             ("mirror_errors", "journal_dropped", "replayed", "repaired", "tombstones"), 0
         )
+
+    # -- the background probe ----------------------------------------------------------------
+    def _probe(self) -> None:
+        """Raises while the primary is away; once it answers, the journal is replayed soon
+        after (when the degrader has closed the circuit), whether or not requests come."""
+        self.primary.load(_PROBE_ID)
+        if self._journal:
+            timer = threading.Timer(0.05, self._drain)
+            timer.daemon = True
+            timer.start()
+
+    async def _aprobe(self) -> None:
+        await self.primary.aload(_PROBE_ID)
+        if self._journal:
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.05, self._start_drain, loop)
+
+    def _start_drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(self._adrain())
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
+    def _drain(self) -> None:
+        raise NotImplementedError  # FallbackOps
+
+    async def _adrain(self) -> None:
+        raise NotImplementedError  # AsyncFallbackOps
 
     # -- decisions ---------------------------------------------------------------------------
     def _went_away(self) -> None:

@@ -39,20 +39,32 @@ class FallbackOps(FallbackBase):
             self._replay()
         return True, result
 
-    def _replay(self) -> None:
+    def _replay(self) -> int:
         """Copy one batch of the journal onto the primary (newest wins; tombstones delete)."""
         self._replaying = True
+        done = 0
         try:
             for session_id in self._replay_batch():
                 found, primary = self._primary(self.primary.load, session_id)
                 if not found:
-                    return
+                    break
                 self._reconcile(session_id, primary, self.fallback.load(session_id))
                 self._count_event("replayed")
+                done += 1
         except self.fallback.errors:
-            return  # the fallback is away too: the journal waits for the next success
+            pass  # the fallback is away too: the journal waits for the next success
         finally:
             self._replaying = False
+        return done
+
+    def _drain(self) -> None:
+        """Replay the whole journal (started by the probe that saw the primary return, so a
+        worker that gets no request after the outage still repairs the primary)."""
+        try:
+            while self._journal and not self._replaying and self._replay():
+                pass
+        except Exception as exc:  # a background task: never let it die loudly
+            logger.debug("%s: replaying the outage journal failed: %r", self.name, exc)
 
     def _reconcile(
         self, session_id: str, primary: SessionRecord | None, fallback: SessionRecord | None
