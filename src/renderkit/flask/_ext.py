@@ -24,6 +24,7 @@ from renderkit.wsgi._edge import (
     HTTPSRedirectMiddleware,
     RequestMetricsMiddleware,
     SecurityHeadersMiddleware,
+    WSGIApp,
 )
 
 if TYPE_CHECKING:
@@ -140,30 +141,7 @@ class RenderKit:
             raise RuntimeError(
                 "RenderKit is already initialised on this Flask app; call init_app once per app"
             )
-        trust = self.trust if self.trust is not None else default_trust()
-        redirect = (
-            self.https_redirect
-            if self.https_redirect is not None
-            else https_redirect_enabled(self.environ)
-        )
-        policy: SecurityHeaders | None
-        if isinstance(self.security, SecurityHeaders):
-            policy = self.security
-        else:
-            policy = SecurityHeaders.html() if self.security else None
-        store: RequestMetrics | None
-        if isinstance(self.metrics, RequestMetrics):
-            store = self.metrics
-        else:
-            store = RequestMetrics() if self.metrics else None
-        state = RenderKitState(
-            extension=self,
-            trust=trust,
-            https_redirect=redirect,
-            security=policy,
-            metrics=store,
-            correlation=self.correlation,
-        )
+        state = self._state()
         app.extensions[EXTENSION_KEY] = state
 
         # Hooks run first: whatever they wrap around app.wsgi_app ends up *inside* the edge
@@ -175,26 +153,54 @@ class RenderKit:
         app.before_request(_bind_request_globals)
         app.context_processor(_template_context)
         app.jinja_env.globals["csp_nonce"] = _CurrentNonce()
-        if store is not None and self.metrics_path is not None:
-            self._add_metrics_routes(app, store)
+        if state.metrics is not None and self.metrics_path is not None:
+            self._add_metrics_routes(app, state.metrics)
+        app.wsgi_app = self._edge_stack(app.wsgi_app, state)  # type: ignore[method-assign, assignment]
 
-        wsgi = app.wsgi_app
-        if redirect:
+    def _state(self) -> RenderKitState:
+        """What this extension wires, with every "decide for me" option decided."""
+        policy: SecurityHeaders | None
+        if isinstance(self.security, SecurityHeaders):
+            policy = self.security
+        else:
+            policy = SecurityHeaders.html() if self.security else None
+        store: RequestMetrics | None
+        if isinstance(self.metrics, RequestMetrics):
+            store = self.metrics
+        else:
+            store = RequestMetrics() if self.metrics else None
+        return RenderKitState(
+            extension=self,
+            trust=self.trust if self.trust is not None else default_trust(),
+            https_redirect=(
+                self.https_redirect
+                if self.https_redirect is not None
+                else https_redirect_enabled(self.environ)
+            ),
+            security=policy,
+            metrics=store,
+            correlation=self.correlation,
+        )
+
+    def _edge_stack(self, wsgi: WSGIApp, state: RenderKitState) -> WSGIApp:
+        """Wrap ``wsgi`` in the edge middleware, outermost first: correlation id -> metrics ->
+        security headers -> HTTPS redirect."""
+        if state.https_redirect:
             wsgi = HTTPSRedirectMiddleware(
                 wsgi,
-                trust=trust,
+                trust=state.trust,
                 exempt_paths=self.https_exempt_paths,
                 allowed_hosts=self.allowed_hosts,
             )
-        if policy is not None:
-            wsgi = SecurityHeadersMiddleware(wsgi, policy=policy, trust=trust)
-        if store is not None:
-            wsgi = RequestMetricsMiddleware(wsgi, metrics=store)
+        if state.security is not None:
+            wsgi = SecurityHeadersMiddleware(wsgi, policy=state.security, trust=state.trust)
+        if state.metrics is not None:
+            wsgi = RequestMetricsMiddleware(wsgi, metrics=state.metrics)
         if self.correlation:
             wsgi = CorrelationIdMiddleware(
                 wsgi, header_name=self.request_id_header, max_length=self.request_id_max_length
             )
-        app.wsgi_app = wsgi  # type: ignore[method-assign]
+        return wsgi
 
     # --- hooks the sessions / rate-limit / health wiring fills in ----------------------------
 
