@@ -344,6 +344,17 @@ def test_the_app_reads_the_resolved_id_from_its_request_header(sent: dict[str, s
     assert "spaces" not in response.text
 
 
+def test_a_repeated_request_id_header_reaches_the_app_once() -> None:
+    """Two X-Request-ID headers (a forged second one, or a bad first one) become one: the
+    resolved id, so code reading the header and the logs agree."""
+    client = header_client()
+    both = client.get("/", headers=[("X-Request-ID", "first-1"), ("X-Request-ID", "second-2")])
+    assert both.text == "first-1|1" and both.headers["x-request-id"] == "first-1"
+    bad_first = client.get("/", headers=[("X-Request-ID", "bad id"), ("X-Request-ID", "ok-2")])
+    resolved = bad_first.headers["x-request-id"]
+    assert bad_first.text == f"{resolved}|1" and "bad" not in resolved
+
+
 def test_update_request_header_false_leaves_the_request_alone() -> None:
     """With update_request_header=False the app sees exactly what the client sent."""
     client = header_client(update_request_header=False)

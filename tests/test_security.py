@@ -576,6 +576,16 @@ def test_removing_a_protected_directive_by_replace_needs_the_opt_out() -> None:
             "list of sources",
         ),
         (lambda: SecurityHeaders(csp=None).extend(img_src=["x"]), ValueError, "sends no CSP"),
+        (
+            lambda: SecurityHeaders.html().extend(script_src=["'self'; script-src *"]),
+            ValueError,
+            "one source per list item",
+        ),
+        (
+            lambda: SecurityHeaders.html().extend(img_src=["https://x\r\nSet-Cookie: a=1"]),
+            ValueError,
+            "control character",
+        ),
         (lambda: SecurityHeaders(csp_allow_missing=["nonse"]), ValueError, "csp_allow_missing"),
         (lambda: SecurityHeaders(csp_allow_missing="nonce"), ValueError, "csp_allow_missing"),  # type: ignore[arg-type]
         (lambda: SecurityHeaders.html().replace(csp={}, img_src=[]), TypeError, "not both"),
