@@ -340,7 +340,7 @@ class ChaosReport:
         lines += [f"| {g} | {'yes' if ok else '**no**'} |" for g, ok in self.goals().items()]
         lines += ["", "Fault timeline: " + "; ".join(self.faults)]
         if self.server_errors:
-            lines += ["", "First 5xx answers: " + "; ".join(self.server_errors)]
+            lines += ["", "First 5xx answers, connection errors: " + "; ".join(self.server_errors)]
         if self.rate_bursts:
             lines += ["", f"Rate-limit bursts (limit {self.limit}): " + "; ".join(self.rate_bursts)]
         return "\n".join(lines) + "\n"
@@ -369,11 +369,16 @@ async def _client_loop(base: str, state: _State, report: ChaosReport, client_no:
             state.sent += 1
             try:
                 response = await client.get("/count")
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 if state.sigterm_sent:
                     state.conn_errors_after += 1
                 else:
                     state.conn_errors += 1
+                    if len(report.server_errors) < 20:
+                        report.server_errors.append(
+                            f"{time.monotonic() - state.started:.1f}s client {client_no}: "
+                            f"{type(exc).__name__}"
+                        )
                 await asyncio.sleep(0.05)
                 continue
             state.codes[str(response.status_code)] += 1
@@ -450,6 +455,11 @@ async def _rate_bursts(base: str, state: _State, report: ChaosReport, limit: int
             for result in results:
                 if isinstance(result, BaseException):
                     state.conn_errors += 1
+                    if len(report.server_errors) < 20:
+                        report.server_errors.append(
+                            f"{time.monotonic() - state.started:.1f}s /limited burst: "
+                            f"{type(result).__name__}"
+                        )
                     continue
                 state.sent += 1
                 state.codes[str(result.status_code)] += 1
