@@ -43,7 +43,7 @@ def test_environment_page_is_current() -> None:
 
 
 def test_environment_page_lists_every_declared_variable() -> None:
-    """Each declared variable appears on the page, with its help text where it has one."""
+    """Each declared variable appears on the page and has a help text for its reader."""
     envdoc = _envdoc()
     page = (ROOT / "docs" / "environment.md").read_text(encoding="utf-8")
     classes = envdoc.settings_classes()
@@ -51,6 +51,7 @@ def test_environment_page_lists_every_declared_variable() -> None:
     for cls in classes:
         for info in cls.describe():
             assert f"`{info.variable}`" in page, (cls, info.variable)
+            assert info.help.strip(), f"{cls.__name__}: give {info.variable} a help= text"
 
 
 def _is_os_environ(node: ast.AST) -> bool:
