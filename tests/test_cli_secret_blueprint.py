@@ -676,3 +676,25 @@ def test_eviction_policies_against_a_real_full_redis() -> None:
             server.wait(timeout=10)
     assert kept["noeviction"] == (100, 100)
     assert kept["volatile-lru"][0] < 50 and kept["volatile-lru"][1] < 50
+
+
+def test_check_adds_renderkits_advice_as_warnings() -> None:
+    """Render's default eviction, uvicorn trusting X-Forwarded-For, no health check path."""
+    data = {
+        "services": [
+            {"type": "web", "name": "api", "runtime": "python", "buildCommand": "pip install .",
+             "startCommand": "uvicorn app:app --forwarded-allow-ips='*' --port $PORT"},
+            {"type": "keyvalue", "name": "kv", "ipAllowList": []},
+        ]
+    }  # fmt: skip
+    problems = check_blueprint(data)
+    assert validate_blueprint(data) == []  # Render accepts all of it
+    advice = {p.where: p for p in problems}
+    assert set(advice) == {"services[0].startCommand", "services[0]", "services[1].maxmemoryPolicy"}
+    assert all(p.severity == "warning" for p in problems)
+    assert (
+        "allkeys-lru (renderkit advises noeviction)"
+        in advice["services[1].maxmemoryPolicy"].message
+    )
+    assert "--no-proxy-headers" in advice["services[0].startCommand"].fix
+    assert advice["services[0]"].fix == "healthCheckPath: /health/instance"

@@ -32,16 +32,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from renderkit._redis import EVICTION_POLICY
+from renderkit._redis import EVICTION_POLICY, EVICTION_REASON
 from renderkit.cli._blueprint_spec import (
     KEYVALUE_PLANS,
     REGIONS,
     SCHEMA,
     SERVICE_PLANS,
     Problem,
-    check_blueprint,
     validate_blueprint,
 )
+from renderkit.cli._blueprint_spec import check_blueprint as check_spec
 from renderkit.cli._output import usage_error, write_output
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "BlueprintOptions",
     "build_blueprint",
     "check_blueprint",
+    "renderkit_advice",
     "to_yaml",
     "validate_blueprint",
 ]
@@ -334,6 +335,57 @@ def build_blueprint(options: BlueprintOptions | None = None) -> dict[str, Any]:
     if o.env_group:
         data["envVarGroups"] = [{"name": f"{o.name}-shared", "envVars": _shared_values(o)}]
     return data
+
+
+def _services(data: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    services = data.get("services") if isinstance(data, Mapping) else None
+    found = services if isinstance(services, list) else []
+    return [(f"services[{i}]", s) for i, s in enumerate(found) if isinstance(s, Mapping)]
+
+
+def renderkit_advice(data: Any) -> list[Problem]:
+    """What renderkit advises beyond Render's spec (warnings): eviction, proxy headers, health."""
+    advice: list[Problem] = []
+    for where, service in _services(data):
+        kind, runtime = service.get("type"), service.get("runtime", service.get("env"))
+        policy = service.get("maxmemoryPolicy", "allkeys-lru")  # Render's default
+        if kind in ("keyvalue", "redis") and policy != EVICTION_POLICY:
+            advice.append(
+                Problem(
+                    f"{where}.maxmemoryPolicy",
+                    f"{policy} (renderkit advises {EVICTION_POLICY}): {EVICTION_REASON}",
+                    f"maxmemoryPolicy: {EVICTION_POLICY}",
+                    "warning",
+                )
+            )
+        command = str(service.get("startCommand", ""))
+        if "--forwarded-allow-ips" in command:
+            advice.append(
+                Problem(
+                    f"{where}.startCommand",
+                    "uvicorn rewrites the client address from the left-most, forgeable "
+                    "X-Forwarded-For entry before renderkit sees it",
+                    "run uvicorn with --no-proxy-headers; renderkit's ProxyTrust.render() "
+                    "reads the right hop",
+                    "warning",
+                )
+            )
+        if kind == "web" and runtime != "static" and "healthCheckPath" not in service:
+            advice.append(
+                Problem(
+                    where,
+                    "no healthCheckPath: Render sends traffic as soon as the port opens and "
+                    "never restarts a hung instance",
+                    f"healthCheckPath: {DEFAULT_HEALTH_PATH}",
+                    "warning",
+                )
+            )
+    return advice
+
+
+def check_blueprint(data: Any) -> list[Problem]:
+    """Render's spec (errors and warnings), then renderkit's own advice (warnings)."""
+    return [*check_spec(data), *renderkit_advice(data)]
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./ -]*")
