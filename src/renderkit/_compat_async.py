@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "Event",
@@ -55,10 +55,32 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     return True
 
 
-async def run_with_deadline(fn: Callable[[], Awaitable[T]], timeout: float) -> T:
-    """Await ``fn()`` for at most ``timeout`` seconds, else raise ``TimeoutError`` (cancelled).
+_abandoned: set[asyncio.Task[Any]] = set()  # cancelled at a deadline, still winding down
 
-    The sync twin calls ``fn`` in a worker thread and stops waiting at the deadline, so a
-    call stuck on a frozen peer is bounded on both sides.
+
+async def run_with_deadline(fn: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """Await ``fn()`` for at most ``timeout`` seconds, else raise ``TimeoutError``.
+
+    Unlike ``asyncio.wait_for`` this does not wait for the cancelled call to finish: a client
+    cancelling a query on a frozen server can itself wait for that server (psycopg gives it
+    10 s), and the deadline is the caller's. The sync twin calls ``fn`` in a worker thread and
+    stops waiting at the deadline the same way.
     """
-    return await asyncio.wait_for(fn(), timeout)
+    task = asyncio.ensure_future(fn())
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except BaseException:  # the caller was cancelled: so is the call
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        _abandoned.add(task)
+        task.add_done_callback(_forget)
+        raise TimeoutError(f"no answer within {timeout:g}s")
+    return task.result()
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: an abandoned call's error is not news
