@@ -169,7 +169,7 @@ async def test_redis_killed_mid_load_no_500s(
             client.close()
     assert set(before) == {200}
     assert set(during) == {200}  # never a 500, never a hang
-    assert elapsed < 10
+    assert elapsed < 30  # no hang (a loaded CI machine is slow; a hang is minutes)
     assert set(after) == {200}
     assert keys, "after the restart the app counts in Redis again"
 

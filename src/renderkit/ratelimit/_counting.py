@@ -24,14 +24,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = [
     "DEFAULT_MAX_KEYS",
     "LUA",
     "Charge",
     "MemoryCounts",
+    "RateLimitResult",
     "Strategy",
     "Tally",
     "result_of",
@@ -46,8 +46,7 @@ DEFAULT_MAX_KEYS = 100_000
 _CODES: dict[str, str] = {"fixed-window": "f", "sliding-window-counter": "s", "moving-window": "m"}
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
     """One limit of one request: ``cost`` against ``amount`` per ``window`` seconds at ``key``.
 
     ``name`` names the quota in the ``RateLimit`` headers; ``fail_closed`` refuses the request
@@ -62,47 +61,76 @@ class Charge:
     fail_closed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Counted:
-    """A charge's outcome: what is left, when it resets, how long a refused client waits."""
+class RateLimitResult(NamedTuple):
+    """The answer to one check: allowed or not, and the quota that decided it.
 
-    charge: Charge
+    ``limit`` is the quota (requests per window), ``remaining`` what is left after this
+    request, ``reset_after`` the seconds until the window resets, ``window`` the window length
+    in seconds, ``policy`` the quota's name in the ``RateLimit`` headers. ``fallback`` is True
+    when the in-process memory limiter answered because the shared storage was down;
+    ``unavailable`` when the storage was down and the limit fails closed (a 503).
+    ``wait`` is the seconds a refused client should wait before one more request fits.
+    """
+
     allowed: bool
+    limit: int
     remaining: int
     reset_after: float
-    retry_after: float
+    window: int = 0
+    policy: str = "default"
+    fallback: bool = False
+    unavailable: bool = False
+    wait: float = 0.0
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds a refused client should wait (``Retry-After``), at least 1."""
+        return max(1, math.ceil(self.wait or self.reset_after))
 
 
-def result_of(strategy: Strategy, charge: Charge, tally: Tally, allowed: bool) -> Counted:
+def result_of(
+    strategy: Strategy, charge: Charge, tally: Tally, allowed: bool, fallback: bool = False
+) -> RateLimitResult:
     """Read a store's :data:`Tally` for ``charge`` (``allowed``: the request's verdict)."""
     count, previous, ms = tally
-    window_ms = charge.window * 1000
+    amount, window = charge.amount, charge.window
+    window_ms = window * 1000
+    reset = (window_ms - ms) / 1000
     if strategy == "sliding-window-counter":
-        used = -(-previous * (window_ms - ms) // window_ms) + count
-        reset = (window_ms - ms) / 1000
-        room = charge.amount - charge.cost
-        if used <= room:
-            wait = 0.0
-        elif count <= room:
-            # The previous window's weight fades: wait until enough of it has slid away.
-            wait = (window_ms - (room - count) * window_ms / previous - ms) / 1000
-        else:
-            # This window alone is full: wait for it to become the fading previous one.
-            wait = reset + max(0.0, window_ms - room * window_ms / count) / 1000
+        used = -(-previous * (window_ms - ms) // window_ms) + count if previous else count
     else:
         used = count
-        reset = (window_ms - ms) / 1000
-        wait = reset if count + charge.cost > charge.amount else 0.0
+    denied_here = not allowed and used + charge.cost > amount
+    wait = _wait(strategy, charge, tally, used, reset) if denied_here else 0.0
     if reset <= 0:
-        reset = float(charge.window)
-    denied_here = not allowed and used + charge.cost > charge.amount
-    return Counted(
-        charge,
+        reset = float(window)
+    return RateLimitResult(
         not denied_here,
-        max(0, charge.amount - used),
-        round(max(reset, 0.0), 3),
-        round(max(wait, 0.001), 3) if denied_here else 0.0,
+        amount,
+        amount - used if used < amount else 0,
+        round(reset, 3),
+        window,
+        charge.name,
+        fallback,
+        False,
+        wait,
     )
+
+
+def _wait(strategy: Strategy, charge: Charge, tally: Tally, used: int, reset: float) -> float:
+    """Seconds until one more request of ``charge.cost`` fits."""
+    count, previous, ms = tally
+    window_ms = charge.window * 1000
+    room = charge.amount - charge.cost
+    if strategy != "sliding-window-counter" or used <= room:
+        wait = reset
+    elif count <= room:
+        # The previous window's weight fades: wait until enough of it has slid away.
+        wait = (window_ms - (room - count) * window_ms / previous - ms) / 1000
+    else:
+        # This window alone is full: wait for it to become the fading previous one.
+        wait = reset + max(0.0, window_ms - room * window_ms / count) / 1000
+    return round(max(wait, 0.001), 3)
 
 
 class _Slot:
@@ -346,9 +374,9 @@ return reply
 """
 
 
-def lua_args(strategy: Strategy, charges: Sequence[Charge]) -> list[str | int]:
+def lua_args(strategy: Strategy, charges: Sequence[Charge], prefix: str = "") -> list[str | int]:
     """The ``EVALSHA`` keys-then-arguments for ``charges`` (after the SHA and key count)."""
-    args: list[str | int] = [c.key for c in charges]
+    args: list[str | int] = [prefix + c.key for c in charges]
     args.append(_CODES[strategy])
     for charge in charges:
         args += (charge.amount, charge.window, charge.cost)

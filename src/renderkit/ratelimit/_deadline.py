@@ -4,10 +4,13 @@
 made. Under a burst the event loop itself is the bottleneck: a reply that Redis sent in 0.2 ms
 may sit unread for 150 ms while the loop serves other requests, the timeout fires, and the
 circuit breaker opens on a healthy Redis (then the memory fallback, starting from zero, lets
-a burst through). :func:`answered` only gives up when the loop was responsive for the whole
-timeout and still no reply came: each time the deadline timer fires late (the loop was busy),
-it is re-armed, up to ``cap`` seconds in all, which bounds a call to a Redis that is really
-hung.
+a burst through).
+
+:class:`Deadlines` gives up on a call only when the loop has been responsive for a whole
+``timeout`` since the call started and still no reply came. One ticker per event loop checks
+every call in flight (a dict entry per call instead of a timer per call); a tick that runs
+late means the loop was busy, and every call then gets a full ``timeout`` more, up to ``cap``
+seconds in all, which bounds a call to a Redis that is really hung.
 """
 
 from __future__ import annotations
@@ -16,38 +19,68 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
-__all__ = ["LATE", "answered"]
+__all__ = ["LATE", "Deadlines", "answered"]
 
 T = TypeVar("T")
 
 LATE = 0.005
-"""A deadline timer firing this many seconds late means the loop was busy, not Redis slow."""
+"""A tick running this many seconds late means the loop was busy, not Redis slow."""
+
+
+class Deadlines:
+    """Bound the calls of one event loop: ``await deadlines.run(call)``."""
+
+    def __init__(self, timeout: float, cap: float = 1.0) -> None:
+        self.timeout = timeout
+        self.cap = max(cap, timeout)
+        self.step = max(timeout / 4, 0.001)
+        self._calls: dict[asyncio.Task[object], float] = {}
+        self._expired: set[asyncio.Task[object]] = set()
+        self._ticking = False
+        self._busy = 0.0  # loop time of the last late tick
+
+    async def run(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable``; raise ``TimeoutError`` when the server has not answered."""
+        task: asyncio.Task[object] = asyncio.current_task()  # type: ignore[assignment]
+        calls = self._calls
+        if not self._ticking:
+            loop = asyncio.get_running_loop()
+            self._ticking = True
+            due = loop.time() + self.step
+            loop.call_at(due, self._tick, loop, due)
+            calls[task] = loop.time()
+        else:
+            calls[task] = asyncio.get_running_loop().time()
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if task in self._expired:
+                self._expired.discard(task)
+                if task.uncancel() == 0:
+                    raise TimeoutError(f"Redis did not answer within {self.timeout:g}s") from None
+            raise
+        finally:
+            calls.pop(task, None)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        now = loop.time()
+        if now - due > LATE:
+            self._busy = now  # replies may be waiting unread: no call expires on this tick
+        calls = self._calls
+        if not calls:
+            self._ticking = False
+            return
+        quiet_since = self._busy
+        for task, started in list(calls.items()):
+            age = now - started
+            if age >= self.cap or (age >= self.timeout and now - quiet_since >= self.timeout):
+                del calls[task]
+                self._expired.add(task)
+                task.cancel()
+        due = now + self.step
+        loop.call_at(due, self._tick, loop, due)
 
 
 async def answered(awaitable: Awaitable[T], timeout: float, cap: float = 1.0) -> T:
-    """Await ``awaitable``; raise ``TimeoutError`` when the server has not answered in time."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    start = loop.time()
-    expired = False
-    handles: list[asyncio.TimerHandle] = []
-
-    def fire(due: float) -> None:
-        nonlocal expired
-        now = loop.time()
-        if now - due > LATE and now - start < cap:
-            handles[0] = loop.call_at(now + timeout, fire, now + timeout)  # busy: wait again
-            return
-        expired = True
-        task.cancel()
-
-    handles.append(loop.call_at(start + timeout, fire, start + timeout))
-    try:
-        return await awaitable
-    except asyncio.CancelledError:
-        if expired and task.uncancel() == 0:
-            raise TimeoutError(f"Redis did not answer within {timeout:g}s") from None
-        raise
-    finally:
-        handles[0].cancel()
+    """One call under its own :class:`Deadlines` (the store keeps one per loop instead)."""
+    return await Deadlines(timeout, cap).run(awaitable)

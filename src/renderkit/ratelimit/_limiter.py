@@ -21,19 +21,18 @@ import logging
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from renderkit._optional import require
-from renderkit._redis import PerLoop, redis_client
+from renderkit._redis import PerLoop, reconnect_once, redis_client, topology
 from renderkit.config import RedisUrl, Seconds, Settings, env
 from renderkit.errors import ConfigError, ConfigProblem
 from renderkit.health import CheckResult
 from renderkit.ratelimit._counting import (
     DEFAULT_MAX_KEYS,
     Charge,
-    Counted,
     MemoryCounts,
+    RateLimitResult,
     Strategy,
     Tally,
     result_of,
@@ -116,56 +115,15 @@ def parse_limits(value: str | Sequence[str], *, option: str = "limit") -> list[R
     return items
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimitResult:
-    """The answer to one check: allowed or not, and the quota that decided it.
-
-    ``limit`` is the quota (requests per window), ``remaining`` what is left after this
-    request, ``reset_after`` the seconds until the window resets, ``window`` the window length
-    in seconds, ``policy`` the quota's name in the ``RateLimit`` headers. ``fallback`` is True
-    when the in-process memory limiter answered because the shared storage was down;
-    ``unavailable`` when the storage was down and the limit fails closed (a 503).
-    ``wait`` is the seconds a refused client should wait before one more request fits.
-    """
-
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_after: float
-    window: int = 0
-    policy: str = "default"
-    fallback: bool = False
-    unavailable: bool = False
-    wait: float = 0.0
-
-    @property
-    def retry_after(self) -> int:
-        """Whole seconds a refused client should wait (``Retry-After``), at least 1."""
-        return max(1, math.ceil(self.wait or self.reset_after))
-
-
 def most_restrictive(results: Sequence[RateLimitResult]) -> RateLimitResult:
     """The result that speaks for a request: the refusal with the longest wait, else the
     limit with the smallest share left."""
+    if len(results) == 1:
+        return results[0]
     denied = [r for r in results if not r.allowed]
     if denied:
         return max(denied, key=lambda r: (r.unavailable, r.retry_after))
     return min(results, key=lambda r: (r.remaining / r.limit, -r.reset_after))
-
-
-def _to_result(counted: Counted, fallback: bool) -> RateLimitResult:
-    charge = counted.charge
-    return RateLimitResult(
-        counted.allowed,
-        charge.amount,
-        counted.remaining,
-        counted.reset_after,
-        charge.window,
-        charge.name,
-        fallback,
-        False,
-        counted.retry_after,
-    )
 
 
 def _valid_limit(value: str) -> str:
@@ -366,7 +324,10 @@ class RateLimiter:
         self._storage = value
         self._lock = threading.Lock()
         self._memory = MemoryCounts(self.strategy, max_keys=max_keys) if kind == "memory" else None
-        self._fallback = self._memory or MemoryCounts(self.strategy, max_keys=max_keys)
+        memory = self._memory
+        self._fallback = (
+            memory if memory is not None else MemoryCounts(self.strategy, max_keys=max_keys)
+        )
         self._sync_store: Any = None
         self._async_loops: PerLoop[Any] | None = None
         self._aio_store: Any = None
@@ -430,14 +391,7 @@ class RateLimiter:
         if self._kind == "memory":
             return self._memory
         if self._kind == "url":
-            client = redis_client(
-                self._storage,
-                asyncio=False,
-                extra="ratelimit",
-                feature="RateLimiter",
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-            )
+            client = self._client(asyncio=False, socket_timeout=self.timeout)
             return RedisCounts(client, self.strategy, prefix=self.key_prefix, timeout=self.timeout)
         if self._kind == "redis":
             client = self._storage.get_connection()
@@ -468,16 +422,25 @@ class RateLimiter:
     def _new_async_store(self) -> Any:
         from renderkit.ratelimit._store_async import AsyncRedisCounts
 
-        client = redis_client(
-            self._storage,
-            asyncio=True,
-            extra="ratelimit",
-            feature="RateLimiter",
-            # A backstop only: renderkit's own deadline measures the server's answer.
-            socket_timeout=max(1.5, 2 * self.timeout),
-            socket_connect_timeout=max(1.0, self.timeout),
-        )
+        # No socket timeout: renderkit's own deadline (``Deadlines``) bounds every call and
+        # measures the server's answer, not time queued behind the event loop.
+        client = self._client(asyncio=True)
         return AsyncRedisCounts(client, self.strategy, prefix=self.key_prefix, timeout=self.timeout)
+
+    def _client(self, *, asyncio: bool, **options: Any) -> Any:
+        """A redis-py client for the storage URL (sync or asyncio)."""
+        url = self._storage
+        options["socket_connect_timeout"] = max(1.0, self.timeout) if asyncio else self.timeout
+        if topology(url) != "single":
+            return redis_client(url, asyncio=asyncio, extra="ratelimit", feature="RateLimiter",
+                                **options)  # fmt: skip
+        # One server: a plain pool, as limits uses. A burst opens connections instead of
+        # queueing on a pool lock (whose wait would count against the deadline).
+        module = require("redis.asyncio" if asyncio else "redis", extra="ratelimit",
+                         feature="RateLimiter")  # fmt: skip
+        retry = reconnect_once(asyncio=asyncio, extra="ratelimit", feature="RateLimiter")
+        plain = url.replace("valkeys://", "rediss://", 1).replace("valkey://", "redis://", 1)
+        return module.Redis.from_url(plain, retry=retry, **options)
 
     def _strategy_of(self, storage: Any, *, sync: bool) -> Any:
         module = require(
@@ -503,14 +466,8 @@ class RateLimiter:
     def charges(self, key: str, items: Sequence[RateLimitItem], cost: int = 1) -> list[Charge]:
         """The :class:`Charge` list for ``key`` under ``items`` (one counter per item)."""
         return [
-            Charge(
-                f"{key}:{item.amount}/{item.get_expiry()}",
-                item.amount,
-                item.get_expiry(),
-                cost,
-                f"{item.amount}-per-{item.get_expiry()}s",
-            )
-            for item in items
+            Charge(key + suffix, amount, window, cost, name)
+            for suffix, amount, window, name in shapes(items)
         ]
 
     def acquire(self, charges: Sequence[Charge]) -> list[RateLimitResult]:
@@ -557,7 +514,7 @@ class RateLimiter:
         self._fell_back = "memory"
         share = self.processes
         if share > 1:
-            charges = [replace(c, amount=max(1, c.amount // share)) for c in charges]
+            charges = [c._replace(amount=max(1, c.amount // share)) for c in charges]
         return (charges, *self._fallback.acquire(charges), True)
 
     def _results(
@@ -583,7 +540,7 @@ class RateLimiter:
             counts["allowed" if allowed else "denied"] += 1
         strategy = self.strategy
         return [
-            _to_result(result_of(strategy, c, t, allowed), fallback)
+            result_of(strategy, c, t, allowed, fallback)
             for c, t in zip(charges, tallies, strict=True)
         ]
 
@@ -604,7 +561,7 @@ class RateLimiter:
 
     def inspect(self, charges: Sequence[Charge]) -> list[RateLimitResult]:
         """What :meth:`acquire` would answer for ``charges``, charging nothing."""
-        store = self._memory or self._sync()
+        store = self._memory if self._memory is not None else self._sync()
         try:
             _allowed, tallies = store.peek(charges)
         except Exception:  # a storage outage: what the fallback knows
@@ -640,7 +597,7 @@ class RateLimiter:
 
     def reset(self, key: str, limit: Limit = None) -> None:
         """Forget ``key``'s counts for ``limit`` (default: the default limits), sync storages."""
-        store = self._memory or self._sync()
+        store = self._memory if self._memory is not None else self._sync()
         for charge in self.charges(key, self._items(limit)):
             self._fallback.clear(charge.key)
             store.clear(charge.key)
@@ -658,11 +615,7 @@ class RateLimiter:
             **self._counts,
             "fallback": degrader["fallback_served"],
             "errors": degrader["primary_errors"],
-            "storage": "memory"
-            if self._memory
-            else "redis"
-            if self._kind in ("url", "redis")
-            else "custom",
+            "storage": _STORAGE_NAMES[self._kind],
             "strategy": self.strategy,
             "fail_open": self.fail_open,
             "fallback_active": self.fallback_active,
@@ -712,9 +665,28 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         default = ";".join(str(i) for i in self.default)
-        kind = {"url": "redis", "redis": "redis", "sync": "custom", "aio": "custom"}
-        storage = kind.get(self._kind, self._kind)
+        storage = _STORAGE_NAMES[self._kind]
         return f"RateLimiter(storage={storage}, default={default!r}, strategy={self.strategy!r})"
+
+
+_STORAGE_NAMES = {"memory": "memory", "url": "redis", "redis": "redis", "sync": "custom"}
+_STORAGE_NAMES["aio"] = "custom"
+
+_SHAPES: dict[tuple[int, int], tuple[str, int, int, str]] = {}
+
+
+def shapes(items: Sequence[RateLimitItem]) -> list[tuple[str, int, int, str]]:
+    """Per item: the key suffix, amount, window and header name (built once per quota)."""
+    shapes = []
+    for item in items:
+        amount, window = item.amount, item.get_expiry()
+        shape = _SHAPES.get((amount, window))
+        if shape is None:
+            shape = (f":{amount}/{window}", amount, window, f"{amount}-per-{window}s")
+            if len(_SHAPES) < 4096:
+                _SHAPES[(amount, window)] = shape
+        shapes.append(shape)
+    return shapes
 
 
 def _client_of(store: Any) -> Any:

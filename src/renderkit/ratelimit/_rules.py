@@ -33,6 +33,7 @@ from renderkit.ratelimit._limiter import (
     RateLimitResult,
     most_restrictive,
     parse_limits,
+    shapes,
 )
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ class RouteLimit:
     items: dict[str, list[RateLimitItem]] = field(init=False, repr=False)
     method_set: frozenset[str] | None = field(init=False, repr=False)
     exempt_takes_request: bool = field(init=False, repr=False)
+    fixed_scope: str | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         label = self.name or self.shared or (self.limit if isinstance(self.limit, str) else "")
@@ -151,6 +153,15 @@ class RouteLimit:
             object.__setattr__(self, "exempt_takes_request", _accepts_request(self.exempt_when))
         if self.name is None:
             object.__setattr__(self, "name", self.shared or _label(self.limit))
+        if self.shared is not None:
+            fixed: str | None = f"shared:{self.shared}"
+        elif self.scope == "rule":
+            fixed = f"rule:{self.name}"
+        elif self.scope == "shared-default":
+            fixed = "default:*"
+        else:
+            fixed = None  # per route: the route is known per request
+        object.__setattr__(self, "fixed_scope", fixed)
 
     def applies(self, request: RequestInfo, method: str) -> bool:
         """True when this limit counts ``request`` (its methods; not exempted)."""
@@ -499,24 +510,11 @@ class RateLimitPolicy:
         cost: int,
         name: str,
     ) -> list[Charge]:
-        if spec.shared is not None:
-            scope = f"shared:{spec.shared}"
-        elif spec.scope == "rule":
-            scope = f"rule:{spec.name}"
-        elif spec.scope == "shared-default":
-            scope = "default:*"
-        else:
-            scope = f"{spec.scope}:{route}"
+        base = f"{spec.fixed_scope or spec.scope + ':' + route}|{identity}"
+        closed = spec.fail_closed
         return [
-            Charge(
-                f"{scope}|{identity}:{item.amount}/{item.get_expiry()}",
-                item.amount,
-                item.get_expiry(),
-                cost,
-                name,
-                spec.fail_closed,
-            )
-            for item in items
+            Charge(base + suffix, amount, window, cost, name, closed)
+            for suffix, amount, window, _name in shapes(items)
         ]
 
     # -- the decision -----------------------------------------------------------------------

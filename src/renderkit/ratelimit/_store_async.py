@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from renderkit.ratelimit._counting import LUA, Charge, Strategy, Tally, lua_args, lua_reply
-from renderkit.ratelimit._deadline import answered  # twins: async-only
+from renderkit.ratelimit._deadline import Deadlines  # twins: async-only
 
 __all__ = ["AsyncLimitsCounts", "AsyncRedisCounts"]
 
@@ -35,25 +35,21 @@ class AsyncRedisCounts:
         self.prefix = prefix + ":"
         self.timeout = timeout
         self._noscript = NoScriptError
+        self._deadlines = Deadlines(timeout)  # twins: async-only
 
     async def acquire(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
         """Charge all of ``charges`` or none, in one round trip."""
-        prefix = self.prefix
-        keyed = [
-            Charge(prefix + c.key, c.amount, c.window, c.cost, c.name, c.fail_closed)
-            for c in charges
-        ]
-        args = lua_args(self.strategy, keyed)
+        args = lua_args(self.strategy, charges, self.prefix)
         try:
-            reply = await self._ask("EVALSHA", SHA, len(keyed), *args)
+            reply = await self._ask("EVALSHA", SHA, len(charges), *args)
         except self._noscript:
             # First use on this server (or after SCRIPT FLUSH / a failover): EVAL loads it.
-            reply = await self._ask("EVAL", LUA, len(keyed), *args)
+            reply = await self._ask("EVAL", LUA, len(charges), *args)
         return lua_reply(reply)
 
     async def _ask(self, *command: Any) -> Any:
         pending = self.client.execute_command(*command)
-        return await answered(pending, self.timeout)  # twins: sync: return pending
+        return await self._deadlines.run(pending)  # twins: sync: return pending
 
     async def peek(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
         """The counts :meth:`acquire` would see, charging nothing (cost-0 charges)."""

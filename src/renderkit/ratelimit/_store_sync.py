@@ -38,17 +38,12 @@ class RedisCounts:
 
     def acquire(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
         """Charge all of ``charges`` or none, in one round trip."""
-        prefix = self.prefix
-        keyed = [
-            Charge(prefix + c.key, c.amount, c.window, c.cost, c.name, c.fail_closed)
-            for c in charges
-        ]
-        args = lua_args(self.strategy, keyed)
+        args = lua_args(self.strategy, charges, self.prefix)
         try:
-            reply = self._ask("EVALSHA", SHA, len(keyed), *args)
+            reply = self._ask("EVALSHA", SHA, len(charges), *args)
         except self._noscript:
             # First use on this server (or after SCRIPT FLUSH / a failover): EVAL loads it.
-            reply = self._ask("EVAL", LUA, len(keyed), *args)
+            reply = self._ask("EVAL", LUA, len(charges), *args)
         return lua_reply(reply)
 
     def _ask(self, *command: Any) -> Any:
