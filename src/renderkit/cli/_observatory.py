@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "HSTS_MIN_MAX_AGE",
@@ -406,7 +406,7 @@ def _path_part_match(a: str, b: str) -> bool:
         return False
     if not exact:
         parts_a.pop()
-    return all(x == y for x, y in zip(parts_a, parts_b, strict=False))
+    return all(unquote(x) == unquote(y) for x, y in zip(parts_a, parts_b, strict=False))
 
 
 def _merge_sources(combined: list[_Source]) -> list[_Source]:
