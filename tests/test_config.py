@@ -833,6 +833,8 @@ def test_truthy_words_are_defined_once() -> None:
         ("postgresql://app:p/w?x@h/db", "postgresql://app:****@h/db"),
         ("x=postgresql://u:p@h/db y", "x=postgresql://u:****@h/db y"),
         ("host=h password=s3cr3t dbname=x", "host=h password=**** dbname=x"),
+        ("SESSION_SECRET=abc123 PORT=1", "SESSION_SECRET=**** PORT=1"),
+        ("csrf_token=xyz&max_tokens=5", "csrf_token=****&max_tokens=5"),
         (
             "postgresql://h/db?password=zz&sslmode=require",
             "postgresql://h/db?password=****&sslmode=require",

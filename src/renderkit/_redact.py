@@ -19,11 +19,11 @@ MASK = "****"
 # so masking up to the last one hides the password whichever way it was written, raw "@ # / ?"
 # included.
 _URL = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.\-]*://)(?P<rest>[^\s]*)", re.IGNORECASE)
-# key=value secrets: libpq conninfo strings ("password=x host=h") and URL query parameters
-# ("?password=x&sslmode=require").
+# key=value secrets: libpq conninfo strings ("password=x host=h"), URL query parameters
+# ("?password=x&sslmode=require") and env-style lines ("SESSION_SECRET=x", "csrf_token=x").
 _KEY_VALUE = re.compile(
-    r"(?P<key>\b(?:password|passwd|pwd|sslpassword|secret|token|api_key|apikey|access_token)"
-    r"\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s&;,]+)",
+    r"(?P<key>\b[\w.-]*(?:password|passwd|pwd|secret|token|api_?key)\b\s*=\s*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,]+)",
     re.IGNORECASE,
 )
 
