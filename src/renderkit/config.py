@@ -1215,8 +1215,8 @@ def _load_field(
                 variable, f"{why}; got {found}", source, expected=parser.expected, found=found
             )
     if problem is not None:
-        display = "(not set)" if missing else "(invalid)"
-        return None, FieldReport(attr, variable, display, source, field.secret, problem)
+        display, shown = ("(not set)", default_source) if missing else ("(invalid)", source)
+        return None, FieldReport(attr, variable, display, shown, field.secret, problem)
     display = MASK if field.secret and value is not None else _display(value)
     return value, FieldReport(attr, variable, display, source, field.secret)
 
