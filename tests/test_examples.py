@@ -106,7 +106,9 @@ def test_fastapi_health_and_metrics(fastapi_client: TestClient) -> None:
     snapshot = fastapi_client.get("/metrics/json").json()
     routes = {r["route"] for r in snapshot["routes"]}
     assert "/api/slow-square/{n}" in routes
-    assert "renderkit_http_requests_total" in fastapi_client.get("/metrics").text
+    text = fastapi_client.get("/metrics").text  # OpenTelemetry's HTTP semantic-convention names
+    assert 'http_server_request_duration_seconds_count{' in text
+    assert 'http_route="/api/slow-square/{n}"' in text
 
 
 def test_fastapi_docs_still_render(fastapi_client: TestClient) -> None:
