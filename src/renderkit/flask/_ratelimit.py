@@ -90,6 +90,28 @@ def wire_ratelimit(
     return policy
 
 
+def _limited_view(
+    policy_for: Callable[[Flask], RateLimitPolicy],
+    specs: tuple[RouteLimit, ...],
+    view: Callable[..., Any],
+    args: Any,
+    kwargs: Any,
+) -> Any:
+    """Run a ``@limit`` view: decided already by RenderKit's hook, or decide here."""
+    from flask import current_app, g, make_response
+
+    routed = getattr(g, G_KEY, None)
+    if routed is not None and routed.routed:
+        return view(*args, **kwargs)  # RenderKit's hook counted this view
+    policy = policy_for(current_app._get_current_object())  # type: ignore[attr-defined]
+    verdict = decide(policy, _info(specs))
+    if verdict is None:
+        return view(*args, **kwargs)
+    if not verdict.allowed:
+        return _refusal(verdict)
+    return _finish(policy, verdict, make_response(view(*args, **kwargs)))
+
+
 def limit(
     value: str | Mapping[str, str],
     *,
@@ -138,18 +160,7 @@ def limit(
 
         @functools.wraps(original)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from flask import current_app, g, make_response
-
-            routed = getattr(g, G_KEY, None)
-            if routed is not None and routed.routed:
-                return original(*args, **kwargs)  # RenderKit's hook counted this view
-            policy = policy_for(current_app._get_current_object())  # type: ignore[attr-defined]
-            verdict = decide(policy, _info(specs))
-            if verdict is None:
-                return original(*args, **kwargs)
-            if not verdict.allowed:
-                return _refusal(verdict)
-            return _finish(policy, verdict, make_response(original(*args, **kwargs)))
+            return _limited_view(policy_for, specs, original, args, kwargs)
 
         wrapper.__renderkit_limits__ = specs  # type: ignore[attr-defined]
         wrapper.__renderkit_endpoint__ = original  # type: ignore[attr-defined]

@@ -288,33 +288,7 @@ class RateLimiter:
         max_keys: int = DEFAULT_MAX_KEYS,
         processes: int | None = None,
     ) -> None:
-        limits = _require_limits()
-        problems: list[ConfigProblem] = []
-        try:
-            self.strategy: Strategy = _strategy(strategy)
-        except ValueError:
-            problems.append(
-                ConfigProblem(
-                    "strategy",
-                    f"unknown strategy {strategy!r}; "
-                    "use 'sliding-window-counter', 'fixed-window' or "
-                    "'moving-window'",
-                    "code",
-                )
-            )
-        try:
-            self.default: list[RateLimitItem] = parse_limits(default, option="default")
-        except ConfigError as exc:
-            problems.extend(exc.errors)
-        if not (0 < timeout <= 60):
-            problems.append(
-                ConfigProblem("timeout", f"{timeout!r} must be between 0 and 60 seconds", "code")
-            )
-        kind, value = _classify(storage, limits)
-        if kind == "bad":
-            problems.append(ConfigProblem("storage", value, "code"))
-        if problems:
-            raise ConfigError(problems)
+        self.strategy, self.default, kind, value = _validated(storage, default, strategy, timeout)
         self.fail_open = fail_open
         self.timeout = timeout
         self.key_prefix = key_prefix
@@ -323,11 +297,9 @@ class RateLimiter:
         self._kind = kind
         self._storage = value
         self._lock = threading.Lock()
-        self._memory = MemoryCounts(self.strategy, max_keys=max_keys) if kind == "memory" else None
-        memory = self._memory
-        self._fallback = (
-            memory if memory is not None else MemoryCounts(self.strategy, max_keys=max_keys)
-        )
+        memory = MemoryCounts(self.strategy, max_keys=max_keys)
+        self._memory = memory if kind == "memory" else None
+        self._fallback = memory  # the memory store itself, or the shared storage's fallback
         self._sync_store: Any = None
         self._async_loops: PerLoop[Any] | None = None
         self._aio_store: Any = None
@@ -347,13 +319,7 @@ class RateLimiter:
         )
         self.breaker = self.degrader.breaker
         if kind == "memory" and self.processes > 1:
-            logger.warning(
-                "rate limiter uses memory:// under %d processes: each counts alone, so clients "
-                "get up to %d times the limit; set RATELIMIT_STORAGE_URL or REDIS_URL to a "
-                "Redis to share counts",
-                self.processes,
-                self.processes,
-            )
+            _warn_memory(self.processes)
         if kind == "url":
             self._sync()  # imports redis now: a missing extra fails at start-up
 
@@ -391,13 +357,17 @@ class RateLimiter:
         if self._kind == "memory":
             return self._memory
         if self._kind == "url":
-            client = self._client(asyncio=False, socket_timeout=self.timeout)
+            client = _client(
+                self._storage, self.timeout, asyncio=False, socket_timeout=self.timeout
+            )
             return RedisCounts(client, self.strategy, prefix=self.key_prefix, timeout=self.timeout)
         if self._kind == "redis":
             client = self._storage.get_connection()
             return RedisCounts(client, self.strategy, prefix=self.key_prefix, timeout=self.timeout)
         if self._kind == "sync":
-            return LimitsCounts(self._strategy_of(self._storage, sync=True), self.strategy)
+            return LimitsCounts(
+                _strategy_of(self.strategy, self._storage, sync=True), self.strategy
+            )
         raise TypeError(
             "RateLimiter.hit() is sync but the storage is a limits.aio storage; use "
             "'await limiter.ahit(...)' or a sync storage"
@@ -414,7 +384,7 @@ class RateLimiter:
             if self._aio_store is None:
                 from renderkit.ratelimit._store_async import AsyncLimitsCounts
 
-                strategy = self._strategy_of(self._storage, sync=False)
+                strategy = _strategy_of(self.strategy, self._storage, sync=False)
                 self._aio_store = AsyncLimitsCounts(strategy, self.strategy)
             return self._aio_store
         return None
@@ -424,36 +394,8 @@ class RateLimiter:
 
         # No socket timeout: renderkit's own deadline (``Deadlines``) bounds every call and
         # measures the server's answer, not time queued behind the event loop.
-        client = self._client(asyncio=True)
+        client = _client(self._storage, self.timeout, asyncio=True)
         return AsyncRedisCounts(client, self.strategy, prefix=self.key_prefix, timeout=self.timeout)
-
-    def _client(self, *, asyncio: bool, **options: Any) -> Any:
-        """A redis-py client for the storage URL (sync or asyncio)."""
-        url = self._storage
-        options["socket_connect_timeout"] = max(1.0, self.timeout) if asyncio else self.timeout
-        if topology(url) != "single":
-            return redis_client(url, asyncio=asyncio, extra="ratelimit", feature="RateLimiter",
-                                **options)  # fmt: skip
-        # One server: a plain pool, as limits uses. A burst opens connections instead of
-        # queueing on a pool lock (whose wait would count against the deadline).
-        module = require("redis.asyncio" if asyncio else "redis", extra="ratelimit",
-                         feature="RateLimiter")  # fmt: skip
-        retry = reconnect_once(asyncio=asyncio, extra="ratelimit", feature="RateLimiter")
-        plain = url.replace("valkeys://", "rediss://", 1).replace("valkey://", "redis://", 1)
-        return module.Redis.from_url(plain, retry=retry, **options)
-
-    def _strategy_of(self, storage: Any, *, sync: bool) -> Any:
-        module = require(
-            "limits.strategies" if sync else "limits.aio.strategies",
-            extra="ratelimit",
-            feature="renderkit.ratelimit",
-        )
-        names = {
-            "fixed-window": "FixedWindowRateLimiter",
-            "moving-window": "MovingWindowRateLimiter",
-            "sliding-window-counter": "SlidingWindowCounterRateLimiter",
-        }
-        return getattr(module, names[self.strategy])(storage)
 
     def _probe(self) -> None:
         self._sync().ping()
@@ -687,6 +629,76 @@ def shapes(items: Sequence[RateLimitItem]) -> list[tuple[str, int, int, str]]:
                 _SHAPES[(amount, window)] = shape
         shapes.append(shape)
     return shapes
+
+
+def _client(url: str, timeout: float, *, asyncio: bool, **options: Any) -> Any:
+    """A redis-py client for the storage URL (sync or asyncio)."""
+    options["socket_connect_timeout"] = max(1.0, timeout) if asyncio else timeout
+    if topology(url) != "single":
+        return redis_client(url, asyncio=asyncio, extra="ratelimit", feature="RateLimiter",
+                            **options)  # fmt: skip
+    # One server: a plain pool, as limits uses. A burst opens connections instead of
+    # queueing on a pool lock (whose wait would count against the deadline).
+    module = require("redis.asyncio" if asyncio else "redis", extra="ratelimit",
+                     feature="RateLimiter")  # fmt: skip
+    retry = reconnect_once(asyncio=asyncio, extra="ratelimit", feature="RateLimiter")
+    plain = url.replace("valkeys://", "rediss://", 1).replace("valkey://", "redis://", 1)
+    return module.Redis.from_url(plain, retry=retry, **options)
+
+
+def _strategy_of(strategy: Strategy, storage: Any, *, sync: bool) -> Any:
+    """``limits``' own strategy object over ``storage``."""
+    module = require(
+        "limits.strategies" if sync else "limits.aio.strategies",
+        extra="ratelimit",
+        feature="renderkit.ratelimit",
+    )
+    names = {
+        "fixed-window": "FixedWindowRateLimiter",
+        "moving-window": "MovingWindowRateLimiter",
+        "sliding-window-counter": "SlidingWindowCounterRateLimiter",
+    }
+    return getattr(module, names[strategy])(storage)
+
+
+def _validated(
+    storage: Any, default: str | Sequence[str], strategy: str, timeout: float
+) -> tuple[Strategy, list[RateLimitItem], str, Any]:
+    """Check the constructor's options; every problem in one :class:`ConfigError`."""
+    limits = _require_limits()
+    problems: list[ConfigProblem] = []
+    chosen: Strategy = "sliding-window-counter"
+    try:
+        chosen = _strategy(strategy)
+    except ValueError:
+        problems.append(ConfigProblem("strategy", f"unknown strategy {strategy!r}; use "
+                                      "'sliding-window-counter', 'fixed-window' or "
+                                      "'moving-window'", "code"))  # fmt: skip
+    items: list[RateLimitItem] = []
+    try:
+        items = parse_limits(default, option="default")
+    except ConfigError as exc:
+        problems.extend(exc.errors)
+    if not (0 < timeout <= 60):
+        problems.append(
+            ConfigProblem("timeout", f"{timeout!r} must be between 0 and 60 seconds", "code")
+        )
+    kind, value = _classify(storage, limits)
+    if kind == "bad":
+        problems.append(ConfigProblem("storage", value, "code"))
+    if problems:
+        raise ConfigError(problems)
+    return chosen, items, kind, value
+
+
+def _warn_memory(processes: int) -> None:
+    logger.warning(
+        "rate limiter uses memory:// under %d processes: each counts alone, so clients get up "
+        "to %d times the limit; set RATELIMIT_STORAGE_URL or REDIS_URL to a Redis to share "
+        "counts",
+        processes,
+        processes,
+    )
 
 
 def _client_of(store: Any) -> Any:

@@ -386,24 +386,12 @@ class RateLimitPolicy:
         self._defaults = self._default_limits(default, tiers, limit_unmatched, shared_default)
         self.tier = tier
         self.default_tier = default_tier or next(iter(tiers or {}), None)
-        if (
-            tier is not None
-            and not tiers
-            and not any(isinstance(r.limit, Mapping) for r in self.rules)
-        ):
-            raise ConfigError(
-                ConfigProblem("tiers", "tier= is set but no tier has limits; pass tiers=", "code")
-            )
+        _check_tiers(tier, tiers, self.rules)
         try:
             self._exempt = path_matcher((*HEALTH_PATHS, *exempt_paths))
         except ValueError as exc:
             raise ConfigError(ConfigProblem("exempt_paths", str(exc), "code")) from None
-        keys = set()
-        for value in exempt_keys:
-            keys.add(value)
-            if ":" not in value or value.count(":") > 1:  # bare IPv4 / IPv6
-                keys.add(f"ip:{value}")
-        self.exempt_keys = frozenset(keys)
+        self.exempt_keys = _exempt_keys(exempt_keys)
         self.headers = headers
         self.legacy_headers = legacy_headers
         self._watch = KeyWatch() if watch_keys and key is None else None
@@ -602,6 +590,22 @@ class RateLimitPolicy:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Status, headers and body refusing a request because of ``result``."""
         return refusal(result, (result,) if self.headers else (), legacy=self.legacy_headers)
+
+
+def _check_tiers(tier: TierFunc | None, tiers: Mapping[str, str] | None, rules: Any) -> None:
+    if tier is not None and not tiers and not any(isinstance(r.limit, Mapping) for r in rules):
+        raise ConfigError(
+            ConfigProblem("tiers", "tier= is set but no tier has limits; pass tiers=", "code")
+        )
+
+
+def _exempt_keys(values: Iterable[str]) -> frozenset[str]:
+    keys = set()
+    for value in values:
+        keys.add(value)
+        if ":" not in value or value.count(":") > 1:  # bare IPv4 / IPv6
+            keys.add(f"ip:{value}")
+    return frozenset(keys)
 
 
 def _deduct(spec: RouteLimit, status: int) -> bool:
