@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from renderkit.cli._output import verdict_dict
+from renderkit.cli._output import Verdict
 from renderkit.config import ConfigReport, Settings, env
 from renderkit.platform import Platform
 
@@ -44,18 +44,10 @@ class DoctorSettings(Settings):
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
-    """One observation: its status, what was seen, and what to do about it."""
+class Finding(Verdict):
+    """One observation: its status (ok, warn, fail), what was seen, and what to do about it."""
 
-    check: str
     status: FindingStatus
-    message: str
-    fix: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return verdict_dict(self.check, self.status, self.message, self.fix, self.details)
 
 
 @dataclass(slots=True)
