@@ -625,6 +625,27 @@ async def test_hung_sync_check_holds_one_thread_and_others_still_run() -> None:
         release.set()
 
 
+async def test_a_registry_that_grows_still_runs_its_sync_checks_side_by_side() -> None:
+    """After runs with one check, three checks still get a thread each (no queueing behind an
+    idle count that went stale): they meet at a barrier only threads side by side can pass."""
+    health = Health(cache_ttl=0, timeout=3)
+    health.add("a", lambda: None)
+    for _ in range(3):
+        await health.run()
+    health.remove("a")
+    barrier = threading.Barrier(3, timeout=2)
+
+    def meet() -> None:
+        barrier.wait()  # BrokenBarrierError unless all three run at once
+
+    for name in ("a", "b", "c"):
+        health.add(name, meet)
+    report = await health.run()
+    assert {n: r.status for n, r in report.checks.items()} == dict.fromkeys("abc", "healthy")
+    threads = health.stats()["threads"]
+    assert threads["idle"] <= threads["workers"] <= 16 and threads["queued"] == 0
+
+
 def test_health_rejects_a_bad_thread_bound() -> None:
     """threads=0 is refused with the option named."""
     with pytest.raises(ValueError, match="threads"):

@@ -57,49 +57,58 @@ class DaemonPool:
         self._pid = os.getpid()
         self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._workers = 0
-        self._waiting = 0  # workers blocked on the queue with no job claimed for them
+        self._waiting = 0  # workers blocked on the queue right now
+        self._pending = 0  # jobs queued and not taken yet
         self._started = 0
 
     def submit(self, job: Callable[[], None]) -> None:
-        """Queue ``job``; wake an idle worker or start one while under the bound."""
+        """Queue ``job``; start a worker when none is idle and the bound allows one."""
         with self._lock:
             if self._pid != os.getpid():  # forked: the parent's workers do not exist here
                 self._reset()
             self._queue.put(job)
-            if self._waiting > 0:
-                self._waiting -= 1
+            self._pending += 1
+            # Jobs nobody waits for yet need a new worker, within the bound. Both counts move
+            # together (under the lock) when a worker takes a job, so the difference is exact.
+            if self._pending <= self._waiting or self._workers >= self.max_workers:
                 return
-            if self._workers < self.max_workers:
-                self._workers += 1
-                self._started += 1
-                thread = threading.Thread(
-                    target=self._work, name=f"{self.name}-{self._started}", daemon=True
-                )
-                thread.start()
+            self._workers += 1
+            self._started += 1
+        thread = threading.Thread(
+            target=self._work, name=f"{self.name}-{self._started}", daemon=True
+        )
+        thread.start()
 
     def stats(self) -> dict[str, int]:
-        """Workers alive, idle ones, and threads started since creation."""
-        return {"workers": self._workers, "idle": self._waiting, "started": self._started}
+        """Workers alive, idle ones, jobs waiting, and threads started since creation."""
+        return {
+            "workers": self._workers,
+            "idle": self._waiting,
+            "queued": self._pending,
+            "started": self._started,
+        }
 
     def _work(self) -> None:
         jobs = self._queue
         while True:
+            with self._lock:
+                if jobs is not self._queue:  # forked since: this thread is the parent's
+                    return
+                self._waiting += 1
             try:
                 job = jobs.get(timeout=self.idle)
             except queue.Empty:
                 with self._lock:
-                    if jobs is not self._queue or (self._waiting > 0 and jobs.empty()):
-                        if jobs is self._queue:
-                            self._waiting -= 1
-                            self._workers -= 1
+                    self._waiting -= 1
+                    if jobs.empty():  # puts happen under the lock: nothing can be missed
+                        self._workers -= 1
                         return
                 continue
+            with self._lock:
+                self._waiting -= 1
+                self._pending -= 1
             with contextlib.suppress(BaseException):  # a job reports its own outcome
                 job()
-            with self._lock:
-                if jobs is not self._queue:
-                    return
-                self._waiting += 1
 
 
 def start_in_thread(
