@@ -405,25 +405,15 @@ def _v1_dir(root: str, *names: str) -> str | None:
     return None
 
 
-def _memory_limit_v2(root: str, proc: str | os.PathLike[str] | None) -> int | None:
-    limits: list[int] = []
-    for directory in _chain(root, _own_paths(proc, "")):
-        value = _int(_read(os.path.join(directory, "memory.max")))
-        if value is not None and value > 0:
-            limits.append(value)
-    return min(limits) if limits else None
-
-
-def _memory_limit_v1(root: str, proc: str | os.PathLike[str] | None) -> int | None:
+def _memory_dirs(
+    cgroup_root: str | os.PathLike[str], proc: str | os.PathLike[str] | None
+) -> tuple[list[str], bool]:
+    """The memory controller's directories, this process's cgroup first, and whether v2."""
+    root = os.fspath(cgroup_root)
+    if _is_v2(root):
+        return _chain(root, _own_paths(proc, "")), True
     base = _v1_dir(root, "memory")
-    if base is None:
-        return None
-    limits: list[int] = []
-    for directory in _chain(base, _own_paths(proc, "memory")):
-        value = _int(_read(os.path.join(directory, "memory.limit_in_bytes")))
-        if value is not None and 0 < value < _UNLIMITED_V1:
-            limits.append(value)
-    return min(limits) if limits else None
+    return (_chain(base, _own_paths(proc, "memory")) if base else []), False
 
 
 def cgroup_memory_limit(
@@ -431,13 +421,15 @@ def cgroup_memory_limit(
     proc_self_cgroup: str | os.PathLike[str] | None = _PROC_SELF_CGROUP,
 ) -> int | None:
     """Return the strictest cgroup memory limit in bytes (v2 or v1), or None if there is none."""
-    root = os.fspath(cgroup_root)
     try:
-        if _is_v2(root):
-            return _memory_limit_v2(root, proc_self_cgroup)
-        return _memory_limit_v1(root, proc_self_cgroup)
+        dirs, v2 = _memory_dirs(cgroup_root, proc_self_cgroup)
+        name = "memory.max" if v2 else "memory.limit_in_bytes"
+        values = [_int(_read(os.path.join(directory, name))) for directory in dirs]
     except (OSError, ValueError):
         return None
+    # v1 writes a PAGE_COUNTER_MAX-ish number for "no limit"; v2 writes "max" (not a number).
+    limits = [v for v in values if v is not None and v > 0 and (v2 or v < _UNLIMITED_V1)]
+    return min(limits) if limits else None
 
 
 def cgroup_memory_usage(
@@ -445,17 +437,12 @@ def cgroup_memory_usage(
     proc_self_cgroup: str | os.PathLike[str] | None = _PROC_SELF_CGROUP,
 ) -> int | None:
     """Return the memory the cgroup uses now in bytes (``memory.current``), or None."""
-    root = os.fspath(cgroup_root)
     try:
-        if _is_v2(root):
-            directory = _chain(root, _own_paths(proc_self_cgroup, ""))[0]
-            value = _int(_read(os.path.join(directory, "memory.current")))
-        else:
-            base = _v1_dir(root, "memory")
-            if base is None:
-                return None
-            directory = _chain(base, _own_paths(proc_self_cgroup, "memory"))[0]
-            value = _int(_read(os.path.join(directory, "memory.usage_in_bytes")))
+        dirs, v2 = _memory_dirs(cgroup_root, proc_self_cgroup)
+        if not dirs:
+            return None
+        name = "memory.current" if v2 else "memory.usage_in_bytes"
+        value = _int(_read(os.path.join(dirs[0], name)))
     except (OSError, ValueError):
         return None
     return value if value is not None and value >= 0 else None
