@@ -430,3 +430,20 @@ def test_no_password_in_any_renderkit_error(password: str) -> None:
         ConfigError(f"DATABASE_URL={url} is odd"),
     ):
         assert not _leaks(password, str(error), repr(error), *map(str, error.args)), error
+
+
+@FUZZ
+@given(st.text(alphabet=st.sampled_from("AB_=#'\"\\ \t\n\r\x00xé$"), max_size=200))
+def test_read_dotenv_never_raises_and_never_echoes_a_value(content: str) -> None:
+    """Any .env file gives values and problems; a problem names a key or a line, never a value."""
+    import tempfile
+    from pathlib import Path
+
+    from renderkit.config import read_dotenv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ".env"
+        path.write_text(content + "\nSECRET_ONE='hunter2-hunter2\n", encoding="utf-8")
+        values, problems = read_dotenv(path)
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in values.items())
+    assert all("hunter2" not in str(problem) for problem in problems)
