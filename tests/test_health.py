@@ -650,3 +650,31 @@ def test_health_rejects_a_bad_thread_bound() -> None:
     """threads=0 is refused with the option named."""
     with pytest.raises(ValueError, match="threads"):
         Health(threads=0)
+
+
+def test_a_hung_sync_check_never_keeps_the_process_from_exiting(tmp_path: Any) -> None:
+    """The sync-check threads are daemons: a check blocked forever does not hold up exit
+    (a ThreadPoolExecutor's threads are joined at exit and would hang it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(tmp_path) / "hung.py"
+    script.write_text(
+        "import asyncio, threading\n"
+        "from renderkit.health import Health\n"
+        "health = Health(timeout=0.2)\n"
+        "health.add('hung', threading.Event().wait)\n"
+        "report = asyncio.run(health.run())\n"
+        "print(report.checks['hung'].status)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PYTHONPATH": str(root / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "unhealthy"
