@@ -45,8 +45,10 @@ def result(headers: object, test: str, **kwargs: object) -> str:
 
 
 def scanner_grade(case: dict[str, Any], *, reflected_origin_rule: bool = False) -> Any:
+    # Cookies set by a redirect on the way to the page count too (the scanner's cookie jar).
+    on_the_way = [("Set-Cookie", c) for c in case.get("redirect_cookies", [])]
     return grade_headers(
-        [tuple(h) for h in case["headers"]],
+        [*(tuple(h) for h in case["headers"]), *on_the_way],
         body=case["body"],
         preflight=[tuple(h) for h in case["preflight"]],
         redirection=redirection_result(case["route"]),

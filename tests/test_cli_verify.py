@@ -450,3 +450,42 @@ def test_a_redirect_nothing_can_follow_is_reported_not_crashed() -> None:
     assert "request failed" not in report.check("security-headers").message
     assert report.observatory is not None
     assert report.observatory.outcome("redirection").result == "redirection-off-host-from-http"
+
+
+def test_the_page_is_graded_after_its_redirects_with_every_cookie_on_the_way() -> None:
+    """As the scanner does: / -> /login is graded at /login; the redirect's cookie counts."""
+    login = httpx.Response(200, headers=STRICT_HEADERS, text="<p>login</p>")
+    routes = {
+        ("http", "/"): httpx.Response(308, headers={"location": "https://app.example/"}),
+        ("https", "/"): httpx.Response(
+            302, headers={"location": "/login", "set-cookie": "sessionid=1; Secure; SameSite=Lax"}
+        ),
+        ("https", "/login"): login,
+        ("OPTIONS", "/login"): httpx.Response(204, headers={"access-control-allow-origin": "*"}),
+    }
+    with _mock_site(routes) as client:
+        report = run_verify("https://app.example", client=client)
+    assert report.observatory is not None
+    outcomes = {t.test: t.result for t in report.observatory.tests}
+    assert outcomes["cookies"] == "cookies-session-without-httponly-flag"  # set by the 302
+    assert outcomes["cross-origin-resource-sharing"] == (
+        "cross-origin-resource-sharing-implemented-with-public-access"  # preflight at /login
+    )
+    assert outcomes["content-security-policy"] == "csp-implemented-with-no-unsafe-default-src-none"
+
+
+def test_an_error_page_is_not_graded() -> None:
+    """The scanner refuses a page answering 404 or 500 (401/403 are graded): verify says so."""
+    for status, graded in ((404, False), (500, False), (401, True)):
+        routes = {
+            ("http", "/"): httpx.Response(308, headers={"location": "https://app.example/"}),
+            ("https", "/"): httpx.Response(status, headers=STRICT_HEADERS, text="<p>x</p>"),
+            ("OPTIONS", "/"): httpx.Response(204),
+        }
+        with _mock_site(routes) as client:
+            report = run_verify("https://app.example", client=client)
+        check = report.check("security-headers")
+        assert (report.observatory is not None) is graded, status
+        if not graded:
+            assert check.status == "fail"
+            assert f"answered {status}" in check.message

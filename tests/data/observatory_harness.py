@@ -102,9 +102,17 @@ def _handlers(cases: dict[str, Any], https_port: int, http_port: int) -> tuple[t
             pass
 
         def do_GET(self) -> None:
-            _, case, _ = lookup(self.path)
+            name, case, rest = lookup(self.path)
             if case is None:
                 self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if case.get("redirect_cookies") and not rest:  # the page first redirects
+                self.send_response(302)
+                self.send_header("Location", f"/s/{name}/next")
+                for cookie in case["redirect_cookies"]:
+                    self.send_header("Set-Cookie", cookie)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return

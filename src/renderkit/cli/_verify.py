@@ -346,41 +346,69 @@ def _redirection_result(ctx: _Context) -> tuple[str, VerifyCheck]:
     return result, _redirect_verdict(ctx, result, route, responses[0])
 
 
-def _preflight(ctx: _Context) -> httpx.Headers:
+def _preflight(ctx: _Context, url: str) -> httpx.Headers:
     """The answer to a CORS preflight for the page, as the scanner sends it."""
     import httpx
 
     headers = {"Origin": _ORIGIN, "Access-Control-Request-Method": "GET", **ctx.proxy_headers()}
     try:
-        return ctx.client.request("OPTIONS", ctx.url(ctx.path), headers=headers).headers
+        return ctx.client.request("OPTIONS", url, headers=headers).headers
     except Exception:  # the scanner counts a preflight that fails as no CORS at all
         return httpx.Headers()
 
 
+def _fetch_page(ctx: _Context) -> tuple[httpx.Response, list[tuple[str, str]]]:
+    """The page as the scanner sees it: the final answer after redirects (10 at most), with
+    every cookie set on the way (locally, verify plays the proxy and follows nothing)."""
+    if ctx.local:
+        response = ctx.get(ctx.path)
+        return response, response.headers.multi_items()
+    response = ctx.client.get(ctx.url(ctx.path), follow_redirects=True)
+    answers = [*response.history[:_MAX_REDIRECTS], response]
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "set-cookie"]
+    cookies = [("set-cookie", v) for r in answers for v in r.headers.get_list("set-cookie")]
+    return response, headers + cookies
+
+
+_GRADED_STATUS = frozenset((401, 403))  # the scanner grades these errors, refuses the others
+
+
 def check_security_headers(ctx: _Context, redirection: str | None) -> VerifyCheck:
-    """The page's headers graded with the HTTP Observatory rules."""
-    response = ctx.get(ctx.path)
+    """The page graded with the HTTP Observatory scanner's rules."""
+    response, headers = _fetch_page(ctx)
     ctx.page = response
     redirected = _redirected_by_app(response)
     if redirected is not None:
         return VerifyCheck("security-headers", "fail", redirected.message, redirected.fix)
+    if response.status_code >= 400 and response.status_code not in _GRADED_STATUS:
+        return VerifyCheck(
+            "security-headers",
+            "fail",
+            f"GET {ctx.path} answered {response.status_code}: Mozilla's scanner refuses to "
+            "grade a page that answers an error (other than 401/403)",
+            "pass --path with a page that answers 200 (or 401/403 behind a login)",
+        )
     # Locally, HSTS shows up only when the app believed our X-Forwarded-Proto: https; when it
     # did not, HSTS cannot be judged here and is left unscored.
     https: bool | None = ctx.https
     if ctx.local:
         https = True if "strict-transport-security" in response.headers else None
     report = grade_headers(
-        response.headers,
+        headers,
         https=https,
         origin=_ORIGIN,
         redirection=redirection,
         body=response.text,
-        preflight=_preflight(ctx),
-        host=urlsplit(ctx.base).hostname,
+        preflight=_preflight(ctx, str(response.url)),
+        host=urlsplit(ctx.base).hostname,  # the scanned host, as the scanner compares
     )
     ctx.report.observatory = report
+    return _grade_verdict(report, ctx.path)
+
+
+def _grade_verdict(report: ObservatoryReport, path: str) -> VerifyCheck:
     failed = [t for t in report.tests if not t.passed]
-    details = {"score": report.score, "grade": report.grade, "path": ctx.path}
+    details = {"score": report.score, "grade": report.grade, "path": path}
     message = f"grade {report.grade} ({report.score}, Observatory 1.4.8 rules)"
     if failed:
         message += ": " + "; ".join(f"{t.test} {t.modifier:+d} {t.message}" for t in failed)
