@@ -48,6 +48,10 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+# Idle connections are dropped by the client before uvicorn's 5 s keep-alive timeout closes
+# them: a request sent on a connection the server is closing that instant fails with a
+# ReadError that says nothing about the app (seen when bursts were more than 5 s apart).
+_LIMITS = httpx.Limits(keepalive_expiry=2.0)
 
 
 # --- services ---------------------------------------------------------------------------------
@@ -364,7 +368,7 @@ class _State:
 
 async def _client_loop(base: str, state: _State, report: ChaosReport, client_no: int) -> None:
     last = 0
-    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=10.0, limits=_LIMITS) as client:
         while time.monotonic() < state.deadline and not state.sigterm_sent:
             state.sent += 1
             try:
@@ -408,7 +412,7 @@ async def _logout_client(base: str, state: _State, report: ChaosReport) -> None:
     it must never name the user again (Redis still holds its copy after a SIGSTOP)."""
     ended: dict[str, bool] = {}  # cookie value -> resurrection already counted
     held: str | None = None  # a session logged in while Redis was up
-    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=10.0, limits=_LIMITS) as client:
         while time.monotonic() < state.deadline - 0.5 and not state.sigterm_sent:
             try:
                 if state.redis_up and held is None:
@@ -426,7 +430,7 @@ async def _logout_client(base: str, state: _State, report: ChaosReport) -> None:
                     held = None
                 for value, counted in list(ended.items()):
                     async with httpx.AsyncClient(
-                        base_url=base, timeout=10.0, cookies={"session": value}
+                        base_url=base, timeout=10.0, cookies={"session": value}, limits=_LIMITS
                     ) as thief:
                         seen = (await thief.get("/whoami")).json().get("user")
                     report.stolen_replays += 1
@@ -441,7 +445,7 @@ async def _logout_client(base: str, state: _State, report: ChaosReport) -> None:
 async def _rate_bursts(base: str, state: _State, report: ChaosReport, limit: int) -> None:
     burst = 0
     started = time.monotonic()
-    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=10.0, limits=_LIMITS) as client:
         while time.monotonic() < state.deadline - 1 and not state.sigterm_sent:
             burst += 1
             key = f"burst-{burst}-{os.getpid()}-{time.monotonic_ns()}"
@@ -487,7 +491,7 @@ async def _rate_bursts(base: str, state: _State, report: ChaosReport, limit: int
 async def _health_poller(base: str, state: _State, report: ChaosReport) -> None:
     current: str | None = None
     since = time.monotonic()
-    async with httpx.AsyncClient(base_url=base, timeout=5.0) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=5.0, limits=_LIMITS) as client:
         while time.monotonic() < state.deadline and not state.sigterm_sent:
             try:
                 response = await client.get("/health")
