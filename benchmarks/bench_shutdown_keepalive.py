@@ -1,7 +1,7 @@
 """SIGTERM with keep-alive connections: how many requests sent on idle connections are cut.
 
-A real server (uvicorn, and gunicorn with gthread workers) serves a tiny app behind
-``ShutdownMiddleware`` on 127.0.0.1. Twenty client connections are opened and left idle (HTTP/1.1
+A real server (uvicorn; gunicorn with gthread workers; gunicorn with uvicorn workers) serves a
+tiny app behind ``ShutdownMiddleware`` on 127.0.0.1. Twenty client connections are opened and left idle (HTTP/1.1
 keep-alive). Then 200 requests are sent, ten per connection, at seeded random moments from
 0.3 s before SIGTERM reaches the server to 1.5 s after it (inside the keep-alive window) and,
 in a second series, to 4 s after it (past the window: traffic that never stops). A request
@@ -11,8 +11,9 @@ connection for its next request; a connection refused there is counted apart (**
 nothing was sent, a proxy retries it elsewhere). Variants: ``keepalive_window=0`` (the server
 is told at once: renderkit before this change) and the default window.
 
-Run: ``python benchmarks/bench_shutdown_keepalive.py [runs] [uvicorn|gunicorn ...]`` (default:
-3 runs per variant, both servers). Every wait is bounded; servers are stopped by pid.
+Run: ``python benchmarks/bench_shutdown_keepalive.py [runs] [server ...]`` (servers: uvicorn,
+gunicorn, gunicorn-uvicorn-worker; default: 3 runs per variant, all three). Every wait is
+bounded; servers are stopped by pid.
 """
 
 from __future__ import annotations
@@ -98,6 +99,12 @@ def _command(server: str, port: int, directory: Path) -> list[str]:
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
             "--timeout-keep-alive", "75", "--timeout-graceful-shutdown", "8",
         ]  # fmt: skip
+    if server == "gunicorn-uvicorn-worker":
+        return [
+            sys.executable, "-m", "gunicorn", "ka_app:app", "--chdir", str(directory),
+            "-k", "uvicorn.workers.UvicornWorker", "-w", "1", "-b", f"127.0.0.1:{port}",
+            "--keep-alive", "75", "--graceful-timeout", "8", "--log-level", "warning",
+        ]  # fmt: skip
     return [
         sys.executable, "-m", "gunicorn", "ka_app:app", "-c", str(directory / "conf.py"),
         "--chdir", str(directory), "-k", "gthread", "--threads", "32", "-w", "1",
@@ -169,7 +176,7 @@ def _client(port: int, moments: list[float], outcomes: Counter[str], lock: threa
 def run_once(server: str, options: str, seed: int, after: float) -> Counter[str]:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        source = ASGI_APP if server == "uvicorn" else WSGI_APP
+        source = WSGI_APP if server == "gunicorn" else ASGI_APP
         app = textwrap.dedent(source).replace("**OPTIONS", options)
         (directory / "ka_app.py").write_text(app)
         (directory / "conf.py").write_text(textwrap.dedent(GUNICORN_CONF))
@@ -212,7 +219,7 @@ def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     variants = {"keepalive_window=0 (before)": "keepalive_window=0", "default window": ""}
     results: dict[str, dict[str, list[int]]] = {}
-    servers = sys.argv[2:] or ["uvicorn", "gunicorn"]
+    servers = sys.argv[2:] or ["uvicorn", "gunicorn", "gunicorn-uvicorn-worker"]
     for server in servers:
         for after in SPREADS:
             for label, options in variants.items():
@@ -226,7 +233,7 @@ def main() -> None:
                 print(f"{key}: cut per run {cuts}; totals: {dict(sorted(totals.items()))}")
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    name = "shutdown_keepalive" + ("" if len(servers) == 2 else "_" + "_".join(servers))
+    name = "shutdown_keepalive" + ("" if len(servers) == 3 else "_" + "_".join(servers))
     (out / f"{name}.json").write_text(json.dumps(results, indent=2))
 
 
