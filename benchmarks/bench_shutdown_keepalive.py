@@ -1,15 +1,16 @@
 """SIGTERM with keep-alive connections: how many requests sent on idle connections are cut.
 
 A real server (uvicorn; gunicorn with gthread workers; gunicorn with uvicorn workers) serves a
-tiny app behind ``ShutdownMiddleware`` on 127.0.0.1. Twenty client connections are opened and left idle (HTTP/1.1
-keep-alive). Then 200 requests are sent, ten per connection, at seeded random moments from
-0.3 s before SIGTERM reaches the server to 1.5 s after it (inside the keep-alive window) and,
-in a second series, to 4 s after it (past the window: traffic that never stops). A request
-written on an open connection that gets no response (EOF or reset) is **cut**: what a proxy
-turns into a 502. A response saying ``Connection: close`` makes the client open a new
-connection for its next request; a connection refused there is counted apart (**refused**:
-nothing was sent, a proxy retries it elsewhere). Variants: ``keepalive_window=0`` (the server
-is told at once: renderkit before this change) and the default window.
+tiny app behind ``ShutdownMiddleware`` on 127.0.0.1. Twenty client connections are opened and
+left idle (HTTP/1.1 keep-alive). Then 200 requests are sent, ten per connection, at seeded
+random moments from 0.3 s before SIGTERM reaches the server to 1.5 s after it (inside the
+keep-alive window) and, in a second series, to 4 s after it (past the window: traffic that
+never stops). A request written on an open connection that gets no response (EOF or reset) is
+**cut**: what a proxy turns into a 502. A response saying ``Connection: close`` makes the
+client open a new connection for its next request; a connection refused there is counted
+apart (**refused**: nothing was sent, a proxy retries it elsewhere). Variants:
+``keepalive_window=0`` (the server is told at once: renderkit before this change) and the
+default window.
 
 Run: ``python benchmarks/bench_shutdown_keepalive.py [runs] [server ...]`` (servers: uvicorn,
 gunicorn, gunicorn-uvicorn-worker; default: 3 runs per variant, all three). Every wait is
