@@ -409,6 +409,10 @@ def test_verify_probes_cors_with_a_preflight_and_flags_a_reflected_origin() -> N
     )
     assert (report.observatory.score, report.observatory.grade) == (50, "C")
     assert report.check("security-headers").status == "fail"
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        exact = run_verify("https://app.example", client=client, scanner_only=True)
+    assert exact.observatory is not None
+    assert (exact.observatory.score, exact.observatory.grade) == (130, "A+")  # as 1.4.8 grades
 
 
 def test_verify_follows_the_redirect_chain_and_grades_subresource_integrity() -> None:

@@ -129,6 +129,7 @@ class _Context:
     cookie_path: str
     report: VerifyReport
     page: httpx.Response | None = None
+    reflected_origin_rule: bool = True
 
     def url(self, path: str, *, scheme: str | None = None) -> str:
         parts = urlsplit(self.base)
@@ -400,6 +401,7 @@ def check_security_headers(ctx: _Context, redirection: str | None) -> VerifyChec
         redirection=redirection,
         body=response.text,
         preflight=_preflight(ctx, str(response.url)),
+        reflected_origin_rule=ctx.reflected_origin_rule,
         host=urlsplit(ctx.base).hostname,  # the scanned host, as the scanner compares
     )
     ctx.report.observatory = report
@@ -629,12 +631,15 @@ def run_verify(
     path: str = "/",
     cookie_path: str | None = None,
     progress: Progress | None = None,
+    scanner_only: bool = False,
 ) -> VerifyReport:
     """Run every check against the app at ``url`` and return the report.
 
     ``client``: an ``httpx.Client`` to use (a Starlette ``TestClient`` works too); by default
     one is created with ``timeout`` seconds per request. A check that cannot connect or times
     out becomes a ``fail`` naming the error instead of stopping the others.
+    ``scanner_only``: grade exactly as Mozilla's scanner 1.4.8, without renderkit's
+    reflected-origin-with-credentials rule.
     """
     base = normalise_url(url)
     for name, value in (("--health-path", health_path), ("--path", path)):
@@ -653,6 +658,7 @@ def run_verify(
         path=path,
         cookie_path=cookie_path or path,
         report=report,
+        reflected_origin_rule=not scanner_only,
     )
     try:
         _run_checks(ctx, progress)
@@ -706,6 +712,7 @@ def _run(args: argparse.Namespace) -> int:
             path=args.path,
             cookie_path=args.cookie_path,
             progress=None if args.quiet else _stderr_progress(sys.stderr),
+            scanner_only=args.scanner_only,
         )
     except (ValueError, ImportError) as exc:
         return usage_error("verify", [str(exc)])
@@ -753,6 +760,12 @@ def register(subparsers: Any) -> None:
         "--cookie-path",
         default=None,
         help="a route that sets the session cookie (default: --path)",
+    )
+    p.add_argument(
+        "--scanner-only",
+        action="store_true",
+        help="grade exactly as Mozilla's scanner 1.4.8 (without renderkit's rule against a "
+        "reflected Origin with credentials)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(handler=_run)
