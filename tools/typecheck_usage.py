@@ -81,10 +81,8 @@ PENDING: dict[str, str] = {
     "docs/db.md": "db: an example function lacks annotations",
     "docs/health.md": "health: an example function lacks a return annotation",
     "docs/metrics.md": "metrics: an example function lacks annotations",
-    "docs/platform.md": "platform: an example function lacks annotations",
     "docs/ratelimit.md": "ratelimit: RateLimitMiddleware(**options: Any) defeats Starlette's "
     "ParamSpec (use Unpack[TypedDict]); untyped example functions",
-    "docs/resilience.md": "resilience: untyped example functions, an undefined client",
     "docs/sessions.md": "sessions: typed request.session extras (regenerate, user_id)",
     "docs/shutdown.md": "shutdown: untyped example functions",
     "docs/testing.md": "testing: untyped example tests and fixtures",
