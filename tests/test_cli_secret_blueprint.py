@@ -698,3 +698,12 @@ def test_check_adds_renderkits_advice_as_warnings() -> None:
     )
     assert "--no-proxy-headers" in advice["services[0].startCommand"].fix
     assert advice["services[0]"].fix == "healthCheckPath: /health/instance"
+
+
+def test_a_read_replica_is_referenced_like_a_database() -> None:
+    """fromDatabase may name a read replica (Render's spec): no warning."""
+    data = _valid()
+    data["databases"][0]["readReplicas"] = [{"name": "app-db-replica"}]
+    ref = {"name": "app-db-replica", "property": "connectionString"}
+    data["services"][1]["envVars"].append({"key": "REPLICA_URL", "fromDatabase": ref})
+    assert check_blueprint(data) == []

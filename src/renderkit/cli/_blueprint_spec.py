@@ -439,6 +439,9 @@ def _check_database(c: _Checker, database: Any, where: str, redis_refs: set[str]
         )
     if isinstance(name, str):
         c.databases.add(name)
+    for replica in c.items(database, "readReplicas", where):  # referenced like a database
+        if isinstance(replica, Mapping) and isinstance(replica.get("name"), str):
+            c.databases.add(replica["name"])
 
 
 def _check_env_var(c: _Checker, var: Any, where: str, in_group: bool) -> None:
