@@ -32,8 +32,8 @@ def _declared() -> tuple[type[Settings], ...]:
     return tuple(cls for cls in classes if cls.__module__ != "renderkit.testing")
 
 
-# Judged by the connectivity checks, which also try to connect.
-_CONNECTIVITY = frozenset({"DATABASE_URL", "REDIS_URL"})
+# Judged by their own checks: the connectivity checks (which also connect) and the workers one.
+_JUDGED_ELSEWHERE = frozenset({"DATABASE_URL", "REDIS_URL", "WEB_CONCURRENCY"})
 
 
 def _bad_values(ctx: DoctorContext) -> list[ConfigProblem]:
@@ -45,7 +45,7 @@ def _bad_values(ctx: DoctorContext) -> list[ConfigProblem]:
         for problem in cls.check(ctx.environ).problems:
             if problem.found == "not set" or problem.variable in ENVIRONMENT_VARIABLES:
                 continue
-            if problem.variable in _CONNECTIVITY or str(problem) in seen:
+            if problem.variable in _JUDGED_ELSEWHERE or str(problem) in seen:
                 continue
             seen.add(str(problem))
             out.append(problem)
