@@ -86,6 +86,20 @@ def test_secret_bad_options_exit_2(
     assert message in err
 
 
+def test_every_generated_secret_passes_the_doctor_and_its_declaration() -> None:
+    """What `renderkit secret` prints is long enough for the doctor and valid for the variable
+    it is meant for (the encryption key's 64-hex-character check included)."""
+    from renderkit.cli._doctor import build_context, run_checks
+
+    environ = {
+        "APP_ENV": "production",
+        **{kind.variable: kind.generate() for kind in KINDS.values()},
+    }
+    findings = run_checks(build_context(environ))
+    bad = [f for f in findings if f.check in ("secrets", "settings") and f.status != "ok"]
+    assert not bad, bad
+
+
 def test_unknown_kind_is_rejected() -> None:
     """generate() names the known kinds; argparse rejects an unknown --kind."""
     with pytest.raises(ValueError, match="session, encryption, token"):
