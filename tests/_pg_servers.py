@@ -313,6 +313,17 @@ def backends(url: str, app_name: str) -> int:
     return int(row[0])
 
 
+def backends_after_close(url: str, app_name: str) -> int:
+    """``backends()`` once the server has reaped closed connections (bounded: 5 s); a backend
+    process outlives its client's close by a moment on a loaded machine."""
+    for _ in range(100):
+        count = backends(url, app_name)
+        if count == 0:
+            return 0
+        time.sleep(0.05)
+    return count
+
+
 def terminate(url: str, app_name: str) -> int:
     """pg_terminate_backend every connection carrying ``application_name``."""
     with psycopg.connect(url, autocommit=True) as conn:

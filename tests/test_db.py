@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import errors as pg_errors
 
-from _pg_servers import Side, backends, terminate
+from _pg_servers import Side, backends, backends_after_close, terminate
 from renderkit._context import correlation_id_var
 from renderkit.db import is_transient, normalize_url
 from renderkit.db._core import _Attempt as Attempt
@@ -470,7 +470,7 @@ async def test_close_releases_every_connection(
     assert backends(renderkit_database_url, app_name) == 3
     await side.call(db, "close")
     await side.call(db, "close")
-    assert backends(renderkit_database_url, app_name) == 0
+    assert backends_after_close(renderkit_database_url, app_name) == 0
     assert (await side.call(db, "health_check")).status == "unhealthy"
 
 

@@ -50,7 +50,14 @@ async def db(side: Side, primary: OwnPostgres, replica: OwnPostgres) -> Any:
     if not replica.running():
         await asyncio.to_thread(replica.start)
     database = side.make(
-        primary.url, replicas=[replica.url], min_size=1, max_size=2, replica_timeout=0.5
+        primary.url,
+        replicas=[replica.url],
+        min_size=1,
+        max_size=2,
+        replica_timeout=0.5,
+        pool_timeout=2,
+        reconnect_initial=0.05,
+        reconnect_max=0.5,
     )
     await side.call(database, "open")
     yield database
@@ -151,3 +158,26 @@ async def test_open_with_the_replica_down_still_serves(
     finally:
         await side.call(database, "close")
         await asyncio.to_thread(replica.start)
+
+
+async def test_primary_down_read_only_work_still_served_by_the_replica(
+    side: Side, db: Any, primary: OwnPostgres
+) -> None:
+    """With the primary stopped, reads marked read_only keep working from the standby while
+    everything else fails fast; health is unhealthy (the primary is critical), listing the
+    replica as healthy. The primary back, writes work again without a restart."""
+    from renderkit.errors import BackendUnavailable
+
+    await asyncio.to_thread(primary.stop)
+    try:
+        assert await side.call(db, "fetch_one", IN_RECOVERY, read_only=True) == (True,)
+        with pytest.raises(BackendUnavailable):
+            await side.call(db, "fetch_one", IN_RECOVERY)
+        assert await side.call(db, "fetch_all", IN_RECOVERY, read_only=True) == [(True,)]
+        health = await side.call(db, "health_check")
+        assert health.status == "unhealthy"
+        assert health.details["replicas"]["database-replica-1"]["status"] == "healthy"
+    finally:
+        await asyncio.to_thread(primary.start)
+    await _until(side, db, "healthy")
+    assert await side.call(db, "fetch_one", IN_RECOVERY) == (False,)

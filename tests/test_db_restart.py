@@ -18,7 +18,7 @@ import psutil
 import psycopg
 import pytest
 
-from _pg_servers import OwnPostgres, Side, backends, own_postgres
+from _pg_servers import OwnPostgres, Side, backends, backends_after_close, own_postgres
 from renderkit.errors import BackendUnavailable
 from renderkit.health import Health
 
@@ -99,11 +99,7 @@ async def test_open_waits_for_a_late_postgres_then_survives_a_restart(
         assert db.stats()["pool_size"] <= 4
     finally:
         await side.call(db, "close")
-    for _ in range(100):
-        if not backends(own_pg.url, app):
-            break
-        await asyncio.sleep(0.05)
-    assert backends(own_pg.url, app) == 0
+    assert backends_after_close(own_pg.url, app) == 0
 
 
 async def test_boot_that_waits_serves_without_postgres_then_reconnects(
@@ -148,7 +144,7 @@ async def test_boot_that_waits_serves_without_postgres_then_reconnects(
     recovered = [r for r in caplog.records if "reachable again" in r.getMessage()]
     assert [r.levelname for r in gave_up] == ["ERROR"]  # once per outage, not per attempt
     assert len(recovered) == 1
-    assert backends(own_pg.url, app) == 0
+    assert backends_after_close(own_pg.url, app) == 0
 
 
 async def test_on_startup_timeout_raise_fails_the_boot(side: Side, own_pg: OwnPostgres) -> None:
@@ -184,7 +180,7 @@ async def test_close_stops_the_background_reconnect(side: Side, own_pg: OwnPostg
     assert db.stats()["reconnecting"] is False
     await _ensure(own_pg, up=True)
     assert db.stats()["open"] is False
-    assert backends(own_pg.url, app) == 0
+    assert backends_after_close(own_pg.url, app) == 0
     with pytest.raises(BackendUnavailable, match="not open"):
         await side.call(db, "fetch_one", "SELECT 1")
     await side.call(db, "open")  # the same object opens again once Postgres is there
@@ -327,3 +323,66 @@ async def test_an_app_boots_and_serves_without_postgres(
         await asyncio.sleep(0.1)
     assert (await client.get("/health")).status_code == 200
     assert (await client.get("/one")).json() == [1]
+
+
+async def test_an_outage_after_open_fails_fast_then_recovers(
+    side: Side, own_pg: OwnPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Postgres stops under an open pool: the first query finds it down (a direct connect
+    fails too) and raises BackendUnavailable; the next ones raise at once without asking the
+    pool; the background reconnect finds Postgres again and queries work, no restart."""
+    await _ensure(own_pg, up=True)
+    db = side.make(
+        own_pg.url,
+        application_name=f"rk-outage-{side}",
+        min_size=1,
+        max_size=2,
+        pool_timeout=1,
+        retry_backoff=0.01,
+        reconnect_initial=0.05,
+        reconnect_max=0.2,
+    )
+    await side.call(db, "open")
+    try:
+        assert await side.call(db, "fetch_one", "SELECT 1") == (1,)
+        with caplog.at_level(logging.INFO, logger="renderkit.db"):
+            await _ensure(own_pg, up=False)
+            with pytest.raises(BackendUnavailable) as info:
+                await side.call(db, "fetch_one", "SELECT 1")
+            assert isinstance(info.value.__cause__, Exception)  # the pool's own error
+            assert db.stats()["reconnecting"] is True
+            asked = db.stats()["pool"].get("requests_num", 0)
+            for _ in range(20):
+                with pytest.raises(BackendUnavailable, match="reconnecting in the background"):
+                    await side.call(db, "fetch_one", "SELECT 1")
+            with pytest.raises(BackendUnavailable):
+                await side.call(db, "run", side.work([], "SELECT 1"))
+            assert db.stats()["pool"].get("requests_num", 0) == asked  # failed fast
+            assert (await side.call(db, "health_check")).status == "unhealthy"
+            await _ensure(own_pg, up=True)
+            await _until_healthy(side, db)
+            assert await side.call(db, "fetch_one", "SELECT 3") == (3,)
+        began = [r for r in caplog.records if "queries raise BackendUnavailable" in r.message]
+        back = [r for r in caplog.records if "reachable again" in r.getMessage()]
+        assert (len(began), len(back)) == (1, 1)  # one line per outage, one per recovery
+    finally:
+        await side.call(db, "close")
+
+
+async def test_a_busy_server_is_not_an_outage(side: Side, own_pg: OwnPostgres) -> None:
+    """A pool timeout while Postgres answers (the pool is simply exhausted) raises the pool's
+    error and does not switch to fail-fast mode."""
+    await _ensure(own_pg, up=True)
+    db = side.make(own_pg.url, min_size=1, max_size=1, pool_timeout=0.5, retry_attempts=1)
+    await side.call(db, "open")
+    try:
+        holder = asyncio.create_task(side.call(db, "fetch_one", "SELECT pg_sleep(2)"))
+        await asyncio.sleep(0.3)
+        with pytest.raises(Exception) as info:
+            await side.call(db, "fetch_one", "SELECT 1")
+        assert type(info.value).__name__ == "PoolTimeout"
+        assert db.stats()["reconnecting"] is False
+        await holder
+        assert await side.call(db, "fetch_one", "SELECT 1") == (1,)
+    finally:
+        await side.call(db, "close")

@@ -48,6 +48,8 @@ _PERMANENT_CONNECT_ERRORS = (
     "no password",
     "unsupported startup parameter",
 )
+# A server that refuses a connection for these reasons is up but full: not an outage.
+_BUSY = ("too many clients", "remaining connection slots", "too many connections")
 # What PgBouncer answers when a client sends the "options" startup parameter.
 _POOLER_REFUSAL = "unsupported startup parameter"
 _COUNTERS = (
@@ -104,6 +106,24 @@ def is_transient(exc: BaseException) -> bool:
     return (
         state.startswith(_RETRY_CLASSES) or state in _RETRY_STATES or state in _ROLLED_BACK_STATES
     )
+
+
+def connection_failure(exc: BaseException) -> bool:
+    """A failure to reach the server (no connection from the pool, a connection lost without
+    a server message), as opposed to the server answering with an error."""
+    psycopg = require("psycopg", extra="postgres", feature="renderkit.db")
+    pool_mod = require("psycopg_pool", extra="postgres", feature="renderkit.db")
+    if isinstance(exc, pool_mod.PoolTimeout):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, psycopg.OperationalError) and (state is None or state.startswith("08"))
+
+
+def server_down(exc: BaseException) -> bool:
+    """A failed direct connect that means "Postgres is not there" (refused, unreachable,
+    starting or shutting down), not "Postgres is busy" (too many clients)."""
+    message = str(exc).lower()
+    return is_transient(exc) and not any(marker in message for marker in _BUSY)
 
 
 def _rolled_back(exc: BaseException) -> bool:
@@ -248,6 +268,7 @@ class DatabaseBase:
         self._counter_lock = threading.Lock()
         self._counters = dict.fromkeys(_COUNTERS, 0)
         self._outage: BaseException | None = None  # set while reconnecting in the background
+        self._reconnecting = False
         self._stop: Any = None  # the twin's Event, set by close() to end the reconnect loop
         self._check_ssl(host, sslmode, ssl, environment)
 
@@ -529,9 +550,36 @@ class DatabaseBase:
         )
         self._outage = exc
 
+    def _outage_began(self, exc: BaseException) -> bool:
+        """Enter fail-fast mode once per outage (logged once); False when already in it."""
+        with self._counter_lock:
+            if self._outage is not None:
+                return False
+            self._outage = exc
+        from renderkit.config import format_duration
+
+        logger.error(
+            "%s unreachable (%s: %s); queries raise BackendUnavailable at once while "
+            "renderkit reconnects in the background (backoff from %s doubling up to %s)",
+            self.name,
+            type(exc).__name__,
+            first_line(exc),
+            format_duration(self.settings.reconnect_initial),
+            format_duration(self.settings.reconnect_max),
+        )
+        return True
+
+    def _claim_reconnect(self) -> bool:
+        """Mark the background reconnect as running; False when one already is."""
+        with self._counter_lock:
+            if self._reconnecting:
+                return False
+            self._reconnecting = True
+            return True
+
     def _recovered(self) -> None:
         self._outage = None
-        logger.warning("%s reachable again: pool open (%s)", self.name, mask(self.url))
+        logger.warning("%s reachable again (%s)", self.name, mask(self.url))
 
 
 def _strip_pgbouncer_flag(url: str) -> tuple[str, str, str, bool]:

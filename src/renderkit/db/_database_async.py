@@ -19,10 +19,12 @@ from renderkit.db._core import (
     DatabaseBase,
     Params,
     _Attempt,
+    connection_failure,
     first_line,
     is_transient,
     logger,
     mask,
+    server_down,
 )
 from renderkit.db._replicas import REPLICA_PROBE, Replica, replica_facts
 from renderkit.health import CheckResult
@@ -40,7 +42,6 @@ class AsyncDatabase(DatabaseBase):
 
     _pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
     _reconnector: Any = None  # the background task (asyncio) or thread (sync)
-    _reconnecting = False
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -63,18 +64,25 @@ class AsyncDatabase(DatabaseBase):
             if self.settings.on_startup_timeout == "raise" or not is_transient(exc):
                 raise
             self._gave_up(exc)
-            self._reconnecting = True  # before the start: a fast thread clears it itself
-            self._reconnector = compat.start_task(self._reconnect, f"{self.name}-reconnect")
+            self._start_reconnect()
         else:
             logger.info("%s pool open (%s)", self.name, mask(self.url))
         await self._open_replicas()
 
-    async def _connect(self, retrying: Any) -> psycopg_pool.AsyncConnectionPool[Any]:
-        """Probe with one direct connection, then open the pool; ``retrying`` repeats both."""
+    async def _connect(
+        self, retrying: Any, *, new_pool: bool = True
+    ) -> psycopg_pool.AsyncConnectionPool[Any] | None:
+        """Probe with one direct connection, then open a pool; ``retrying`` repeats both.
+
+        ``new_pool=False`` (an outage of an open pool) only waits for the probe to succeed:
+        the pool's own workers reconnect its connections.
+        """
         async for attempt in retrying:
             with attempt:
                 self._count("open_attempts")
                 await self._probe()
+                if not new_pool:
+                    return None
                 return await self._open_pool(self.url, self.name, wait=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -110,17 +118,26 @@ class AsyncDatabase(DatabaseBase):
             if replica.pool is None:
                 replica.pool = await self._open_pool(replica.url, replica.name, wait=False)
 
+    def _start_reconnect(self) -> None:
+        # Claimed under a lock, before the start: one reconnect at a time, and a thread that
+        # finishes at once clears the flag itself.
+        if self._claim_reconnect():
+            self._reconnector = compat.start_task(self._reconnect, f"{self.name}-reconnect")
+
     async def _reconnect(self) -> None:
         """Keep connecting with the reconnect backoff until Postgres answers or close()."""
         tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
         stop = self._stop  # this run's event: a later open() makes a new one
+        new_pool = self._pool is None
 
         async def pause(seconds: float) -> None:
             await compat.wait_event(stop, seconds)
 
         kwargs = self._connect_retrying_kwargs(background=True)
         try:
-            pool = await self._connect(tenacity.AsyncRetrying(sleep=pause, **kwargs))
+            pool = await self._connect(
+                tenacity.AsyncRetrying(sleep=pause, **kwargs), new_pool=new_pool
+            )
         except Exception as exc:
             if not stop.is_set():
                 self._outage = exc
@@ -134,11 +151,29 @@ class AsyncDatabase(DatabaseBase):
             return
         finally:
             self._reconnecting = False
-        if stop.is_set():
-            await pool.close()
-            return
-        self._pool = pool
+        if pool is not None:
+            if stop.is_set():
+                await pool.close()
+                return
+            self._pool = pool
         self._recovered()
+
+    async def _down(self, exc: BaseException) -> bool:
+        """After a connection-level failure, True when Postgres is down: a direct connect
+        fails too. Then queries fail fast and the background reconnect runs until it is up."""
+        if self._outage is not None:
+            return True
+        if self._stop is None or not connection_failure(exc):
+            return False
+        try:
+            await self._probe()
+        except Exception as probe_exc:
+            if not server_down(probe_exc):
+                return False
+            if self._outage_began(probe_exc):
+                self._start_reconnect()
+            return True
+        return False
 
     async def close(self, timeout: float = 5.0) -> None:
         """Close the pools (waiting up to ``timeout`` for connections in use); idempotent."""
@@ -166,7 +201,7 @@ class AsyncDatabase(DatabaseBase):
         await self.close()
 
     def _require_pool(self) -> psycopg_pool.AsyncConnectionPool[Any]:
-        if self._pool is None:
+        if self._pool is None or self._outage is not None:
             raise self._not_open()
         return self._pool
 
@@ -248,10 +283,23 @@ class AsyncDatabase(DatabaseBase):
         try:
             return await self._once(fn, attempt, what)
         except Exception as exc:
-            self._count("errors")
-            if self.settings.retry_attempts < 2 or not self._should_retry(exc, idempotent, attempt):
-                raise
-        return await self._retry(fn, idempotent, what)
+            return await self._recover(exc, fn, idempotent, attempt, what)
+
+    async def _recover(
+        self, exc: Exception, fn: Work[T], idempotent: bool, attempt: _Attempt, what: Any
+    ) -> T:
+        """After a failed first attempt: fail fast if Postgres is down, else retry or raise."""
+        self._count("errors")
+        if await self._down(exc):
+            raise self._not_open() from exc
+        if self.settings.retry_attempts < 2 or not self._should_retry(exc, idempotent, attempt):
+            raise exc
+        try:
+            return await self._retry(fn, idempotent, what)
+        except Exception as last:
+            if await self._down(last):
+                raise self._not_open() from last
+            raise
 
     def _with_timeout(self, fn: Work[T]) -> Work[T]:
         if self._timeout_sql is None:
@@ -307,7 +355,7 @@ class AsyncDatabase(DatabaseBase):
             if done:
                 return cast(T, result)
         pool = self._pool
-        if pool is None:
+        if pool is None or self._outage is not None:
             raise self._not_open()
         attempt = _Attempt()
         started = time.perf_counter()
@@ -318,10 +366,8 @@ class AsyncDatabase(DatabaseBase):
                     await conn.execute(self._timeout_sql)
                 result = await fetch(await conn.execute(sql, params))
         except Exception as exc:
-            self._count("errors")
-            if self.settings.retry_attempts < 2 or not self._should_retry(exc, idempotent, attempt):
-                raise
-            return await self._retry(_statement_work(sql, params, fetch), idempotent, sql)
+            work = _statement_work(sql, params, fetch)
+            return await self._recover(exc, work, idempotent, attempt, sql)
         self._count("queries")
         if self.settings.slow_query is not None:
             self._observe(started, sql)

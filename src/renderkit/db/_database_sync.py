@@ -19,10 +19,12 @@ from renderkit.db._core import (
     DatabaseBase,
     Params,
     _Attempt,
+    connection_failure,
     first_line,
     is_transient,
     logger,
     mask,
+    server_down,
 )
 from renderkit.db._replicas import REPLICA_PROBE, Replica, replica_facts
 from renderkit.health import CheckResult
@@ -40,7 +42,6 @@ class Database(DatabaseBase):
 
     _pool: psycopg_pool.ConnectionPool[Any] | None = None
     _reconnector: Any = None  # the background task (asyncio) or thread (sync)
-    _reconnecting = False
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
@@ -63,18 +64,25 @@ class Database(DatabaseBase):
             if self.settings.on_startup_timeout == "raise" or not is_transient(exc):
                 raise
             self._gave_up(exc)
-            self._reconnecting = True  # before the start: a fast thread clears it itself
-            self._reconnector = compat.start_task(self._reconnect, f"{self.name}-reconnect")
+            self._start_reconnect()
         else:
             logger.info("%s pool open (%s)", self.name, mask(self.url))
         self._open_replicas()
 
-    def _connect(self, retrying: Any) -> psycopg_pool.ConnectionPool[Any]:
-        """Probe with one direct connection, then open the pool; ``retrying`` repeats both."""
+    def _connect(
+        self, retrying: Any, *, new_pool: bool = True
+    ) -> psycopg_pool.ConnectionPool[Any] | None:
+        """Probe with one direct connection, then open a pool; ``retrying`` repeats both.
+
+        ``new_pool=False`` (an outage of an open pool) only waits for the probe to succeed:
+        the pool's own workers reconnect its connections.
+        """
         for attempt in retrying:
             with attempt:
                 self._count("open_attempts")
                 self._probe()
+                if not new_pool:
+                    return None
                 return self._open_pool(self.url, self.name, wait=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -108,17 +116,24 @@ class Database(DatabaseBase):
             if replica.pool is None:
                 replica.pool = self._open_pool(replica.url, replica.name, wait=False)
 
+    def _start_reconnect(self) -> None:
+        # Claimed under a lock, before the start: one reconnect at a time, and a thread that
+        # finishes at once clears the flag itself.
+        if self._claim_reconnect():
+            self._reconnector = compat.start_task(self._reconnect, f"{self.name}-reconnect")
+
     def _reconnect(self) -> None:
         """Keep connecting with the reconnect backoff until Postgres answers or close()."""
         tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
         stop = self._stop  # this run's event: a later open() makes a new one
+        new_pool = self._pool is None
 
         def pause(seconds: float) -> None:
             compat.wait_event(stop, seconds)
 
         kwargs = self._connect_retrying_kwargs(background=True)
         try:
-            pool = self._connect(tenacity.Retrying(sleep=pause, **kwargs))
+            pool = self._connect(tenacity.Retrying(sleep=pause, **kwargs), new_pool=new_pool)
         except Exception as exc:
             if not stop.is_set():
                 self._outage = exc
@@ -132,11 +147,29 @@ class Database(DatabaseBase):
             return
         finally:
             self._reconnecting = False
-        if stop.is_set():
-            pool.close()
-            return
-        self._pool = pool
+        if pool is not None:
+            if stop.is_set():
+                pool.close()
+                return
+            self._pool = pool
         self._recovered()
+
+    def _down(self, exc: BaseException) -> bool:
+        """After a connection-level failure, True when Postgres is down: a direct connect
+        fails too. Then queries fail fast and the background reconnect runs until it is up."""
+        if self._outage is not None:
+            return True
+        if self._stop is None or not connection_failure(exc):
+            return False
+        try:
+            self._probe()
+        except Exception as probe_exc:
+            if not server_down(probe_exc):
+                return False
+            if self._outage_began(probe_exc):
+                self._start_reconnect()
+            return True
+        return False
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the pools (waiting up to ``timeout`` for connections in use); idempotent."""
@@ -164,7 +197,7 @@ class Database(DatabaseBase):
         self.close()
 
     def _require_pool(self) -> psycopg_pool.ConnectionPool[Any]:
-        if self._pool is None:
+        if self._pool is None or self._outage is not None:
             raise self._not_open()
         return self._pool
 
@@ -246,10 +279,23 @@ class Database(DatabaseBase):
         try:
             return self._once(fn, attempt, what)
         except Exception as exc:
-            self._count("errors")
-            if self.settings.retry_attempts < 2 or not self._should_retry(exc, idempotent, attempt):
-                raise
-        return self._retry(fn, idempotent, what)
+            return self._recover(exc, fn, idempotent, attempt, what)
+
+    def _recover(
+        self, exc: Exception, fn: Work[T], idempotent: bool, attempt: _Attempt, what: Any
+    ) -> T:
+        """After a failed first attempt: fail fast if Postgres is down, else retry or raise."""
+        self._count("errors")
+        if self._down(exc):
+            raise self._not_open() from exc
+        if self.settings.retry_attempts < 2 or not self._should_retry(exc, idempotent, attempt):
+            raise exc
+        try:
+            return self._retry(fn, idempotent, what)
+        except Exception as last:
+            if self._down(last):
+                raise self._not_open() from last
+            raise
 
     def _with_timeout(self, fn: Work[T]) -> Work[T]:
         if self._timeout_sql is None:
@@ -305,7 +351,7 @@ class Database(DatabaseBase):
             if done:
                 return cast(T, result)
         pool = self._pool
-        if pool is None:
+        if pool is None or self._outage is not None:
             raise self._not_open()
         attempt = _Attempt()
         started = time.perf_counter()
@@ -316,10 +362,8 @@ class Database(DatabaseBase):
                     conn.execute(self._timeout_sql)
                 result = fetch(conn.execute(sql, params))
         except Exception as exc:
-            self._count("errors")
-            if self.settings.retry_attempts < 2 or not self._should_retry(exc, idempotent, attempt):
-                raise
-            return self._retry(_statement_work(sql, params, fetch), idempotent, sql)
+            work = _statement_work(sql, params, fetch)
+            return self._recover(exc, work, idempotent, attempt, sql)
         self._count("queries")
         if self.settings.slow_query is not None:
             self._observe(started, sql)
