@@ -125,6 +125,36 @@ def test_only_what_shrinks_is_compressed(monkeypatch: pytest.MonkeyPatch) -> Non
         Serializer(compress_level=12)
 
 
+@pytest.mark.parametrize("kind", ["memory", "fakeredis"])
+def test_decompression_bomb_is_a_miss_with_bounded_memory(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """300 KB written by someone else that inflate to 300 MB: a counted miss, not 4 GB of RAM."""
+    import zlib
+
+    bomb = b"J" + zlib.compress(b'"' + b"a" * (300 * 1024 * 1024) + b'"', 9)
+    if kind == "memory":
+        backend: Any = MemoryBackend(max_bytes=10**7)
+        backend.set("k", bomb, None)
+    else:
+        client = request.getfixturevalue("renderkit_fakeredis")
+        client.set("k", bomb)
+        backend = RedisBackend(client)
+    cache = Cache(backend)
+    tracemalloc.start()
+    try:
+        assert cache.get("k", "fresh") == "fresh"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 1024 * 1024, peak
+    assert cache.stats()["corrupt"] == 1
+    exact = "x" * (1024 * 1024 - 2)  # a JSON body of exactly compress_max bytes still reads
+    stored = Serializer().dumps(exact)
+    assert stored[:1] == b"J"
+    assert Serializer().loads(stored) == exact
+
+
 def test_memory_cache_does_not_compress() -> None:
     """A plain memory cache stores bodies uncompressed: reads never pay zlib."""
     backend = MemoryBackend()

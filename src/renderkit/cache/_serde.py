@@ -47,6 +47,10 @@ _COPY_BELOW = 2048
 _SAMPLE, _SPREAD = 256, 128
 _PROBE = 1024
 _PROBE_RATIO = 0.7
+# Largest body a compressed value may inflate to: compress_max (at least 1 MiB, where a
+# ceiling was lowered after writing), or 64 MiB without a ceiling.
+_INFLATE_FLOOR = 1024 * 1024
+_INFLATE_LIMIT = 64 * 1024 * 1024
 
 _JSON, _JSON_Z = 0x6A, 0x4A  # "j", "J"
 _RAW, _RAW_Z = 0x62, 0x42  # "b", "B"
@@ -171,6 +175,20 @@ class Serializer:
             return True  # compressing it whole costs about what a probe would
         return len(zlib.compress(view[:_PROBE], 1)) <= _PROBE * _PROBE_RATIO
 
+    def _inflate(self, data: bytes) -> bytes:
+        """Decompress a stored body, refusing one that inflates past what ``dumps`` writes.
+
+        Whoever can write to Redis could otherwise store 300 KB that inflate to gigabytes.
+        """
+        limit = max(self.compress_max or _INFLATE_LIMIT, _INFLATE_FLOOR)
+        inflater = zlib.decompressobj()
+        body = inflater.decompress(memoryview(data)[1:], limit + 1)
+        if len(body) > limit:
+            raise CorruptValue(f"compressed value inflates past {limit} bytes")
+        if not inflater.eof:
+            raise CorruptValue("truncated compressed value")
+        return body
+
     def loads(self, data: bytes) -> Any:
         """Decode bytes written by :meth:`dumps`; raise :class:`CorruptValue` otherwise."""
         if not data:
@@ -183,7 +201,7 @@ class Serializer:
             if tag == _RAW:
                 return data[1:]
             if tag in (_JSON_Z, _RAW_Z, _PICKLE_Z, _PICKLE):
-                body = zlib.decompress(data[1:]) if tag != _PICKLE else data[1:]
+                body = self._inflate(data) if tag != _PICKLE else data[1:]
                 if tag == _JSON_Z:
                     return self._json(body, 0)
                 if tag == _RAW_Z:
