@@ -11,7 +11,7 @@
     app.add_middleware(HTTPSRedirectMiddleware)   # honours X-Forwarded-Proto; /health* exempt
 
 :class:`SecurityHeaders` is a frozen policy that renders every header value once, at
-construction. Per request the middleware only draws a CSP nonce (``secrets.token_urlsafe(18)``),
+construction. Per request the middleware only draws a CSP nonce (18 urandom bytes, base64url),
 joins it into the precomputed CSP pieces, and merges header lists. Handlers read the nonce from
 ``request.state.csp_nonce``.
 
@@ -21,11 +21,12 @@ helpers (:func:`https_redirect_enabled`, the Flask ``RenderKit``) decide by envi
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import functools
 import logging
+import os
 import re
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
@@ -155,8 +156,12 @@ _PROTECTION_REASONS = {
 }
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _new_nonce() -> str:
-    return secrets.token_urlsafe(_NONCE_BYTES)
+    # secrets.token_urlsafe's bytes, base64url-encoded in C (18 bytes need no padding).
+    return binascii.b2a_base64(os.urandom(_NONCE_BYTES), newline=False).translate(_URLSAFE).decode()
 
 
 def _client_scheme(scope: Scope, trust: ProxyTrust) -> str:
@@ -375,6 +380,7 @@ class SecurityHeaders:
     managed_names: frozenset[bytes] = field(init=False, repr=False, compare=False)
     removed_names: frozenset[bytes] = field(init=False, repr=False, compare=False)
     _dropped_names: frozenset[bytes] = field(init=False, repr=False, compare=False)
+    _static_names: frozenset[bytes] = field(init=False, repr=False, compare=False)
     _csp_pieces: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
     _paths: tuple[tuple[Callable[[str], bool], SecurityHeaders], ...] = field(
         init=False, repr=False, compare=False
@@ -408,6 +414,7 @@ class SecurityHeaders:
         set_(self, "uses_nonce", self.enabled and NONCE in csp_text)
         set_(self, "csp_header", csp_header)
         set_(self, "static_headers", static)
+        set_(self, "_static_names", frozenset(name for name, _ in static))
         set_(self, "hsts_header", hsts)
         set_(self, "managed_names", frozenset(managed))
         set_(self, "removed_names", removed)
@@ -654,7 +661,10 @@ class SecurityHeaders:
         if not dropped.isdisjoint(present):
             out = [(key, value) for key, value in out if key.lower() not in dropped]
             present = {key.lower(): value for key, value in out}
-        out.extend(pair for pair in self.static_headers if pair[0] not in present)
+        if self._static_names.isdisjoint(present):
+            out.extend(self.static_headers)
+        else:  # the handler set some of them: its values win
+            out.extend(pair for pair in self.static_headers if pair[0] not in present)
         csp = self.csp_value(nonce)
         if csp is not None and self.csp_header not in present:
             out.append((self.csp_header, csp))
