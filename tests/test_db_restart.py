@@ -386,3 +386,26 @@ async def test_a_busy_server_is_not_an_outage(side: Side, own_pg: OwnPostgres) -
         assert await side.call(db, "fetch_one", "SELECT 1") == (1,)
     finally:
         await side.call(db, "close")
+
+
+async def test_a_health_check_ends_the_outage_without_waiting_for_the_backoff(
+    side: Side, own_pg: OwnPostgres
+) -> None:
+    """With a 30 s reconnect backoff, the first health check after Postgres returns finds it
+    and queries work at once: recovery is not held back by the background loop's sleep."""
+    await _ensure(own_pg, up=True)
+    db = side.make(
+        own_pg.url, min_size=1, max_size=2, pool_timeout=1, reconnect_initial=30, reconnect_max=30
+    )
+    await side.call(db, "open")
+    try:
+        await _ensure(own_pg, up=False)
+        with pytest.raises(BackendUnavailable):
+            await side.call(db, "fetch_one", "SELECT 1")
+        assert db.stats()["reconnecting"] is True
+        assert (await side.call(db, "health_check")).status == "unhealthy"
+        await _ensure(own_pg, up=True)
+        assert (await side.call(db, "health_check")).status == "healthy"
+        assert await side.call(db, "fetch_one", "SELECT 4") == (4,)
+    finally:
+        await side.call(db, "close")  # also wakes the loop out of its 30 s sleep

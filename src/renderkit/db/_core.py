@@ -578,8 +578,11 @@ class DatabaseBase:
             return True
 
     def _recovered(self) -> None:
-        self._outage = None
-        logger.warning("%s reachable again (%s)", self.name, mask(self.url))
+        """Leave fail-fast mode (logged once, whoever noticed first: health or the loop)."""
+        with self._counter_lock:
+            was, self._outage = self._outage, None
+        if was is not None:
+            logger.warning("%s reachable again (%s)", self.name, mask(self.url))
 
 
 def _strip_pgbouncer_flag(url: str) -> tuple[str, str, str, bool]:

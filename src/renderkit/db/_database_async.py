@@ -396,8 +396,12 @@ class AsyncDatabase(DatabaseBase):
         The wait for a connection is bounded by the pool's own timeout, the statement by
         ``SET LOCAL statement_timeout`` in its transaction (which works through PgBouncer), and
         the whole probe by a client-side deadline of ``timeout + 0.5`` s (``TimeoutError``),
-        the same on both twins.
+        the same on both twins. During an outage of an open pool it first tries one direct
+        connect, so a health check ends the fail-fast mode as soon as Postgres is back.
         """
+        if self._outage is not None and self._pool is not None:
+            await compat.run_with_deadline(self._probe, timeout + 0.5)
+            self._recovered()
         latency, _ = await self._probe_pool(self._require_pool(), timeout, "SELECT 1")
         return latency
 
