@@ -724,9 +724,18 @@ def test_a_read_replica_is_referenced_like_a_database() -> None:
 
 
 @pytest.mark.e2e
-def test_the_blueprints_commands_run_the_demo_app_as_render_would(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("server", "app", "access_logger"),
+    [
+        ("uvicorn", "examples.fastapi_app:app", "uvicorn.access"),
+        ("gunicorn", "examples.flask_app:app", "gunicorn.access"),
+    ],
+)
+def test_the_blueprints_commands_run_the_demo_apps_as_render_would(
+    tmp_path: Path, server: str, app: str, access_logger: str
+) -> None:
     """Build step (log config), start command and env vars of a generated Blueprint, for real:
-    uvicorn starts, healthCheckPath answers, every log line is JSON, verify passes."""
+    the server starts, healthCheckPath answers, every log line is JSON, verify passes."""
     import json
     import os
     import socket
@@ -738,7 +747,7 @@ def test_the_blueprints_commands_run_the_demo_app_as_render_would(tmp_path: Path
 
     from renderkit.cli._verify import run_verify
 
-    data = build_blueprint(BlueprintOptions(name="demo", app="examples.fastapi_app:app"))
+    data = build_blueprint(BlueprintOptions(name="demo", server=server, app=app))
     web = data["services"][0]
     log_step = web["buildCommand"].split(" && ", 1)[1]  # the part after pip install
     assert log_step == "python -m renderkit.logging > log-config.json"
@@ -752,8 +761,8 @@ def test_the_blueprints_commands_run_the_demo_app_as_render_would(tmp_path: Path
     env["PYTHONPATH"] = str(ROOT)
     subprocess.run(log_step.replace("python", sys.executable, 1), shell=True, check=True,
                    cwd=tmp_path, env=env, timeout=60)  # fmt: skip
-    command = web["startCommand"].replace("uvicorn", f"{sys.executable} -m uvicorn", 1)
-    server = subprocess.Popen(
+    command = web["startCommand"].replace(server, f"{sys.executable} -m {server}", 1)
+    process = subprocess.Popen(
         command, shell=True, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
@@ -764,8 +773,8 @@ def test_the_blueprints_commands_run_the_demo_app_as_render_would(tmp_path: Path
                 health = httpx.get(f"http://127.0.0.1:{port}{web['healthCheckPath']}", timeout=2)
                 break
             except httpx.TransportError:
-                assert server.poll() is None, "the start command exited"
-                assert time.monotonic() < deadline, "uvicorn did not answer within 30 s"
+                assert process.poll() is None, "the start command exited"
+                assert time.monotonic() < deadline, f"{server} did not answer within 30 s"
                 time.sleep(0.2)
         assert health.status_code == 200
         report = run_verify(f"http://127.0.0.1:{port}", timeout=5)
@@ -773,9 +782,9 @@ def test_the_blueprints_commands_run_the_demo_app_as_render_would(tmp_path: Path
         assert report.observatory is not None
         assert report.observatory.grade == "A+"
     finally:
-        os.killpg(server.pid, 15)  # the shell and uvicorn: this test's own process group
-        output, _ = server.communicate(timeout=30)
+        os.killpg(process.pid, 15)  # the shell and the server: this test's own process group
+        output, _ = process.communicate(timeout=30)
     lines = [line for line in output.decode().splitlines() if line.strip()]
-    assert lines, "uvicorn printed nothing"
+    assert lines, f"{server} printed nothing"
     assert all(isinstance(json.loads(line), dict) for line in lines), lines[:5]
-    assert any(json.loads(line).get("logger") == "uvicorn.access" for line in lines)
+    assert any(json.loads(line).get("logger") == access_logger for line in lines)
