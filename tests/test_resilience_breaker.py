@@ -347,3 +347,27 @@ def test_degrader_quiets_a_breaker_it_is_given(caplog: pytest.LogCaptureFixture)
         breaker.record_failure(ConnectionError())
     assert breaker.state == "open"
     assert caplog.records == []
+
+
+def test_degrader_protocol_for_callers_with_their_own_flow(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """allow/failed/succeeded/neutral drive the same state as call(): one warning, one info."""
+    clock = Clock()
+    degrader = make_degrader(clock)
+    with caplog.at_level(logging.INFO, logger="renderkit.widgets"):
+        for _ in range(3):
+            if degrader.allow():
+                degrader.failed(ConnectionError("refused"))
+        assert degrader.active
+        assert degrader.allow() is False  # open: straight to the fallback
+        clock.now += 5
+        assert degrader.allow() is True  # the half-open probe slot
+        degrader.neutral()  # a caller bug: frees the slot, says nothing about the primary
+        assert degrader.allow() is True
+        degrader.succeeded()
+    assert not degrader.active
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+    stats = degrader.stats()
+    assert (stats["primary_errors"], stats["outages"]) == (2, 1)
+    assert stats["fallback_served"] == 4  # two failures, then two calls refused while open
