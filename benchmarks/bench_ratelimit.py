@@ -7,9 +7,11 @@
    slowapi's per-request overhead, ``(renderkit - bare) / (slowapi asgi - bare) <= 0.5``.
 2. Redis (``RENDERKIT_BENCH_REDIS_URL``, default redis://127.0.0.1:6379/0): ``limits hit()``
    (limits' own async sliding-window hit on its redis-py storage) vs ``renderkit ahit()``
-   (the decision *and* remaining/reset), and ``limits hit() + get_window_stats()`` (what an
-   app needs to send RateLimit headers with limits alone). Target: <= 1.05x of hit(). Round
-   trips per check are counted on the client (socket writes) and must be exactly 1.
+   (the decision *and* remaining/reset, from renderkit's one Lua script), and ``limits hit() +
+   get_window_stats()`` (what an app needs to send RateLimit headers with limits alone).
+   Target: <= 1.05x of hit(). Round trips per check are counted on the client (socket writes)
+   and must be exactly 1. The same comparison sync (``RateLimiter.hit`` vs limits' sync hit:
+   what ``../shared/bench/rk_cache_ratelimit.py`` measures).
 
 Run: ``.venv/bin/python benchmarks/bench_ratelimit.py`` (needs ``pip install 'renderkit[bench]'``).
 """
@@ -181,12 +183,40 @@ def redis_bench(url: str) -> Result:
         ours_trips,
     )  # fmt: skip
     result.note = (
-        f"Round trips per check: renderkit {ours_trips:.2f} (decision + remaining/reset in one "
-        f"pipeline), limits hit() {theirs_trips:.2f} (decision only; its get_window_stats() "
+        f"Round trips per check: renderkit {ours_trips:.2f} (decision + remaining/reset from one "
+        f"script), limits hit() {theirs_trips:.2f} (decision only; its get_window_stats() "
         "would add another)."
     )
     loop.run_until_complete(limiter.aclose())
     loop.close()
+    return result
+
+
+def redis_sync_bench(url: str) -> Result:
+    from limits import parse
+    from limits.storage import storage_from_string
+    from limits.strategies import SlidingWindowCounterRateLimiter
+
+    prefix = f"rk-bench-{uuid.uuid4().hex[:8]}"
+    limiter = RateLimiter(url, default=LIMIT, key_prefix=prefix)
+    own = SlidingWindowCounterRateLimiter(storage_from_string(url, key_prefix=prefix + "-own"))
+    item = parse(LIMIT)
+    result = measure(
+        "One check on Redis (sliding window counter), sync redis-py",
+        {
+            "limits hit()": lambda: own.hit(item, "client"),
+            "renderkit hit()": lambda: limiter.hit("client"),
+        },
+        baseline="limits hit()",
+        rounds=15,
+        number=300,
+    )
+    result.check(
+        Target("renderkit hit() ≤ 1.05x limits' own hit()", "renderkit hit()",
+               "limits hit()", max_ratio=1.05),
+        result.ratio("renderkit hit()", "limits hit()"),
+    )  # fmt: skip
+    limiter.close()
     return result
 
 
@@ -201,6 +231,7 @@ def main() -> None:
         print(f"Redis benchmark skipped ({type(exc).__name__}: {exc})")
     else:
         results.append(redis_bench(url))
+        results.append(redis_sync_bench(url))
     report(results, "ratelimit")
 
 
