@@ -267,7 +267,7 @@ class AsyncDatabase(DatabaseBase):
 
     # -- work ------------------------------------------------------------------------------
     async def run(self, fn: Work[T], *, idempotent: bool = True, read_only: bool = False) -> T:
-        """Await ``fn(conn)`` in a transaction; retry transient failures (see ``is_transient``).
+        """Run ``fn(conn)`` in a transaction; retry transient failures (see ``is_transient``).
 
         Work that failed after it was sent is repeated only when ``idempotent`` is true (or
         the server rolled it back: serialization failure, deadlock). The original error is
