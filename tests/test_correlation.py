@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
 
@@ -557,3 +558,32 @@ def test_celery_tasks_carry_the_request_id_to_the_worker() -> None:
     assert child[0] == "req-chain"  # the request id runs down the chain
     assert child[1] == parent_current and child[2] not in (None, parent_current)
     assert from_elsewhere is not None and HEX32.fullmatch(from_elsewhere)
+
+
+def test_a_forged_celery_header_never_becomes_the_task_id() -> None:
+    """A task message whose CORRELATION_ID / CELERY_PARENT_ID carry CR/LF or garbage gets a
+    fresh id and no parent, and the ids are cleared after the task."""
+    pytest.importorskip("celery")
+    from types import SimpleNamespace
+
+    from celery.signals import task_postrun, task_prerun
+
+    from renderkit.correlation import celery_current_id_var, celery_parent_id_var, connect_celery
+
+    connect_celery()
+    forged = {"CORRELATION_ID": "evil\r\nX-Admin: 1", "CELERY_PARENT_ID": "x" * 5000}
+    task = SimpleNamespace(request=SimpleNamespace(get=forged.get))
+    seen: list[object] = []
+    context = contextvars.copy_context()
+
+    def run_task() -> None:
+        task_prerun.send(sender=None, task_id="t1", task=task)
+        seen.extend([get_correlation_id(), celery_parent_id_var.get(), celery_current_id_var.get()])
+        task_postrun.send(sender=None, task_id="t1", task=task)
+        seen.append(get_correlation_id())
+
+    context.run(run_task)
+    request_id, parent, current, after = seen
+    assert isinstance(request_id, str) and HEX32.fullmatch(request_id)
+    assert parent is None and isinstance(current, str) and current != request_id
+    assert after is None
