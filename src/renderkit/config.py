@@ -382,11 +382,16 @@ def parse_postgres_url(value: str) -> PostgresUrl:
     return PostgresUrl("postgresql" + text[len(parts.scheme) :])
 
 
-REDIS_EXPECTED = "a redis://, rediss:// (TLS) or unix:// URL"
+REDIS_EXPECTED = (
+    "a redis://, rediss:// (TLS), valkey://, valkeys://, unix://, "
+    "redis+cluster://host:port,host:port or redis+sentinel://host:port,host:port/service URL"
+)
 
 
 def parse_redis_url(value: str) -> RedisUrl:
-    """Validate a Redis URL: ``redis://`` or ``rediss://`` with a host, or ``unix:///path``.
+    """Validate a Redis URL: ``redis://``, ``rediss://``, ``valkey://`` or ``valkeys://`` with
+    a host, ``unix:///path``, ``redis+cluster://h1:p1,h2:p2`` or
+    ``redis+sentinel://h1:p1,h2:p2/service[/db]``.
 
     A database number in the path (``/0``) must be a whole number. Raises ``ValueError``
     (without the URL) otherwise.
@@ -395,11 +400,13 @@ def parse_redis_url(value: str) -> RedisUrl:
     problem = _userinfo_problem(text)
     if problem is not None:
         raise ValueError(f"expected {REDIS_EXPECTED}; {problem}")
-    parts = _split_url(text)
+    parts = _split_url(text, multi_host="+" in text.partition("://")[0])
     if parts is None:
         raise ValueError(f"expected {REDIS_EXPECTED}")
     scheme = parts.scheme.lower()
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis+cluster", "redis+sentinel", "rediss+cluster", "rediss+sentinel"):
+        _check_redis_hosts(scheme, parts)
+    elif scheme in ("redis", "rediss", "valkey", "valkeys"):
         if not parts.hostname:
             raise ValueError(f"expected {REDIS_EXPECTED}; the host is missing")
         db = parts.path.strip("/")
@@ -412,6 +419,33 @@ def parse_redis_url(value: str) -> RedisUrl:
         shown = f"'{scheme}://'" if scheme else "no scheme"
         raise ValueError(f"expected {REDIS_EXPECTED}; the scheme is {shown}")
     return RedisUrl(text)
+
+
+def _check_redis_hosts(scheme: str, parts: Any) -> None:
+    """``host:port,host:port`` of a cluster or Sentinel URL; a Sentinel service name."""
+    from urllib.parse import urlsplit
+
+    for host in parts.netloc.rpartition("@")[2].split(","):
+        try:
+            if not urlsplit(f"//{host}").hostname:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"expected {REDIS_EXPECTED}; each host of a {scheme}:// URL needs a name and a "
+                "numeric port (host:6379,host:6380)"
+            ) from None
+    if scheme.endswith("sentinel"):
+        path = [p for p in parts.path.split("/") if p]
+        if not path:
+            raise ValueError(
+                f"expected {REDIS_EXPECTED}; a {scheme}:// URL needs the service name after "
+                "the hosts (redis+sentinel://host:26379,host2:26379/mymaster)"
+            )
+        if len(path) > 2 or (len(path) == 2 and not (path[1].isascii() and path[1].isdigit())):
+            raise ValueError(
+                f"expected {REDIS_EXPECTED}; the database after the service name must be a "
+                "number (/mymaster/0)"
+            )
 
 
 # --- formatting --------------------------------------------------------------------------
