@@ -23,7 +23,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from renderkit.sessions import FallbackStore, MemoryStore, RedisStore, SessionMiddleware
+from renderkit.sessions import (
+    FallbackStore,
+    MemoryStore,
+    RedisStore,
+    SessionMiddleware,
+    get_session,
+)
 
 redis_url = os.environ.get("REDIS_URL")
 store = FallbackStore(RedisStore.from_url(redis_url), MemoryStore()) if redis_url else MemoryStore()
@@ -43,9 +49,10 @@ async def login(request: Request) -> JSONResponse:
     user = request.query_params.get("user", "").strip()[:64]
     if not user:
         return JSONResponse({"error": "pass ?user=NAME"}, status_code=400)
-    request.session.regenerate()  # a new id at login: defeats session fixation
-    request.session["user"] = user
-    request.session.user_id = user  # lets /logout-everywhere find every session of this user
+    session = get_session(request)  # request.session, typed with renderkit's extras
+    session.regenerate()  # a new id at login: defeats session fixation
+    session["user"] = user
+    session.user_id = user  # lets /logout-everywhere find every session of this user
     return JSONResponse({"logged_in": user})
 
 

@@ -88,7 +88,6 @@ PENDING: dict[str, str] = {
     "docs/testing.md": "testing: untyped example tests and fixtures",
     "examples/fastapi_app.py": "ratelimit: RateLimitMiddleware in add_middleware (see above)",
     "examples/ratelimit_example.py": "ratelimit: RateLimitMiddleware in add_middleware",
-    "examples/sessions_example.py": "sessions: request.session.regenerate() / .user_id untyped",
     "tests/typing/ratelimit_stack.py": "ratelimit: RateLimitMiddleware's **options: Any",
 }
 
