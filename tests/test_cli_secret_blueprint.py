@@ -788,3 +788,47 @@ def test_the_blueprints_commands_run_the_demo_apps_as_render_would(
     assert lines, f"{server} printed nothing"
     assert all(isinstance(json.loads(line), dict) for line in lines), lines[:5]
     assert any(json.loads(line).get("logger") == access_logger for line in lines)
+
+
+def test_projects_environments_and_ungrouped_resources_are_checked_like_the_root() -> None:
+    """Services, databases and groups inside projects[].environments[] and ungrouped."""
+    text = """
+projects:
+  - name: shop
+    environments:
+      - name: production
+        networking: {isolation: enabled}
+        services:
+          - type: web
+            name: api
+            runtime: python
+            buildCommand: pip install .
+            startCommand: uvicorn app:app --port $PORT
+            healthCheckPath: /health/instance
+            envVars:
+              - key: DATABASE_URL
+                fromDatabase: {name: shop-db, property: connectionString}
+              - fromGroup: shop-shared
+        databases:
+          - name: shop-db
+            plan: basic-256mb
+        envVarGroups:
+          - name: shop-shared
+            envVars:
+              - {key: APP_ENV, value: production}
+ungrouped:
+  services:
+    - type: keyvalue
+      name: shop-kv
+      ipAllowList: []
+      maxmemoryPolicy: noeviction
+"""
+    data = yaml.safe_load(text)
+    assert check_blueprint(data) == []
+    data["projects"][0]["environments"][0]["services"][0]["plann"] = "pro"
+    data["ungrouped"]["databases"] = [{"name": "shop-redis"}]
+    errors = validate_blueprint(data)
+    assert any(
+        "projects[0].environments[0].services[0].plann: not a Blueprint key" in e for e in errors
+    )
+    assert any("ungrouped.databases[0]: 'shop-redis' looks like Redis" in e for e in errors)
