@@ -26,6 +26,7 @@ __all__ = [
     "aclose_client",
     "close_client",
     "close_sockets_now",
+    "is_cluster",
     "reconnect_once",
     "redis_client",
     "topology",
@@ -73,7 +74,7 @@ async def _close_at_loop_end(client: Any) -> AsyncIterator[None]:
         yield
     finally:
         try:
-            await client.aclose(close_connection_pool=True)
+            await aclose_client(client)
         except Exception:  # a broken connection must not disturb the loop's shutdown
             pass
 
@@ -103,6 +104,9 @@ def close_sockets_now(client: Any) -> None:
     for extra in (getattr(client, "connection", None),):
         if extra is not None and extra not in connections:
             connections.append(extra)
+    nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", None) or {}
+    for node in list(nodes.values()):  # a RedisCluster: each node keeps its own connections
+        connections.extend(getattr(node, "_connections", None) or ())
     for connection in connections:
         writer = getattr(connection, "_writer", None)
         if writer is None:
@@ -205,7 +209,7 @@ class PerLoop(Generic[T]):
                     await gen.aclose()  # runs its finally: the client closes here
                 else:
                     try:
-                        await self._client(value).aclose(close_connection_pool=True)
+                        await aclose_client(self._client(value))
                     except Exception:  # closing a broken client must not fail shutdown
                         pass
             elif loop.is_closed():
@@ -259,20 +263,36 @@ def _hosts(netloc: str) -> tuple[str | None, list[tuple[str, int]]]:
     return password, pairs
 
 
+def is_cluster(client: Any) -> bool:
+    """True for a ``redis.cluster.RedisCluster`` or ``redis.asyncio.cluster.RedisCluster``."""
+    return hasattr(client, "nodes_manager") and hasattr(client, "get_node")
+
+
 def redis_client(
-    url: str, *, asyncio: bool, extra: str, feature: str, pool_timeout: float = 1.0, **options: Any
+    url: str,
+    *,
+    asyncio: bool,
+    extra: str,
+    feature: str,
+    pool_timeout: float = 1.0,
+    blocking_pool: bool = True,
+    **options: Any,
 ) -> Any:
     """A redis-py client for ``url`` with renderkit's retry policy (see :func:`reconnect_once`).
 
     ``options`` are connection options (``socket_timeout``, ``max_connections``, ...). A
     single server gets a blocking pool (a burst waits ``pool_timeout`` for a connection
-    instead of failing); a cluster client keeps a pool per node; a Sentinel client asks the
+    instead of failing; ``blocking_pool=False``: a plain pool, for a caller that bounds its
+    own concurrency); a cluster client keeps a pool per node; a Sentinel client asks the
     sentinels for the current primary whenever it reconnects.
     """
     module = require("redis.asyncio" if asyncio else "redis", extra=extra, feature=feature)
     retry = reconnect_once(asyncio=asyncio, extra=extra, feature=feature)
     kind = topology(url)
     if kind == "single":
+        if not blocking_pool:
+            plain = module.ConnectionPool.from_url(_plain(url), **options)
+            return module.Redis(connection_pool=plain, retry=retry)
         pool_class = module.BlockingConnectionPool
         pool = pool_class.from_url(_plain(url), timeout=pool_timeout, **options)
         return module.Redis(connection_pool=pool, retry=retry)
@@ -324,10 +344,16 @@ def close_client(client: Any) -> None:
     for sentinel in _sentinels(client):
         sentinel.close()
     client.close()
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:  # a client given a pool does not close it on close()
+        pool.disconnect()
 
 
 async def aclose_client(client: Any) -> None:
     """Close an asyncio client from :func:`redis_client`, its sentinel connections included."""
     for sentinel in _sentinels(client):
         await sentinel.aclose()
-    await client.aclose()
+    if getattr(client, "connection_pool", None) is not None:
+        await client.aclose(close_connection_pool=True)  # a given pool is not closed otherwise
+    else:
+        await client.aclose()  # a RedisCluster: closes every node's connections
