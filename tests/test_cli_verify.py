@@ -493,3 +493,19 @@ def test_an_error_page_is_not_graded() -> None:
         if not graded:
             assert check.status == "fail"
             assert f"answered {status}" in check.message
+
+
+def test_cookie_check_treats_sid_and_token_cookies_as_sessions() -> None:
+    """verify's own cookie check is broader than the Observatory's: sid needs HttpOnly."""
+
+    async def page(request: Request) -> Response:
+        response = HTMLResponse("<p>hi</p>")
+        response.set_cookie("sid", "1", secure=True, samesite="lax")  # no HttpOnly
+        return response
+
+    report = verify(Starlette(routes=[Route("/", page), Route("/health", health)]))
+    check = report.check("cookies")
+    assert check.status == "fail"
+    assert "sid: no HttpOnly" in check.message
+    assert report.observatory is not None  # the scanner's own rule ignores "sid"
+    assert report.observatory.outcome("cookies").result != "cookies-session-without-httponly-flag"

@@ -493,6 +493,16 @@ def check_rate_limit_headers(ctx: _Context) -> VerifyCheck:
     )
 
 
+# Broader than the Observatory's "login"/"sess": this check is renderkit's own, and a session
+# or auth cookie called sid or token needs HttpOnly just as much.
+_SESSION_LIKE = ("sess", "sid", "login", "auth", "token")
+
+
+def _session_like(name: str) -> bool:
+    lowered = name.lower()
+    return any(marker in lowered for marker in _SESSION_LIKE)
+
+
 def check_cookies(ctx: _Context) -> VerifyCheck:
     """Every cookie the page sets has Secure, HttpOnly (sessions) and SameSite."""
     if ctx.page is not None and ctx.cookie_path == ctx.path:
@@ -512,8 +522,10 @@ def check_cookies(ctx: _Context) -> VerifyCheck:
     warnings: list[str] = []
     for c in cookies:
         if not c.secure:
-            (problems if ctx.https or c.is_session else warnings).append(f"{c.name}: no Secure")
-        if c.is_session and not c.httponly:
+            (problems if ctx.https or _session_like(c.name) else warnings).append(
+                f"{c.name}: no Secure"
+            )
+        if _session_like(c.name) and not c.httponly:
             problems.append(f"{c.name}: no HttpOnly")
         if c.samesite is None:
             warnings.append(f"{c.name}: no SameSite")
