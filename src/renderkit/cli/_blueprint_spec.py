@@ -3,8 +3,9 @@
 The rules follow Render's Blueprint YAML reference (https://render.com/docs/blueprint-spec)
 and its JSON Schema (https://render.com/schema/render.yaml.json): which keys each kind of
 object takes, which are required, the enumerated values and the documented ranges. Render
-parses every service into one structure, so a key that belongs to some service types is
-accepted on the others and has no effect there: that is a *warning* (``healthCheckPath`` on a
+reads every service with one set of keys (its error for an unknown key is "field X not found
+in type file.Service"), so a key that belongs to some service types is accepted on the others
+and has no effect there: that is a *warning* (``healthCheckPath`` on a
 private service, which Render checks over TCP only), while a key Render does not know at
 all, a missing required key or a wrong value is an *error* (the sync fails).
 
