@@ -172,3 +172,39 @@ def test_flask_short_secret_refused_in_production() -> None:
     interface = RenderKitSessionInterface(MemoryStore(), environ={"APP_ENV": "production"})
     with pytest.raises(ConfigError, match="RenderKitSessionInterface"):
         wire_sessions(app, interface, {"APP_ENV": "production"})
+
+
+def test_a_store_that_cannot_read_the_session_does_not_replace_the_cookie() -> None:
+    """Load failed (the store is away): the session reads empty, a write is skipped instead of
+    starting a new id (which would lose the stored session for good); log-out still works."""
+
+    class Broken(MemoryStore):
+        broken = False
+
+        def _get(self, session_id: str) -> Any:
+            if self.broken:
+                raise ConnectionError("store away")
+            return super()._get(session_id)
+
+    async def bump(request: Request) -> JSONResponse:
+        request.session["n"] = request.session.get("n", 0) + 1
+        return JSONResponse({"n": request.session["n"]})
+
+    async def logout(request: Request) -> JSONResponse:
+        request.session.clear()
+        return JSONResponse({})
+
+    store = Broken()
+    app = Starlette(routes=[Route("/bump", bump), Route("/logout", logout)])
+    app.add_middleware(SessionMiddleware, store=store, secret_key=SECRET)
+    with TestClient(app) as client:
+        assert client.get("/bump").json() == {"n": 1}
+        store.broken = True
+        during = client.get("/bump")
+        assert during.json() == {"n": 1} and set_cookies(during) == []
+        store.broken = False
+        assert client.get("/bump").json() == {"n": 2}  # the stored session survived
+        store.broken = True
+        assert "Max-Age=0" in set_cookies(client.get("/logout"))[0]
+        store.broken = False
+        assert client.get("/bump").json() == {"n": 1}  # logged out: the old id was deleted

@@ -243,7 +243,7 @@ class EngineBase:
         self._undump: Callable[[Any], Any] | None = None if values is None else values[1]
         self._state_lock = threading.Lock()
         self._failing = False
-        self._counters = {"store_errors": 0, "merged": 0, "dropped_stale": 0}
+        self._counters = {"store_errors": 0, "merged": 0, "dropped_stale": 0, "unsaved": 0}
 
     # -- request start ---------------------------------------------------------------------
     def verified(self, values: Sequence[str]) -> tuple[str, bool] | None:
@@ -255,11 +255,18 @@ class EngineBase:
         return None
 
     def _session(
-        self, found: tuple[str, bool], record: SessionRecord | None, factory: type[Session]
+        self,
+        found: tuple[str, bool],
+        record: SessionRecord | None,
+        factory: type[Session],
+        *,
+        unavailable: bool = False,
     ) -> Session:
         if record is not None and self._undump is not None:
             record.data = {k: self._undump(v) for k, v in record.data.items()}
-        return factory(found[0], record, cookie_stale=not found[1])
+        session = factory(found[0], record, cookie_stale=not found[1])
+        session._unavailable = unavailable
+        return session
 
     def _store_failed(self, exc: BaseException) -> None:
         with self._state_lock:
@@ -309,6 +316,13 @@ class EngineBase:
             elif had_cookie:
                 plan.cookie = self.cookie.deletion()
             return plan
+        if session._unavailable:
+            # The store could not be read: the session may still exist there. Saving this
+            # request's data under a new id would replace the user's cookie and lose it for
+            # good; the write is skipped instead (a log-out or regenerate() above still runs).
+            with self._state_lock:
+                self._counters["unsaved"] += 1
+            return None
         if not data:
             if old_id is None:
                 return None

@@ -30,9 +30,8 @@ class AsyncEngineIO(EngineBase):
             record = await store.aload(found[0])
         except store.errors as exc:
             self._store_failed(exc)
-            record = None
-        else:
-            self._store_ok()
+            return self._session(found, None, factory, unavailable=True)
+        self._store_ok()
         return self._session(found, record, factory)
 
     async def afinish(self, session: Session, had_cookie: bool) -> bytes | None:

@@ -29,9 +29,8 @@ class EngineIO(EngineBase):
             record = store.load(found[0])
         except store.errors as exc:
             self._store_failed(exc)
-            record = None
-        else:
-            self._store_ok()
+            return self._session(found, None, factory, unavailable=True)
+        self._store_ok()
         return self._session(found, record, factory)
 
     def finish(self, session: Session, had_cookie: bool) -> bytes | None:

@@ -33,6 +33,7 @@ class Session(dict[str, Any]):
         "_expires_at",
         "_id",
         "_regenerate",
+        "_unavailable",
         "_user_changed",
         "_user_id",
         "_version",
@@ -58,6 +59,7 @@ class Session(dict[str, Any]):
         self._changes: dict[str, Any] = {}
         self._cleared = False
         self._regenerate = False
+        self._unavailable = False  # the store failed to load it (see EngineBase.plan)
         #: True once the handler read or wrote the session.
         self.accessed = False
         #: True when the session must be written back at the end of the request.
