@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any, Literal, Self
 
+from renderkit._redis import SCHEMES
 from renderkit.cache._base import Backend
 from renderkit.cache._fallback import FallbackBackend
 from renderkit.cache._memory import ABSENT, MemoryBackend
@@ -353,12 +354,13 @@ class _CacheCore:
         if url.strip() == "null://":
             return NullBackend()
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-        if scheme not in ("redis", "rediss", "unix"):
+        if scheme not in SCHEMES:
             raise ConfigError(
                 ConfigProblem(
                     "REDIS_URL",
                     f"cache URL scheme {scheme or 'missing'!r} is not supported; use "
-                    "redis://, rediss://, unix:// or memory:// (or None for memory)",
+                    "redis://, rediss://, unix://, valkey://, valkeys://, redis+cluster://, "
+                    "redis+sentinel:// or memory:// (or None for memory)",
                     "code",
                 )
             )

@@ -7,7 +7,7 @@ import inspect
 from typing import Any
 
 from renderkit._optional import require
-from renderkit._redis import PerLoop, reconnect_once
+from renderkit._redis import PerLoop, aclose_client, close_client, is_cluster, redis_client
 from renderkit.cache._redis_async import AsyncRedisMethods
 from renderkit.cache._redis_sync import RedisMethods
 
@@ -50,6 +50,7 @@ class RedisBackend(RedisMethods, AsyncRedisMethods):
         self.client = client
         self.prefix = prefix
         self.name = name
+        self.cluster = is_cluster(client)  # a RedisCluster clears node by node
         self.is_async = inspect.iscoroutinefunction(getattr(client, "execute_command", None))
         exceptions = require("redis.exceptions", extra="redis", feature="RedisBackend")
         # What counts as "Redis is failing" for a FallbackBackend; anything else (a key that
@@ -85,6 +86,11 @@ class RedisBackend(RedisMethods, AsyncRedisMethods):
     ) -> RedisBackend:
         """Connect lazily to ``url`` with short socket timeouts and one reconnect, no retries.
 
+        ``url`` is any URL of :data:`renderkit._redis.SCHEMES`: ``redis://``, ``rediss://``,
+        ``unix://``, ``valkey(s)://``, ``redis+cluster://h1:p1,h2:p2`` (a Redis Cluster) or
+        ``redis+sentinel://h1:p1,h2:p2/service`` (the primary Sentinel names, followed across
+        a failover). A ``RedisCluster`` client can also be passed to the constructor.
+
         A hung Redis costs ``socket_timeout`` once; the circuit breaker of a
         :class:`~renderkit.cache.FallbackBackend` then stops paying it on every call.
 
@@ -109,22 +115,22 @@ class RedisBackend(RedisMethods, AsyncRedisMethods):
             **client_kwargs,
         }
         if asyncio:
-            aredis = require("redis.asyncio", extra="redis", feature="RedisBackend")
 
             def build() -> Any:
-                apool = aredis.ConnectionPool.from_url(url, **pool_options)
-                retry = reconnect_once(asyncio=True, extra="redis", feature="RedisBackend")
-                return aredis.Redis(connection_pool=apool, retry=retry)
+                return redis_client(
+                    url, asyncio=True, extra="redis", feature="RedisBackend", blocking_pool=False,
+                    **pool_options,
+                )  # fmt: skip
 
             backend = cls(
                 build(), prefix=prefix, max_concurrency=max_connections, pool_timeout=pool_timeout
             )
             backend._follow_loops(build)
             return backend
-        sredis = require("redis", extra="redis", feature="RedisBackend")
-        pool = sredis.BlockingConnectionPool.from_url(url, timeout=pool_timeout, **pool_options)
-        retry = reconnect_once(asyncio=False, extra="redis", feature="RedisBackend")
-        client = sredis.Redis(connection_pool=pool, retry=retry)
+        client = redis_client(
+            url, asyncio=False, extra="redis", feature="RedisBackend", pool_timeout=pool_timeout,
+            **pool_options,
+        )  # fmt: skip
         return cls(client, prefix=prefix, pool_timeout=pool_timeout)
 
     def _follow_loops(self, build: Any) -> None:
@@ -192,14 +198,13 @@ class RedisBackend(RedisMethods, AsyncRedisMethods):
 
     def close(self) -> None:
         if not self.is_async:
-            self.client.close()
-            self.client.connection_pool.disconnect()
+            close_client(self.client)
 
     async def aclose(self) -> None:
         if self._loops is not None:
             await self._loops.aclose()  # other loops' clients close with their loop
         elif self.is_async:
-            await self.client.aclose(close_connection_pool=True)
+            await aclose_client(self.client)
         else:
             self.close()
 

@@ -1,6 +1,7 @@
 # twins: source
 # twins: rename aget=get aset=set adelete=delete aclear=clear aacquire_lock=acquire_lock
 # twins: rename arelease_lock=release_lock ahealth_check=health_check _aslot=_slot
+# twins: rename _aclear_cluster=_clear_cluster
 """RedisBackend's commands (async source; ``_redis_sync`` is generated).
 
 Each command takes a client from :meth:`RedisBackend._aslot` (this event loop's client and a
@@ -36,6 +37,7 @@ class AsyncRedisMethods:
     """The backend operations as Redis commands."""
 
     prefix: str
+    cluster: bool
 
     async def _aslot(self) -> tuple[Any, asyncio.Semaphore | None]:
         raise NotImplementedError  # RedisBackend's
@@ -68,6 +70,8 @@ class AsyncRedisMethods:
 
     async def aclear(self, prefix: str = "") -> int:
         pattern = _escape_glob(self.prefix + prefix) + "*"
+        if self.cluster:
+            return await self._aclear_cluster(pattern)
         removed, cursor = 0, 0
         for _ in range(_MAX_SCAN_ROUNDS):
             client, gate = await self._aslot()
@@ -80,6 +84,23 @@ class AsyncRedisMethods:
                     gate.release()
             if cursor == 0:
                 break
+        return removed
+
+    async def _aclear_cluster(self, pattern: str) -> int:
+        """A cluster is scanned node by node (redis-py's scan_iter); UNLINK is sent per slot."""
+        removed, batch = 0, []
+        client, gate = await self._aslot()
+        try:
+            async for key in client.scan_iter(match=pattern, count=_SCAN_BATCH):
+                batch.append(key)
+                if len(batch) >= _SCAN_BATCH:
+                    removed += int(await client.unlink(*batch))
+                    batch = []
+            if batch:
+                removed += int(await client.unlink(*batch))
+        finally:
+            if gate is not None:
+                gate.release()
         return removed
 
     async def aacquire_lock(self, key: str, lease: float) -> str | None:

@@ -35,6 +35,7 @@ class RedisMethods:
     """The backend operations as Redis commands."""
 
     prefix: str
+    cluster: bool
 
     def _slot(self) -> tuple[Any, asyncio.Semaphore | None]:
         raise NotImplementedError  # RedisBackend's
@@ -67,6 +68,8 @@ class RedisMethods:
 
     def clear(self, prefix: str = "") -> int:
         pattern = _escape_glob(self.prefix + prefix) + "*"
+        if self.cluster:
+            return self._clear_cluster(pattern)
         removed, cursor = 0, 0
         for _ in range(_MAX_SCAN_ROUNDS):
             client, gate = self._slot()
@@ -79,6 +82,23 @@ class RedisMethods:
                     gate.release()
             if cursor == 0:
                 break
+        return removed
+
+    def _clear_cluster(self, pattern: str) -> int:
+        """A cluster is scanned node by node (redis-py's scan_iter); UNLINK is sent per slot."""
+        removed, batch = 0, []
+        client, gate = self._slot()
+        try:
+            for key in client.scan_iter(match=pattern, count=_SCAN_BATCH):
+                batch.append(key)
+                if len(batch) >= _SCAN_BATCH:
+                    removed += int(client.unlink(*batch))
+                    batch = []
+            if batch:
+                removed += int(client.unlink(*batch))
+        finally:
+            if gate is not None:
+                gate.release()
         return removed
 
     def acquire_lock(self, key: str, lease: float) -> str | None:
