@@ -144,3 +144,33 @@ def test_flask_limit_without_a_limiter_is_a_clear_error() -> None:
     app.config["PROPAGATE_EXCEPTIONS"] = True
     with pytest.raises(RuntimeError, match="RenderKit\\(app, limiter="):
         app.test_client().get("/x")
+
+
+def test_flask_limit_on_async_views_and_on_helpers() -> None:
+    """@limit works on an async view, and on a helper a view calls (counted when called)."""
+    flask = pytest.importorskip("flask")
+    pytest.importorskip("asgiref")
+    from renderkit.flask import RenderKit, limit
+
+    app = flask.Flask(__name__)
+    limiter = RateLimiter("memory://", default="100/minute")
+
+    @app.get("/async")
+    @limit("1/minute")
+    async def async_view() -> str:
+        return "async"
+
+    @limit("2/minute")
+    def expensive() -> str:
+        return "computed"
+
+    @app.get("/uses-helper")
+    def uses_helper() -> str:
+        return expensive()
+
+    RenderKit(app, limiter=limiter, https_redirect=False, metrics=False, environ={})
+    client = app.test_client()
+    first = client.get("/async")
+    assert (first.status_code, first.text) == (200, "async")
+    assert client.get("/async").status_code == 429
+    assert [client.get("/uses-helper").status_code for _ in range(3)] == [200, 200, 429]

@@ -71,19 +71,20 @@ def wire_ratelimit(
         from flask import g, request
 
         view = app.view_functions.get(request.endpoint) if request.endpoint else None
-        verdict = decide(policy, _info(getattr(view, "__renderkit_limits__", ())), routed=True)
+        limits = getattr(view, "__renderkit_limits__", ())
+        verdict = decide(policy, _info(limits), routed=True)
         if verdict is None:
             return None
-        setattr(g, G_KEY, verdict)
+        setattr(g, G_KEY, (verdict, limits))
         return None if verdict.allowed else _refusal(verdict)
 
     def after(response: Response) -> Response:
         from flask import g
 
-        verdict = g.pop(G_KEY, None)
-        if verdict is None or not verdict.allowed:
+        entry = g.pop(G_KEY, None)
+        if entry is None or not entry[0].allowed:
             return response
-        return _finish(policy, verdict, response)
+        return _finish(policy, entry[0], response)
 
     app.before_request(before)
     app.after_request(after)
@@ -97,12 +98,14 @@ def _limited_view(
     args: Any,
     kwargs: Any,
 ) -> Any:
-    """Run a ``@limit`` view: decided already by RenderKit's hook, or decide here."""
+    """Run a ``@limit`` function: the routed view RenderKit's hook decided already, or any other
+    decorated function (a helper a view calls, a view without RenderKit): decide here."""
     from flask import current_app, g, make_response
 
-    routed = getattr(g, G_KEY, None)
-    if routed is not None and routed.routed:
-        return view(*args, **kwargs)  # RenderKit's hook counted this view
+    view = current_app.ensure_sync(view)  # an async view runs like Flask runs it
+    entry = getattr(g, G_KEY, None)
+    if entry is not None and entry[1] is specs:
+        return view(*args, **kwargs)  # RenderKit's hook counted this view's limits
     policy = policy_for(current_app._get_current_object())  # type: ignore[attr-defined]
     verdict = decide(policy, _info(specs))
     if verdict is None:

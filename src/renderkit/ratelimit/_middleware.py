@@ -212,9 +212,12 @@ class _HeaderSend:
         return self.send(message)
 
 
-def _routed(scope: Scope) -> bool:
+def _routed(scope: Scope, endpoint: object = None) -> bool:
+    """True when the middleware decided this request with this endpoint's limits."""
     verdict = scope.get(SCOPE_KEY)
-    return verdict is not None and verdict.routed
+    if verdict is None or not verdict.routed:
+        return False
+    return endpoint is None or scope.get("endpoint") is endpoint
 
 
 def _refused(verdict: Verdict) -> Response:
@@ -329,7 +332,7 @@ def limit(
         @functools.wraps(original)
         async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
             verdict = None
-            if not _routed(request.scope):
+            if not _routed(request.scope, wrapper):
                 info = request_info_from_scope(request.scope, None, specs)
                 verdict = await policy.adecide(info)
                 if not verdict.allowed:
