@@ -404,6 +404,11 @@ async def _client_loop(base: str, state: _State, report: ChaosReport, client_no:
                         )
                 elif value <= last:
                     report.writes_lost += last + 1 - value  # an older state came back
+                    if len(report.server_errors) < 20:
+                        report.server_errors.append(
+                            f"{time.monotonic() - state.started:.1f}s client {client_no}: "
+                            f"count went back from {last} to {value} (pid {response.json()['pid']})"
+                        )
                 elif value > last + 1 and last:
                     report.counter_jumps += 1
                 last = value
