@@ -193,6 +193,9 @@ class PgBouncer:
                 f"auth_type = trust\nauth_file = {users}\n"
                 f"pool_mode = transaction\ndefault_pool_size = {pool_size}\n"
                 "max_client_conn = 200\nserver_reset_query =\n"
+                # Postgres down: PgBouncer holds each query this long (default 120 s), and
+                # waits this long after a failed server login before the next (default 15 s).
+                "query_wait_timeout = 1\nserver_login_retry = 1\n"
                 f"logfile = {self.log}\npidfile = {os.path.join(self.root, 'pgbouncer.pid')}\n"
             )
         for path in (users, ini):

@@ -129,3 +129,42 @@ async def test_configured_pooled_mode_works_too(side: Side, bouncer: PgBouncer) 
         assert await side.call(database, "fetch_one", "SHOW statement_timeout") == ("250ms",)
     finally:
         await side.call(database, "close")
+
+
+async def test_postgres_down_behind_pgbouncer_fails_fast_then_recovers(
+    side: Side, server: OwnPostgres, bouncer: PgBouncer
+) -> None:
+    """PgBouncer accepts logins while Postgres is down and holds queries for its
+    query_wait_timeout (1 s in this set-up, 120 s by default): the probe's SELECT 1 finds the
+    outage, later queries fail fast, and the database serves again once Postgres is up."""
+    from renderkit.errors import BackendUnavailable
+
+    database = side.make(
+        bouncer.url,
+        min_size=1,
+        max_size=2,
+        pool_timeout=2,
+        retry_attempts=1,
+        reconnect_initial=0.05,
+        reconnect_max=0.3,
+    )
+    await side.call(database, "open")
+    try:
+        assert await side.call(database, "fetch_one", "SELECT 1") == (1,)
+        await asyncio.to_thread(server.stop)
+        try:
+            with pytest.raises(BackendUnavailable):
+                await side.call(database, "fetch_one", "SELECT 1")
+            assert database.stats()["reconnecting"] is True
+            for _ in range(5):
+                with pytest.raises(BackendUnavailable, match="reconnecting in the background"):
+                    await side.call(database, "fetch_one", "SELECT 1")
+        finally:
+            await asyncio.to_thread(server.start)
+        for _ in range(200):
+            if (await side.call(database, "health_check")).status == "healthy":
+                break
+            await asyncio.sleep(0.1)
+        assert await side.call(database, "fetch_one", "SELECT 2") == (2,)
+    finally:
+        await side.call(database, "close")

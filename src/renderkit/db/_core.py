@@ -93,8 +93,8 @@ def is_transient(exc: BaseException) -> bool:
     """True for failures a retry can fix: lost connections, shutdowns, serialization conflicts."""
     psycopg = require("psycopg", extra="postgres", feature="renderkit.db")
     pool_mod = require("psycopg_pool", extra="postgres", feature="renderkit.db")
-    if isinstance(exc, pool_mod.PoolTimeout):
-        return True
+    if isinstance(exc, pool_mod.PoolTimeout | TimeoutError):
+        return True  # TimeoutError: a probe's own deadline (a server that does not answer)
     if not isinstance(exc, psycopg.OperationalError):
         return False
     state = getattr(exc, "sqlstate", None)
@@ -113,7 +113,7 @@ def connection_failure(exc: BaseException) -> bool:
     a server message), as opposed to the server answering with an error."""
     psycopg = require("psycopg", extra="postgres", feature="renderkit.db")
     pool_mod = require("psycopg_pool", extra="postgres", feature="renderkit.db")
-    if isinstance(exc, pool_mod.PoolTimeout):
+    if isinstance(exc, pool_mod.PoolTimeout | TimeoutError):
         return True
     state = getattr(exc, "sqlstate", None)
     return isinstance(exc, psycopg.OperationalError) and (state is None or state.startswith("08"))

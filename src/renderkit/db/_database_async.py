@@ -87,16 +87,33 @@ class AsyncDatabase(DatabaseBase):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _probe(self) -> None:
-        # A direct connection surfaces the real error (refused, starting up, bad password)
-        # where a pool would only time out; a PgBouncer refusing "options" is detected here.
-        psycopg = require("psycopg", extra="postgres", feature="renderkit.db")
+        """One direct connection and ``SELECT 1``, within ``connect_timeout`` + 1 s.
+
+        A direct connection surfaces the real error (refused, starting up, bad password)
+        where a pool would only time out; the query is what finds a Postgres that is down
+        behind PgBouncer (which accepts the login itself, then holds the query).
+        """
+
+        async def attempt() -> None:
+            conn = await self._direct_connection()
+            try:
+                await conn.execute("SELECT 1")
+            finally:
+                await conn.close()
+
+        await compat.run_with_deadline(attempt, self.settings.connect_timeout + 1.0)
+
+    async def _direct_connection(self) -> psycopg.AsyncConnection[Any]:
+        # A PgBouncer refusing the "options" startup parameter is detected here.
+        pg = require("psycopg", extra="postgres", feature="renderkit.db")
+        connect = pg.AsyncConnection.connect
         try:
-            conn = await psycopg.AsyncConnection.connect(self.url, **self._connect_kwargs())
-        except psycopg.OperationalError as exc:
+            conn: psycopg.AsyncConnection[Any] = await connect(self.url, **self._connect_kwargs())
+        except pg.OperationalError as exc:
             if not self._detect_pooler(exc):
                 raise
-            conn = await psycopg.AsyncConnection.connect(self.url, **self._connect_kwargs())
-        await conn.close()
+            conn = await connect(self.url, **self._connect_kwargs())
+        return conn
 
     async def _open_pool(
         self, url: str, name: str, *, wait: bool

@@ -87,16 +87,33 @@ class Database(DatabaseBase):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _probe(self) -> None:
-        # A direct connection surfaces the real error (refused, starting up, bad password)
-        # where a pool would only time out; a PgBouncer refusing "options" is detected here.
-        psycopg = require("psycopg", extra="postgres", feature="renderkit.db")
+        """One direct connection and ``SELECT 1``, within ``connect_timeout`` + 1 s.
+
+        A direct connection surfaces the real error (refused, starting up, bad password)
+        where a pool would only time out; the query is what finds a Postgres that is down
+        behind PgBouncer (which accepts the login itself, then holds the query).
+        """
+
+        def attempt() -> None:
+            conn = self._direct_connection()
+            try:
+                conn.execute("SELECT 1")
+            finally:
+                conn.close()
+
+        compat.run_with_deadline(attempt, self.settings.connect_timeout + 1.0)
+
+    def _direct_connection(self) -> psycopg.Connection[Any]:
+        # A PgBouncer refusing the "options" startup parameter is detected here.
+        pg = require("psycopg", extra="postgres", feature="renderkit.db")
+        connect = pg.Connection.connect
         try:
-            conn = psycopg.Connection.connect(self.url, **self._connect_kwargs())
-        except psycopg.OperationalError as exc:
+            conn: psycopg.Connection[Any] = connect(self.url, **self._connect_kwargs())
+        except pg.OperationalError as exc:
             if not self._detect_pooler(exc):
                 raise
-            conn = psycopg.Connection.connect(self.url, **self._connect_kwargs())
-        conn.close()
+            conn = connect(self.url, **self._connect_kwargs())
+        return conn
 
     def _open_pool(self, url: str, name: str, *, wait: bool) -> psycopg_pool.ConnectionPool[Any]:
         pool_mod = require("psycopg_pool", extra="postgres", feature="renderkit.db")
