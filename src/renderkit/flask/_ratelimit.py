@@ -42,10 +42,8 @@ def _refusal(verdict: Verdict) -> Response:
 
 
 def _finish(policy: RateLimitPolicy, verdict: Verdict, response: Response) -> Response:
-    for name, value in str_headers(verdict.headers):
+    for name, value in str_headers(policy.settle(verdict, response.status_code)):
         response.headers.add(name, value)
-    if verdict.deferred:
-        policy.settle(verdict, response.status_code)
     return response
 
 

@@ -386,7 +386,8 @@ def lua_args(strategy: Strategy, charges: Sequence[Charge], prefix: str = "") ->
 
 def lua_reply(reply: bytes | str) -> tuple[bool, list[Tally]]:
     """The script's reply (``b"1,4,0,1200"``) as (allowed, tallies)."""
-    values = [int(v) for v in reply.split(b"," if isinstance(reply, bytes) else ",")]
+    text = reply.decode("ascii") if isinstance(reply, bytes) else reply
+    values = [int(v) for v in text.split(",")]
     return values[0] == 1, [
         (values[i], values[i + 1], values[i + 2]) for i in range(1, len(values), 3)
     ]

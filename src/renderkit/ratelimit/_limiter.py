@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from renderkit._optional import require
-from renderkit._redis import PerLoop, reconnect_once, redis_client, topology
+from renderkit._redis import PerLoop, redis_client
 from renderkit.config import RedisUrl, Seconds, Settings, env
 from renderkit.errors import ConfigError, ConfigProblem
 from renderkit.health import CheckResult
@@ -250,7 +250,11 @@ def _classify(storage: Any, limits: Any) -> tuple[str, Any]:
         return "sync", storage
     if isinstance(storage, limits.aio.storage.Storage):
         return "aio", storage
-    return "bad", f"got a {type(storage).__name__}; pass a URL string or a limits storage"
+    if callable(getattr(storage, "execute_command", None)):
+        return "client", storage  # a redis-py client: Redis, RedisCluster, sync or asyncio
+    return "bad", (
+        f"got a {type(storage).__name__}; pass a URL string, a redis-py client or a limits storage"
+    )
 
 
 class RateLimiter:
@@ -309,7 +313,7 @@ class RateLimiter:
         self._fell_back: str | None = None
         self.degrader = Degrader(
             "rate limiting",
-            primary="redis" if kind in ("url", "redis") else "the limits storage",
+            primary="redis" if kind in ("url", "redis", "client") else "the limits storage",
             fallback="process memory" if fail_open else "503 answers",
             logger=logger,
             failure_threshold=failure_threshold,
@@ -364,6 +368,10 @@ class RateLimiter:
         if self._kind == "redis":
             client = self._storage.get_connection()
             return RedisCounts(client, self.strategy, prefix=self.key_prefix, timeout=self.timeout)
+        if self._kind == "client" and not _is_async(self._storage):
+            return RedisCounts(
+                self._storage, self.strategy, prefix=self.key_prefix, timeout=self.timeout
+            )
         if self._kind == "sync":
             return LimitsCounts(
                 _strategy_of(self.strategy, self._storage, sync=True), self.strategy
@@ -380,6 +388,14 @@ class RateLimiter:
             if loops is None:
                 loops = self._async_loops = PerLoop(self._new_async_store, client=_client_of)
             return loops.get()
+        if self._kind == "client" and _is_async(self._storage):
+            if self._aio_store is None:
+                from renderkit.ratelimit._store_async import AsyncRedisCounts
+
+                self._aio_store = AsyncRedisCounts(
+                    self._storage, self.strategy, prefix=self.key_prefix, timeout=self.timeout
+                )
+            return self._aio_store
         if self._kind == "aio":
             if self._aio_store is None:
                 from renderkit.ratelimit._store_async import AsyncLimitsCounts
@@ -613,6 +629,14 @@ class RateLimiter:
 
 _STORAGE_NAMES = {"memory": "memory", "url": "redis", "redis": "redis", "sync": "custom"}
 _STORAGE_NAMES["aio"] = "custom"
+_STORAGE_NAMES["client"] = "redis"
+
+
+def _is_async(client: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(getattr(client, "execute_command", None))
+
 
 _SHAPES: dict[tuple[int, int], tuple[str, int, int, str]] = {}
 
@@ -634,16 +658,10 @@ def shapes(items: Sequence[RateLimitItem]) -> list[tuple[str, int, int, str]]:
 def _client(url: str, timeout: float, *, asyncio: bool, **options: Any) -> Any:
     """A redis-py client for the storage URL (sync or asyncio)."""
     options["socket_connect_timeout"] = max(1.0, timeout) if asyncio else timeout
-    if topology(url) != "single":
-        return redis_client(url, asyncio=asyncio, extra="ratelimit", feature="RateLimiter",
-                            **options)  # fmt: skip
     # One server: a plain pool, as limits uses. A burst opens connections instead of
     # queueing on a pool lock (whose wait would count against the deadline).
-    module = require("redis.asyncio" if asyncio else "redis", extra="ratelimit",
-                     feature="RateLimiter")  # fmt: skip
-    retry = reconnect_once(asyncio=asyncio, extra="ratelimit", feature="RateLimiter")
-    plain = url.replace("valkeys://", "rediss://", 1).replace("valkey://", "redis://", 1)
-    return module.Redis.from_url(plain, retry=retry, **options)
+    return redis_client(url, asyncio=asyncio, extra="ratelimit", feature="RateLimiter",
+                        blocking_pool=False, **options)  # fmt: skip
 
 
 def _strategy_of(strategy: Strategy, storage: Any, *, sync: bool) -> Any:

@@ -184,9 +184,7 @@ class RateLimitMiddleware:
             await send({"type": "http.response.body", "body": verdict.body, "more_body": False})
             return
         if verdict.deferred:
-            wrapped = _HeaderSend(send, verdict.headers)
-            await self.app(scope, receive, wrapped)
-            await self.policy.asettle(verdict, wrapped.status)
+            await self.app(scope, receive, _SettleSend(send, self.policy, verdict))
         elif verdict.headers:
             await self.app(scope, receive, _HeaderSend(send, verdict.headers))
         else:
@@ -196,20 +194,35 @@ class RateLimitMiddleware:
 class _HeaderSend:
     """The ``send`` of a limited request: appends the RateLimit headers to the response start."""
 
-    __slots__ = ("extra", "send", "status")
+    __slots__ = ("extra", "send")
 
     def __init__(self, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
         self.send = send
         self.extra = extra
-        self.status = 500
 
     def __call__(self, message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
-            self.status = message["status"]
             headers = message.get("headers")
-            if self.extra:
-                message["headers"] = [*headers, *self.extra] if headers else self.extra
+            message["headers"] = [*headers, *self.extra] if headers else self.extra
         return self.send(message)
+
+
+class _SettleSend:
+    """The ``send`` of a request with ``deduct_when`` limits: at the response start (the status
+    is known) charge them or not, then add the headers as they stand after that."""
+
+    __slots__ = ("policy", "send", "verdict")
+
+    def __init__(self, send: Send, policy: RateLimitPolicy, verdict: Verdict) -> None:
+        self.send = send
+        self.policy = policy
+        self.verdict = verdict
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            extra = await self.policy.asettle(self.verdict, message["status"])
+            message["headers"] = [*(message.get("headers") or []), *extra]
+        await self.send(message)
 
 
 def _routed(scope: Scope, endpoint: object = None) -> bool:
@@ -226,8 +239,8 @@ def _refused(verdict: Verdict) -> Response:
     return response
 
 
-def _add_headers(response: Response, verdict: Verdict) -> None:
-    for name, value in verdict.headers:
+def _add_headers(response: Response, headers: list[tuple[bytes, bytes]]) -> None:
+    for name, value in headers:
         response.headers.append(name.decode("latin-1"), value.decode("latin-1"))
 
 
@@ -284,7 +297,7 @@ class RateLimit:
                 if result is not None
                 else None,
             )
-        _add_headers(response, verdict)
+        _add_headers(response, verdict.headers)
 
 
 def _detail(verdict: Verdict) -> str:
@@ -344,9 +357,7 @@ def limit(
 
                 response = await run_in_threadpool(original, request, *args, **kwargs)
             if verdict is not None:
-                _add_headers(response, verdict)
-                if verdict.deferred:
-                    await policy.asettle(verdict, response.status_code)
+                _add_headers(response, await policy.asettle(verdict, response.status_code))
             return response
 
         wrapper.__renderkit_limits__ = specs  # type: ignore[attr-defined]

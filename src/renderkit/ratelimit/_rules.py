@@ -564,17 +564,42 @@ class RateLimitPolicy:
                     logger.exception("a rate limit's on_breach hook raised")
         return Verdict(False, tuple(every), headers, status, body, routed)
 
-    def settle(self, verdict: Verdict, status: int) -> None:
-        """After the response: charge the ``deduct_when`` limits whose predicate says so."""
-        for spec, charges in verdict.deferred:
-            if _deduct(spec, status):
-                self.limiter.acquire(charges)
+    def settle(self, verdict: Verdict, status: int) -> list[tuple[bytes, bytes]]:
+        """After the response: charge the ``deduct_when`` limits whose predicate says so, and
+        return the ``RateLimit`` headers as they stand after that charge."""
+        if not verdict.deferred:
+            return verdict.headers
+        settled = [
+            self.limiter.acquire(charges) if _deduct(spec, status) else None
+            for spec, charges in verdict.deferred
+        ]
+        return self._settled_headers(verdict, settled)
 
-    async def asettle(self, verdict: Verdict, status: int) -> None:
+    async def asettle(self, verdict: Verdict, status: int) -> list[tuple[bytes, bytes]]:
         """Async :meth:`settle`."""
-        for spec, charges in verdict.deferred:
-            if _deduct(spec, status):
-                await self.limiter.aacquire(charges)
+        if not verdict.deferred:
+            return verdict.headers
+        settled = [
+            await self.limiter.aacquire(charges) if _deduct(spec, status) else None
+            for spec, charges in verdict.deferred
+        ]
+        return self._settled_headers(verdict, settled)
+
+    def _settled_headers(
+        self, verdict: Verdict, settled: list[list[RateLimitResult] | None]
+    ) -> list[tuple[bytes, bytes]]:
+        if not self.headers:
+            return []
+        deferred = sum(len(charges) for _spec, charges in verdict.deferred)
+        results = list(verdict.results[: len(verdict.results) - deferred])
+        start = len(results)
+        for (_spec, charges), charged in zip(verdict.deferred, settled, strict=True):
+            results += charged or verdict.results[start : start + len(charges)]
+            start += len(charges)
+        headers: list[tuple[bytes, bytes]] = []
+        for result in results:
+            headers += rate_limit_headers(result, legacy=self.legacy_headers)
+        return headers
 
     # -- kept for callers of the previous API ---------------------------------------------
     def response_headers(

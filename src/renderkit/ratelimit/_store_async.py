@@ -1,4 +1,5 @@
 # twins: source
+# twins: rename _acluster=_cluster _aeval=_eval
 """Shared counts: Redis through renderkit's one Lua script, or any ``limits`` storage.
 
 Each store answers ``acquire(charges)`` with ``(allowed, tallies)`` (see
@@ -12,12 +13,34 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from renderkit._redis import is_cluster
 from renderkit.ratelimit._counting import LUA, Charge, Strategy, Tally, lua_args, lua_reply
 from renderkit.ratelimit._deadline import Deadlines  # twins: async-only
 
-__all__ = ["AsyncLimitsCounts", "AsyncRedisCounts"]
+__all__ = ["AsyncLimitsCounts", "AsyncRedisCounts", "cluster_key"]
 
 SHA = hashlib.sha1(LUA.encode()).hexdigest()  # Redis names scripts by SHA1
+
+
+def cluster_key(key: str) -> str:
+    """``key`` under a hash tag naming its identity, so one request's limits share a slot.
+
+    A charge key is ``<scope>|<identity>:<amount>/<window>`` (or ``<key>:<amount>/<window>``
+    from :meth:`RateLimiter.hit`); the tag is the identity (the whole key without the quota
+    suffix when there is no ``|``). Any fixed function of the key keeps every counter in
+    one place; this one puts the limits a request charges for one client in one slot.
+    """
+    base = key[: key.rfind(":")] if ":" in key else key
+    identity = base.partition("|")[2] or base
+    return f"{{{identity}}}{key}"
+
+
+def _groups(charges: Sequence[Charge]) -> list[list[int]]:
+    """Indices of ``charges`` per hash tag, in first-seen order."""
+    groups: dict[str, list[int]] = {}
+    for i, charge in enumerate(charges):
+        groups.setdefault(cluster_key(charge.key).partition("}")[0], []).append(i)
+    return list(groups.values())
 
 
 class AsyncRedisCounts:
@@ -36,9 +59,37 @@ class AsyncRedisCounts:
         self.timeout = timeout
         self._noscript = NoScriptError
         self._deadlines = Deadlines(timeout)  # twins: async-only
+        self.cluster = is_cluster(client)
 
     async def acquire(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
         """Charge all of ``charges`` or none, in one round trip."""
+        if self.cluster:
+            return await self._acluster(charges)
+        return await self._aeval(charges)
+
+    async def _acluster(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
+        """On a cluster: one round trip per identity (one for most requests).
+
+        Limits keyed by different identities (an IP and a user) live in different slots and
+        are charged one identity after the other: a request the second refuses was already
+        counted by the first; the identities after a refusal are only read.
+        """
+        tagged = [c._replace(key=cluster_key(c.key)) for c in charges]
+        groups = _groups(charges)
+        if len(groups) == 1:
+            return await self._aeval(tagged)
+        allowed, tallies = True, [(0, 0, 0)] * len(charges)
+        for group in groups:
+            part = [tagged[i] for i in group]
+            if allowed:
+                allowed, got = await self._aeval(part)
+            else:
+                got = (await self._aeval([c._replace(cost=0) for c in part]))[1]
+            for i, tally in zip(group, got, strict=True):
+                tallies[i] = tally
+        return allowed, tallies
+
+    async def _aeval(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
         args = lua_args(self.strategy, charges, self.prefix)
         try:
             reply = await self._ask("EVALSHA", SHA, len(charges), *args)
@@ -58,7 +109,7 @@ class AsyncRedisCounts:
 
     async def clear(self, key: str) -> None:
         """Forget one counter."""
-        await self.client.delete(self.prefix + key)
+        await self.client.delete(self.prefix + (cluster_key(key) if self.cluster else key))
 
     async def ping(self) -> None:
         """Raise unless the server answers (the background probe while degraded)."""

@@ -97,14 +97,12 @@ class RateLimitMiddleware:
         if not verdict.allowed:
             start_response(status_line(verdict.status), str_headers(verdict.headers))
             return [verdict.body]
-        extra = str_headers(verdict.headers)
         policy = self.policy
 
         def start_with_headers(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], object]:
-            if verdict.deferred:
-                policy.settle(verdict, _status_code(status))
+            extra = str_headers(policy.settle(verdict, _status_code(status)))
             return start_response(status, [*headers, *extra], exc_info)
 
         return self.app(environ, start_with_headers)
