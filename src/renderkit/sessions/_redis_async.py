@@ -12,9 +12,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from renderkit._redis import is_cluster
 from renderkit.health import CheckResult
 from renderkit.sessions._base import Changes, RawRecord, thread_if_sync_only
 from renderkit.sessions._redis_base import RedisBase
+from renderkit.sessions._redis_cluster_async import cluster_eval_async
 
 __all__ = ["AsyncRedisHooks"]
 
@@ -24,6 +26,8 @@ class AsyncRedisHooks(RedisBase):
 
     async def _aeval(self, which: str, keys: list[str], args: list[Any]) -> Any:
         client = self._client_async()
+        if is_cluster(client):  # one slot per script: see _redis_cluster_async
+            return await cluster_eval_async(client, which, keys, args, self._user_prefix)
         return await self._script(client, which)(keys=keys, args=args)
 
     @thread_if_sync_only  # twins: async-only

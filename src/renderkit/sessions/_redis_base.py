@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any, Self
 
 from renderkit._optional import require
-from renderkit._redis import PerLoop, reconnect_once
+from renderkit._redis import PerLoop, close_client, redis_client
 from renderkit.sessions._base import DELETED, Changes, RawRecord
 from renderkit.sessions._store import SessionStore
 
@@ -172,7 +172,12 @@ class RedisBase(SessionStore):
         name: str = "sessions",
         **client_kwargs: Any,
     ) -> Self:
-        """Build a store for ``url`` (``redis://`` or ``rediss://``); nothing connects yet.
+        """Build a store for ``url``; nothing connects yet.
+
+        ``url`` is any renderkit Redis URL: ``redis://``, ``rediss://``, ``unix://``,
+        ``valkey(s)://``, ``redis+cluster://h1:p1,h2:p2`` (the user index then lives under a
+        hash tag per user, see ``_redis_cluster_async``) or
+        ``redis+sentinel://h1:p1,h2:p2/service`` (a failover is followed without a restart).
 
         Both a sync and an asyncio client are created lazily, on first use, so one store
         object serves ASGI and WSGI. Timeouts are short and client-side retries off: a down
@@ -205,11 +210,8 @@ class RedisBase(SessionStore):
                 "(used by WSGI/Flask) cannot run; pass a redis.Redis client, or build the "
                 "store with RedisStore.from_url(url) to serve both"
             )
-        sredis = require("redis", extra="redis", feature="RedisStore")
-        pool = sredis.BlockingConnectionPool.from_url(self._url, timeout=1.0, **self._options)
-        created: redis.Redis = sredis.Redis(
-            connection_pool=pool,
-            retry=reconnect_once(asyncio=False, extra="redis", feature="RedisStore"),
+        created: redis.Redis = redis_client(
+            self._url, asyncio=False, extra="redis", feature="RedisStore", **self._options
         )
         self._sync_client = created
         return created
@@ -226,11 +228,8 @@ class RedisBase(SessionStore):
 
     def _new_async_client(self) -> redis.asyncio.Redis:
         assert self._url is not None
-        aredis = require("redis.asyncio", extra="redis", feature="RedisStore")
-        pool = aredis.BlockingConnectionPool.from_url(self._url, timeout=1.0, **self._options)
-        client: redis.asyncio.Redis = aredis.Redis(
-            connection_pool=pool,
-            retry=reconnect_once(asyncio=True, extra="redis", feature="RedisStore"),
+        client: redis.asyncio.Redis = redis_client(
+            self._url, asyncio=True, extra="redis", feature="RedisStore", **self._options
         )
         return client
 
@@ -294,6 +293,5 @@ class RedisBase(SessionStore):
     def close(self) -> None:
         """Close the sync client this store created (asyncio clients: :meth:`aclose`)."""
         if self._url is not None and self._sync_client is not None:
-            self._sync_client.close()
-            self._sync_client.connection_pool.disconnect()
+            close_client(self._sync_client)
             self._sync_client = None

@@ -11,9 +11,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from renderkit._redis import is_cluster
 from renderkit.health import CheckResult
 from renderkit.sessions._base import Changes, RawRecord
 from renderkit.sessions._redis_base import RedisBase
+from renderkit.sessions._redis_cluster_sync import cluster_eval_sync
 
 __all__ = ["RedisHooks"]
 
@@ -23,6 +25,8 @@ class RedisHooks(RedisBase):
 
     def _eval(self, which: str, keys: list[str], args: list[Any]) -> Any:
         client = self._client_sync()
+        if is_cluster(client):  # one slot per script: see _redis_cluster_sync
+            return cluster_eval_sync(client, which, keys, args, self._user_prefix)
         return self._script(client, which)(keys=keys, args=args)
 
     def _get(self, session_id: str) -> RawRecord | None:
