@@ -40,7 +40,7 @@ async def analyses(request: Request) -> JSONResponse:
     return JSONResponse({"analysis": "queued"}, status_code=202)
 
 
-@limit("3/minute", limiter=limiter, problem_json=True)
+@limit("3/minute", limiter=limiter)  # replaces the tier default on this route
 async def export(request: Request) -> JSONResponse:
     return JSONResponse({"export": "ready"})
 
@@ -57,7 +57,6 @@ policy = RateLimitPolicy(
     tiers={"free": "100/hour", "pro": "1000/hour"},
     tier=plan,
     rules=[Rule("/analyses", {"free": "10/day", "pro": "100/day"}, methods=["POST"])],
-    exempt_paths=["/export"],  # /export has its own decorator limit
     legacy_headers=True,
 )
 
