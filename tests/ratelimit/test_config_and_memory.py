@@ -17,6 +17,7 @@ from renderkit.ratelimit import (
     RateLimitPolicy,
     RateLimitSettings,
     RequestInfo,
+    Rule,
 )
 from renderkit.ratelimit._deadline import answered
 
@@ -183,3 +184,18 @@ async def test_a_server_that_never_answers_times_out() -> None:
     with pytest.raises(TimeoutError):
         await answered(asyncio.sleep(10), 0.05)
     assert time.perf_counter() - started < 1.0
+
+
+def test_misspelt_tier_names_fail_at_start_up() -> None:
+    """A rule or default_tier naming a tier that does not exist is a ConfigError naming it."""
+    limiter = RateLimiter("memory://")
+    with pytest.raises(ConfigError) as info:
+        RateLimitPolicy(
+            limiter,
+            tiers={"free": "10/hour", "pro": "100/hour"},
+            tier=lambda request: "free",
+            default_tier="gold",
+            rules=[Rule("/x", {"free": "1/minute", "prO": "5/minute"})],
+            environ={},
+        )
+    assert [p.variable for p in info.value.errors] == ["Rule('/x').limit['prO']", "default_tier"]

@@ -386,7 +386,7 @@ class RateLimitPolicy:
         self._defaults = self._default_limits(default, tiers, limit_unmatched, shared_default)
         self.tier = tier
         self.default_tier = default_tier or next(iter(tiers or {}), None)
-        _check_tiers(tier, tiers, self.rules)
+        _check_tiers(tier, tiers, self.rules, default_tier)
         try:
             self._exempt = path_matcher((*HEALTH_PATHS, *exempt_paths))
         except ValueError as exc:
@@ -617,11 +617,30 @@ class RateLimitPolicy:
         return refusal(result, (result,) if self.headers else (), legacy=self.legacy_headers)
 
 
-def _check_tiers(tier: TierFunc | None, tiers: Mapping[str, str] | None, rules: Any) -> None:
+def _check_tiers(
+    tier: TierFunc | None, tiers: Mapping[str, str] | None, rules: Any, default_tier: str | None
+) -> None:
     if tier is not None and not tiers and not any(isinstance(r.limit, Mapping) for r in rules):
         raise ConfigError(
             ConfigProblem("tiers", "tier= is set but no tier has limits; pass tiers=", "code")
         )
+    if not tiers:
+        return
+    problems = [
+        ConfigProblem(
+            f"Rule({rule.name!r}).limit[{name!r}]",
+            f"unknown tier {name!r}; the tiers are {', '.join(map(repr, tiers))}",
+            "code",
+        )
+        for rule in rules
+        if isinstance(rule.limit, Mapping)
+        for name in rule.limit
+        if name not in tiers
+    ]
+    if default_tier is not None and default_tier not in tiers:
+        problems.append(ConfigProblem("default_tier", f"unknown tier {default_tier!r}", "code"))
+    if problems:
+        raise ConfigError(problems)
 
 
 def _exempt_keys(values: Iterable[str]) -> frozenset[str]:
