@@ -54,6 +54,7 @@ def test_malformed_url_is_a_config_error_with_masked_password(side: Side, bad: s
     with pytest.raises(ConfigError) as info:
         side.make(bad)
     assert info.value.errors[0].variable == "DATABASE_URL"
+    assert info.value.errors[0].source == "code"  # passed as an argument, not read from env
     assert "hunter2" not in str(info.value)
 
 

@@ -166,6 +166,14 @@ class _Attempt:
         self.sent = False
 
 
+def _argument_url(url: str) -> str:
+    """``normalize_url`` for a URL passed in code: its problem says so, not "environment"."""
+    try:
+        return normalize_url(url)
+    except ConfigError as exc:
+        raise ConfigError([dataclasses.replace(p, source="code") for p in exc.errors]) from None
+
+
 def _checked(options: Mapping[str, Any]) -> list[str]:
     """Raise one ConfigError naming every invalid option; return the normalised replica URLs."""
     problems: list[ConfigProblem] = []
@@ -191,11 +199,10 @@ def _checked(options: Mapping[str, Any]) -> list[str]:
     replicas = []
     for index, replica in enumerate(options["replicas"]):
         try:
-            replicas.append(
-                _strip_pgbouncer_flag(normalize_url(replica, variable=f"replicas[{index}]"))[0]
-            )
+            url = normalize_url(replica, variable=f"replicas[{index}]")
+            replicas.append(_strip_pgbouncer_flag(url)[0])
         except ConfigError as exc:
-            problems.extend(exc.errors)
+            problems.extend(dataclasses.replace(p, source="code") for p in exc.errors)
     if problems:
         raise ConfigError(problems)
     return replicas
@@ -251,7 +258,7 @@ class DatabaseBase:
     ) -> None:
         given = dict(locals())
         self.name = name
-        self.url, host, sslmode, flagged = _strip_pgbouncer_flag(normalize_url(url))
+        self.url, host, sslmode, flagged = _strip_pgbouncer_flag(_argument_url(url))
         replica_urls = _checked(given)
         # PgBouncer in transaction mode (Neon "-pooler" hosts too) cannot keep prepared
         # statements, nor accept the "options" startup parameter. None: decide at open()
