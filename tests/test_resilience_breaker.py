@@ -371,3 +371,43 @@ def test_degrader_protocol_for_callers_with_their_own_flow(
     stats = degrader.stats()
     assert (stats["primary_errors"], stats["outages"]) == (2, 1)
     assert stats["fallback_served"] == 4  # two failures, then two calls refused while open
+
+
+def test_degrader_restarts_a_probe_whose_event_loop_is_gone() -> None:
+    """A probe task left on a loop closed without cancelling it (a per-request loop) does
+    not block the next one: the next failure on a live loop starts a new probe there."""
+    primary = Flaky()
+    primary.down = True
+    degrader = Degrader(
+        "widgets",
+        primary="redis",
+        fallback="memory",
+        logger="renderkit.widgets",
+        outage_errors=(ConnectionError,),
+        failure_threshold=1,
+        recovery_timeout=0.05,
+        aprobe=lambda: primary.aget("probe"),
+    )
+
+    async def constant(key: str) -> str:
+        return "fallback"
+
+    first = asyncio.new_event_loop()
+    first.run_until_complete(degrader.acall(primary.aget, constant, "k"))
+    stranded = degrader._task
+    assert isinstance(stranded, asyncio.Task)
+    stranded._log_destroy_pending = False  # type: ignore[attr-defined]  # stranded on purpose
+    first.close()  # its pending probe task will never run again
+
+    async def second_loop() -> bool:
+        await asyncio.sleep(0.1)  # past recovery_timeout: this call is the half-open probe
+        assert await degrader.acall(primary.aget, constant, "k") == "fallback"
+        primary.down = False  # from now on, no traffic: only a live probe can notice
+        for _ in range(200):
+            if not degrader.active:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    assert asyncio.run(second_loop()) is True
+    degrader.close()

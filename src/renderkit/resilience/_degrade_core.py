@@ -119,8 +119,7 @@ class DegraderCore:
                 self.primary,
                 self.breaker.recovery_timeout,
             )
-        if not self._probing:
-            self._start_probe(in_async)
+        self._start_probe(in_async)
 
     def neutral(self) -> None:
         """The primary raised something that is not an outage (a caller bug, a cancellation)."""
@@ -145,7 +144,7 @@ class DegraderCore:
         if self._stop.is_set():
             return
         with self._lock:
-            if self._probing:
+            if self._probing and self._probe_alive():
                 return
             self._probing = True
         if in_async and self._aprobe is not None:
@@ -154,6 +153,16 @@ class DegraderCore:
             self._task = self._launch_probe()
         else:
             self._probing = False  # no probe for this side: the next request after the timeout
+
+    def _probe_alive(self) -> bool:
+        """False when the probe cannot run any more although it never ended: its event loop
+        was closed without cancelling it, or this is a forked child (threads do not follow)."""
+        task = self._task
+        if isinstance(task, asyncio.Task):
+            return not task.done() and not task.get_loop().is_closed()
+        if isinstance(task, threading.Thread):
+            return task.is_alive()
+        return True  # being launched right now by another thread
 
     # Written in _degrade_async.py; _degrade_sync.py is generated from it.
     def _launch_probe(self) -> object:
