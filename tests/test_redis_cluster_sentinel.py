@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -224,3 +225,49 @@ def test_limits_of_different_identities_are_charged_per_identity(redis_cluster: 
     assert allowed is False
     assert tallies[1][0] == 1  # user:9 refused, its count untouched by the refusal
     close_client(client)
+
+
+def _commands(cluster: Any) -> Counter[str]:
+    """Calls per command, summed over every node (INFO COMMANDSTATS is per node)."""
+    total: Counter[str] = Counter()
+    for server in cluster.servers:
+        for line in server.cli("info", "commandstats").splitlines():
+            if line.startswith("cmdstat_"):
+                name, _, rest = line.partition(":")
+                total[name.removeprefix("cmdstat_")] += int(rest.split(",")[0].split("=")[1])
+    for noise in ("info", "replconf", "ping", "psync", "cluster|nodes"):
+        total.pop(noise, None)  # the counting itself, replication, health probes
+    return total
+
+
+def test_a_rate_limit_check_is_one_round_trip_on_the_cluster(redis_cluster: Any) -> None:
+    """A request under a route limit and the default limit sends one EVALSHA, nothing else."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from renderkit.ratelimit import RateLimitMiddleware, limit
+
+    limiter = RateLimiter(redis_cluster.url, default="1000/minute;5000/hour")
+
+    @limit("100/minute;1000/day", limiter=limiter)
+    async def page(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/page", page)])
+    app.add_middleware(RateLimitMiddleware, limiter=limiter)
+    with TestClient(app) as client:
+        for _ in range(3):  # warm-up: the client learns the slots, the script gets loaded
+            assert client.get("/page").status_code == 200
+        before = _commands(redis_cluster)
+        for _ in range(20):
+            response = client.get("/page")
+            assert response.status_code == 200
+        sent = _commands(redis_cluster) - before
+    # Commands a script runs count too (INFO COMMANDSTATS sees them): what the client sent is
+    # the EVALSHA alone, one per request, and that one script charged both counters.
+    assert sent.pop("evalsha") == 20, sent
+    assert set(sent) <= {"time", "hmget", "hset", "pexpire", "lrange", "lpush", "ltrim"}, sent
+    assert sent["hmget"] == 40  # two limits (route and default) read in the one script
+    assert "ratelimit-policy" in {k.lower() for k in response.headers}
