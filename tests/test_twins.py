@@ -136,3 +136,11 @@ def test_rename_may_span_several_lines() -> None:
     out = twins.transform(source)
     assert "c.get()" in out and "c.set()" in out
     assert "twins: rename" not in out
+
+
+def test_compat_sync_defines_every_name_of_compat_async() -> None:
+    """A generated twin imports ``_compat_sync`` under the async names: each one must exist."""
+    from renderkit import _compat_async, _compat_sync
+
+    missing = [name for name in _compat_async.__all__ if not hasattr(_compat_sync, name)]
+    assert missing == []

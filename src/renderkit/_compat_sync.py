@@ -7,16 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = [
-    "Event",
-    "Lock",
-    "join_task",
-    "run_with_deadline",
-    "sleep",
-    "start_task",
-    "wait_event",
-    "wait_for",
-]
+from renderkit import _compat_async
+
+__all__ = _compat_async.__all__  # the same names: a generated twin imports each of them
 
 T = TypeVar("T")
 
