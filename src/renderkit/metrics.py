@@ -107,8 +107,9 @@ class RequestMetrics:
     under ``<other>`` (a warning is logged once). ``namespace``: an optional prefix for the
     metric names. ``token`` / ``trusted_networks`` / ``trust`` / ``public``: who may read the
     endpoints (see :meth:`may_read`). ``multiprocess_dir``: the ``PROMETHEUS_MULTIPROC_DIR``
-    every worker writes to (it must also be in the environment before prometheus_client is
-    imported, which is how prometheus_client chooses its storage).
+    every worker writes to (default: that variable; it must be in the environment before
+    prometheus_client is imported, which is how prometheus_client chooses its storage). The
+    directory is created when missing.
     """
 
     def __init__(
@@ -135,6 +136,9 @@ class RequestMetrics:
         )
         self.trust = trust or ProxyTrust.none()
         self.public = environment() == "development" if public is None else public
+        if multiprocess_dir is None:
+            # prometheus_client switches to files whenever the variable is set, so follow it.
+            multiprocess_dir = MetricsSettings.load().multiprocess_dir
         self.multiprocess_dir = multiprocess_dir
         if multiprocess_dir is not None:
             os.makedirs(multiprocess_dir, exist_ok=True)

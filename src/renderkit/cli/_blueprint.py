@@ -272,7 +272,9 @@ def _web(o: BlueprintOptions) -> dict[str, Any]:
     if o.disk:
         web["disk"] = {"name": f"{o.name}-data", "mountPath": o.disk, "sizeGB": o.disk_size_gb}
     extra: list[dict[str, Any]] = [
-        {"key": "WEB_CONCURRENCY", "value": str(_WORKERS_BY_PLAN.get(o.plan, 2))}
+        {"key": "WEB_CONCURRENCY", "value": str(_WORKERS_BY_PLAN.get(o.plan, 2))},
+        # Every worker writes its request metrics here, so /metrics adds them all up.
+        {"key": "PROMETHEUS_MULTIPROC_DIR", "value": "/tmp/renderkit-metrics"},
     ]
     extra.append({"key": "SESSION_SECRET", "generateValue": True})
     for suffix, _ in o.private_services:
