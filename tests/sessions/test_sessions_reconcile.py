@@ -388,7 +388,33 @@ async def test_a_fallback_failing_while_both_are_compared_keeps_the_session(mirr
     await call(store, "load", sid)  # recovered: inside the reconcile window now
     fallback.down = True
     record = await call(store, "load", sid)
-    assert record is not None and record.data == {"n": 5}
+    assert record is not None and record.data == {"n": 5} and not record.tentative
+    store.close()
+
+
+async def test_a_journalled_id_is_shown_but_not_written_while_the_fallback_is_away(
+    mirrored: Any,
+) -> None:
+    """This worker wrote the session to the fallback during the outage; Redis is back but not
+    repaired yet and the fallback fails: Redis's older copy may be shown, never written on."""
+    call, switch, fallback, store = mirrored
+    sid = new_session_id()
+    await call(store, "save", sid, {"n": 5})
+    switch.down = True
+    old = await call(store, "load", sid)
+    await call(store, "save", sid, {"n": 6}, version=old.version)  # journalled, in the fallback
+    store.degrader.close()  # no background replay in this test
+    switch.down = False
+    fallback.down = True
+    await asyncio.sleep(0.02)
+    record = await call(store, "load", sid)
+    assert record is not None and record.data == {"n": 5} and record.tentative
+    engine = SessionEngine(store, secret_key=SECRET, environ={})
+    session = engine.open([engine.signer.sign(sid)])
+    session["n"] = 7
+    assert engine.plan(session, True) is None  # shown, not saved over the newer n=6
+    fallback.down = False
+    assert (await call(store, "load", sid)).data == {"n": 6}
     store.close()
 
 

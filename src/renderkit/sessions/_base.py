@@ -77,12 +77,18 @@ class SessionConflict(SessionError):
 
 @dataclass(slots=True)
 class SessionRecord:
-    """One stored session: its data, write version, owner and expiry (unix seconds)."""
+    """One stored session: its data, write version, owner and expiry (unix seconds).
+
+    ``tentative``: a newer state exists that could not be read (a FallbackStore whose fallback,
+    holding this worker's outage write, failed while both stores were compared); the session
+    is shown but a write based on it is skipped, so it cannot overwrite that newer state.
+    """
 
     data: dict[str, Any]
     version: int
     user_id: str | None
     expires_at: float
+    tentative: bool = False
 
 
 @dataclass(slots=True)

@@ -265,7 +265,7 @@ class EngineBase:
         if record is not None and self._undump is not None:
             record.data = {k: self._undump(v) for k, v in record.data.items()}
         session = factory(found[0], record, cookie_stale=not found[1])
-        session._unavailable = unavailable
+        session._unavailable = unavailable or (record is not None and record.tentative)
         return session
 
     def _store_failed(self, exc: BaseException) -> None:

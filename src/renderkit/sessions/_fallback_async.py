@@ -119,7 +119,13 @@ class AsyncFallbackOps(FallbackBase):
         try:
             fallback = await self.fallback.aload(session_id)
         except self.fallback.errors:
-            return visible(primary)  # the fallback is away: the primary's state is what there is
+            # The fallback is away: serve the primary's state. When this worker wrote the id
+            # there during the outage (journalled, not replayed yet), the fallback's state is
+            # known to be newer: no write may be based on the primary's (it would undo it).
+            shown = visible(primary)
+            if shown is not None and session_id in self._journal:
+                shown.tentative = True
+            return shown
         return await self._areconcile(session_id, primary, fallback)
 
     async def asave(

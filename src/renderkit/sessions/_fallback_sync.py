@@ -107,7 +107,13 @@ class FallbackOps(FallbackBase):
         try:
             fallback = self.fallback.load(session_id)
         except self.fallback.errors:
-            return visible(primary)  # the fallback is away: the primary's state is what there is
+            # The fallback is away: serve the primary's state. When this worker wrote the id
+            # there during the outage (journalled, not replayed yet), the fallback's state is
+            # known to be newer: no write may be based on the primary's (it would undo it).
+            shown = visible(primary)
+            if shown is not None and session_id in self._journal:
+                shown.tentative = True
+            return shown
         return self._reconcile(session_id, primary, fallback)
 
     def save(
