@@ -30,7 +30,7 @@ LATE = 0.005
 class Deadlines:
     """Bound the calls of one event loop: ``await deadlines.run(call)``."""
 
-    def __init__(self, timeout: float, cap: float = 1.0) -> None:
+    def __init__(self, timeout: float, cap: float = 3.0) -> None:
         self.timeout = timeout
         self.cap = max(cap, timeout)
         self.step = max(timeout / 4, 0.001)
@@ -81,6 +81,6 @@ class Deadlines:
         loop.call_at(due, self._tick, loop, due)
 
 
-async def answered(awaitable: Awaitable[T], timeout: float, cap: float = 1.0) -> T:
+async def answered(awaitable: Awaitable[T], timeout: float, cap: float = 3.0) -> T:
     """One call under its own :class:`Deadlines` (the store keeps one per loop instead)."""
     return await Deadlines(timeout, cap).run(awaitable)
