@@ -14,6 +14,7 @@ from typing import Any
 
 from renderkit._redis import EVICTION_POLICY, EVICTION_REASON
 from renderkit.cli._findings import DoctorContext, Finding
+from renderkit.cli._output import first_line
 from renderkit.config import parse_postgres_url, parse_redis_url, redact
 
 __all__ = ["check_database", "check_redis"]
@@ -116,7 +117,7 @@ def check_database(ctx: DoctorContext) -> Iterable[Finding]:
             version = conn.info.server_version
             ssl = conn.pgconn.ssl_in_use
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, type(exc).__name__)
         yield Finding(
             "database",
             "fail",

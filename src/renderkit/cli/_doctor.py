@@ -18,6 +18,7 @@ from typing import Any
 
 from renderkit.cli._connectivity import check_database, check_redis
 from renderkit.cli._findings import Check, DoctorContext, DoctorSettings, Finding, FindingStatus
+from renderkit.cli._output import add_command
 from renderkit.cli._production import (
     check_module_settings,
     check_secret_lengths,
@@ -281,20 +282,19 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if any(f.status == "fail" for f in findings) else 0
 
 
+_HELP = "show the detected platform, environment, limits and config problems"
+_DESCRIPTION = (
+    "Print what renderkit detects about this instance (provider, environment, memory "
+    "and CPU limits) and a list of findings. Exit code 1 when any finding fails."
+)
+
+
 def register(subparsers: Any) -> None:
     """Add ``doctor`` to the CLI."""
-    doctor = subparsers.add_parser(
-        "doctor",
-        help="show the detected platform, environment, limits and config problems",
-        description=(
-            "Print what renderkit detects about this instance (provider, environment, memory "
-            "and CPU limits) and a list of findings. Exit code 1 when any finding fails."
-        ),
-    )
+    doctor = add_command(subparsers, "doctor", _run, help=_HELP, description=_DESCRIPTION)
     doctor.add_argument(
         "--settings", metavar="module:Class", help="also load and check this Settings class"
     )
     doctor.add_argument("--dotenv", metavar="PATH", help="a .env file for --settings")
     doctor.add_argument("--json", action="store_true", help="print the result as JSON")
     doctor.add_argument("--cgroup-root", metavar="DIR", default=None, help=argparse.SUPPRESS)
-    doctor.set_defaults(handler=_run)

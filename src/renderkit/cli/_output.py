@@ -1,20 +1,30 @@
 """What every ``renderkit`` command prints the same way: verdicts, usage errors, output files.
 
 Commands report a list of verdicts (a check name, a status, what was seen, what to do, raw
-facts): :class:`Verdict` holds one, :func:`verdict_dict` gives them one JSON shape. Bad
+facts): :class:`Verdict` holds one, :func:`verdict_dict` gives them one JSON shape. Each
+command module adds itself with :func:`add_command` (name, runner, help, description). Bad
 options are reported with :func:`usage_error` (one ``renderkit <command>: <problem>`` line
-each on stderr, exit code 2), and generated text goes to stdout or a file through
-:func:`write_output`.
+each on stderr, exit code 2), generated text goes to stdout or a file through
+:func:`write_output`, and :func:`first_line` gives an error's first line for a message.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-__all__ = ["EXIT_USAGE", "Verdict", "usage_error", "verdict_dict", "write_output"]
+__all__ = [
+    "EXIT_USAGE",
+    "Verdict",
+    "add_command",
+    "first_line",
+    "usage_error",
+    "verdict_dict",
+    "write_output",
+]
 
 EXIT_USAGE = 2
 """The exit code of every command given bad options."""
@@ -50,6 +60,28 @@ class Verdict:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return verdict_dict(self.check, self.status, self.message, self.fix, self.details)
+
+
+def add_command(
+    subparsers: Any,
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    *,
+    help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    """Add the subcommand ``name`` that runs ``run(args)``; return its parser for the options."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help, description=description
+    )
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def first_line(exc: BaseException, default: str = "") -> str:
+    """The first line of ``str(exc)``, or ``default`` when the error says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else default
 
 
 def usage_error(command: str, problems: Iterable[str], stream: TextIO | None = None) -> int:

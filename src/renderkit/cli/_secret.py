@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from renderkit.cli._output import add_command
+
 __all__ = ["KINDS", "SecretKind", "generate"]
 
 
@@ -100,17 +102,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+_HELP = "print a new random secret (SESSION_SECRET, an encryption key, a token)"
+_DESCRIPTION = (
+    "Print a new random secret from the OS CSPRNG. "
+    + "; ".join(f"{k.name}: {k.help}" for k in KINDS.values())
+    + "."
+)
+
+
 def register(subparsers: Any) -> None:
     """Add ``secret`` to the CLI."""
-    parser = subparsers.add_parser(
-        "secret",
-        help="print a new random secret (SESSION_SECRET, an encryption key, a token)",
-        description=(
-            "Print a new random secret from the OS CSPRNG. "
-            + "; ".join(f"{k.name}: {k.help}" for k in KINDS.values())
-            + "."
-        ),
-    )
+    parser = add_command(subparsers, "secret", _run, help=_HELP, description=_DESCRIPTION)
     parser.add_argument(
         "--kind",
         choices=sorted(KINDS),
@@ -132,4 +134,3 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--count", type=int, default=1, help="how many secrets to print (default: 1)"
     )
-    parser.set_defaults(handler=_run)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from renderkit.cli._output import add_command, first_line
+
 __all__ = ["register"]
 
 
@@ -41,22 +43,24 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             db.close()
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"renderkit sessions {args.action}: {type(exc).__name__}: {first}", file=sys.stderr)
+        print(
+            f"renderkit sessions {args.action}: {type(exc).__name__}: {first_line(exc)}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
+_HELP = "manage the Postgres sessions table (migrate, prune)"
+_DESCRIPTION = (
+    "migrate: create the renderkit_sessions table and its indexes if missing "
+    "(idempotent, safe from several instances); prune: delete expired sessions now."
+)
+
+
 def register(subparsers: Any) -> None:
     """Add ``sessions migrate`` and ``sessions prune`` to the CLI."""
-    parser = subparsers.add_parser(
-        "sessions",
-        help="manage the Postgres sessions table (migrate, prune)",
-        description=(
-            "migrate: create the renderkit_sessions table and its indexes if missing "
-            "(idempotent, safe from several instances); prune: delete expired sessions now."
-        ),
-    )
+    parser = add_command(subparsers, "sessions", _run, help=_HELP, description=_DESCRIPTION)
     parser.add_argument("action", choices=["migrate", "prune"])
     parser.add_argument(
         "--database-url",
@@ -73,4 +77,3 @@ def register(subparsers: Any) -> None:
         default=30.0,
         help="seconds to keep retrying the first connection (default: 30)",
     )
-    parser.set_defaults(handler=_run)

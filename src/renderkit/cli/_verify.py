@@ -44,7 +44,7 @@ from renderkit.cli._observatory import (
     split_url,
 )
 from renderkit.cli._output import EXIT_USAGE as EXIT_USAGE
-from renderkit.cli._output import Verdict, usage_error
+from renderkit.cli._output import Verdict, add_command, usage_error
 
 if TYPE_CHECKING:
     import httpx
@@ -745,18 +745,18 @@ def _positive(text: str) -> float:
     return value
 
 
+_HELP = "check a running app: health, redirect, security headers, request id, cookies"
+_DESCRIPTION = (
+    "Check a deployed (or local) app: health endpoints and format, the http->https "
+    "redirect, security headers graded with Mozilla HTTP Observatory's rules, "
+    "X-Request-ID handling, rate-limit headers and cookie flags. Exit codes: 0 no "
+    "check failed, 1 a check failed, 2 bad usage."
+)
+
+
 def register(subparsers: Any) -> None:
     """Add ``verify`` to the CLI."""
-    p = subparsers.add_parser(
-        "verify",
-        help="check a running app: health, redirect, security headers, request id, cookies",
-        description=(
-            "Check a deployed (or local) app: health endpoints and format, the http->https "
-            "redirect, security headers graded with Mozilla HTTP Observatory's rules, "
-            "X-Request-ID handling, rate-limit headers and cookie flags. Exit codes: 0 no "
-            "check failed, 1 a check failed, 2 bad usage."
-        ),
-    )
+    p = add_command(subparsers, "verify", _run, help=_HELP, description=_DESCRIPTION)
     p.add_argument("url", help="the app's base URL, e.g. https://app.onrender.com")
     p.add_argument("--json", action="store_true", help="print the report as JSON (for CI)")
     p.add_argument(
@@ -780,4 +780,3 @@ def register(subparsers: Any) -> None:
         "reflected Origin with credentials)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
-    p.set_defaults(handler=_run)
