@@ -42,7 +42,7 @@ from renderkit.cli._blueprint_spec import (
     validate_blueprint,
 )
 from renderkit.cli._blueprint_spec import check_blueprint as check_spec
-from renderkit.cli._output import usage_error, write_output
+from renderkit.cli._output import add_command, usage_error, write_output
 
 __all__ = [
     "DEFAULT_HEALTH_PATH",
@@ -615,22 +615,21 @@ def _add_resource_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+_HELP = "print a render.yaml for a renderkit app, or --check one against Render's spec"
+_DESCRIPTION = (
+    "Print a Render Blueprint (render.yaml): a web service with its health check and "
+    "shutdown delay, a Postgres database, a Key Value instance, and the env vars "
+    "renderkit reads wired to them; options add workers, cron jobs, private services, "
+    "a static site, an env group, secrets, scaling and a disk. Every key is checked "
+    "against Render's Blueprint specification. --check FILE checks an existing file "
+    "(exit 1 when Render would refuse it)."
+)
+
+
 def register(subparsers: Any) -> None:
     """Add ``blueprint`` to the CLI."""
-    p = subparsers.add_parser(
-        "blueprint",
-        help="print a render.yaml for a renderkit app, or --check one against Render's spec",
-        description=(
-            "Print a Render Blueprint (render.yaml): a web service with its health check and "
-            "shutdown delay, a Postgres database, a Key Value instance, and the env vars "
-            "renderkit reads wired to them; options add workers, cron jobs, private services, "
-            "a static site, an env group, secrets, scaling and a disk. Every key is checked "
-            "against Render's Blueprint specification. --check FILE checks an existing file "
-            "(exit 1 when Render would refuse it)."
-        ),
-    )
+    p = add_command(subparsers, "blueprint", _run, help=_HELP, description=_DESCRIPTION)
     _add_service_options(p)
     _add_resource_options(p)
     p.add_argument("--check", default=None, metavar="FILE", help="check this render.yaml instead")
     p.add_argument("-o", "--output", default=None, help="write to this file instead of stdout")
-    p.set_defaults(handler=_run)

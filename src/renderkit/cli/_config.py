@@ -9,11 +9,11 @@ import os
 import sys
 from typing import Any
 
+from renderkit.cli._output import EXIT_USAGE, add_command
 from renderkit.config import ConfigReport, Settings, redact
 
 EXIT_OK = 0
 EXIT_INVALID = 1
-EXIT_USAGE = 2
 
 
 class SettingsImportError(Exception):
@@ -144,19 +144,19 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_INVALID
 
 
+_HELP = "load a Settings class from the environment and show every value (secrets masked)"
+_DESCRIPTION = (
+    "Load module:Class from the environment (and a .env file with --dotenv), print every "
+    "setting with secrets masked, and list every problem. Exit codes: 0 valid, "
+    "1 invalid settings, 2 the class could not be imported."
+)
+
+
 def register(subparsers: Any) -> None:
     """Add ``config check`` to the CLI."""
     config = subparsers.add_parser("config", help="check an app's settings")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
-    check = config_sub.add_parser(
-        "check",
-        help="load a Settings class from the environment and show every value (secrets masked)",
-        description=(
-            "Load module:Class from the environment (and a .env file with --dotenv), print every "
-            "setting with secrets masked, and list every problem. Exit codes: 0 valid, "
-            "1 invalid settings, 2 the class could not be imported."
-        ),
-    )
+    check = add_command(config_sub, "check", _run, help=_HELP, description=_DESCRIPTION)
     check.add_argument("settings", metavar="module:Class", help="e.g. app.config:AppSettings")
     check.add_argument(
         "--dotenv",
@@ -165,7 +165,6 @@ def register(subparsers: Any) -> None:
         help="also read this .env file (real environment variables win)",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.set_defaults(handler=_run)
 
     def _usage(args: argparse.Namespace) -> int:
         config.print_help()
