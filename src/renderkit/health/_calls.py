@@ -1,4 +1,4 @@
-"""Calling user code safely: sync or async, in a daemon thread, under an option check.
+"""Calling user code safely: sync or async, in a daemon thread.
 
 Shared by the health runner (checks) and :mod:`renderkit.shutdown` (cleanup hooks), which both
 take any callable from the app and must survive one that blocks, hangs or raises.
@@ -15,7 +15,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DaemonPool", "is_async_callable", "seconds_option", "start_in_thread"]
+from renderkit._options import seconds_option
+
+__all__ = ["DaemonPool", "is_async_callable", "start_in_thread"]
 
 
 def is_async_callable(fn: object) -> bool:
@@ -24,15 +26,6 @@ def is_async_callable(fn: object) -> bool:
         return True
     call = getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
     return call is not None and inspect.iscoroutinefunction(call)
-
-
-def seconds_option(value: object, what: str, *, allow_zero: bool = False) -> float:
-    """Validate a number of seconds given as an option (``what`` names it in the error)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if ok and (value >= 0 if allow_zero else value > 0):  # type: ignore[operator]
-        return float(value)  # type: ignore[arg-type]
-    bound = ">= 0" if allow_zero else "> 0"
-    raise ValueError(f"{what}={value!r}: use a number of seconds {bound}")
 
 
 class DaemonPool:

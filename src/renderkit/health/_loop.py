@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
-from renderkit.health._calls import seconds_option
+from renderkit._options import seconds_option
 from renderkit.health._result import CheckResult
 
 __all__ = ["EventLoopMonitor", "run_blocking"]

@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from renderkit._http import ProxyTrust
+from renderkit._options import seconds_option
 from renderkit.health import _endpoint
-from renderkit.health._calls import DaemonPool, is_async_callable, seconds_option
+from renderkit.health._calls import DaemonPool, is_async_callable
 from renderkit.health._endpoint import HealthHTTP
 from renderkit.health._loop import EventLoopMonitor, run_blocking
 from renderkit.health._report import HealthReport, aggregate

@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from renderkit._options import seconds_option
 from renderkit.health import CheckResult
-from renderkit.health._calls import is_async_callable, seconds_option
+from renderkit.health._calls import is_async_callable
 from renderkit.shutdown._event import ShutdownEvent
 from renderkit.shutdown._hooks import CleanupHook, Hook, ShutdownSummary, run_hook
 from renderkit.shutdown._lifespan import LifespanMixin
