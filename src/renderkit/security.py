@@ -720,8 +720,8 @@ class SecuritySettings(Settings):
 def default_trust() -> ProxyTrust:
     """The proxy trust for the detected platform (Render: its Cloudflare + proxy chain).
 
-    The same object for every call on one platform, so the edge middleware can tell they
-    trust the same proxies by identity and work out the request's scheme once.
+    The same object for every call on one platform, so every middleware built with the
+    default shares one ``ProxyTrust`` (and its per-peer answers).
     """
     from renderkit.platform import detect
 
