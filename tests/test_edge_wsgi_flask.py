@@ -11,10 +11,10 @@ import pytest
 from flask import Flask, g, render_template_string
 
 from renderkit._context import correlation_id_var
-from renderkit.proxy import ProxyTrust
 from renderkit.correlation import CorrelationIdFilter, get_correlation_id
 from renderkit.flask import RenderKit, RenderKitState
 from renderkit.metrics import UNMATCHED_ROUTE, RequestMetrics
+from renderkit.proxy import ProxyTrust
 from renderkit.security import SecurityHeaders
 from renderkit.wsgi import (
     CorrelationIdMiddleware,

@@ -107,7 +107,7 @@ def test_fastapi_health_and_metrics(fastapi_client: TestClient) -> None:
     routes = {r["route"] for r in snapshot["routes"]}
     assert "/api/slow-square/{n}" in routes
     text = fastapi_client.get("/metrics").text  # OpenTelemetry's HTTP semantic-convention names
-    assert 'http_server_request_duration_seconds_count{' in text
+    assert "http_server_request_duration_seconds_count{" in text
     assert 'http_route="/api/slow-square/{n}"' in text
 
 

@@ -42,6 +42,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'renderkit.cli' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
 
+
 _COMMANDS = (
     "renderkit.cli._doctor",
     "renderkit.cli._config",
