@@ -298,21 +298,21 @@ class MemoryCounts:
 
 
 # One script for every strategy: read all the request's counters, decide, charge all or none.
-# KEYS: one per charge. ARGV: strategy code, then amount, window (s), cost per charge.
+# KEYS: one per charge. ARGV: strategy code, the time in ms, then amount, window (s), cost per
+# charge. The caller's clock (as limits uses): no TIME call, and windows of seconds or more do
+# not mind the few milliseconds NTP leaves between instances.
 # Reply: "allowed,count1,previous1,ms1,count2,..." (see the module docstring): one bulk string
-# parses faster in redis-py than an array of integers. Server time
-# (TIME) keeps instances with skewed clocks on the same windows.
+# parses faster in redis-py than an array of integers.
 LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local kind = ARGV[1]
+local now = tonumber(ARGV[2])
 local n = #KEYS
 local state = {}
 local allowed = 1
 for i = 1, n do
-  local amount = tonumber(ARGV[3 * i - 1])
-  local window = tonumber(ARGV[3 * i]) * 1000
-  local cost = tonumber(ARGV[3 * i + 1])
+  local amount = tonumber(ARGV[3 * i])
+  local window = tonumber(ARGV[3 * i + 1]) * 1000
+  local cost = tonumber(ARGV[3 * i + 2])
   local key = KEYS[i]
   if kind == 'm' then
     local stamps = redis.call('LRANGE', key, 0, amount - 1)
@@ -327,8 +327,9 @@ for i = 1, n do
     local h = redis.call('HMGET', key, 'i', 'c')
     local start = tonumber(h[1])
     local count = tonumber(h[2]) or 0
-    if start == nil or now >= start + window then start, count = now, 0 end
-    state[i] = {count, 0, now - start, start}
+    local fresh = start == nil or now >= start + window
+    if fresh then start, count = now, 0 end
+    state[i] = {count, 0, now - start, start, fresh}
     if count + cost > amount then allowed = 0 end
   else
     local h = redis.call('HMGET', key, 'i', 'c', 'p')
@@ -341,7 +342,7 @@ for i = 1, n do
     elseif at ~= index then count, previous = 0, 0 end
     local elapsed = now - index * window
     local used = math.ceil(previous * (window - elapsed) / window) + count
-    state[i] = {count, previous, elapsed, index}
+    state[i] = {count, previous, elapsed, index, at ~= index}
     if used + cost > amount then allowed = 0 end
   end
 end
@@ -349,9 +350,9 @@ local reply = {allowed}
 for i = 1, n do
   local s = state[i]
   if allowed == 1 then
-    local amount = tonumber(ARGV[3 * i - 1])
-    local window = tonumber(ARGV[3 * i]) * 1000
-    local cost = tonumber(ARGV[3 * i + 1])
+    local amount = tonumber(ARGV[3 * i])
+    local window = tonumber(ARGV[3 * i + 1]) * 1000
+    local cost = tonumber(ARGV[3 * i + 2])
     local key = KEYS[i]
     if kind == 'm' then
       for _ = 1, cost do redis.call('LPUSH', key, now) end
@@ -359,12 +360,17 @@ for i = 1, n do
       redis.call('PEXPIRE', key, window)
       if s[1] == 0 then s[3] = 0 end
       s[1] = math.min(s[1] + cost, amount)
-    else
+    elseif cost > 0 then
       s[1] = s[1] + cost
-      redis.call('HSET', key, 'i', s[4], 'c', s[1], 'p', s[2])
-      local spans = 1
-      if kind == 's' then spans = 2 end
-      redis.call('PEXPIRE', key, math.max(1, spans * window - s[3]))
+      if s[5] then
+        -- A new window: write it whole and expire it when it stops counting.
+        redis.call('HSET', key, 'i', s[4], 'c', s[1], 'p', s[2])
+        local spans = 1
+        if kind == 's' then spans = 2 end
+        redis.call('PEXPIRE', key, math.max(1, spans * window - s[3]))
+      else
+        redis.call('HINCRBY', key, 'c', cost)
+      end
     end
   end
   reply[#reply + 1] = s[1]
@@ -378,7 +384,7 @@ return table.concat(reply, ',')
 def lua_args(strategy: Strategy, charges: Sequence[Charge], prefix: str = "") -> list[str | int]:
     """The ``EVALSHA`` keys-then-arguments for ``charges`` (after the SHA and key count)."""
     args: list[str | int] = [prefix + c.key for c in charges]
-    args.append(_CODES[strategy])
+    args += (_CODES[strategy], int(time.time() * 1000))
     for charge in charges:
         args += (charge.amount, charge.window, charge.cost)
     return args
