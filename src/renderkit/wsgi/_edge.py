@@ -44,18 +44,31 @@ ROUTE_KEY = "renderkit.route"
 _500 = b"Internal Server Error"
 
 
-class _ClosingIterable:
-    """Wrap a response body so work runs once, when the server closes it (after the last byte)."""
+class ClosingIterable:
+    """Wrap a response body so work runs once, when the server closes it (after the last byte).
 
-    __slots__ = ("_body", "_done", "_on_close")
+    With ``at_end`` the work already runs when the body is exhausted or raises, whichever of
+    that and ``close()`` comes first (PEP 3333 servers close; a careless one may not).
+    """
 
-    def __init__(self, body: Iterable[bytes], on_close: Callable[[], None]) -> None:
+    __slots__ = ("_at_end", "_body", "_done", "_on_close")
+
+    def __init__(
+        self, body: Iterable[bytes], on_close: Callable[[], None], *, at_end: bool = False
+    ) -> None:
         self._body = body
         self._on_close = on_close
+        self._at_end = at_end
         self._done = False
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
+        return self._until_end() if self._at_end else iter(self._body)
+
+    def _until_end(self) -> Iterator[bytes]:
+        try:
+            yield from self._body
+        finally:
+            self._finish()
 
     def _finish(self) -> None:
         if not self._done:
@@ -310,4 +323,4 @@ class RequestMetricsMiddleware:
         except BaseException:
             finish(error=True)
             raise
-        return _ClosingIterable(body, finish)
+        return ClosingIterable(body, finish)

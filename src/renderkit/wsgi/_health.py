@@ -6,13 +6,14 @@ The decisions live in :class:`renderkit.health.Health` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from renderkit._http import mapping_headers
 from renderkit.health import EndpointKind, Health, RequestFacts
 from renderkit.health._endpoint import RESERVED_NAMES, response_headers
 from renderkit.shutdown._middleware import REFUSAL_BODY, checked_coordinator, refusal_headers
+from renderkit.wsgi._edge import ClosingIterable
 
 if TYPE_CHECKING:
     from renderkit.shutdown import ShutdownCoordinator
@@ -153,35 +154,5 @@ class ShutdownMiddleware:
         except BaseException:
             coordinator.release()
             raise
-        return _Tracked(body, coordinator)
-
-
-class _Tracked:
-    """Wrap a WSGI body so the request counts as in flight until it is sent: released when the
-    server exhausts the body or closes it, whichever comes first (PEP 3333 servers close)."""
-
-    def __init__(self, body: Iterable[bytes], coordinator: ShutdownCoordinator) -> None:
-        self._body = body
-        self._coordinator = coordinator
-        self._released = False
-
-    def _release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._coordinator.release()
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            yield from self._body
-        except BaseException:
-            self._release()
-            raise
-        self._release()
-
-    def close(self) -> None:
-        try:
-            closer = getattr(self._body, "close", None)
-            if closer is not None:
-                closer()
-        finally:
-            self._release()
+        # In flight until sent: released when the body is exhausted or closed, whichever first.
+        return ClosingIterable(body, coordinator.release, at_end=True)
