@@ -26,6 +26,7 @@ from renderkit.cli._production import (
 )
 from renderkit.config import explain_environment, format_bytes, redact
 from renderkit.errors import ConfigError
+from renderkit.health._runner import scrub_value
 from renderkit.platform import Platform, detect
 
 __all__ = [
@@ -247,7 +248,7 @@ def as_json(ctx: DoctorContext, findings: list[Finding]) -> dict[str, Any]:
     """The doctor's output as a JSON-ready dict, every string redacted."""
     from renderkit.cli._config import report_as_dict
 
-    report: dict[str, Any] = _redacted(
+    report: dict[str, Any] = scrub_value(
         {
             "platform": ctx.platform.as_dict(),
             "environment": ctx.environment,
@@ -258,16 +259,6 @@ def as_json(ctx: DoctorContext, findings: list[Finding]) -> dict[str, Any]:
         }
     )
     return report
-
-
-def _redacted(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {key: _redacted(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redacted(item) for item in value]
-    return value
 
 
 def _run(args: argparse.Namespace) -> int:
