@@ -130,7 +130,7 @@ def render(
     health_json: bool,
     check: str | None = None,
 ) -> tuple[int, bytes, bytes]:
-    """Decide status code, body and content type for one endpoint."""
+    """Decide status code, body and content type for one endpoint (framework-free)."""
     words = health.status_words
     content_type = (HEALTH_JSON if health_json else "application/json").encode()
 
@@ -282,17 +282,7 @@ class HealthHTTP:
         """True when a caller may see the detailed report (token or trusted address)."""
         return authorized(self.token, self.trusted_networks, authorization, client)
 
-    def render(
-        self,
-        kind: EndpointKind,
-        report: HealthReport | None,
-        *,
-        detail: bool,
-        health_json: bool,
-        check: str | None = None,
-    ) -> tuple[int, bytes, bytes]:
-        """Decide status code, body and content type for one endpoint (framework-free)."""
-        return render(self, kind, report, detail=detail, health_json=health_json, check=check)
+    render = render  # the function above, called as health.render(kind, report, ...)
 
     def _diagnostics_gate(self, request: RequestFacts) -> tuple[int, bytes, bytes] | None:
         if self.diagnostics is None or self.token is None:
