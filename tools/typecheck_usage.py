@@ -78,9 +78,6 @@ def prelude(code: str) -> str:
 # path -> why it does not pass yet (the owner's fix named); shrink this, never grow it.
 PENDING: dict[str, str] = {
     "docs/cache.md": "cache: a decorated function's .invalidate is not typed",
-    "docs/db.md": "db: an example function lacks annotations",
-    "docs/health.md": "health: an example function lacks a return annotation",
-    "docs/metrics.md": "metrics: an example function lacks annotations",
     "docs/ratelimit.md": "ratelimit: RateLimitMiddleware(**options: Any) defeats Starlette's "
     "ParamSpec (use Unpack[TypedDict]); untyped example functions",
     "docs/sessions.md": "sessions: typed request.session extras (regenerate, user_id)",
