@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,13 +96,30 @@ _REDIS = _Target(
 )
 
 
-def check_database(ctx: DoctorContext) -> Iterable[Finding]:
-    """DATABASE_URL is valid, Postgres accepts a connection, and ``SELECT 1`` is quick."""
-    prepared = _prepare(ctx, _POSTGRES)
+def _probe(
+    ctx: DoctorContext,
+    target: _Target,
+    probe: Callable[[DoctorContext, str, Any], Iterable[Finding]],
+) -> Iterator[Finding]:
+    """``probe(ctx, url, client module)``, unless preparing the target already ended the check."""
+    prepared = _prepare(ctx, target)
     if isinstance(prepared, Finding):
         yield prepared
-        return
-    url, psycopg = prepared
+    else:
+        yield from probe(ctx, *prepared)
+
+
+def check_database(ctx: DoctorContext) -> Iterable[Finding]:
+    """DATABASE_URL is valid, Postgres accepts a connection, and ``SELECT 1`` is quick."""
+    return _probe(ctx, _POSTGRES, _postgres)
+
+
+def check_redis(ctx: DoctorContext) -> Iterable[Finding]:
+    """REDIS_URL is valid, Redis answers ``PING`` quickly, and evicts keys when full."""
+    return _probe(ctx, _REDIS, _redis)
+
+
+def _postgres(ctx: DoctorContext, url: str, psycopg: Any) -> Iterator[Finding]:
     started = time.perf_counter()
     try:
         with psycopg.connect(
@@ -142,13 +159,8 @@ def check_database(ctx: DoctorContext) -> Iterable[Finding]:
         )
 
 
-def check_redis(ctx: DoctorContext) -> Iterable[Finding]:
-    """REDIS_URL is valid, Redis answers ``PING`` quickly, and evicts keys when full."""
-    prepared = _prepare(ctx, _REDIS)
-    if isinstance(prepared, Finding):
-        yield prepared
-        return
-    url, redis = prepared
+def _redis(ctx: DoctorContext, url: str, redis: Any) -> Iterator[Finding]:
+    del ctx  # the Redis checks need nothing else of the context
     client = redis.Redis.from_url(
         url, socket_timeout=CONNECT_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
     )
