@@ -77,8 +77,8 @@ def run() -> list[Result]:
                 "Cache.get (from_url)": lambda: cache.get(KEY_NAME),
             },
             baseline="RedisCluster.get",
-            rounds=31,
-            number=200,
+            rounds=101,
+            number=50,
         )
         _target(sync, "Cache.get (from_url)", "RedisCluster.get", 1.10)
 
@@ -96,8 +96,8 @@ def run() -> list[Result]:
             "AsyncCache.get on a Redis Cluster (asyncio)",
             {"redis.asyncio RedisCluster.get": raw_get, "AsyncCache.get (from_url)": cache_get},
             baseline="redis.asyncio RedisCluster.get",
-            rounds=31,
-            number=200,
+            rounds=101,
+            number=50,
             loop=loop,
         )
         _target(asy, "AsyncCache.get (from_url)", "redis.asyncio RedisCluster.get", 1.10)
