@@ -298,3 +298,20 @@ async def test_a_connection_closed_under_a_command_is_a_connection_error(
     assert caught.value.__cause__ is closed
     monkeypatch.undo()
     await aclose_client(client)
+
+
+@pytest.mark.parametrize("side", SIDES)
+async def test_session_store_given_a_cluster_client(redis_cluster: Any, side: str) -> None:
+    """RedisStore(RedisCluster) serves its side (a sync client: async calls in a thread)."""
+    client = redis_client(redis_cluster.url, asyncio=side == "async", extra="redis", feature="t")
+    store = RedisStore(client, prefix=f"g{uuid.uuid4().hex[:6]}:")
+    ids = [uuid.uuid4().hex for _ in range(5)]
+    for sid in ids:
+        await call(store, "save", side, sid, {"k": sid}, user_id="ada", ttl=60)
+    assert (await call(store, "load", side, ids[0])).data == {"k": ids[0]}
+    assert await call(store, "delete_user_sessions", side, "ada") == 5
+    if side == "sync":
+        assert await store.adelete_user_sessions("ada") == 0  # the thread path
+        close_client(client)
+    else:
+        await aclose_client(client)
