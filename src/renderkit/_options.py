@@ -7,6 +7,8 @@ seconds >= 0``. A foundation module: it imports nothing of renderkit.
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 __all__ = ["count_option", "fraction_option", "seconds_option"]
 
 
@@ -29,6 +31,12 @@ def fraction_option(value: object, what: str) -> float:
     raise ValueError(f"{what}={value!r}: use a fraction between 0 and 1 (0.8 means 80 %)")
 
 
+@overload
+def count_option(
+    value: object, what: str, *, minimum: int = 0, optional: Literal[False] = False
+) -> int: ...
+@overload
+def count_option(value: object, what: str, *, minimum: int = 0, optional: bool) -> int | None: ...
 def count_option(
     value: object, what: str, *, minimum: int = 0, optional: bool = False
 ) -> int | None:

@@ -9,6 +9,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from renderkit._options import count_option
 from renderkit.cache._base import SyncOnlyBackend
 from renderkit.health import CheckResult
 
@@ -48,13 +49,9 @@ class MemoryBackend(SyncOnlyBackend):
         name: str = "memory",
         clock: Any = time.monotonic,
     ) -> None:
-        if max_entries < 1:
-            raise ValueError(f"MemoryBackend(max_entries={max_entries}): must be >= 1")
-        if max_bytes < 1:
-            raise ValueError(f"MemoryBackend(max_bytes={max_bytes}): must be >= 1")
         self.name = name
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
+        self.max_entries = count_option(max_entries, "MemoryBackend(max_entries)", minimum=1)
+        self.max_bytes = count_option(max_bytes, "MemoryBackend(max_bytes)", minimum=1)
         self._clock = clock
         self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
         # Decoded values kept next to their bytes (see get_decoded); dropped with them.

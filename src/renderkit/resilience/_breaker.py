@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, ParamSpec, TypeVar
 
+from renderkit._options import count_option, seconds_option
 from renderkit.errors import CircuitOpenError
 from renderkit.health import CheckResult
 
@@ -44,13 +45,13 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
         log: bool = True,
     ) -> None:
-        if failure_threshold < 1:
-            raise ValueError(f"CircuitBreaker(failure_threshold={failure_threshold}): must be >= 1")
-        if recovery_timeout < 0:
-            raise ValueError(f"CircuitBreaker(recovery_timeout={recovery_timeout}): must be >= 0")
         self.name = name
-        self.failure_threshold = failure_threshold
-        self.recovery_timeout = recovery_timeout
+        self.failure_threshold = count_option(
+            failure_threshold, "CircuitBreaker(failure_threshold)", minimum=1
+        )
+        self.recovery_timeout = seconds_option(
+            recovery_timeout, "CircuitBreaker(recovery_timeout)", allow_zero=True
+        )
         self.expected_exceptions = expected_exceptions
         self._on_state_change = on_state_change
         self._clock = clock
