@@ -24,7 +24,9 @@ __all__ = [
     "effective_scheme",
     "header",
     "header_list",
+    "network_list",
     "parse_ip",
+    "parse_networks",
 ]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -92,6 +94,31 @@ def parse_ip(value: str) -> IPAddress | None:
         return None
 
 
+def parse_networks(items: Iterable[str | IPNetwork]) -> tuple[IPNetwork, ...]:
+    """CIDR networks from options (``10.0.0.0/8``; a bare address is its own /32 or /128).
+
+    Raises ``ValueError`` (ipaddress's own, naming the bad item) for anything else.
+    """
+    return tuple(
+        n
+        if isinstance(n, ipaddress.IPv4Network | ipaddress.IPv6Network)
+        else ipaddress.ip_network(n, strict=False)
+        for n in items
+    )
+
+
+def network_list(items: list[str]) -> list[str]:
+    """``env(validate=...)`` for a list of CIDRs; the error never repeats the value."""
+    try:
+        parse_networks(items)
+    except ValueError:
+        raise ValueError(
+            "each item must be a network in CIDR form; use a comma-separated list such as "
+            "10.0.0.0/8,127.0.0.1"
+        ) from None
+    return items
+
+
 _PEER_CACHE_SIZE = 256
 
 
@@ -123,13 +150,7 @@ class ProxyTrust:
     def __post_init__(self) -> None:
         if self.hops < 0:
             raise ValueError(f"ProxyTrust(hops={self.hops}): hops must be 0 or more")
-        cidrs = tuple(
-            n
-            if isinstance(n, ipaddress.IPv4Network | ipaddress.IPv6Network)
-            else ipaddress.ip_network(n, strict=False)
-            for n in self.trusted_cidrs
-        )
-        object.__setattr__(self, "trusted_cidrs", cidrs)
+        object.__setattr__(self, "trusted_cidrs", parse_networks(self.trusted_cidrs))
         if self.client_header:
             object.__setattr__(
                 self, "_client_header_bytes", self.client_header.lower().encode("latin-1")

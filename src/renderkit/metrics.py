@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from renderkit._asgi import Message, Receive, Scope, Send, path_matcher
 from renderkit._context import correlation_id_var
-from renderkit._http import ProxyTrust, access_client
+from renderkit._http import ProxyTrust, access_client, parse_networks
 from renderkit._optional import require
 from renderkit._otel import OtelExport
 from renderkit.config import Settings, env, environment
@@ -131,9 +131,7 @@ class RequestMetrics:
         self.max_series = max_series
         self.namespace = namespace
         self.token = token
-        self.trusted_networks = tuple(
-            ipaddress.ip_network(n, strict=False) for n in trusted_networks
-        )
+        self.trusted_networks = parse_networks(trusted_networks)
         self.trust = trust or ProxyTrust.none()
         self.public = environment() == "development" if public is None else public
         if multiprocess_dir is None:

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
+from renderkit._http import network_list
 from renderkit.config import Seconds, Settings, env
 
 __all__ = ["HealthSettings", "health_options"]
-
-
-def _networks(items: list[str]) -> list[str]:
-    for item in items:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise ValueError(
-                "each item must be a network in CIDR form; use a comma-separated list such as "
-                "10.0.0.0/8,127.0.0.1"
-            ) from None
-    return items
 
 
 def _words(items: list[str]) -> list[str]:
@@ -64,7 +52,7 @@ class HealthSettings(Settings):
     trusted_networks: list[str] | None = env(
         "HEALTH_TRUSTED_NETWORKS",
         default=None,
-        validate=_networks,
+        validate=network_list,
         help="Comma-separated CIDRs whose clients see detail without the token (default "
         "127.0.0.0/8,::1/128); behind a proxy the real client address counts.",
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import threading
 import time
@@ -11,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from renderkit._http import ProxyTrust
+from renderkit._http import ProxyTrust, parse_networks
 from renderkit._options import seconds_option
 from renderkit.health import _endpoint
 from renderkit.health._calls import DaemonPool, is_async_callable
@@ -109,9 +108,7 @@ class Health(HealthHTTP):
         if token is not None and (not isinstance(token, str) or not token.strip()):
             raise ValueError("Health(token=...): use a non-empty string, or None for no token")
         self.token = token
-        self.trusted_networks = tuple(
-            ipaddress.ip_network(n, strict=False) for n in trusted_networks
-        )
+        self.trusted_networks = parse_networks(trusted_networks)
         self.trust = trust if trust is not None else ProxyTrust.none()
         self.shutdown = shutdown
         self.version = version

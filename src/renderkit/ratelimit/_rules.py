@@ -15,14 +15,13 @@ own limit replaces the default unless ``override_defaults=False`` (flask-limiter
 from __future__ import annotations
 
 import inspect
-import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from renderkit._asgi import path_matcher
-from renderkit._http import ProxyTrust
+from renderkit._http import ProxyTrust, network_list
 from renderkit.config import Settings, env
 from renderkit.errors import ConfigError, ConfigProblem
 from renderkit.ratelimit._counting import Charge
@@ -290,12 +289,6 @@ _FREE = Verdict(True)
 _FREE_ROUTED = Verdict(True, routed=True)
 
 
-def _networks(values: list[str]) -> list[str]:
-    for value in values:
-        ipaddress.ip_network(value.strip(), strict=False)  # raises ValueError naming nothing
-    return values
-
-
 class RateLimitTrustSettings(Settings):
     """Which proxies the default client-IP key believes, when the code passes no ``trust``."""
 
@@ -309,7 +302,7 @@ class RateLimitTrustSettings(Settings):
     cidrs: list[str] = env(
         "RATELIMIT_TRUSTED_CIDRS",
         default=[],
-        validate=_networks,
+        validate=network_list,
         help="Networks the proxies connect from (10.0.0.0/8,...); forwarding headers from "
         "other peers are ignored. Empty: any peer when RATELIMIT_TRUSTED_HOPS > 0.",
     )
