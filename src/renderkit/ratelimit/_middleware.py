@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 # Runtime imports (starlette is a core dependency): FastAPI reads the dependency's
 # annotations to inject Request and Response.
@@ -24,7 +24,7 @@ from starlette.responses import Response
 from renderkit._asgi import Message, Receive, Scope, Send
 from renderkit.ratelimit._keys import KeyFunc, RequestInfo
 from renderkit.ratelimit._limiter import RateLimiter
-from renderkit.ratelimit._rules import RateLimitPolicy, RouteLimit, Verdict
+from renderkit.ratelimit._rules import RateLimitPolicy, RouteLimit, Rule, TierFunc, Verdict
 
 if TYPE_CHECKING:
     from renderkit._http import ProxyTrust
@@ -126,7 +126,35 @@ class _Routes:
         return entry[1]
 
 
-def _policy(limiter: RateLimiter | None, policy: RateLimitPolicy | None, options: Any) -> Any:
+class RateLimitOptions(TypedDict, total=False):
+    """The keyword options :class:`RateLimitMiddleware` passes on to :class:`RateLimitPolicy`.
+
+    Spelled out (not ``**options: Any``) so that ``Middleware(RateLimitMiddleware, ...)`` and
+    ``app.add_middleware(RateLimitMiddleware, ...)`` type-check: Starlette's ``ParamSpec``
+    cannot be matched against a bare ``**kwargs: Any``.
+    """
+
+    key: KeyFunc | None
+    trust: ProxyTrust | None
+    default: str | Sequence[str] | bool | None
+    tiers: Mapping[str, str] | None
+    tier: TierFunc | None
+    default_tier: str | None
+    rules: Iterable[Rule]
+    exempt_paths: Sequence[str]
+    exempt_keys: Iterable[str]
+    limit_unmatched: bool
+    shared_default: bool
+    headers: bool
+    legacy_headers: bool
+    problem_json: bool
+    watch_keys: bool
+    environ: Mapping[str, str] | None
+
+
+def _policy(
+    limiter: RateLimiter | None, policy: RateLimitPolicy | None, options: RateLimitOptions
+) -> RateLimitPolicy:
     if policy is None:
         if limiter is None:
             raise TypeError("RateLimitMiddleware needs limiter=RateLimiter(...) or policy=")
@@ -152,7 +180,7 @@ class RateLimitMiddleware:
         limiter: RateLimiter | None = None,
         *,
         policy: RateLimitPolicy | None = None,
-        **options: Any,
+        **options: Unpack[RateLimitOptions],
     ) -> None:
         self.app = app
         self.policy: RateLimitPolicy = _policy(limiter, policy, options)
