@@ -1025,3 +1025,16 @@ def test_cors_options_drive_flask_cors() -> None:
     assert answer.headers["Access-Control-Allow-Credentials"] == "true"
     other = client.get("/api", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_options_leave_out_unset_fields() -> None:
+    """``options()`` gives the set fields only, so a constructor keeps its own defaults."""
+
+    class OptionSettings(Settings):
+        timeout: Seconds | None = env("OPT_TIMEOUT", default=None)
+        name: str = env("OPT_NAME", default="app")
+
+    settings = OptionSettings.load({"OPT_NAME": "api"})
+    assert settings.options() == {"name": "api"}
+    assert settings.options("timeout") == {}
+    assert OptionSettings.load({"OPT_TIMEOUT": "2s"}).options("timeout") == {"timeout": 2.0}

@@ -1182,6 +1182,14 @@ class Settings:
         """Return ``{attribute: value}`` with real values (secrets included: handle with care)."""
         return dict(self._renderkit_values)
 
+    def options(self, *attributes: str) -> dict[str, Any]:
+        """Constructor options: ``{attribute: value}`` of the named fields (all when none is
+        named) that are not None, so an unset optional variable leaves the constructor's own
+        default (``Health(**HealthSettings.load().options("timeout", "cache_ttl"))``)."""
+        names = attributes or tuple(self._renderkit_values)
+        values = self._renderkit_values
+        return {name: values[name] for name in names if values[name] is not None}
+
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented

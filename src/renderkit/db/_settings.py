@@ -95,16 +95,15 @@ def build(
     from renderkit.platform import detect
 
     settings = DatabaseSettings.load(environ)
-    kwargs = settings.as_dict()
+    # Unset presets (connect_timeout, max_lifetime, startup_budget) are left out: the
+    # constructor decides them (Neon or not).
+    kwargs = settings.options()
     kwargs["url"] = str(kwargs["url"])
     kwargs["replicas"] = [str(u) for u in kwargs["replicas"]]
     kwargs["pooled"] = {"auto": None, "true": True, "false": False}[kwargs["pooled"]]
-    if kwargs["application_name"] is None:
+    if "application_name" not in kwargs:
         service = detect(environ).service_name
         kwargs["application_name"] = (service or "renderkit")[:63]
-    for key in ("connect_timeout", "max_lifetime", "startup_budget"):
-        if kwargs[key] is None:
-            del kwargs[key]  # the constructor's presets decide (Neon or not)
     kwargs.update(overrides)
     url = kwargs.pop("url")
     try:

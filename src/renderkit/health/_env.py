@@ -67,15 +67,9 @@ class HealthSettings(Settings):
 def health_options(environ: Mapping[str, str] | None) -> dict[str, Any]:
     """Constructor options from the environment; every bad variable in one ConfigError."""
     settings = HealthSettings.load(environ)
-    values: dict[str, Any] = {}
-    for option in ("timeout", "cache_ttl", "stale_while_revalidate"):
-        value = getattr(settings, option)
-        if value is not None:
-            values[option] = float(value)
+    values = settings.options("timeout", "cache_ttl", "stale_while_revalidate", "trusted_networks")
     if settings.token is not None and settings.token.strip():
         values["token"] = settings.token.strip()
-    if settings.trusted_networks is not None:
-        values["trusted_networks"] = settings.trusted_networks
     if settings.status_words is not None:
         pairs = (item.partition("=") for item in settings.status_words)
         values["status_words"] = {status.strip(): word.strip() for status, _, word in pairs}

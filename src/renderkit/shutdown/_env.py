@@ -43,6 +43,4 @@ class ShutdownSettings(Settings):
 
 def shutdown_options(environ: Mapping[str, str] | None) -> dict[str, Any]:
     """Constructor options from the environment; every bad variable in one ConfigError."""
-    settings = ShutdownSettings.load(environ)
-    options = ("grace_period", "drain_delay", "keepalive_window")
-    return {o: float(getattr(settings, o)) for o in options if getattr(settings, o) is not None}
+    return ShutdownSettings.load(environ).options()
