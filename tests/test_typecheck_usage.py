@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -37,3 +38,41 @@ def test_pending_entries_name_existing_files_and_a_reason() -> None:
     for path, reason in usage.PENDING.items():
         assert (ROOT / path).is_file(), path
         assert len(reason) > 10, path
+
+
+def _public_asgi_middleware() -> set[str]:
+    """Every ``*Middleware`` class a public renderkit module exports with an async ``__call__``
+    (the WSGI ones in ``renderkit.wsgi`` are not Starlette middleware)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import renderkit
+
+    found = set()
+    for info in pkgutil.walk_packages(renderkit.__path__, "renderkit."):
+        parts = info.name.split(".")[1:]
+        if parts[0] in ("wsgi", "flask") or any(part.startswith("_") for part in parts):
+            continue
+        module = importlib.import_module(info.name)
+        for name in getattr(module, "__all__", ()):
+            obj = getattr(module, name)
+            call = getattr(obj, "__call__", None)
+            if name.endswith("Middleware") and inspect.iscoroutinefunction(call):
+                found.add(name)
+    return found
+
+
+def test_the_typed_stack_holds_every_public_asgi_middleware() -> None:
+    """tests/typing/middleware_stack.py puts each public ASGI middleware in ``Middleware(...)``
+    and in ``app.add_middleware(...)``, so a new one whose options are untyped fails mypy."""
+    stack = (ROOT / "tests/typing/middleware_stack.py").read_text()
+    middleware = _public_asgi_middleware()
+    assert {"CorrelationIdMiddleware", "RateLimitMiddleware", "SessionMiddleware"} <= middleware
+    missing = {
+        name
+        for name in middleware
+        if not re.search(rf"(?<!add_)\bMiddleware\({name}\b", stack)
+        or not re.search(rf"\badd_middleware\({name}\b", stack)
+    }
+    assert not missing, f"add these to tests/typing/middleware_stack.py: {sorted(missing)}"
