@@ -78,7 +78,6 @@ def prelude(code: str) -> str:
 # path -> why it does not pass yet (the owner's fix named); shrink this, never grow it.
 PENDING: dict[str, str] = {
     "docs/cache.md": "cache: a decorated function's .invalidate is not typed",
-    "docs/ratelimit.md": "ratelimit: untyped example functions",
     "docs/sessions.md": "sessions: typed request.session extras (regenerate, user_id)",
     "docs/shutdown.md": "shutdown: untyped example functions",
     "docs/testing.md": "testing: untyped example tests and fixtures",
