@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from renderkit._options import fraction_option
 from renderkit.health._result import CheckResult, ShutdownState
 
 if TYPE_CHECKING:
@@ -20,10 +21,24 @@ def _percent(part: float, whole: float) -> float:
     return round(part / whole * 100.0, 1) if whole > 0 else 0.0
 
 
-def _fraction(value: float, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-        raise ValueError(f"{what}={value!r}: use a fraction between 0 and 1 (0.8 means 80 %)")
-    return float(value)
+def _thresholds(warn: float, fail: float, what: str) -> tuple[float, float]:
+    """``warn`` and ``fail`` as fractions in (0, 1], ``warn`` not above ``fail``."""
+    warn = fraction_option(warn, f"{what}(warn)")
+    fail = fraction_option(fail, f"{what}(fail)")
+    if warn > fail:
+        raise ValueError(f"{what}(warn={warn}, fail={fail}): warn must not exceed fail")
+    return warn, fail
+
+
+def _graded(
+    ratio: float, warn: float, fail: float, message: str, details: dict[str, Any]
+) -> CheckResult:
+    """Unhealthy from ``fail``, degraded from ``warn`` (both saying ``message``), else healthy."""
+    if ratio >= fail:
+        return CheckResult.unhealthy(message, **details)
+    if ratio >= warn:
+        return CheckResult.degraded(message, **details)
+    return CheckResult.healthy(**details)
 
 
 def memory_check(
@@ -38,10 +53,7 @@ def memory_check(
     ``limit`` in bytes defaults to ``platform.memory_limit`` (cgroup-aware, from
     ``renderkit.platform.detect()``). Degraded at ``warn``, unhealthy at ``fail``.
     """
-    warn = _fraction(warn, "memory_check(warn)")
-    fail = _fraction(fail, "memory_check(fail)")
-    if warn > fail:
-        raise ValueError(f"memory_check(warn={warn}, fail={fail}): warn must not exceed fail")
+    warn, fail = _thresholds(warn, fail, "memory_check")
     state: dict[str, Any] = {}
 
     def check() -> CheckResult:
@@ -61,11 +73,7 @@ def memory_check(
             return CheckResult.healthy("memory limit unknown", rss=rss)
         ratio = rss / cap
         details = {"usage": _percent(rss, cap), "rss": rss, "limit": cap}
-        if ratio >= fail:
-            return CheckResult.unhealthy(f"RSS at {ratio:.0%} of the memory limit", **details)
-        if ratio >= warn:
-            return CheckResult.degraded(f"RSS at {ratio:.0%} of the memory limit", **details)
-        return CheckResult.healthy(**details)
+        return _graded(ratio, warn, fail, f"RSS at {ratio:.0%} of the memory limit", details)
 
     return check
 
@@ -78,7 +86,7 @@ def cpu_check(*, warn: float = 0.90, platform: Platform | None = None) -> Callab
     one second reuse the last figure: CPU time advances in scheduler ticks, so a window of a
     few milliseconds would report thousands of percent.
     """
-    warn = _fraction(warn, "cpu_check(warn)")
+    warn = fraction_option(warn, "cpu_check(warn)")
     state: dict[str, Any] = {}
 
     def sample() -> tuple[float, float]:
@@ -123,10 +131,7 @@ def disk_check(
 ) -> Callable[[], CheckResult]:
     """A check on free space of the filesystem holding ``path`` (degraded at ``warn`` used,
     unhealthy at ``fail``)."""
-    warn = _fraction(warn, "disk_check(warn)")
-    fail = _fraction(fail, "disk_check(fail)")
-    if warn > fail:
-        raise ValueError(f"disk_check(warn={warn}, fail={fail}): warn must not exceed fail")
+    warn, fail = _thresholds(warn, fail, "disk_check")
 
     def check() -> CheckResult:
         import psutil
@@ -137,11 +142,7 @@ def disk_check(
             "usage": _percent(usage.used, usage.total),
             "free": int(usage.free),
         }
-        if ratio >= fail:
-            return CheckResult.unhealthy(f"disk {ratio:.0%} full", **details)
-        if ratio >= warn:
-            return CheckResult.degraded(f"disk {ratio:.0%} full", **details)
-        return CheckResult.healthy(**details)
+        return _graded(ratio, warn, fail, f"disk {ratio:.0%} full", details)
 
     return check
 
@@ -188,7 +189,7 @@ def redis_check(client: Any, *, warn: float = 0.90) -> Callable[[], Any]:
     ``warn`` of ``maxmemory``. A failing PING raises, so the check fails with the error (its
     URL password masked). ``health.add("redis", redis_check(client), critical=False)``.
     """
-    warn = _fraction(warn, "redis_check(warn)")
+    warn = fraction_option(warn, "redis_check(warn)")
     if not callable(getattr(client, "ping", None)) or not callable(getattr(client, "info", None)):
         raise TypeError(
             f"redis_check(client=...): needs a redis-py client with ping() and info(), got "
