@@ -79,7 +79,6 @@ def prelude(code: str) -> str:
 PENDING: dict[str, str] = {
     "docs/cache.md": "cache: a decorated function's .invalidate is not typed",
     "docs/sessions.md": "sessions: typed request.session extras (regenerate, user_id)",
-    "docs/shutdown.md": "shutdown: untyped example functions",
     "docs/testing.md": "testing: untyped example tests and fixtures",
 }
 
