@@ -29,6 +29,7 @@ __all__ = [
     "is_cluster",
     "reconnect_once",
     "redis_client",
+    "require_bytes",
     "topology",
 ]
 
@@ -261,6 +262,16 @@ def _hosts(netloc: str) -> tuple[str | None, list[tuple[str, int]]]:
             host, port = port, ""
         pairs.append((host.strip("[]"), int(port) if port else 6379))
     return password, pairs
+
+
+def require_bytes(client: Any, what: str, reason: str) -> None:
+    """Refuse a client built with ``decode_responses=True``: ``what`` stores bytes (``reason``)."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    if kwargs.get("decode_responses"):
+        raise ValueError(
+            f"{what} needs a client built with decode_responses=False (redis-py's default): "
+            f"{reason}"
+        )
 
 
 def is_cluster(client: Any) -> bool:

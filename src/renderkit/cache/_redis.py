@@ -7,7 +7,14 @@ import inspect
 from typing import Any
 
 from renderkit._optional import require
-from renderkit._redis import PerLoop, aclose_client, close_client, is_cluster, redis_client
+from renderkit._redis import (
+    PerLoop,
+    aclose_client,
+    close_client,
+    is_cluster,
+    redis_client,
+    require_bytes,
+)
 from renderkit.cache._redis_async import AsyncRedisMethods
 from renderkit.cache._redis_sync import RedisMethods
 
@@ -41,12 +48,7 @@ class RedisBackend(RedisMethods, AsyncRedisMethods):
         max_concurrency: int | None = None,
         pool_timeout: float = 1.0,
     ) -> None:
-        kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
-        if kwargs.get("decode_responses"):
-            raise ValueError(
-                "RedisBackend needs a client built with decode_responses=False (the default): "
-                "cached values are bytes"
-            )
+        require_bytes(client, "RedisBackend", "cached values are bytes")
         self.client = client
         self.prefix = prefix
         self.name = name

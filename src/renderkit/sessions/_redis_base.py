@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any, Self
 
 from renderkit._optional import require
-from renderkit._redis import PerLoop, close_client, redis_client
+from renderkit._redis import PerLoop, close_client, redis_client, require_bytes
 from renderkit.sessions._base import DELETED, Changes, RawRecord
 from renderkit.sessions._store import SessionStore
 
@@ -134,12 +134,7 @@ class RedisBase(SessionStore):
                 "(RedisStore.from_url(REDIS_URL))"
             )
         if client is not None:
-            pool_kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
-            if pool_kwargs.get("decode_responses"):
-                raise ValueError(
-                    "RedisStore needs a client built with decode_responses=False (redis-py's "
-                    "default): session blobs are bytes"
-                )
+            require_bytes(client, "RedisStore", "session blobs are bytes")
         self.prefix = prefix
         self._user_prefix = prefix + "user:"
         self._url = _url
