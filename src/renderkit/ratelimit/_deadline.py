@@ -10,7 +10,9 @@ a burst through).
 ``timeout`` since the call started and still no reply came. One ticker per event loop checks
 every call in flight (a dict entry per call instead of a timer per call); a tick that runs
 late means the loop was busy, and every call then gets a full ``timeout`` more, up to ``cap``
-seconds in all, which bounds a call to a Redis that is really hung.
+seconds in all, which bounds a call to a Redis that is really hung. A call past its deadline
+is given up only after a second look queued behind every callback already waiting, so a
+reply that was read but whose task has not resumed yet is not taken for a timeout.
 """
 
 from __future__ import annotations
@@ -71,14 +73,34 @@ class Deadlines:
             self._ticking = False
             return
         quiet_since = self._busy
-        for task, started in list(calls.items()):
-            age = now - started
-            if age >= self.cap or (age >= self.timeout and now - quiet_since >= self.timeout):
-                del calls[task]
-                self._expired.add(task)
-                task.cancel()
+        suspects = [
+            task
+            for task, started in calls.items()
+            if now - started >= self.cap
+            or (now - started >= self.timeout and now - quiet_since >= self.timeout)
+        ]
+        if suspects:
+            # Confirm behind everything already queued: a reply read this turn has queued its
+            # task's wake-up before this, so that call finishes first and is no suspect then.
+            loop.call_soon(self._confirm, loop, now, suspects)
         due = now + self.step
         loop.call_at(due, self._tick, loop, due)
+
+    def _confirm(
+        self, loop: asyncio.AbstractEventLoop, queued: float, suspects: list[asyncio.Task[object]]
+    ) -> None:
+        now = loop.time()
+        busy = now - queued > LATE  # a long ready queue: the loop is the bottleneck
+        if busy:
+            self._busy = now
+        calls = self._calls
+        for task in suspects:
+            started = calls.get(task)
+            if started is None or (busy and now - started < self.cap):
+                continue
+            del calls[task]
+            self._expired.add(task)
+            task.cancel()
 
 
 async def answered(awaitable: Awaitable[T], timeout: float, cap: float = 3.0) -> T:
