@@ -78,7 +78,8 @@ def prelude(code: str) -> str:
 # path -> why it does not pass yet (the owner's fix named); shrink this, never grow it.
 PENDING: dict[str, str] = {
     "docs/cache.md": "cache: a decorated function's .invalidate is not typed",
-    "docs/sessions.md": "sessions: typed request.session extras (regenerate, user_id)",
+    "docs/sessions.md": "flask: RenderKitSessionInterface is no flask.sessions.SessionInterface, "
+    "so app.session_interface = RenderKitSessionInterface(...) fails (flask/_sessions.py)",
     "docs/testing.md": "testing: untyped example tests and fixtures",
 }
 
