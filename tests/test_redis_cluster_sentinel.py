@@ -315,3 +315,13 @@ async def test_session_store_given_a_cluster_client(redis_cluster: Any, side: st
         close_client(client)
     else:
         await aclose_client(client)
+
+
+def test_rate_limiter_given_limits_cluster_storage(redis_cluster: Any) -> None:
+    """limits' own RedisClusterStorage works too: renderkit's script on its cluster client."""
+    from limits.storage import storage_from_string
+
+    storage = storage_from_string(redis_cluster.url)
+    limiter = RateLimiter(storage, default="2/minute", key_prefix=f"lim{uuid.uuid4().hex[:6]}")
+    assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
+    assert not limiter.fallback_active
