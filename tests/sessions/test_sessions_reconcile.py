@@ -438,3 +438,40 @@ async def test_a_log_out_while_the_fallback_is_away_is_not_undone_by_its_copy(
     await asyncio.sleep(0.02)
     assert await call(store, "load", sid) is None  # compared after recovery: the tombstone wins
     store.close()
+
+
+async def test_a_primary_miss_with_the_fallback_away_is_unavailable_not_empty(
+    mirrored: Any,
+) -> None:
+    """Redis restarted empty and Postgres (the mirror) fails too: the session may exist, so the
+    store says it cannot tell (an error the engine turns into a kept cookie), never "none"."""
+    call, _switch, fallback, store = mirrored
+    sid = new_session_id()
+    await call(store, "save", sid, {"n": 1})
+    store.primary.delete(sid)  # what a Redis restarted empty looks like for this id
+    fallback.down = True
+    with pytest.raises(ConnectionError):
+        await call(store, "load", sid)
+    fallback.down = False
+    assert (await call(store, "load", sid)).data == {"n": 1}
+    store.close()
+
+
+async def test_a_failed_mirror_write_makes_the_outage_copy_read_only(mirrored: Any) -> None:
+    """n=2 reached Redis but not the mirror (Postgres blinked); Redis then goes away: the
+    mirror's n=1 is shown but not written on, so Redis's n=2 wins when it returns."""
+    call, switch, fallback, store = mirrored
+    sid = new_session_id()
+    version = await call(store, "save", sid, {"n": 1})
+    fallback.down = True
+    version = await call(store, "save", sid, {"n": 2}, version=version)
+    assert store.stats()["mirror_errors"] == 1
+    fallback.down = False
+    switch.down = True
+    record = await call(store, "load", sid)
+    assert record is not None and record.data == {"n": 1} and record.tentative
+    store.degrader.close()
+    switch.down = False
+    await asyncio.sleep(0.02)
+    assert (await call(store, "load", sid)).data == {"n": 2}
+    store.close()

@@ -100,6 +100,8 @@ class FallbackBase(SessionStore):
         self.tombstone_ttl = tombstone_ttl
         self._mirror_errors: tuple[type[BaseException], ...] = (SessionConflict, *fallback.errors)
         self._journal: OrderedDict[str, None] = OrderedDict()
+        # Ids whose last mirror write failed: the fallback's copy is older than the primary's.
+        self._mirror_debt: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._away = False
         self._recovered_at = float("-inf")
@@ -157,6 +159,18 @@ class FallbackBase(SessionStore):
             while len(journal) > self.max_journal:
                 journal.popitem(last=False)
                 self._counts["journal_dropped"] += 1
+
+    def _owe_mirror(self, session_id: str) -> None:
+        with self._lock:
+            self._mirror_debt[session_id] = None
+            self._mirror_debt.move_to_end(session_id)
+            while len(self._mirror_debt) > self.max_journal:
+                self._mirror_debt.popitem(last=False)
+
+    def _mirror_paid(self, session_id: str) -> None:
+        if self._mirror_debt:
+            with self._lock:
+                self._mirror_debt.pop(session_id, None)
 
     def _journal_done(self, session_id: str) -> None:
         with self._lock:

@@ -101,12 +101,17 @@ class FallbackOps(FallbackBase):
     def load(self, session_id: str) -> SessionRecord | None:
         found, primary = self._primary(self.primary.load, session_id)
         if not found:
-            return visible(self.fallback.load(session_id))
+            held = visible(self.fallback.load(session_id))
+            if held is not None and session_id in self._mirror_debt:
+                held.tentative = True  # its last mirror write failed: this copy is older
+            return held
         if not self._consult(session_id, primary):
             return visible(primary)
         try:
             fallback = self.fallback.load(session_id)
         except self.fallback.errors:
+            if primary is None:
+                raise  # neither store can say whether this session exists: it is unavailable
             # The fallback is away: serve the primary's state. When this worker wrote the id
             # there during the outage (journalled, not replayed yet), the fallback's state is
             # known to be newer: no write may be based on the primary's (it would undo it).
@@ -159,11 +164,13 @@ class FallbackOps(FallbackBase):
         self, session_id: str, data: Mapping[str, Any], user_id: str | None, ttl: float
     ) -> None:
         """Copy a save the primary accepted; the primary's version check already decided."""
+        self._mirror_paid(session_id)
         try:
             current = self.fallback.load(session_id)
             version = current.version if current is not None else 0
             self.fallback.save(session_id, data, version=version, user_id=user_id, ttl=ttl)
         except self._mirror_errors as exc:
+            self._owe_mirror(session_id)
             self._count_event("mirror_errors")
             logger.debug("%s: mirror write to the fallback failed: %r", self.name, exc)
 
