@@ -327,7 +327,19 @@ def redis_client(
     sentinel_module = require(
         "redis.asyncio.sentinel" if asyncio else "redis.sentinel", extra=extra, feature=feature
     )
-    path = [p for p in parts.path.split("/") if p]
+    return _sentinel_primary(sentinel_module, parts.path, hosts, query, retry, options)
+
+
+def _sentinel_primary(
+    sentinel_module: Any,
+    url_path: str,
+    hosts: list[tuple[str, int]],
+    query: dict[str, str],
+    retry: Any,
+    options: dict[str, Any],
+) -> Any:
+    """The primary of a redis+sentinel:// URL's service, found through its sentinels."""
+    path = [p for p in url_path.split("/") if p]
     if not path:
         raise ValueError(
             "a redis+sentinel:// URL needs the service name after the hosts: "
