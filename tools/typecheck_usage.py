@@ -80,7 +80,6 @@ PENDING: dict[str, str] = {
     "docs/cache.md": "cache: a decorated function's .invalidate is not typed",
     "docs/sessions.md": "flask: RenderKitSessionInterface is no flask.sessions.SessionInterface, "
     "so app.session_interface = RenderKitSessionInterface(...) fails (flask/_sessions.py)",
-    "docs/testing.md": "testing: untyped example tests and fixtures",
 }
 
 
