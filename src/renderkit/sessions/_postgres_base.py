@@ -104,7 +104,10 @@ class PostgresBase(SessionStore):
         self._pruning = False
         self._prune_tasks: set[asyncio.Task[Any]] = set()
         self._prune_counts = {"prune_runs": 0, "pruned": 0, "prune_skipped": 0, "prune_errors": 0}
-        t = table
+        self._prepare_statements(table)
+
+    def _prepare_statements(self, t: str) -> None:
+        """The SQL of every operation on table ``t`` (a checked identifier), built once."""
         self._sql_load = (
             f"SELECT data, version, user_id, extract(epoch FROM expires_at)::float8 "
             f"FROM {t} WHERE id = %s AND expires_at > now()"
