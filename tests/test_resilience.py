@@ -286,35 +286,65 @@ def test_supervisor_add_after_its_loop_closed_says_what_to_do() -> None:
         supervisor.add("late", worker)
 
 
-async def test_supervisor_staggers_start() -> None:
-    """Tasks start `stagger` seconds apart, the first at once."""
-    loop = asyncio.get_running_loop()
-    started: dict[str, float] = {}
+class _HeldSleeps:
+    """Stands in for ``asyncio`` inside the supervisor: each ``sleep`` is recorded with the
+    task that asked for it and held until the test releases it (no wall clock involved)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[float, asyncio.Future[None]]] = {}
+
+    async def sleep(self, delay: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.held[task.get_name().removeprefix("renderkit-supervisor-")] = (delay, future)
+        await future
+
+    def release(self, name: str) -> None:
+        self.held.pop(name)[1].set_result(None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+
+async def test_supervisor_staggers_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first task starts at once; the n-th first waits n * `stagger` seconds, and starts
+    only when that wait is over (whatever the order the waits end in)."""
+    from renderkit.resilience import _supervisor
+
+    sleeps = _HeldSleeps()
+    monkeypatch.setattr(_supervisor, "asyncio", sleeps)
+    started: list[str] = []
+    forever = asyncio.Event()
 
     def make(name: str) -> Any:
         async def run() -> None:
-            started[name] = loop.time()
-            await asyncio.sleep(30)
+            started.append(name)
+            await forever.wait()
 
         return run
 
     supervisor = Supervisor(stagger=0.1)
     for name in ("a", "b", "c"):
         supervisor.add(name, make(name))
-    begin = loop.time()
     await supervisor.start()
-    for _ in range(500):  # bounded wait for the last start, however loaded the machine is
-        if "c" in started:
-            break
-        await asyncio.sleep(0.01)
-    await supervisor.stop()
-    # Lower bounds are exact (a sleep never ends early); upper bounds leave room for a busy
-    # 2-core machine yet still fail if the stagger were ignored or multiplied.
-    a, b, c = (started[name] - begin for name in ("a", "b", "c"))
-    assert a < 0.5 and b - a >= 0.05
-    assert 0.095 <= b < 0.5
-    assert 0.195 <= c < 0.9
-    assert c - b >= 0.095
+    for _ in range(10):
+        await asyncio.sleep(0)
+    try:
+        assert started == ["a"]
+        assert {name: delay for name, (delay, _) in sleeps.held.items()} == pytest.approx(
+            {"b": 0.1, "c": 0.2}
+        )
+        sleeps.release("c")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert started == ["a", "c"]  # b still waits for its own delay
+        sleeps.release("b")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert started == ["a", "c", "b"]
+    finally:
+        await supervisor.stop()
 
 
 async def test_supervisor_gives_up_and_reports_critical_unhealthy() -> None:
