@@ -149,8 +149,10 @@ class AsyncFallbackOps(FallbackBase):
                 write, session_id, stamped, version=version, user_id=user_id, ttl=ttl
             )
         except SessionConflict:
-            consult = self.mirror or self._fallback_used
-            if not consult or await self.primary.aload(session_id) is not None:
+            if not (self.mirror or self._fallback_used):
+                raise
+            seen, current = await self._aprimary(self.primary.aload, session_id)
+            if not seen or current is not None:
                 raise
             # After an outage the primary takes back a session that lived in the fallback.
             done, new = await self._aprimary(
@@ -221,8 +223,8 @@ class AsyncFallbackOps(FallbackBase):
             if not done:
                 return await self.fallback.amerge(session_id, stamped, **options)
         if new is not None and self.mirror:
-            merged = await self.primary.aload(session_id)
-            if merged is not None:
+            seen, merged = await self._aprimary(self.primary.aload, session_id)
+            if seen and merged is not None:
                 await self._amirror(session_id, merged.data, merged.user_id, ttl)
         return None if new is None else int(new)
 

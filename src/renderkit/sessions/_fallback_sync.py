@@ -137,8 +137,10 @@ class FallbackOps(FallbackBase):
                 write, session_id, stamped, version=version, user_id=user_id, ttl=ttl
             )
         except SessionConflict:
-            consult = self.mirror or self._fallback_used
-            if not consult or self.primary.load(session_id) is not None:
+            if not (self.mirror or self._fallback_used):
+                raise
+            seen, current = self._primary(self.primary.load, session_id)
+            if not seen or current is not None:
                 raise
             # After an outage the primary takes back a session that lived in the fallback.
             done, new = self._primary(
@@ -205,8 +207,8 @@ class FallbackOps(FallbackBase):
             if not done:
                 return self.fallback.merge(session_id, stamped, **options)
         if new is not None and self.mirror:
-            merged = self.primary.load(session_id)
-            if merged is not None:
+            seen, merged = self._primary(self.primary.load, session_id)
+            if seen and merged is not None:
                 self._mirror(session_id, merged.data, merged.user_id, ttl)
         return None if new is None else int(new)
 
