@@ -148,6 +148,45 @@ def _problems(
     return [ConfigProblem(f"{prefix}({opt}=)", msg, "code") for opt, bad, msg in checks if bad]
 
 
+def _secret_key(
+    given: SecretKey | Sequence[SecretKey] | None, from_env: str | None, option_prefix: str
+) -> tuple[SecretKey | Sequence[SecretKey], str]:
+    """The signing key(s) and where they came from: the option, else SESSION_SECRET."""
+    if given is not None:
+        return given, f"{option_prefix}(secret_key=)"
+    if from_env is None:
+        raise ConfigError(
+            ConfigProblem(
+                SECRET_VAR,
+                f"{option_prefix} needs secret_key=... or the {SECRET_VAR} variable: a "
+                "long random string (generate one with `renderkit secret`)",
+            )
+        )
+    return from_env, SECRET_VAR
+
+
+def _cookie(
+    option_prefix: str,
+    name: str,
+    path: str,
+    domain: str | None,
+    same_site: str,
+    secure: bool,
+    max_age: int | None,
+) -> CookieOptions:
+    """The cookie's attributes; a warning when SameSite=None comes without Secure."""
+    same = str(same_site).lower()
+    if same == "none" and not secure:
+        logger.warning(
+            "%s: same_site='none' without Secure: browsers reject such cookies; "
+            "set https_only=True",
+            option_prefix,
+        )
+    # max_age <= 0 (Starlette accepts -1): the cookie and the record expire at once.
+    age = None if max_age is None else int(max_age)
+    return CookieOptions(name, path, domain, same, bool(secure), age)  # type: ignore[arg-type]
+
+
 def _short_secrets(
     keys: SecretKey | Sequence[SecretKey], where: str, env_name: str
 ) -> ConfigProblem | None:
@@ -194,17 +233,7 @@ class EngineBase:
 
         settings = CookieSettings.load(environ)
         env_name = environment(environ)
-        where = f"{option_prefix}(secret_key=)"
-        if secret_key is None:
-            secret_key, where = settings.secret, SECRET_VAR
-        if secret_key is None:
-            raise ConfigError(
-                ConfigProblem(
-                    SECRET_VAR,
-                    f"{option_prefix} needs secret_key=... or the {SECRET_VAR} variable: a "
-                    "long random string (generate one with `renderkit secret`)",
-                )
-            )
+        secret_key, where = _secret_key(secret_key, settings.secret, option_prefix)
         problems = _problems(
             option_prefix,
             same_site=str(same_site),
@@ -221,17 +250,9 @@ class EngineBase:
             raise ConfigError(problems)
         self.signer = Signer(secret_key, option=where)
         secure = _secure(settings.force_https, env_name) if https_only is None else https_only
-        same = str(same_site).lower()
-        if same == "none" and not secure:
-            logger.warning(
-                "%s: same_site='none' without Secure: browsers reject such cookies; "
-                "set https_only=True",
-                option_prefix,
-            )
         self.store = store
-        # max_age <= 0 (Starlette accepts -1): the cookie and the record expire at once.
-        age = None if max_age is None else int(max_age)
-        self.cookie = CookieOptions(cookie_name, path, domain, same, bool(secure), age)  # type: ignore[arg-type]
+        self.cookie = _cookie(option_prefix, cookie_name, path, domain, same_site, secure, max_age)
+        age = self.cookie.max_age
         # Record lifetime: ttl, else the cookie's max_age, else the 7-day default.
         if ttl is not None:
             self.ttl = float(ttl)
