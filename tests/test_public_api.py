@@ -54,6 +54,7 @@ PUBLIC: dict[str, set[str]] = {
         "api_key",
         "client_ip_key",
         "deny_response",
+        "exempt",
         "first_of",
         "limit",
         "parse_limits",

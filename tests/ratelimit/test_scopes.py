@@ -335,3 +335,45 @@ def test_thousand_rules_find_the_first_match() -> None:
     assert names("/p499") == ["/p499/*"]
     assert names("/p7/special") == ["special"]
     assert names("/nowhere") == []
+
+
+def test_exempt_endpoint_skips_the_default_but_keeps_its_own_limits() -> None:
+    """@exempt: no default on that route; an @limit stacked on it still counts."""
+    from renderkit.ratelimit import exempt
+
+    limiter = RateLimiter("memory://", default="1/minute")
+    webhook = exempt(_ok)
+    both = exempt(limit("2/minute", limiter=limiter)(_aok))
+    app = Starlette(routes=[Route("/hook", webhook), Route("/both", both), Route("/x", _aok)])
+    app.add_middleware(RateLimitMiddleware, limiter=limiter)
+    client = TestClient(app)
+    assert [client.get("/hook").status_code for _ in range(3)] == [200, 200, 200]
+    assert "ratelimit" not in client.get("/hook").headers
+    assert [client.get("/both").status_code for _ in range(3)] == [200, 200, 429]
+    assert [client.get("/x").status_code for _ in range(2)] == [200, 429]
+    with pytest.raises(TypeError):
+        exempt("not a function")  # type: ignore[arg-type]
+
+
+def test_flask_exempt_view() -> None:
+    """renderkit.ratelimit.exempt marks a Flask view too."""
+    flask = pytest.importorskip("flask")
+    from renderkit.flask import RenderKit
+    from renderkit.ratelimit import exempt
+
+    app = flask.Flask(__name__)
+
+    @app.get("/hook")
+    @exempt
+    def hook() -> str:
+        return "ok"
+
+    @app.get("/x")
+    def x() -> str:
+        return "x"
+
+    RenderKit(app, limiter=RateLimiter("memory://", default="1/minute"), https_redirect=False,
+              metrics=False, environ={})  # fmt: skip
+    client = app.test_client()
+    assert [client.get("/hook").status_code for _ in range(3)] == [200, 200, 200]
+    assert [client.get("/x").status_code for _ in range(2)] == [200, 429]

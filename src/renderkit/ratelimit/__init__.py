@@ -29,7 +29,7 @@ from renderkit.ratelimit._limiter import (
     Strategy,
     parse_limits,
 )
-from renderkit.ratelimit._middleware import RateLimit, RateLimitMiddleware, limit
+from renderkit.ratelimit._middleware import RateLimit, RateLimitMiddleware, exempt, limit
 from renderkit.ratelimit._rules import (
     HEALTH_PATHS,
     Check,
@@ -66,6 +66,7 @@ __all__ = [
     "api_key",
     "client_ip_key",
     "deny_response",
+    "exempt",
     "first_of",
     "limit",
     "parse_limits",

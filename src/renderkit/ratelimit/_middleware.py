@@ -29,7 +29,14 @@ from renderkit.ratelimit._rules import RateLimitPolicy, RouteLimit, Rule, TierFu
 if TYPE_CHECKING:
     from renderkit._http import ProxyTrust
 
-__all__ = ["SCOPE_KEY", "RateLimit", "RateLimitMiddleware", "limit", "request_info_from_scope"]
+__all__ = [
+    "SCOPE_KEY",
+    "RateLimit",
+    "RateLimitMiddleware",
+    "exempt",
+    "limit",
+    "request_info_from_scope",
+]
 
 logger = logging.getLogger("renderkit.ratelimit")
 
@@ -393,3 +400,23 @@ def limit(
         return wrapper
 
     return decorate
+
+
+_EXEMPT = RouteLimit("1/second", exempt_when=lambda: True, name="exempt", scope="exempt")
+
+
+def exempt(endpoint: Endpoint) -> Endpoint:
+    """Exempt an endpoint from the app-wide default limit (Starlette, FastAPI or Flask view).
+
+    Its own ``@limit`` limits, if any, still count; a health or webhook endpoint with none is
+    not limited at all. The endpoint is returned unchanged, marked for the middleware and for
+    ``RenderKit``'s hook.
+    """
+    if not callable(endpoint):
+        raise TypeError(f"@exempt marks an endpoint function, not {endpoint!r}")
+    marks = (*getattr(endpoint, "__renderkit_limits__", ()), _EXEMPT)
+    try:
+        endpoint.__renderkit_limits__ = marks  # type: ignore[attr-defined]
+    except AttributeError:
+        raise TypeError(f"@exempt cannot mark {endpoint!r}; decorate a plain function") from None
+    return endpoint

@@ -419,7 +419,11 @@ class RateLimitPolicy:
         if rule is not None and rule.applies(request, method):
             chosen.append(rule)
         default = self._defaults
-        if default is not None and all(not s.override_defaults for s in chosen):
+        if (
+            default is not None
+            and all(not s.override_defaults for s in chosen)
+            and not any(s.scope == "exempt" for s in request.limits)
+        ):
             chosen.append(default)  # nothing replaces the default here
         return chosen
 
