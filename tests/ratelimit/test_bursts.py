@@ -5,8 +5,9 @@ fresh client identity (the ``X-Trial`` header is the key), so trials never share
 Fixed windows (they start at the first hit): a sliding-window counter estimates the previous
 window's requests as spread evenly, so a trial that straddles a minute boundary by seconds may
 rightly let one more through. The endpoint holds the event loop for 10 ms, as a CPU-bound
-handler does, so Redis replies wait behind other requests. That used to open the breaker (the Redis timeout counted time
-spent queued behind the event loop) and the memory fallback then let extra requests through.
+handler does, so Redis replies wait behind other requests. That used to open the breaker (the
+Redis timeout counted time spent queued behind the event loop) and the memory fallback then
+let extra requests through.
 """
 
 from __future__ import annotations
