@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from renderkit import _compat_async as compat
 from renderkit._optional import require
@@ -37,8 +37,8 @@ T = TypeVar("T")
 Work = Callable[["psycopg.AsyncConnection[Any]"], Awaitable[T]]
 
 
-class AsyncDatabase(DatabaseBase):
-    """A Postgres pool with retries, timeouts, read replicas, health and stats."""
+class AsyncDatabaseIO(DatabaseBase):
+    """The pool's lifecycle and queries: open, reconnect, close, retries, replicas."""
 
     _pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
     _reconnector: Any = None  # the background task (asyncio) or thread (sync)
@@ -210,7 +210,7 @@ class AsyncDatabase(DatabaseBase):
             if replica_pool is not None:
                 await replica_pool.close(timeout=timeout)
 
-    async def __aenter__(self) -> AsyncDatabase:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 
@@ -406,7 +406,10 @@ class AsyncDatabase(DatabaseBase):
         """Run a query and return all rows (on a replica if ``read_only``)."""
         return await self._statement(sql, params, idempotent, _fetchall, read_only)
 
-    # -- observation -----------------------------------------------------------------------
+
+class AsyncDatabase(AsyncDatabaseIO):
+    """A Postgres pool with retries, timeouts, read replicas, health and stats."""
+
     async def check(self, timeout: float = 3.0) -> float:
         """Run ``SELECT 1`` within ``timeout`` seconds; return the latency in milliseconds.
 

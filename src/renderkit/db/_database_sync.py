@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from renderkit import _compat_sync as compat
 from renderkit._optional import require
@@ -37,8 +37,8 @@ T = TypeVar("T")
 Work = Callable[["psycopg.Connection[Any]"], T]
 
 
-class Database(DatabaseBase):
-    """A Postgres pool with retries, timeouts, read replicas, health and stats."""
+class DatabaseIO(DatabaseBase):
+    """The pool's lifecycle and queries: open, reconnect, close, retries, replicas."""
 
     _pool: psycopg_pool.ConnectionPool[Any] | None = None
     _reconnector: Any = None  # the background task (asyncio) or thread (sync)
@@ -206,7 +206,7 @@ class Database(DatabaseBase):
             if replica_pool is not None:
                 replica_pool.close(timeout=timeout)
 
-    def __enter__(self) -> Database:
+    def __enter__(self) -> Self:
         self.open()
         return self
 
@@ -402,7 +402,10 @@ class Database(DatabaseBase):
         """Run a query and return all rows (on a replica if ``read_only``)."""
         return self._statement(sql, params, idempotent, _fetchall, read_only)
 
-    # -- observation -----------------------------------------------------------------------
+
+class Database(DatabaseIO):
+    """A Postgres pool with retries, timeouts, read replicas, health and stats."""
+
     def check(self, timeout: float = 3.0) -> float:
         """Run ``SELECT 1`` within ``timeout`` seconds; return the latency in milliseconds.
 
