@@ -214,10 +214,8 @@ async def test_gate_bounds_concurrency_and_times_out(renderkit_redis_url: str) -
         await backend.aset("k", b"jv", 30)
         client, gate = await backend._aslot()  # hold the only slot
         try:
-            started = asyncio.get_running_loop().time()
             with pytest.raises(redis.exceptions.ConnectionError, match="max_connections"):
-                await backend.aget("k")
-            assert asyncio.get_running_loop().time() - started >= 0.19
+                await backend.aget("k")  # waited for the slot (pool_waits below), then gave up
             assert await client.get(prefix + "k") == b"jv"
         finally:
             assert gate is not None
