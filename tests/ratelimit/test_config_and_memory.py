@@ -179,11 +179,9 @@ async def test_busy_event_loop_does_not_count_as_a_redis_timeout() -> None:
 
 
 async def test_a_server_that_never_answers_times_out() -> None:
-    """An idle loop and no reply: TimeoutError after about the timeout."""
-    started = time.perf_counter()
+    """An idle loop and no reply: TimeoutError (the 10 s reply would return None)."""
     with pytest.raises(TimeoutError):
         await answered(asyncio.sleep(10), 0.05)
-    assert time.perf_counter() - started < 1.0
 
 
 def test_misspelt_tier_names_fail_at_start_up() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from typing import Any
 
 import pytest
@@ -182,11 +181,10 @@ def test_fail_open_to_memory_when_redis_is_unreachable(caplog: pytest.LogCapture
         failure_threshold=2,
         recovery_timeout=60,
     )
-    started = time.perf_counter()
     with caplog.at_level(logging.WARNING, "renderkit"):
         results = [limiter.hit("k") for _ in range(20)]
-    elapsed = time.perf_counter() - started
-    assert elapsed < 1.0
+    stats = limiter.stats()
+    assert (stats["errors"], stats["circuit"]) == (2, "open")  # 2 failed tries, then none
     assert all(r.fallback for r in results)
     assert [r.allowed for r in results[:4]] == [True, True, True, False]
     assert limiter.health_check().status == "degraded"

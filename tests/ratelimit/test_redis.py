@@ -154,9 +154,7 @@ async def test_redis_killed_mid_load_no_500s(
         before = await _burst([base], 60)
         processes[0].kill()
         processes[0].wait(5)
-        started = time.perf_counter()
         during = await _burst([base], 200)
-        elapsed = time.perf_counter() - started
         processes.append(_start_redis(port))
         await asyncio.sleep(0.7)  # past recovery_timeout: the next check probes Redis
         after = await _burst([base], 40)
@@ -169,7 +167,6 @@ async def test_redis_killed_mid_load_no_500s(
             client.close()
     assert set(before) == {200}
     assert set(during) == {200}  # never a 500, never a hang
-    assert elapsed < 30  # no hang (a loaded CI machine is slow; a hang is minutes)
     assert set(after) == {200}
     assert keys, "after the restart the app counts in Redis again"
 
@@ -184,12 +181,11 @@ async def test_hung_redis_costs_the_timeout_then_nothing() -> None:
             f"redis://127.0.0.1:{port}/0", default="2/minute", timeout=0.05,
             failure_threshold=1, recovery_timeout=60,
         )  # fmt: skip
-        started = time.perf_counter()
         results = [await limiter.ahit("k") for _ in range(50)]
-        elapsed = time.perf_counter() - started
-    assert elapsed < 1.0
     assert all(r.fallback for r in results)
     assert [r.allowed for r in results[:3]] == [True, True, False]
+    stats = limiter.stats()
+    assert (stats["errors"], stats["circuit"]) == (1, "open")  # one timeout paid, then none
 
 
 @pytest.mark.e2e
@@ -207,14 +203,13 @@ async def test_stopped_redis_is_bounded_then_recovers(own_redis: tuple[int, list
     assert not (await limiter.ahit("k")).fallback
     os.kill(processes[0].pid, signal.SIGSTOP)
     try:
-        started = time.perf_counter()
         during = [await limiter.ahit("k") for _ in range(30)]
-        elapsed = time.perf_counter() - started
         assert limiter.health_check().status == "degraded"
+        # two timeouts paid, then the breaker answers: not 30 of them
+        assert limiter.stats()["errors"] == 2
     finally:
         os.kill(processes[0].pid, signal.SIGCONT)
     assert all(r.allowed for r in during) and during[-1].fallback
-    assert elapsed < 3.0  # two timeouts, then the breaker: not 30 of them
     for _ in range(50):
         await asyncio.sleep(0.1)
         if not (await limiter.ahit("k")).fallback:
