@@ -18,7 +18,7 @@ from psycopg import errors as pg_errors
 from _pg_servers import Side, backends, backends_after_close, terminate
 from renderkit._context import correlation_id_var
 from renderkit.db import is_transient, normalize_url
-from renderkit.db._core import _Attempt as Attempt
+from renderkit.db._core import Attempt
 from renderkit.errors import BackendUnavailable, ConfigError
 
 URL = "postgresql://app:s3cret@db.example.com:5432/app"

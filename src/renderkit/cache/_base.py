@@ -113,13 +113,13 @@ def _zero(*_: object) -> int:
     return 0
 
 
-async def _anone(*_: object) -> None:
+async def anone(*_: object) -> None:
     return None
 
 
-async def _afalse(*_: object) -> bool:
+async def afalse(*_: object) -> bool:
     return False
 
 
-async def _azero(*_: object) -> int:
+async def azero(*_: object) -> int:
     return 0

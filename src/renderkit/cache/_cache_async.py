@@ -14,7 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from renderkit import _compat_async as compat
 from renderkit.cache._base import Backend
-from renderkit.cache._facade import _MISSING, _STALE_SUFFIX, Ttl, _CacheCore, _seconds
+from renderkit.cache._facade import MISSING, STALE_SUFFIX, CacheCore, Ttl, ttl_seconds
 from renderkit.cache._memory import ABSENT
 from renderkit.health import CheckResult
 
@@ -48,7 +48,7 @@ class _AsyncFlights:
                     del self._table[key]
 
 
-class AsyncCache(_CacheCore):
+class AsyncCache(CacheCore):
     """A cache facade: ``get``/``set``/``delete``/``get_or_set``/``cached`` over a backend.
 
     Backend failures never reach the caller (unless ``raise_errors=True``): a failed read is
@@ -102,7 +102,7 @@ class AsyncCache(_CacheCore):
         full = self._key(key)
         try:
             found = await self.backend.adelete(full)
-            await self.backend.adelete(full + _STALE_SUFFIX)
+            await self.backend.adelete(full + STALE_SUFFIX)
         except Exception as exc:
             self._backend_failed(exc, "delete")
             return False
@@ -134,18 +134,18 @@ class AsyncCache(_CacheCore):
         ``stale_if_error`` keeps a copy for that many seconds past ``ttl`` and returns it when
         ``factory`` raises.
         """
-        value = await self.get(key, _MISSING)
-        if value is not _MISSING:
+        value = await self.get(key, MISSING)
+        if value is not MISSING:
             return value  # type: ignore[no-any-return]
         full = self._key(key)
         async with self._flights.hold(full):
-            value = await self.get(key, _MISSING)
-            if value is not _MISSING:
+            value = await self.get(key, MISSING)
+            if value is not MISSING:
                 return value  # type: ignore[no-any-return]
             token = None
             if lock:
                 token, value = await self._distributed_wait(key, full, lock_lease)
-                if value is not _MISSING:
+                if value is not MISSING:
                     return value  # type: ignore[no-any-return]
             try:
                 return await self._compute(full, factory, ttl, stale_if_error)
@@ -161,15 +161,15 @@ class AsyncCache(_CacheCore):
         except Exception:
             if stale_if_error is not None:
                 stale = self._stale_value(full, await self._raw_stale(full))
-                if stale is not _MISSING:
+                if stale is not MISSING:
                     return stale  # type: ignore[no-any-return]
             raise
         raw = self.serializer.dumps(value)
         seconds = self._ttl(ttl, jitter=True)
         await self._store(full, raw, seconds)
         if stale_if_error is not None:
-            keep = _seconds(stale_if_error, "stale_if_error") or 0
-            await self._store(full + _STALE_SUFFIX, raw, (seconds or 0) + keep or None)
+            keep = ttl_seconds(stale_if_error, "stale_if_error") or 0
+            await self._store(full + STALE_SUFFIX, raw, (seconds or 0) + keep or None)
         return value
 
     async def _distributed_wait(self, key: str, full: str, lease: float) -> tuple[str | None, Any]:
@@ -180,16 +180,16 @@ class AsyncCache(_CacheCore):
                 token = await self.backend.aacquire_lock(full + "\x00lock", lease)
             except Exception as exc:
                 self._backend_failed(exc, "lock")
-                return None, _MISSING
+                return None, MISSING
             if token is not None:
                 # Another instance may have filled the key just before releasing its lock.
-                value = await self.get(key, _MISSING)
-                if value is not _MISSING:
+                value = await self.get(key, MISSING)
+                if value is not MISSING:
                     await self._release(full, token)
                     return None, value
-                return token, _MISSING
-            value = await self.get(key, _MISSING)
-            if value is not _MISSING or time.monotonic() >= deadline:
+                return token, MISSING
+            value = await self.get(key, MISSING)
+            if value is not MISSING or time.monotonic() >= deadline:
                 return None, value  # lease over: compute anyway rather than wait forever
             await compat.sleep(delay)
             delay = min(delay * 2, 0.2)
@@ -202,7 +202,7 @@ class AsyncCache(_CacheCore):
 
     async def _raw_stale(self, full: str) -> bytes | None:
         try:
-            return await self.backend.aget(full + _STALE_SUFFIX)
+            return await self.backend.aget(full + STALE_SUFFIX)
         except Exception:
             return None
 

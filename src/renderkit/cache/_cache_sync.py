@@ -13,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from renderkit import _compat_sync as compat
 from renderkit.cache._base import Backend
-from renderkit.cache._facade import _MISSING, _STALE_SUFFIX, Ttl, _CacheCore, _seconds
+from renderkit.cache._facade import MISSING, STALE_SUFFIX, CacheCore, Ttl, ttl_seconds
 from renderkit.cache._memory import ABSENT
 from renderkit.health import CheckResult
 
@@ -47,7 +47,7 @@ class _AsyncFlights:
                     del self._table[key]
 
 
-class Cache(_CacheCore):
+class Cache(CacheCore):
     """A cache facade: ``get``/``set``/``delete``/``get_or_set``/``cached`` over a backend.
 
     Backend failures never reach the caller (unless ``raise_errors=True``): a failed read is
@@ -101,7 +101,7 @@ class Cache(_CacheCore):
         full = self._key(key)
         try:
             found = self.backend.delete(full)
-            self.backend.delete(full + _STALE_SUFFIX)
+            self.backend.delete(full + STALE_SUFFIX)
         except Exception as exc:
             self._backend_failed(exc, "delete")
             return False
@@ -133,18 +133,18 @@ class Cache(_CacheCore):
         ``stale_if_error`` keeps a copy for that many seconds past ``ttl`` and returns it when
         ``factory`` raises.
         """
-        value = self.get(key, _MISSING)
-        if value is not _MISSING:
+        value = self.get(key, MISSING)
+        if value is not MISSING:
             return value  # type: ignore[no-any-return]
         full = self._key(key)
         with self._flights.hold(full):
-            value = self.get(key, _MISSING)
-            if value is not _MISSING:
+            value = self.get(key, MISSING)
+            if value is not MISSING:
                 return value  # type: ignore[no-any-return]
             token = None
             if lock:
                 token, value = self._distributed_wait(key, full, lock_lease)
-                if value is not _MISSING:
+                if value is not MISSING:
                     return value  # type: ignore[no-any-return]
             try:
                 return self._compute(full, factory, ttl, stale_if_error)
@@ -158,15 +158,15 @@ class Cache(_CacheCore):
         except Exception:
             if stale_if_error is not None:
                 stale = self._stale_value(full, self._raw_stale(full))
-                if stale is not _MISSING:
+                if stale is not MISSING:
                     return stale  # type: ignore[no-any-return]
             raise
         raw = self.serializer.dumps(value)
         seconds = self._ttl(ttl, jitter=True)
         self._store(full, raw, seconds)
         if stale_if_error is not None:
-            keep = _seconds(stale_if_error, "stale_if_error") or 0
-            self._store(full + _STALE_SUFFIX, raw, (seconds or 0) + keep or None)
+            keep = ttl_seconds(stale_if_error, "stale_if_error") or 0
+            self._store(full + STALE_SUFFIX, raw, (seconds or 0) + keep or None)
         return value
 
     def _distributed_wait(self, key: str, full: str, lease: float) -> tuple[str | None, Any]:
@@ -177,16 +177,16 @@ class Cache(_CacheCore):
                 token = self.backend.acquire_lock(full + "\x00lock", lease)
             except Exception as exc:
                 self._backend_failed(exc, "lock")
-                return None, _MISSING
+                return None, MISSING
             if token is not None:
                 # Another instance may have filled the key just before releasing its lock.
-                value = self.get(key, _MISSING)
-                if value is not _MISSING:
+                value = self.get(key, MISSING)
+                if value is not MISSING:
                     self._release(full, token)
                     return None, value
-                return token, _MISSING
-            value = self.get(key, _MISSING)
-            if value is not _MISSING or time.monotonic() >= deadline:
+                return token, MISSING
+            value = self.get(key, MISSING)
+            if value is not MISSING or time.monotonic() >= deadline:
                 return None, value  # lease over: compute anyway rather than wait forever
             compat.sleep(delay)
             delay = min(delay * 2, 0.2)
@@ -199,7 +199,7 @@ class Cache(_CacheCore):
 
     def _raw_stale(self, full: str) -> bytes | None:
         try:
-            return self.backend.get(full + _STALE_SUFFIX)
+            return self.backend.get(full + STALE_SUFFIX)
         except Exception:
             return None
 

@@ -2,7 +2,7 @@
 
 Everything that is not I/O (the key check, codec, TTL and jitter, counters, logging, the
 decorator's key builder, construction from URLs and the environment) lives in
-:class:`_CacheCore`. The facades' I/O methods are written once, in ``_cache_async.py``
+:class:`CacheCore`. The facades' I/O methods are written once, in ``_cache_async.py``
 (:class:`AsyncCache`); ``_cache_sync.py`` (:class:`Cache`) is generated from it.
 """
 
@@ -33,8 +33,8 @@ __all__ = ["CacheKeyError", "CacheSettings"]
 logger = logging.getLogger("renderkit.cache")
 
 MAX_KEY_BYTES = 1024
-_MISSING: Any = object()
-_STALE_SUFFIX = "\x00stale"
+MISSING: Any = object()
+STALE_SUFFIX = "\x00stale"
 Ttl = float | int | timedelta | None
 
 
@@ -71,7 +71,7 @@ def _bad_key(key: object) -> CacheKeyError:
     )
 
 
-def _seconds(ttl: Ttl, what: str = "ttl") -> float | None:
+def ttl_seconds(ttl: Ttl, what: str = "ttl") -> float | None:
     if ttl is None:
         return None
     seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
@@ -80,7 +80,7 @@ def _seconds(ttl: Ttl, what: str = "ttl") -> float | None:
     return seconds
 
 
-class _CacheCore:
+class CacheCore:
     """State and decisions shared by :class:`Cache` and :class:`AsyncCache`."""
 
     _awaited = False  # True on AsyncCache: its backend must be asyncio
@@ -108,7 +108,7 @@ class _CacheCore:
         self.backend: Backend = backend if backend is not None else MemoryBackend()
         self.namespace = namespace
         self._prefix = f"{namespace}:" if namespace else ""
-        self.default_ttl = _seconds(default_ttl, "default_ttl")
+        self.default_ttl = ttl_seconds(default_ttl, "default_ttl")
         self.ttl_jitter = ttl_jitter
         # In-process bytes cross no network: compressing them would only cost every read.
         local = type(self.backend) is MemoryBackend
@@ -147,7 +147,7 @@ class _CacheCore:
         return self._prefix + key
 
     def _ttl(self, ttl: Ttl, jitter: bool = False) -> float | None:
-        seconds = self.default_ttl if ttl is None else _seconds(ttl)
+        seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
         if jitter and seconds is not None and self.ttl_jitter:
             # Spread expiries of keys filled together so they do not all expire together.
             seconds *= 1 - random.random() * self.ttl_jitter
@@ -196,13 +196,13 @@ class _CacheCore:
         return value
 
     def _stale_value(self, full_key: str, raw: bytes | None) -> Any:
-        """The kept stale copy's value for ``get_or_set(stale_if_error=...)``, or ``_MISSING``."""
+        """The kept stale copy's value for ``get_or_set(stale_if_error=...)``, or ``MISSING``."""
         if raw is None:
-            return _MISSING
+            return MISSING
         try:
             value = self.serializer.loads(raw)
         except CorruptValue:
-            return _MISSING
+            return MISSING
         self.stale_served += 1
         logger.warning(
             "cache %s: factory failed; serving the stale value of %r", self.name, full_key

@@ -1,12 +1,12 @@
 # twins: source
 # twins: rename aget=get aset=set adelete=delete aclear=clear aacquire_lock=acquire_lock
 # twins: rename arelease_lock=release_lock ahealth_check=health_check aclose=close acall=call
-# twins: rename _anone=_none _afalse=_false _azero=_zero
+# twins: rename anone=_none afalse=_false azero=_zero
 """FallbackBackend's I/O methods (async source; ``_fallback_sync`` is generated)."""
 
 from __future__ import annotations
 
-from renderkit.cache._base import Backend, _afalse, _anone, _azero
+from renderkit.cache._base import Backend, afalse, anone, azero
 from renderkit.health import CheckResult
 from renderkit.resilience import Degrader
 
@@ -27,17 +27,17 @@ class AsyncFallbackMethods:
     async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
         if self.mirror_writes:
             await self.fallback.aset(key, value, ttl)
-            await self.degrader.acall(self.primary.aset, _anone, key, value, ttl)
+            await self.degrader.acall(self.primary.aset, anone, key, value, ttl)
         else:
             await self.degrader.acall(self.primary.aset, self.fallback.aset, key, value, ttl)
 
     async def adelete(self, key: str) -> bool:
         found = await self.fallback.adelete(key)
-        return await self.degrader.acall(self.primary.adelete, _afalse, key) or found
+        return await self.degrader.acall(self.primary.adelete, afalse, key) or found
 
     async def aclear(self, prefix: str = "") -> int:
         count = await self.fallback.aclear(prefix)
-        return await self.degrader.acall(self.primary.aclear, _azero, prefix) or count
+        return await self.degrader.acall(self.primary.aclear, azero, prefix) or count
 
     async def aacquire_lock(self, key: str, lease: float) -> str | None:
         return await self.degrader.acall(

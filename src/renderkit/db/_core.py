@@ -157,7 +157,7 @@ class PoolSettings:
     replica_timeout: float = 1.0
 
 
-class _Attempt:
+class Attempt:
     """Tracks whether one attempt reached the point where the statement may have been sent."""
 
     __slots__ = ("sent",)
@@ -388,7 +388,7 @@ class DatabaseBase:
             )
 
     # -- retry decisions ------------------------------------------------------------------
-    def _should_retry(self, exc: BaseException, idempotent: bool, attempt: _Attempt) -> bool:
+    def _should_retry(self, exc: BaseException, idempotent: bool, attempt: Attempt) -> bool:
         if not is_transient(exc):
             return False
         # A lost connection after the statement went out may have committed: only idempotent
@@ -403,7 +403,7 @@ class DatabaseBase:
             retry_number, initial=self._retry_backoff, max_delay=self._retry_backoff_max
         )
 
-    def _retrying_kwargs(self, idempotent: bool, attempt_box: list[_Attempt]) -> dict[str, Any]:
+    def _retrying_kwargs(self, idempotent: bool, attempt_box: list[Attempt]) -> dict[str, Any]:
         tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
 
         def retryable(exc: BaseException) -> bool:

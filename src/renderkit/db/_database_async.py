@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 from renderkit import _compat_async as compat
 from renderkit._optional import require
 from renderkit.db._core import (
+    Attempt,
     DatabaseBase,
     Params,
-    _Attempt,
     connection_failure,
     first_line,
     is_transient,
@@ -296,14 +296,14 @@ class AsyncDatabaseIO(DatabaseBase):
             done, result = await self._on_replica(self._with_timeout(fn), what)
             if done:
                 return cast(T, result)
-        attempt = _Attempt()
+        attempt = Attempt()
         try:
             return await self._once(fn, attempt, what)
         except Exception as exc:
             return await self._recover(exc, fn, idempotent, attempt, what)
 
     async def _recover(
-        self, exc: Exception, fn: Work[T], idempotent: bool, attempt: _Attempt, what: Any
+        self, exc: Exception, fn: Work[T], idempotent: bool, attempt: Attempt, what: Any
     ) -> T:
         """After a failed first attempt: fail fast if Postgres is down, else retry or raise."""
         self._count("errors")
@@ -334,10 +334,10 @@ class AsyncDatabaseIO(DatabaseBase):
         self._count("retries")
         await compat.sleep(self._backoff(1))
         tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
-        box = [_Attempt()]
+        box = [Attempt()]
         async for retry in tenacity.AsyncRetrying(**self._retrying_kwargs(idempotent, box)):
             with retry:
-                box[0] = _Attempt()
+                box[0] = Attempt()
                 try:
                     return await self._once(fn, box[0], what)
                 except Exception:
@@ -345,7 +345,7 @@ class AsyncDatabaseIO(DatabaseBase):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _once(self, fn: Work[T], attempt: _Attempt, what: Any) -> T:
+    async def _once(self, fn: Work[T], attempt: Attempt, what: Any) -> T:
         pool = self._require_pool()
         started = time.perf_counter()
         async with pool.connection() as conn:
@@ -374,7 +374,7 @@ class AsyncDatabaseIO(DatabaseBase):
         pool = self._pool
         if pool is None or self._outage is not None:
             raise self._not_open()
-        attempt = _Attempt()
+        attempt = Attempt()
         started = time.perf_counter()
         try:
             async with pool.connection() as conn:

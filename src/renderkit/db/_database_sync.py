@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 from renderkit import _compat_sync as compat
 from renderkit._optional import require
 from renderkit.db._core import (
+    Attempt,
     DatabaseBase,
     Params,
-    _Attempt,
     connection_failure,
     first_line,
     is_transient,
@@ -292,14 +292,14 @@ class DatabaseIO(DatabaseBase):
             done, result = self._on_replica(self._with_timeout(fn), what)
             if done:
                 return cast(T, result)
-        attempt = _Attempt()
+        attempt = Attempt()
         try:
             return self._once(fn, attempt, what)
         except Exception as exc:
             return self._recover(exc, fn, idempotent, attempt, what)
 
     def _recover(
-        self, exc: Exception, fn: Work[T], idempotent: bool, attempt: _Attempt, what: Any
+        self, exc: Exception, fn: Work[T], idempotent: bool, attempt: Attempt, what: Any
     ) -> T:
         """After a failed first attempt: fail fast if Postgres is down, else retry or raise."""
         self._count("errors")
@@ -330,10 +330,10 @@ class DatabaseIO(DatabaseBase):
         self._count("retries")
         compat.sleep(self._backoff(1))
         tenacity = require("tenacity", extra="postgres", feature="renderkit.db")
-        box = [_Attempt()]
+        box = [Attempt()]
         for retry in tenacity.Retrying(**self._retrying_kwargs(idempotent, box)):
             with retry:
-                box[0] = _Attempt()
+                box[0] = Attempt()
                 try:
                     return self._once(fn, box[0], what)
                 except Exception:
@@ -341,7 +341,7 @@ class DatabaseIO(DatabaseBase):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _once(self, fn: Work[T], attempt: _Attempt, what: Any) -> T:
+    def _once(self, fn: Work[T], attempt: Attempt, what: Any) -> T:
         pool = self._require_pool()
         started = time.perf_counter()
         with pool.connection() as conn:
@@ -370,7 +370,7 @@ class DatabaseIO(DatabaseBase):
         pool = self._pool
         if pool is None or self._outage is not None:
             raise self._not_open()
-        attempt = _Attempt()
+        attempt = Attempt()
         started = time.perf_counter()
         try:
             with pool.connection() as conn:

@@ -14,11 +14,11 @@ from typing import Any
 from renderkit.health import CheckResult
 from renderkit.sessions._base import Changes, RawRecord, thread_if_sync_only
 from renderkit.sessions._postgres_base import (
-    _PRUNE_BATCH,
-    _PRUNE_ROUNDS,
+    PRUNE_BATCH,
+    PRUNE_ROUNDS,
     PostgresBase,
-    _ddl,
     logger,
+    table_ddl,
 )
 
 __all__ = ["AsyncPostgresHooks"]
@@ -31,7 +31,7 @@ class AsyncPostgresHooks(PostgresBase):
     async def acreate_table(self) -> None:
         """Create the table and its indexes if missing (safe to run from many instances)."""
         db = await self._db_async()
-        statements = _ddl(self.table)
+        statements = table_ddl(self.table)
 
         async def migrate(conn: Any) -> None:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key ^ 1,))
@@ -51,10 +51,10 @@ class AsyncPostgresHooks(PostgresBase):
             if not row[0]:
                 return None
             removed = 0
-            for _ in range(_PRUNE_ROUNDS):
+            for _ in range(PRUNE_ROUNDS):
                 cur = await conn.execute(self._sql_prune)
                 removed += cur.rowcount
-                if cur.rowcount < _PRUNE_BATCH:
+                if cur.rowcount < PRUNE_BATCH:
                     break
             return removed
 

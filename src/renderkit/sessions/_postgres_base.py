@@ -24,11 +24,11 @@ __all__ = ["PostgresBase"]
 
 logger = logging.getLogger("renderkit.sessions")
 _IDENT = re.compile(r"(?:[a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}")
-_PRUNE_BATCH = 1000
-_PRUNE_ROUNDS = 100
+PRUNE_BATCH = 1000
+PRUNE_ROUNDS = 100
 
 
-def _ddl(table: str) -> list[str]:
+def table_ddl(table: str) -> list[str]:
     base = table.rsplit(".", 1)[-1]
     return [
         f"""CREATE TABLE IF NOT EXISTS {table} (
@@ -140,7 +140,7 @@ class PostgresBase(SessionStore):
         self._sql_delete_user = f"DELETE FROM {t} WHERE user_id = %s"
         self._sql_prune = (
             f"DELETE FROM {t} WHERE ctid IN "
-            f"(SELECT ctid FROM {t} WHERE expires_at <= now() LIMIT {_PRUNE_BATCH})"
+            f"(SELECT ctid FROM {t} WHERE expires_at <= now() LIMIT {PRUNE_BATCH})"
         )
 
     @classmethod

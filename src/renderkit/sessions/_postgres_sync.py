@@ -12,11 +12,11 @@ from typing import Any
 from renderkit.health import CheckResult
 from renderkit.sessions._base import Changes, RawRecord
 from renderkit.sessions._postgres_base import (
-    _PRUNE_BATCH,
-    _PRUNE_ROUNDS,
+    PRUNE_BATCH,
+    PRUNE_ROUNDS,
     PostgresBase,
-    _ddl,
     logger,
+    table_ddl,
 )
 
 __all__ = ["PostgresHooks"]
@@ -28,7 +28,7 @@ class PostgresHooks(PostgresBase):
     def create_table(self) -> None:
         """Create the table and its indexes if missing (safe to run from many instances)."""
         db = self._db_sync()
-        statements = _ddl(self.table)
+        statements = table_ddl(self.table)
 
         def migrate(conn: Any) -> None:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key ^ 1,))
@@ -47,10 +47,10 @@ class PostgresHooks(PostgresBase):
             if not row[0]:
                 return None
             removed = 0
-            for _ in range(_PRUNE_ROUNDS):
+            for _ in range(PRUNE_ROUNDS):
                 cur = conn.execute(self._sql_prune)
                 removed += cur.rowcount
-                if cur.rowcount < _PRUNE_BATCH:
+                if cur.rowcount < PRUNE_BATCH:
                     break
             return removed
 
