@@ -286,7 +286,8 @@ class EngineBase:
         if record is not None and self._undump is not None:
             record.data = {k: self._undump(v) for k, v in record.data.items()}
         session = factory(found[0], record, cookie_stale=not found[1])
-        session._unavailable = unavailable or (record is not None and record.tentative)
+        if unavailable or (record is not None and record.tentative):
+            session.mark_unavailable()
         return session
 
     def _store_failed(self, exc: BaseException) -> None:
@@ -325,19 +326,20 @@ class EngineBase:
         if not session.modified:
             return self._unmodified(session)
         data = self._stored(session.data())
-        old_id = session._id if session._exists else None
+        old_id = session.id
+        pending = session.pending()
         plan = Plan(session, data=data, ttl=self.ttl)
-        if session._cleared or session._regenerate:
+        if pending.cleared or pending.regenerate:
             # The cookie's id even when its record could not be read (the store was away):
             # its older copy must die with it (a log-out or a log-in during an outage).
-            plan.delete_id = session._id
+            plan.delete_id = session.cookie_id
             if data:
                 plan.save_id = new_session_id()
                 self._set_cookie(plan, plan.save_id)
             elif had_cookie:
                 plan.cookie = self.cookie.deletion()
             return plan
-        if session._unavailable:
+        if pending.unavailable:
             # The store could not be read: the session may still exist there. Saving this
             # request's data under a new id would replace the user's cookie and lose it for
             # good; the write is skipped instead (a log-out or regenerate() above still runs).
@@ -355,35 +357,34 @@ class EngineBase:
             self._set_cookie(plan, plan.save_id)
             return plan
         plan.save_id = old_id
-        plan.version = session._version
+        plan.version = session.version
         if self.rolling:
             self._set_cookie(plan, old_id)
         else:
             # Absolute expiry: a write does not extend the session's life.
-            plan.ttl = max(1.0, session._expires_at - time.time())
+            plan.ttl = max(1.0, (session.expires_at or 0.0) - time.time())
             if session.cookie_stale:
                 self._set_cookie(plan, old_id)
         return plan
 
     def _unmodified(self, session: Session) -> Plan | None:
-        if session._id is None:
-            return None
-        if not session._exists:
+        session_id = session.cookie_id
+        if session_id is None or session.is_new:
             return None
         plan = Plan(session)
         if self.rolling and self._touch_due(session):
-            plan.touch_id = session._id
+            plan.touch_id = session_id
             plan.ttl = self.ttl
-            self._set_cookie(plan, session._id)
+            self._set_cookie(plan, session_id)
         elif session.cookie_stale:
-            self._set_cookie(plan, session._id)  # re-sign with the current key
+            self._set_cookie(plan, session_id)  # re-sign with the current key
         else:
             return None
         return plan
 
     def _touch_due(self, session: Session) -> bool:
         # Refresh at most about once per 1% of the TTL (7 days: every ~100 minutes).
-        remaining = session._expires_at - time.time()
+        remaining = (session.expires_at or 0.0) - time.time()
         return remaining < self.ttl * 0.99
 
     def _changes(self, plan: Plan) -> dict[str, Any]:

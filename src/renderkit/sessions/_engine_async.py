@@ -62,7 +62,7 @@ class AsyncEngineIO(EngineBase):
     async def _asave(self, plan: Plan, session_id: str) -> None:
         """A version-checked write; when another request wrote first, a per-key merge."""
         session = plan.session
-        user = session._user_id
+        user = session.user_id
         try:
             await self.store.asave(
                 session_id, plan.data, version=plan.version, user_id=user, ttl=plan.ttl
@@ -73,7 +73,7 @@ class AsyncEngineIO(EngineBase):
                 raise
         changes = self._changes(plan)
         new = await self.store.amerge(
-            session_id, changes, user_id=user, set_user=session._user_changed, ttl=plan.ttl
+            session_id, changes, user_id=user, set_user=session.pending().user_changed, ttl=plan.ttl
         )
         if new is None:
             self._dropped(plan)

@@ -61,7 +61,7 @@ class EngineIO(EngineBase):
     def _save(self, plan: Plan, session_id: str) -> None:
         """A version-checked write; when another request wrote first, a per-key merge."""
         session = plan.session
-        user = session._user_id
+        user = session.user_id
         try:
             self.store.save(session_id, plan.data, version=plan.version, user_id=user, ttl=plan.ttl)
             return
@@ -70,7 +70,7 @@ class EngineIO(EngineBase):
                 raise
         changes = self._changes(plan)
         new = self.store.merge(
-            session_id, changes, user_id=user, set_user=session._user_changed, ttl=plan.ttl
+            session_id, changes, user_id=user, set_user=session.pending().user_changed, ttl=plan.ttl
         )
         if new is None:
             self._dropped(plan)

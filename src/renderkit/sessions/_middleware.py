@@ -133,7 +133,7 @@ class SessionMiddleware(SessionAdapter[ASGIApp]):
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start" and (
-                session.modified or session._id is not None or session.accessed
+                session.modified or session.cookie_id is not None or session.accessed
             ):
                 cookie = await engine.afinish(session, had_cookie)
                 if session.accessed or cookie is not None:

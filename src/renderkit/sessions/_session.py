@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from renderkit.sessions._base import DELETED, SessionRecord
 
@@ -11,6 +11,15 @@ __all__ = ["Session"]
 
 _MISSING: Any = object()
 _T = TypeVar("_T")
+
+
+class Pending(NamedTuple):
+    """What a request asked of the session's commit (see :meth:`Session.pending`)."""
+
+    cleared: bool
+    regenerate: bool
+    unavailable: bool
+    user_changed: bool
 
 
 class Session(dict[str, Any]):
@@ -219,6 +228,20 @@ class Session(dict[str, Any]):
         return self._expires_at if self._exists else None
 
     # -- for the commit logic --------------------------------------------------------------------
+    @property
+    def cookie_id(self) -> str | None:
+        """The id the request's cookie named, even when the store had no session under it."""
+        return self._id
+
+    def pending(self) -> Pending:
+        """What ``clear()``, ``regenerate()`` and ``user_id = ...`` asked of the commit, and
+        whether the store could not read the session (then the commit saves nothing)."""
+        return Pending(self._cleared, self._regenerate, self._unavailable, self._user_changed)
+
+    def mark_unavailable(self) -> None:
+        """The store could not read this session: it may still exist there, so keep it."""
+        self._unavailable = True
+
     def data(self) -> dict[str, Any]:
         """The data as a plain dict (not marking the session accessed)."""
         return dict(dict.items(self))
