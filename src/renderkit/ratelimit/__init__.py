@@ -3,13 +3,15 @@
 ``RateLimiter`` counts (memory, or Redis through one Lua script per request, falling back to
 memory while Redis is down); ``RateLimitPolicy`` makes the one decision per request
 (:meth:`RateLimitPolicy.decide` -> :class:`Verdict`); ``RateLimitMiddleware`` (ASGI),
-``limit`` (Starlette route decorator) and ``RateLimit`` (FastAPI dependency) translate it.
+``limit`` (Starlette route decorator) and ``RateLimit`` (FastAPI dependency; ``install(app)``
+renders its refusals and headers without the middleware) translate it.
 WSGI and Flask adapters live in ``renderkit.wsgi`` and ``renderkit.flask``.
 """
 
 from __future__ import annotations
 
 from renderkit.ratelimit._counting import DEFAULT_MAX_KEYS, Charge, MemoryCounts
+from renderkit.ratelimit._fastapi import RateLimit, RateLimitExceeded, install, rate_limit_handler
 from renderkit.ratelimit._headers import PROBLEM_TYPE, deny_response, rate_limit_headers
 from renderkit.ratelimit._keys import (
     KeyFunc,
@@ -29,7 +31,7 @@ from renderkit.ratelimit._limiter import (
     Strategy,
     parse_limits,
 )
-from renderkit.ratelimit._middleware import RateLimit, RateLimitMiddleware, exempt, limit
+from renderkit.ratelimit._middleware import RateLimitMiddleware, exempt, limit
 from renderkit.ratelimit._rules import (
     HEALTH_PATHS,
     Check,
@@ -51,6 +53,7 @@ __all__ = [
     "KeyFunc",
     "MemoryCounts",
     "RateLimit",
+    "RateLimitExceeded",
     "RateLimitMiddleware",
     "RateLimitPolicy",
     "RateLimitProcessSettings",
@@ -68,8 +71,10 @@ __all__ = [
     "deny_response",
     "exempt",
     "first_of",
+    "install",
     "limit",
     "parse_limits",
+    "rate_limit_handler",
     "rate_limit_headers",
     "session_user",
 ]

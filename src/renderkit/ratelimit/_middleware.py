@@ -1,4 +1,5 @@
-"""ASGI side of rate limiting: the middleware, a route decorator, a FastAPI dependency.
+"""ASGI side of rate limiting: the middleware and a route decorator (the FastAPI dependency
+is in :mod:`renderkit.ratelimit._fastapi`).
 
 All three translate a request into :class:`~renderkit.ratelimit.RequestInfo` and call the
 policy's one decision (:meth:`RateLimitPolicy.adecide`). The middleware resolves the route the
@@ -31,11 +32,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCOPE_KEY",
-    "RateLimit",
+    "HeaderSend",
     "RateLimitMiddleware",
+    "SettleSend",
+    "add_headers",
     "exempt",
     "limit",
+    "refused_response",
     "request_info_from_scope",
+    "route_dependencies",
+    "route_limit",
+    "routed_here",
 ]
 
 logger = logging.getLogger("renderkit.ratelimit")
@@ -68,18 +75,28 @@ def request_info_from_scope(
     )
 
 
-def route_limits(route: Any) -> tuple[RouteLimit, ...]:
-    """The limits a route declares: ``@limit`` on its endpoint, ``RateLimit`` dependencies."""
-    found = list(getattr(getattr(route, "endpoint", None), "__renderkit_limits__", ()))
+def route_dependencies(route: Any) -> list[Any]:
+    """The rate-limit dependencies (FastAPI ``RateLimit``) anywhere in a route's dependency
+    tree, each once: objects whose ``__renderkit_limit__`` is a :class:`RouteLimit`."""
+    found: list[Any] = []
     pending = [getattr(route, "dependant", None)]
     while pending:
         dependant = pending.pop()
         if dependant is None:
             continue
         for sub in getattr(dependant, "dependencies", ()):
-            if isinstance(getattr(sub, "call", None), RateLimit):
-                found.append(sub.call.spec)
+            call = getattr(sub, "call", None)
+            spec = getattr(call, "__renderkit_limit__", None)
+            if isinstance(spec, RouteLimit) and all(call is not f for f in found):
+                found.append(call)
             pending.append(sub)
+    return found
+
+
+def route_limits(route: Any) -> tuple[RouteLimit, ...]:
+    """The limits a route declares: ``@limit`` on its endpoint, ``RateLimit`` dependencies."""
+    found = list(getattr(getattr(route, "endpoint", None), "__renderkit_limits__", ()))
+    found += [dep.__renderkit_limit__ for dep in route_dependencies(route)]
     return tuple(found)
 
 
@@ -219,14 +236,14 @@ class RateLimitMiddleware:
             await send({"type": "http.response.body", "body": verdict.body, "more_body": False})
             return
         if verdict.deferred:
-            await self.app(scope, receive, _SettleSend(send, self.policy, verdict))
+            await self.app(scope, receive, SettleSend(send, self.policy, verdict))
         elif verdict.headers:
-            await self.app(scope, receive, _HeaderSend(send, verdict.headers))
+            await self.app(scope, receive, HeaderSend(send, verdict.headers))
         else:
             await self.app(scope, receive, send)
 
 
-class _HeaderSend:
+class HeaderSend:
     """The ``send`` of a limited request: appends the RateLimit headers to the response start."""
 
     __slots__ = ("extra", "send")
@@ -242,7 +259,7 @@ class _HeaderSend:
         return self.send(message)
 
 
-class _SettleSend:
+class SettleSend:
     """The ``send`` of a request with ``deduct_when`` limits: at the response start (the status
     is known) charge them or not, then add the headers as they stand after that."""
 
@@ -260,7 +277,7 @@ class _SettleSend:
         await self.send(message)
 
 
-def _routed(scope: Scope, endpoint: object = None) -> bool:
+def routed_here(scope: Scope, endpoint: object = None) -> bool:
     """True when the middleware decided this request with this endpoint's limits."""
     verdict = scope.get(SCOPE_KEY)
     if verdict is None or not verdict.routed:
@@ -268,78 +285,22 @@ def _routed(scope: Scope, endpoint: object = None) -> bool:
     return endpoint is None or scope.get("endpoint") is endpoint
 
 
-def _refused(verdict: Verdict) -> Response:
+def refused_response(verdict: Verdict) -> Response:
+    """The refusal a verdict describes (problem+json, ``Retry-After``, the header pairs)."""
     response = Response(verdict.body, status_code=verdict.status)
     response.raw_headers = list(verdict.headers)
     return response
 
 
-def _add_headers(response: Response, headers: list[tuple[bytes, bytes]]) -> None:
+def add_headers(response: Response, headers: list[tuple[bytes, bytes]]) -> None:
+    """Append raw header pairs to a Starlette response (repeated names stay repeated)."""
     for name, value in headers:
         response.headers.append(name.decode("latin-1"), value.decode("latin-1"))
 
 
-def _spec(value: str | Mapping[str, str], **options: Any) -> RouteLimit:
+def route_limit(value: str | Mapping[str, str], **options: Any) -> RouteLimit:
+    """The :class:`RouteLimit` of a decorator or dependency (None options left at default)."""
     return RouteLimit(value, **{k: v for k, v in options.items() if v is not None})
-
-
-class RateLimit:
-    """A FastAPI dependency: ``Depends(RateLimit("10/minute", limiter=limiter))``.
-
-    With :class:`RateLimitMiddleware` in the app (recommended) the middleware counts this
-    limit with the route's others, all or nothing, and its headers reach every response,
-    including a ``Response`` the endpoint returns itself; the dependency then does nothing.
-    Without the middleware it decides alone: headers go on FastAPI's response, and a refusal
-    raises ``HTTPException`` (429 or 503) carrying ``Retry-After`` and the RateLimit headers.
-    Options as :class:`~renderkit.ratelimit.RouteLimit` (``shared``, ``cost``,
-    ``exempt_when``, ``deduct_when``, ``on_breach``, ``override_defaults``, ``fail_closed``).
-    """
-
-    def __init__(
-        self,
-        limit: str | Mapping[str, str],
-        *,
-        limiter: RateLimiter,
-        key: KeyFunc | None = None,
-        trust: ProxyTrust | None = None,
-        legacy_headers: bool = False,
-        problem_json: bool = True,
-        **options: Any,
-    ) -> None:
-        self.spec = _spec(limit, key=key, **options)
-        self.policy = RateLimitPolicy(
-            limiter, key=key, trust=trust, default=None, legacy_headers=legacy_headers
-        )
-
-    async def __call__(self, request: Request, response: Response) -> None:
-        if _routed(request.scope):
-            return  # the middleware counted this route's limits already
-        verdict = await self.policy.adecide(
-            request_info_from_scope(request.scope, None, (self.spec,))
-        )
-        if not verdict.allowed:
-            from starlette.exceptions import HTTPException
-
-            result = verdict.result
-            raise HTTPException(
-                status_code=verdict.status,
-                detail=_detail(verdict),
-                headers={
-                    k.decode("latin-1"): v.decode("latin-1")
-                    for k, v in verdict.headers
-                    if k not in (b"content-type", b"content-length")
-                }
-                if result is not None
-                else None,
-            )
-        _add_headers(response, verdict.headers)
-
-
-def _detail(verdict: Verdict) -> str:
-    import json
-
-    detail: str = json.loads(verdict.body).get("detail", "rate limit exceeded")
-    return detail
 
 
 Endpoint = Callable[..., Any]
@@ -362,7 +323,7 @@ def limit(
     :class:`~renderkit.ratelimit.RouteLimit`. Stack several ``@limit`` to stack limits: they
     are charged together, all or none.
     """
-    spec = _spec(value, key=key, **options)
+    spec = route_limit(value, key=key, **options)
     policy = RateLimitPolicy(
         limiter, key=key, trust=trust, default=None, legacy_headers=legacy_headers
     )
@@ -380,11 +341,11 @@ def limit(
         @functools.wraps(original)
         async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
             verdict = None
-            if not _routed(request.scope, wrapper):
+            if not routed_here(request.scope, wrapper):
                 info = request_info_from_scope(request.scope, None, specs)
                 verdict = await policy.adecide(info)
                 if not verdict.allowed:
-                    return _refused(verdict)
+                    return refused_response(verdict)
             if is_async:
                 response = await original(request, *args, **kwargs)
             else:
@@ -392,7 +353,7 @@ def limit(
 
                 response = await run_in_threadpool(original, request, *args, **kwargs)
             if verdict is not None:
-                _add_headers(response, await policy.asettle(verdict, response.status_code))
+                add_headers(response, await policy.asettle(verdict, response.status_code))
             return response
 
         wrapper.__renderkit_limits__ = specs  # type: ignore[attr-defined]
