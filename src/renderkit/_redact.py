@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MASK", "redact"]
+__all__ = ["MASK", "first_line", "redact"]
 
 MASK = "****"
 """What a secret is replaced with."""
+
+
+def first_line(exc: BaseException | None, default: str = "") -> str:
+    """The first line of ``str(exc)`` for a one-line message, or ``default`` when it is empty
+    (not redacted: pass the message through :func:`redact`)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else default
+
 
 # "scheme://" followed by the rest of the token (a URL never holds raw whitespace). The userinfo
 # is everything up to the token's LAST "@": libpq splits at the first "@", urllib at the last,

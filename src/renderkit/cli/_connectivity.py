@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from renderkit._redact import first_line
 from renderkit._redis import EVICTION_POLICY, EVICTION_REASON
 from renderkit.cli._findings import DoctorContext, Finding
-from renderkit.cli._output import first_line
 from renderkit.config import parse_postgres_url, parse_redis_url, redact
 
 __all__ = ["check_database", "check_redis"]

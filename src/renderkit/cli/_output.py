@@ -4,8 +4,8 @@ Commands report a list of verdicts (a check name, a status, what was seen, what 
 facts): :class:`Verdict` holds one, :func:`verdict_dict` gives them one JSON shape. Each
 command module adds itself with :func:`add_command` (name, runner, help, description). Bad
 options are reported with :func:`usage_error` (one ``renderkit <command>: <problem>`` line
-each on stderr, exit code 2), generated text goes to stdout or a file through
-:func:`write_output`, and :func:`first_line` gives an error's first line for a message.
+each on stderr, exit code 2), and generated text goes to stdout or a file through
+:func:`write_output`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ __all__ = [
     "EXIT_USAGE",
     "Verdict",
     "add_command",
-    "first_line",
     "usage_error",
     "verdict_dict",
     "write_output",
@@ -76,12 +75,6 @@ def add_command(
     )
     parser.set_defaults(handler=run)
     return parser
-
-
-def first_line(exc: BaseException, default: str = "") -> str:
-    """The first line of ``str(exc)``, or ``default`` when the error says nothing."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else default
 
 
 def usage_error(command: str, problems: Iterable[str], stream: TextIO | None = None) -> int:

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from renderkit.cli._output import add_command, first_line
+from renderkit._redact import first_line
+from renderkit.cli._output import add_command
 
 __all__ = ["register"]
 

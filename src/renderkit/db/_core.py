@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from renderkit._context import correlation_id_var
 from renderkit._optional import require
+from renderkit._redact import first_line
 from renderkit.db._replicas import Replica, ReplicaSet
 from renderkit.errors import BackendUnavailable, ConfigError, ConfigProblem
 from renderkit.health import CheckResult
@@ -128,11 +129,6 @@ def server_down(exc: BaseException) -> bool:
 
 def _rolled_back(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) in _ROLLED_BACK_STATES
-
-
-def first_line(exc: BaseException | None) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from renderkit import _compat_async as compat
 from renderkit._optional import require
+from renderkit._redact import first_line
 from renderkit.db._core import (
     Attempt,
     DatabaseBase,
     Params,
     connection_failure,
-    first_line,
     is_transient,
     logger,
     mask,

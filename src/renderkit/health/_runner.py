@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from renderkit._redact import first_line
 from renderkit.config import redact
 from renderkit.health._calls import DaemonPool, start_in_thread
 from renderkit.health._result import Check, CheckResult, Status, coerce
@@ -51,7 +52,7 @@ class _StillRunning(Exception):
 
 def describe(exc: BaseException) -> str:
     """``Type: first line of the message``, masked and cut to a readable length."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = first_line(exc)
     message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return redact(message)[:MAX_MESSAGE]
 
