@@ -176,9 +176,11 @@ class RateLimitOptions(TypedDict, total=False):
     environ: Mapping[str, str] | None
 
 
-def _policy(
+def policy_from(
     limiter: RateLimiter | None, policy: RateLimitPolicy | None, options: RateLimitOptions
 ) -> RateLimitPolicy:
+    """The middleware's policy: ``policy`` alone, or one built from ``limiter`` and options
+    (shared by the ASGI and WSGI middleware)."""
     if policy is None:
         if limiter is None:
             raise TypeError("RateLimitMiddleware needs limiter=RateLimiter(...) or policy=")
@@ -207,7 +209,7 @@ class RateLimitMiddleware:
         **options: Unpack[RateLimitOptions],
     ) -> None:
         self.app = app
-        self.policy: RateLimitPolicy = _policy(limiter, policy, options)
+        self.policy: RateLimitPolicy = policy_from(limiter, policy, options)
         self._routes = _Routes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

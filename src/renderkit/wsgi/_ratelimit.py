@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from renderkit._http import mapping_headers
 from renderkit.ratelimit import RateLimiter, RateLimitPolicy, RequestInfo, Verdict
+from renderkit.ratelimit._middleware import RateLimitOptions, policy_from
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -79,16 +80,10 @@ class RateLimitMiddleware:
         limiter: RateLimiter | None = None,
         *,
         policy: RateLimitPolicy | None = None,
-        **options: Any,
+        **options: Unpack[RateLimitOptions],
     ) -> None:
         self.app = app
-        if policy is None:
-            if limiter is None:
-                raise TypeError("RateLimitMiddleware needs limiter=RateLimiter(...) or policy=")
-            policy = RateLimitPolicy(limiter, **options)
-        elif limiter is not None or options:
-            raise TypeError("RateLimitMiddleware: pass policy= alone, or limiter= with options")
-        self.policy = policy
+        self.policy = policy_from(limiter, policy, options)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         verdict = decide(self.policy, request_info_from_environ(environ))
