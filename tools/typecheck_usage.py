@@ -77,7 +77,6 @@ def prelude(code: str) -> str:
 
 # path -> why it does not pass yet (the owner's fix named); shrink this, never grow it.
 PENDING: dict[str, str] = {
-    "docs/cache.md": "cache: a decorated function's .invalidate is not typed",
     "docs/sessions.md": "flask: RenderKitSessionInterface is no flask.sessions.SessionInterface, "
     "so app.session_interface = RenderKitSessionInterface(...) fails (flask/_sessions.py)",
 }

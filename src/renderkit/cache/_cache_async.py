@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from renderkit import _compat_async as compat
 from renderkit.cache._base import Backend
@@ -22,6 +22,22 @@ __all__ = ["AsyncCache"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class AsyncCachedFunction(Protocol[P, T_co]):
+    """What ``cached`` returns: the decorated function, with ``key_for`` and ``invalidate``
+    typed (so ``fn.invalidate("EUR")`` type-checks in the caller's code)."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T_co]: ...
+
+    def key_for(self, *args: Any, **kwargs: Any) -> str:
+        """The cache key a call with these arguments uses."""
+        ...
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> Awaitable[bool]:
+        """Delete the cached result of a call with these arguments."""
+        ...
 
 
 class _AsyncFlights:
@@ -213,13 +229,13 @@ class AsyncCache(CacheCore):
         key: Callable[..., str] | None = None,
         lock: bool = False,
         stale_if_error: Ttl = None,
-    ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
+    ) -> Callable[[Callable[P, Awaitable[T]]], AsyncCachedFunction[P, T]]:
         """Decorate a function so its result is cached per arguments (stable, hashed key).
 
         The wrapper has ``key_for(*args, **kwargs)`` and ``invalidate(*args, **kwargs)``.
         """
 
-        def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        def decorate(fn: Callable[P, Awaitable[T]]) -> AsyncCachedFunction[P, T]:
             self._check_target(fn)
             key_for = self._key_builder(fn, key)
 
@@ -238,7 +254,7 @@ class AsyncCache(CacheCore):
 
             wrapper.key_for = key_for  # type: ignore[attr-defined]
             wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-            return wrapper
+            return cast(AsyncCachedFunction[P, T], wrapper)
 
         return decorate
 

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from renderkit import _compat_sync as compat
 from renderkit.cache._base import Backend
@@ -21,6 +21,22 @@ __all__ = ["Cache"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class CachedFunction(Protocol[P, T_co]):
+    """What ``cached`` returns: the decorated function, with ``key_for`` and ``invalidate``
+    typed (so ``fn.invalidate("EUR")`` type-checks in the caller's code)."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T_co: ...
+
+    def key_for(self, *args: Any, **kwargs: Any) -> str:
+        """The cache key a call with these arguments uses."""
+        ...
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Delete the cached result of a call with these arguments."""
+        ...
 
 
 class _AsyncFlights:
@@ -210,13 +226,13 @@ class Cache(CacheCore):
         key: Callable[..., str] | None = None,
         lock: bool = False,
         stale_if_error: Ttl = None,
-    ) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    ) -> Callable[[Callable[P, T]], CachedFunction[P, T]]:
         """Decorate a function so its result is cached per arguments (stable, hashed key).
 
         The wrapper has ``key_for(*args, **kwargs)`` and ``invalidate(*args, **kwargs)``.
         """
 
-        def decorate(fn: Callable[P, T]) -> Callable[P, T]:
+        def decorate(fn: Callable[P, T]) -> CachedFunction[P, T]:
             self._check_target(fn)
             key_for = self._key_builder(fn, key)
 
@@ -235,7 +251,7 @@ class Cache(CacheCore):
 
             wrapper.key_for = key_for  # type: ignore[attr-defined]
             wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-            return wrapper
+            return cast(CachedFunction[P, T], wrapper)
 
         return decorate
 
