@@ -76,10 +76,7 @@ def prelude(code: str) -> str:
 
 
 # path -> why it does not pass yet (the owner's fix named); shrink this, never grow it.
-PENDING: dict[str, str] = {
-    "docs/sessions.md": "flask: RenderKitSessionInterface is no flask.sessions.SessionInterface, "
-    "so app.session_interface = RenderKitSessionInterface(...) fails (flask/_sessions.py)",
-}
+PENDING: dict[str, str] = {}
 
 
 def pages(names: list[str]) -> list[Path]:

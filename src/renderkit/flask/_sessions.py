@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from renderkit._optional import require
 from renderkit.sessions._base import DEFAULT_TTL
@@ -16,6 +16,13 @@ from renderkit.sessions._store import SessionStore
 
 if TYPE_CHECKING:
     from flask import Flask, Request, Response
+    from flask.sessions import SessionInterface as _FlaskInterface
+    from flask.sessions import SessionMixin
+else:
+    # Flask stays out of import time; its defaults are reached through __getattr__ below.
+    # For type checkers the class is a SessionInterface, so `app.session_interface = ...`
+    # type-checks in the app.
+    _FlaskInterface = object
 
 __all__ = ["EXTRAS_KEY", "RenderKitSessionInterface", "wire_sessions"]
 
@@ -49,7 +56,7 @@ def _flask_values() -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
     return serializer.tag, untag
 
 
-class RenderKitSessionInterface:
+class RenderKitSessionInterface(_FlaskInterface):
     """Server-side Flask sessions: ``app.session_interface = RenderKitSessionInterface(store)``.
 
     Same stores, cookie format and options as :class:`renderkit.sessions.SessionMiddleware`,
@@ -144,13 +151,13 @@ class RenderKitSessionInterface:
     def should_set_cookie(self, app: Flask, session: Any) -> bool:
         return bool(session.modified)
 
-    def open_session(self, app: Flask, request: Request) -> Session:
+    def open_session(self, app: Flask, request: Request) -> SessionMixin:
         engine = self.engine(app)
         raw = request.headers.get("Cookie")
         values = cookie_values([raw], engine.cookie.name) if raw else []
         session = engine.open(values, factory=self.session_class)
         session.had_cookie = bool(values)  # type: ignore[attr-defined]
-        return session
+        return cast("SessionMixin", session)  # a FlaskSession: Session and SessionMixin
 
     def save_session(self, app: Flask, session: Any, response: Response) -> None:
         if not isinstance(session, Session):
@@ -194,5 +201,5 @@ def wire_sessions(
             f"{type(store).__name__}"
         )
     interface.engine(app)  # refuse a bad secret or cookie option now, not at the first request
-    app.session_interface = interface  # type: ignore[assignment]
+    app.session_interface = interface
     return interface
