@@ -321,7 +321,7 @@ for i = 1, n do
       local ts = tonumber(stamps[j])
       if ts > now - window then count = count + 1; oldest = ts else break end
     end
-    state[i] = {count, 0, now - oldest}
+    state[i] = {count, 0, now - oldest, 0, false, amount, window, cost}
     if count + cost > amount then allowed = 0 end
   elseif kind == 'f' then
     local h = redis.call('HMGET', key, 'i', 'c')
@@ -329,7 +329,7 @@ for i = 1, n do
     local count = tonumber(h[2]) or 0
     local fresh = start == nil or now >= start + window
     if fresh then start, count = now, 0 end
-    state[i] = {count, 0, now - start, start, fresh}
+    state[i] = {count, 0, now - start, start, fresh, amount, window, cost}
     if count + cost > amount then allowed = 0 end
   else
     local h = redis.call('HMGET', key, 'i', 'c', 'p')
@@ -342,7 +342,7 @@ for i = 1, n do
     elseif at ~= index then count, previous = 0, 0 end
     local elapsed = now - index * window
     local used = math.ceil(previous * (window - elapsed) / window) + count
-    state[i] = {count, previous, elapsed, index, at ~= index}
+    state[i] = {count, previous, elapsed, index, at ~= index, amount, window, cost}
     if used + cost > amount then allowed = 0 end
   end
 end
@@ -350,9 +350,7 @@ local reply = {allowed}
 for i = 1, n do
   local s = state[i]
   if allowed == 1 then
-    local amount = tonumber(ARGV[3 * i])
-    local window = tonumber(ARGV[3 * i + 1]) * 1000
-    local cost = tonumber(ARGV[3 * i + 2])
+    local amount, window, cost = s[6], s[7], s[8]  -- parsed once, in the first loop
     local key = KEYS[i]
     if kind == 'm' then
       for _ = 1, cost do redis.call('LPUSH', key, now) end
@@ -392,8 +390,8 @@ def lua_args(strategy: Strategy, charges: Sequence[Charge], prefix: str = "") ->
 
 def lua_reply(reply: bytes | str) -> tuple[bool, list[Tally]]:
     """The script's reply (``b"1,4,0,1200"``) as (allowed, tallies)."""
-    text = reply.decode("ascii") if isinstance(reply, bytes) else reply
-    values = [int(v) for v in text.split(",")]
+    parts = reply.split(b",") if isinstance(reply, bytes) else reply.split(",")
+    values = [int(v) for v in parts]  # int() reads the ASCII bytes itself: no decode
     return values[0] == 1, [
         (values[i], values[i + 1], values[i + 2]) for i in range(1, len(values), 3)
     ]
