@@ -365,7 +365,11 @@ def limit(
     return decorate
 
 
-_EXEMPT = RouteLimit("1/second", exempt_when=lambda: True, name="exempt", scope="exempt")
+@functools.cache
+def _exempt_mark() -> RouteLimit:
+    """The mark @exempt adds, built on first use (a RouteLimit parses with ``limits``, which
+    importing renderkit.ratelimit must not load)."""
+    return RouteLimit("1/second", exempt_when=lambda: True, name="exempt", scope="exempt")
 
 
 def exempt(endpoint: Endpoint) -> Endpoint:
@@ -377,7 +381,7 @@ def exempt(endpoint: Endpoint) -> Endpoint:
     """
     if not callable(endpoint):
         raise TypeError(f"@exempt marks an endpoint function, not {endpoint!r}")
-    marks = (*getattr(endpoint, "__renderkit_limits__", ()), _EXEMPT)
+    marks = (*getattr(endpoint, "__renderkit_limits__", ()), _exempt_mark())
     try:
         endpoint.__renderkit_limits__ = marks  # type: ignore[attr-defined]
     except AttributeError:
