@@ -12,6 +12,8 @@ nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
 PYTHON = "3.11"
 DEV = ".[all,dev]"
+RUFF = "ruff==0.17.6"  # the same pin as pyproject.toml: the twins must format alike
+LINTED = ("src", "tests", "benchmarks", "examples", "tools", "hatch_build.py")
 
 
 @nox.session(python=PYTHON)
@@ -32,15 +34,15 @@ def isolation(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
-    session.install("ruff>=0.6")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "tools", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "tools")
+    session.install(RUFF)
+    session.run("ruff", "check", *LINTED, "noxfile.py")
+    session.run("ruff", "format", "--check", *LINTED)
 
 
 @nox.session(python=PYTHON)
 def twins(session: nox.Session) -> None:
     """Regenerate the sync twins from their async sources (``-- --check`` only compares)."""
-    session.install("ruff>=0.6")
+    session.install(RUFF)
     session.run("python", "tools/twins.py", *session.posargs)
 
 

@@ -16,6 +16,11 @@ Escape hatches, one line each, for the few places where the two sides really dif
 Primitives that differ (sleep, locks, events, timeouts) live in ``renderkit._compat_async``
 and ``renderkit._compat_sync``, which are hand-written and mapped onto each other.
 
+The generated files are not kept in git (``.gitignore``): ``hatch_build.py`` runs this script
+in every build, so ``pip install -e .``, a wheel and an sdist all carry current twins. After
+editing an async source, run it again (or reinstall); ``tests/test_twins.py`` fails while a
+twin on disk is stale.
+
     python tools/twins.py            # regenerate every sync twin
     python tools/twins.py --check    # exit 1 naming each stale or missing twin (CI)
 """
@@ -185,16 +190,25 @@ def _dedupe_imports(text: str) -> str:
     return re.sub(r"^(from [\w.]+ import )([^(\n]+)$", fix, text, flags=re.M)
 
 
+def _ruff_command() -> list[str]:
+    """The ruff executable of this environment (a build's isolated one included)."""
+    try:
+        from ruff.__main__ import find_ruff_bin
+    except ImportError:
+        return [sys.executable, "-m", "ruff"]
+    return [str(find_ruff_bin())]
+
+
 def _ruff(text: str, target: Path) -> str:
     """Drop imports the transform made unused, sort the rest and format like the repo."""
-    name = str(target)
+    name, ruff = str(target), _ruff_command()
     fixed = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--quiet", "--fix", "--select", "F401,I",
-         "--exit-zero", "--stdin-filename", name, "-"],
+        [*ruff, "check", "--quiet", "--fix", "--select", "F401,I", "--exit-zero",
+         "--stdin-filename", name, "-"],
         input=text, capture_output=True, text=True, check=True, cwd=ROOT,
     ).stdout  # fmt: skip
     return subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--quiet", "--stdin-filename", name, "-"],
+        [*ruff, "format", "--quiet", "--stdin-filename", name, "-"],
         input=fixed, capture_output=True, text=True, check=True, cwd=ROOT,
     ).stdout  # fmt: skip
 
@@ -203,7 +217,7 @@ def header(source: Path) -> str:
     rel = source.relative_to(ROOT).as_posix()
     return (
         f"# DO NOT EDIT: generated from {rel} by tools/twins.py.\n"
-        "# Edit the async source and run `nox -s twins` (or `python tools/twins.py`).\n"
+        "# Edit the async source, then run `nox -s twins` (or reinstall: builds regenerate it).\n"
     )
 
 
