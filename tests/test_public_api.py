@@ -206,6 +206,7 @@ PUBLIC: dict[str, set[str]] = {
     "renderkit.cli": {
         "SCANNER_VERSION",
         "check_blueprint",
+        "doctor_findings",
         "grade_headers",
         "main",
         "redirection_result",

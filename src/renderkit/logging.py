@@ -77,6 +77,17 @@ def _platform_facts(environ: Mapping[str, str] | None) -> dict[str, Any]:
     return {key: value for key, value in selected.items() if value}
 
 
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _level_name(raw: str) -> str:
+    """LOG_LEVEL in any case; anything but a standard level name is refused."""
+    name = raw.strip().upper()
+    if name not in _LEVELS:
+        raise ValueError("a logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return name
+
+
 class LoggingSettings(Settings):
     """How renderkit's log pipeline renders and filters lines."""
 
@@ -84,6 +95,7 @@ class LoggingSettings(Settings):
         "LOG_LEVEL",
         default="INFO",
         help="Lowest level written: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+        validate=_level_name,
     )
     format: Literal["json", "console"] | None = env(
         "LOG_FORMAT",

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from renderkit.cli._blueprint import check_blueprint, validate_blueprint
+    from renderkit.cli._doctor import doctor_findings
     from renderkit.cli._observatory import SCANNER_VERSION, grade_headers, redirection_result
 
 __all__ = [
     "SCANNER_VERSION",
     "check_blueprint",
+    "doctor_findings",
     "grade_headers",
     "main",
     "redirection_result",
@@ -33,6 +35,7 @@ _LAZY = {
     "redirection_result": "renderkit.cli._observatory",
     "check_blueprint": "renderkit.cli._blueprint",
     "validate_blueprint": "renderkit.cli._blueprint",
+    "doctor_findings": "renderkit.cli._doctor",
 }
 
 

@@ -289,3 +289,24 @@ def register(subparsers: Any) -> None:
     doctor.add_argument("--dotenv", metavar="PATH", help="a .env file for --settings")
     doctor.add_argument("--json", action="store_true", help="print the result as JSON")
     doctor.add_argument("--cgroup-root", metavar="DIR", default=None, help=argparse.SUPPRESS)
+
+
+OFFLINE_CHECKS: tuple[Check, ...] = tuple(
+    c for c in CHECKS if c not in (check_database, check_redis)
+)
+"""The doctor's checks that read only this process and its environment (no network)."""
+
+
+def doctor_findings(
+    environ: Mapping[str, str] | None = None, *, network: bool = False
+) -> list[dict[str, Any]]:
+    """The doctor's findings as JSON-ready dicts, every string redacted.
+
+    For ``Health(diagnostics=doctor_findings)``: the health endpoint serves them at
+    ``/health/diagnostics`` to token holders only. ``network=False`` (the default) leaves out
+    the Postgres and Redis probes, so a diagnostics request costs no connection and no wait.
+    """
+    ctx = build_context(environ)
+    report = as_json(ctx, run_checks(ctx, CHECKS if network else OFFLINE_CHECKS))
+    findings: list[dict[str, Any]] = report["findings"]
+    return findings
