@@ -404,3 +404,23 @@ def test_wsgi_correlation_transformer_and_option_errors() -> None:
         CorrelationIdMiddleware(app, header_nam="X-Id")  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="policy, trust"):
         SecurityHeadersMiddleware(app, polcy=None)  # type: ignore[call-arg]
+
+
+def test_flask_metrics_are_closed_in_production_without_a_token() -> None:
+    """RenderKit's /metrics: open in development, 401 in production unless METRICS_TOKEN."""
+    dev, _ = make_flask()
+    assert closed(dev.test_client().get("/metrics")).status_code == 200
+    prod, _ = make_flask(environ={"APP_ENV": "production", "FORCE_HTTPS": "false"})
+    client = prod.test_client()
+    assert (
+        closed(client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.7"})).status_code
+        == 401
+    )
+    forged = {"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "127.0.0.1"}
+    assert closed(client.get("/metrics/json", environ_base=forged)).status_code == 401
+    tokened, _ = make_flask(
+        environ={"APP_ENV": "production", "FORCE_HTTPS": "false", "METRICS_TOKEN": "m-tok"}
+    )
+    auth = {"Authorization": "Bearer m-tok"}
+    response = tokened.test_client().get("/metrics", headers=auth)
+    assert closed(response).status_code == 200

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from renderkit._http import mapping_headers
 from renderkit._optional import require
 from renderkit.correlation import DEFAULT_MAX_LENGTH
 from renderkit.metrics import RequestMetrics, bearer_ok
@@ -168,7 +169,9 @@ class RenderKit:
         if isinstance(self.metrics, RequestMetrics):
             store = self.metrics
         else:
-            store = RequestMetrics() if self.metrics else None
+            # METRICS_TOKEN, and closed outside development like every renderkit endpoint.
+            trust = self.trust if self.trust is not None else default_trust()
+            store = RequestMetrics.from_env(self.environ, trust=trust) if self.metrics else None
         return RenderKitState(
             extension=self,
             trust=self.trust if self.trust is not None else default_trust(),
@@ -239,9 +242,15 @@ class RenderKit:
         def serve(fmt: str) -> Response:
             from flask import Response, request
 
-            if not bearer_ok(request.headers.get("Authorization"), token):
+            authorization = request.headers.get("Authorization")
+            if token is not None:
+                allowed = bearer_ok(authorization, token)
+            else:  # the store's rule: public in development, else token or trusted client
+                headers = mapping_headers(request.environ)
+                allowed = store.may_read(authorization, request.remote_addr, headers)
+            if not allowed:
                 return Response(
-                    "metrics need 'Authorization: Bearer <token>'",
+                    "metrics need 'Authorization: Bearer <token>' (METRICS_TOKEN)",
                     status=401,
                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
                     mimetype="text/plain",
