@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from renderkit.health import CheckResult
 
@@ -39,8 +39,9 @@ class AsyncRedisMethods:
     prefix: str
     cluster: bool
 
-    async def _aslot(self) -> tuple[Any, asyncio.Semaphore | None]:
-        raise NotImplementedError  # RedisBackend's
+    if TYPE_CHECKING:  # RedisBackend's: the client (and gate) of the running loop
+
+        async def _aslot(self) -> tuple[Any, asyncio.Semaphore | None]: ...
 
     async def aget(self, key: str) -> bytes | None:
         client, gate = await self._aslot()

@@ -244,19 +244,17 @@ class HealthHTTP:
     diagnostics: Callable[[], Any] | None
     status_words: dict[Status, str]
 
-    @property
-    def shutting_down(self) -> bool:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # implemented by the class this is mixed into
 
-    @property
-    def uptime(self) -> float:
-        raise NotImplementedError
+        @property
+        def shutting_down(self) -> bool: ...
 
-    async def run(self, *, fresh: bool = False) -> HealthReport:
-        raise NotImplementedError
+        @property
+        def uptime(self) -> float: ...
 
-    def run_sync(self, *, fresh: bool = False) -> HealthReport:
-        raise NotImplementedError
+        async def run(self, *, fresh: bool = False) -> HealthReport: ...
+
+        def run_sync(self, *, fresh: bool = False) -> HealthReport: ...
 
     def extra_detail(self) -> dict[str, Any]:
         """The blocks a detailed report adds: ``platform`` and the ``metrics`` summary."""

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from renderkit.health import CheckResult
 from renderkit.resilience._breaker import CircuitBreaker
@@ -165,11 +165,11 @@ class DegraderCore:
         return True  # being launched right now by another thread
 
     # Written in _degrade_async.py; _degrade_sync.py is generated from it.
-    def _launch_probe(self) -> object:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # implemented by the class this is mixed into
 
-    def _launch_aprobe(self) -> object:
-        raise NotImplementedError
+        def _launch_probe(self) -> object: ...
+
+        def _launch_aprobe(self) -> object: ...
 
     def _probe_result(self, exc: BaseException | None) -> bool:
         """Record one probe's outcome; True when the primary is back (the loop ends)."""

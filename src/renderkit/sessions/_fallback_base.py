@@ -17,7 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from renderkit.health import CheckResult
 from renderkit.resilience import CircuitBreaker, Degrader
@@ -133,11 +133,11 @@ class FallbackBase(SessionStore):
         self._drains.add(task)
         task.add_done_callback(self._drains.discard)
 
-    def _drain(self) -> None:
-        raise NotImplementedError  # FallbackOps
+    if TYPE_CHECKING:  # implemented by the class this is mixed into
 
-    async def _adrain(self) -> None:
-        raise NotImplementedError  # AsyncFallbackOps
+        def _drain(self) -> None: ...  # FallbackOps
+
+        async def _adrain(self) -> None: ...  # AsyncFallbackOps
 
     # -- decisions ---------------------------------------------------------------------------
     def _went_away(self) -> None:

@@ -250,11 +250,11 @@ class PostgresBase(SessionStore):
             logger.info("%s: pruned %d expired session(s)", self.name, removed)
         return removed
 
-    def _background_prune(self) -> None:
-        raise NotImplementedError  # PostgresHooks
+    if TYPE_CHECKING:  # implemented by the class this is mixed into
 
-    async def _abackground_prune(self) -> None:
-        raise NotImplementedError  # AsyncPostgresHooks
+        def _background_prune(self) -> None: ...  # PostgresHooks
+
+        async def _abackground_prune(self) -> None: ...  # AsyncPostgresHooks
 
     def _maybe_prune(self) -> None:
         if self._prune_due():

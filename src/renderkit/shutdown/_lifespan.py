@@ -21,21 +21,18 @@ class LifespanMixin:
 
     shutting_down: ShutdownEvent
 
-    @property
-    def phase(self) -> str:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by ShutdownCoordinator, which this mixin is part of
 
-    def reset(self) -> None:
-        raise NotImplementedError
+        @property
+        def phase(self) -> str: ...
 
-    def install_signal_handlers(self) -> bool:
-        raise NotImplementedError
+        def reset(self) -> None: ...
 
-    def uninstall_signal_handlers(self) -> None:
-        raise NotImplementedError
+        def install_signal_handlers(self) -> bool: ...
 
-    async def shutdown(self, reason: str = "lifespan") -> ShutdownSummary:
-        raise NotImplementedError
+        def uninstall_signal_handlers(self) -> None: ...
+
+        async def shutdown(self, reason: str = "lifespan") -> ShutdownSummary: ...
 
     # --- lifespan -------------------------------------------------------------------------------
 
