@@ -301,12 +301,14 @@ def redis_client(
     retry = reconnect_once(asyncio=asyncio, extra=extra, feature=feature)
     kind = topology(url)
     if kind == "single":
+        # The policy goes on the pool: a client given a pool ignores its own ``retry=`` and
+        # every connection would keep redis-py's default of no retry.
         if not blocking_pool:
-            plain = module.ConnectionPool.from_url(_plain(url), **options)
-            return module.Redis(connection_pool=plain, retry=retry)
+            plain = module.ConnectionPool.from_url(_plain(url), retry=retry, **options)
+            return module.Redis(connection_pool=plain)
         pool_class = module.BlockingConnectionPool
-        pool = pool_class.from_url(_plain(url), timeout=pool_timeout, **options)
-        return module.Redis(connection_pool=pool, retry=retry)
+        pool = pool_class.from_url(_plain(url), timeout=pool_timeout, retry=retry, **options)
+        return module.Redis(connection_pool=pool)
     from urllib.parse import parse_qs, urlsplit
 
     parts = urlsplit(url)

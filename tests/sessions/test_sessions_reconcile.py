@@ -475,3 +475,35 @@ async def test_a_failed_mirror_write_makes_the_outage_copy_read_only(mirrored: A
     await asyncio.sleep(0.02)
     assert (await call(store, "load", sid)).data == {"n": 2}
     store.close()
+
+
+async def test_a_mirror_debt_is_settled_by_another_workers_newer_copy(
+    mirrored: Any, renderkit_fakeredis_server: Any
+) -> None:
+    """Worker A failed to mirror n=2 (Postgres blinked); worker B later mirrored n=3. When
+    Redis then hangs, A's fallback copy is the newest there is: A shows it and writes on it
+    (the chaos run lost 201 writes while A treated B's copy as stale)."""
+    import fakeredis
+
+    call, switch, fallback, a = mirrored
+    b = FallbackStore(
+        RedisStore(fakeredis.FakeRedis(server=renderkit_fakeredis_server)), fallback,
+        mirror=True, failure_threshold=1, recovery_timeout=0.01,
+    )  # fmt: skip
+    sid = new_session_id()
+    version = await call(a, "save", sid, {"n": 1})
+    fallback.down = True
+    version = await call(a, "save", sid, {"n": 2}, version=version)
+    fallback.down = False
+    await asyncio.sleep(0.001)  # B's write is stamped later than A's failed mirror
+    await call(b, "save", sid, {"n": 3}, version=version)
+    switch.down = True  # A's primary hangs
+    record = await call(a, "load", sid)
+    assert record is not None and record.data == {"n": 3} and not record.tentative
+    engine = SessionEngine(a, secret_key=SECRET, environ={})
+    session = engine.open([engine.signer.sign(sid)])
+    session["n"] = 4
+    plan = engine.plan(session, True)
+    assert plan is not None  # written on, not skipped
+    a.close()
+    b.close()

@@ -113,9 +113,11 @@ class AsyncFallbackOps(FallbackBase):
     async def aload(self, session_id: str) -> SessionRecord | None:
         found, primary = await self._aprimary(self.primary.aload, session_id)
         if not found:
-            held = visible(await self.fallback.aload(session_id))
-            if held is not None and session_id in self._mirror_debt:
-                held.tentative = True  # its last mirror write failed: this copy is older
+            copy = await self.fallback.aload(session_id)
+            stale = self._older_than_owed(session_id, copy)
+            held = visible(copy)
+            if held is not None and stale:
+                held.tentative = True  # a newer write never reached the fallback
             return held
         if not self._consult(session_id, primary):
             return visible(primary)
@@ -186,7 +188,7 @@ class AsyncFallbackOps(FallbackBase):
             version = current.version if current is not None else 0
             await self.fallback.asave(session_id, data, version=version, user_id=user_id, ttl=ttl)
         except self._mirror_errors as exc:
-            self._owe_mirror(session_id)
+            self._owe_mirror(session_id, data)
             self._count_event("mirror_errors")
             logger.debug("%s: mirror write to the fallback failed: %r", self.name, exc)
 

@@ -100,8 +100,9 @@ class FallbackBase(SessionStore):
         self.tombstone_ttl = tombstone_ttl
         self._mirror_errors: tuple[type[BaseException], ...] = (SessionConflict, *fallback.errors)
         self._journal: OrderedDict[str, None] = OrderedDict()
-        # Ids whose last mirror write failed: the fallback's copy is older than the primary's.
-        self._mirror_debt: OrderedDict[str, None] = OrderedDict()
+        # Ids whose mirror write failed, with the stamp of that write: a fallback copy older
+        # than it is stale (another worker may have mirrored a newer state since).
+        self._mirror_debt: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
         self._away = False
         self._recovered_at = float("-inf")
@@ -160,9 +161,10 @@ class FallbackBase(SessionStore):
                 journal.popitem(last=False)
                 self._counts["journal_dropped"] += 1
 
-    def _owe_mirror(self, session_id: str) -> None:
+    def _owe_mirror(self, session_id: str, data: Mapping[str, Any]) -> None:
+        stamp = data.get(_STAMP, 0.0)
         with self._lock:
-            self._mirror_debt[session_id] = None
+            self._mirror_debt[session_id] = float(stamp) if isinstance(stamp, int | float) else 0.0
             self._mirror_debt.move_to_end(session_id)
             while len(self._mirror_debt) > self.max_journal:
                 self._mirror_debt.popitem(last=False)
@@ -171,6 +173,17 @@ class FallbackBase(SessionStore):
         if self._mirror_debt:
             with self._lock:
                 self._mirror_debt.pop(session_id, None)
+
+    def _older_than_owed(self, session_id: str, held: SessionRecord | None) -> bool:
+        """True when ``held`` (the fallback's copy) predates a write this worker failed to
+        mirror; a copy as new as that write, from any worker, settles the debt."""
+        owed = self._mirror_debt.get(session_id) if self._mirror_debt else None
+        if owed is None or held is None:
+            return False
+        if stamp_of(held) >= owed:
+            self._mirror_paid(session_id)
+            return False
+        return True
 
     def _journal_done(self, session_id: str) -> None:
         with self._lock:
