@@ -405,15 +405,38 @@ def _v1_dir(root: str, *names: str) -> str | None:
     return None
 
 
-def _memory_dirs(
-    cgroup_root: str | os.PathLike[str], proc: str | os.PathLike[str] | None
-) -> tuple[list[str], bool]:
-    """The memory controller's directories, this process's cgroup first, and whether v2."""
-    root = os.fspath(cgroup_root)
-    if _is_v2(root):
-        return _chain(root, _own_paths(proc, "")), True
-    base = _v1_dir(root, "memory")
-    return (_chain(base, _own_paths(proc, "memory")) if base else []), False
+def _cgroup_texts(
+    cgroup_root: str | os.PathLike[str],
+    proc: str | os.PathLike[str] | None,
+    v1_dirs: tuple[str, ...],
+    files: tuple[tuple[str, ...], tuple[str, ...]],
+    *,
+    nearest: bool = False,
+) -> tuple[list[tuple[str | None, ...]], bool]:
+    """The text of a controller's files in this process's cgroup and each ancestor up to the
+    root (nearest first; only the nearest with ``nearest``), and whether the host runs v2.
+
+    ``v1_dirs``: the controller's directory names on a v1 hierarchy (the first is its name in
+    /proc/self/cgroup). ``files``: the file names to read on v2, then on v1. Never raises: an
+    unreadable hierarchy gives no directories.
+    """
+    try:
+        root = os.fspath(cgroup_root)
+        v2 = _is_v2(root)
+        if v2:
+            dirs = _chain(root, _own_paths(proc, ""))
+        else:
+            base = _v1_dir(root, *v1_dirs)
+            dirs = _chain(base, _own_paths(proc, v1_dirs[0])) if base else []
+        names = files[0] if v2 else files[1]
+        texts = [tuple(_read(os.path.join(d, name)) for name in names) for d in dirs]
+    except (OSError, ValueError):
+        return [], False
+    return (texts[:1] if nearest else texts), v2
+
+
+_MEMORY_DIRS = ("memory",)
+_CPU_DIRS = ("cpu", "cpu,cpuacct", "cpuacct,cpu")
 
 
 def cgroup_memory_limit(
@@ -421,13 +444,10 @@ def cgroup_memory_limit(
     proc_self_cgroup: str | os.PathLike[str] | None = _PROC_SELF_CGROUP,
 ) -> int | None:
     """Return the strictest cgroup memory limit in bytes (v2 or v1), or None if there is none."""
-    try:
-        dirs, v2 = _memory_dirs(cgroup_root, proc_self_cgroup)
-        name = "memory.max" if v2 else "memory.limit_in_bytes"
-        values = [_int(_read(os.path.join(directory, name))) for directory in dirs]
-    except (OSError, ValueError):
-        return None
+    files = (("memory.max",), ("memory.limit_in_bytes",))
+    texts, v2 = _cgroup_texts(cgroup_root, proc_self_cgroup, _MEMORY_DIRS, files)
     # v1 writes a PAGE_COUNTER_MAX-ish number for "no limit"; v2 writes "max" (not a number).
+    values = [_int(text) for (text,) in texts]
     limits = [v for v in values if v is not None and v > 0 and (v2 or v < _UNLIMITED_V1)]
     return min(limits) if limits else None
 
@@ -437,14 +457,9 @@ def cgroup_memory_usage(
     proc_self_cgroup: str | os.PathLike[str] | None = _PROC_SELF_CGROUP,
 ) -> int | None:
     """Return the memory the cgroup uses now in bytes (``memory.current``), or None."""
-    try:
-        dirs, v2 = _memory_dirs(cgroup_root, proc_self_cgroup)
-        if not dirs:
-            return None
-        name = "memory.current" if v2 else "memory.usage_in_bytes"
-        value = _int(_read(os.path.join(dirs[0], name)))
-    except (OSError, ValueError):
-        return None
+    files = (("memory.current",), ("memory.usage_in_bytes",))
+    texts, _ = _cgroup_texts(cgroup_root, proc_self_cgroup, _MEMORY_DIRS, files, nearest=True)
+    value = _int(texts[0][0]) if texts else None
     return value if value is not None and value >= 0 else None
 
 
@@ -461,30 +476,22 @@ def _cpu_v2(text: str | None) -> float | None:
     return quota / period
 
 
+def _cpu_v1(quota_text: str | None, period_text: str | None) -> float | None:
+    quota, period = _int(quota_text), _int(period_text)
+    if quota is None or period is None or quota <= 0 or period <= 0:
+        return None  # -1: no quota
+    return quota / period
+
+
 def cgroup_cpu_limit(
     cgroup_root: str | os.PathLike[str] = DEFAULT_CGROUP_ROOT,
     proc_self_cgroup: str | os.PathLike[str] | None = _PROC_SELF_CGROUP,
 ) -> float | None:
     """Return the strictest cgroup CPU quota in CPUs (``0.5`` = half a CPU), or None."""
-    root = os.fspath(cgroup_root)
-    limits: list[float] = []
-    try:
-        if _is_v2(root):
-            for directory in _chain(root, _own_paths(proc_self_cgroup, "")):
-                value = _cpu_v2(_read(os.path.join(directory, "cpu.max")))
-                if value is not None:
-                    limits.append(value)
-        else:
-            base = _v1_dir(root, "cpu", "cpu,cpuacct", "cpuacct,cpu")
-            if base is None:
-                return None
-            for directory in _chain(base, _own_paths(proc_self_cgroup, "cpu")):
-                quota = _int(_read(os.path.join(directory, "cpu.cfs_quota_us")))
-                period = _int(_read(os.path.join(directory, "cpu.cfs_period_us")))
-                if quota is not None and period is not None and quota > 0 and period > 0:
-                    limits.append(quota / period)
-    except (OSError, ValueError):
-        return None
+    files = (("cpu.max",), ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+    texts, v2 = _cgroup_texts(cgroup_root, proc_self_cgroup, _CPU_DIRS, files)
+    quotas = [_cpu_v2(t[0]) if v2 else _cpu_v1(t[0], t[1]) for t in texts]
+    limits = [q for q in quotas if q is not None]
     return min(limits) if limits else None
 
 
