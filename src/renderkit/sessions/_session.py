@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 from renderkit.sessions._base import DELETED, SessionRecord
@@ -77,37 +77,11 @@ class Session(dict[str, Any]):
         self.cookie_stale = cookie_stale
 
     # -- reads (mark the session accessed: the response then varies on Cookie) ---------------
-    def __getitem__(self, key: str) -> Any:
-        self.accessed = True
-        return super().__getitem__(key)
-
+    # dict's positional reads (``[key]``, ``in``, iteration, ``len``, keys/values/items) are
+    # set below the class by one wrapper; ``get`` takes ``default=`` by keyword, so it is here.
     def get(self, key: str, default: Any = None) -> Any:
         self.accessed = True
         return super().get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        self.accessed = True
-        return super().__contains__(key)
-
-    def __iter__(self) -> Iterator[str]:
-        self.accessed = True
-        return super().__iter__()
-
-    def __len__(self) -> int:
-        self.accessed = True
-        return super().__len__()
-
-    def keys(self) -> Any:
-        self.accessed = True
-        return super().keys()
-
-    def values(self) -> Any:
-        self.accessed = True
-        return super().values()
-
-    def items(self) -> Any:
-        self.accessed = True
-        return super().items()
 
     def copy(self) -> dict[str, Any]:
         """A plain ``dict`` copy of the data."""
@@ -252,3 +226,29 @@ class Session(dict[str, Any]):
         Only ``modified = True`` (a nested value changed in place): every key it holds.
         """
         return dict(self._changes) if self._changes else self.data()
+
+
+def _marking_access(read: Callable[..., Any]) -> Callable[..., Any]:
+    """``dict``'s method ``read``, marking the session accessed before it reads."""
+
+    def method(self: Session, *args: Any) -> Any:
+        self.accessed = True
+        return read(self, *args)
+
+    method.__name__ = read.__name__
+    method.__qualname__ = f"Session.{read.__name__}"
+    method.__doc__ = read.__doc__
+    return method
+
+
+for _read in (
+    dict.__getitem__,
+    dict.__contains__,
+    dict.__iter__,
+    dict.__len__,
+    dict.keys,
+    dict.values,
+    dict.items,
+):
+    setattr(Session, _read.__name__, _marking_access(_read))
+del _read
