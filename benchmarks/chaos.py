@@ -261,7 +261,10 @@ class Server:
     def __init__(self, env: dict[str, str], workers: int = 2) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **env, "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT / 'src'}"}
+        # WEB_CONCURRENCY as a PaaS sets it: the limiter's memory fallback allows each worker
+        # limit // workers while Redis is down, so the service's overshoot stays bounded.
+        self.env = {**os.environ, "WEB_CONCURRENCY": str(workers), **env,
+                    "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT / 'src'}"}  # fmt: skip
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="rk-chaos-uvicorn-", suffix=".log")

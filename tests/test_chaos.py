@@ -81,15 +81,9 @@ def test_rate_limit_holds_across_workers_while_redis_is_up(report) -> None:  # t
     assert report.rate_overshoot_before_faults == 0, report.markdown()
 
 
-@pytest.mark.xfail(
-    reason="residual window: the limiter now retries a broken pooled connection once, but a "
-    "worker whose breaker opened during the outage counts in memory until its next probe "
-    "(recovery_timeout), so a burst right after Redis returns can pass by a few requests "
-    "(0-5 measured)",
-    strict=False,
-)
 def test_rate_limit_holds_after_redis_came_back(report) -> None:  # type: ignore[no-untyped-def]
-    """Once Redis is back (5 s grace), the shared count holds again with no overshoot."""
+    """Once Redis is back (5 s grace) the shared count holds again: every pooled connection
+    reconnects once instead of tripping the breaker back to memory."""
     if "ratelimit" not in report.wired:
         pytest.skip("renderkit.ratelimit is not in the tree")
     assert report.rate_overshoot_redis_up == 0, report.markdown()
