@@ -41,6 +41,7 @@ from renderkit._asgi import (
     send_error_response,
 )
 from renderkit._http import ProxyTrust, effective_scheme, header
+from renderkit._variables import FORCE_HTTPS
 from renderkit.config import Settings, env
 from renderkit.errors import ConfigError, ConfigProblem
 
@@ -691,12 +692,7 @@ def _source_list(keyword: str, sources: Iterable[str]) -> list[str]:
 class SecuritySettings(Settings):
     """The variables :meth:`SecurityHeaders.from_env` and :func:`https_redirect_enabled` read."""
 
-    force_https: bool | None = env(
-        "FORCE_HTTPS",
-        default=None,
-        help="Redirects plain HTTP to https (true) or not (false) in the wiring helpers "
-        "(Flask RenderKit, from_env); unset: redirect in production only.",
-    )
+    force_https: bool | None = FORCE_HTTPS
     headers_enabled: bool = env(
         "SECURITY_HEADERS_ENABLED",
         default=True,

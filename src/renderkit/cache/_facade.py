@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any, Literal, Self
 
 from renderkit._redis import SCHEMES
+from renderkit._variables import REDIS_URL
 from renderkit.cache._base import Backend
 from renderkit.cache._fallback import FallbackBackend
 from renderkit.cache._memory import ABSENT, MemoryBackend
@@ -384,21 +385,10 @@ class CacheCore:
         return backend
 
 
-def _positive(value: float) -> float:
-    if not value > 0:
-        raise ValueError("expected a positive duration, such as 30s or 250ms")
-    return value
-
-
 class CacheSettings(Settings):
     """The variables ``Cache.from_env()`` and ``AsyncCache.from_env()`` read."""
 
-    redis_url: RedisUrl | None = env(
-        "REDIS_URL",
-        default=None,
-        secret=True,
-        help="Redis for the cache; unset: an in-process memory cache.",
-    )
+    redis_url: RedisUrl | None = REDIS_URL
     enabled: bool = env(
         "CACHE_ENABLED",
         default=True,
@@ -411,7 +401,7 @@ class CacheSettings(Settings):
         "copy before Redis); unset: redis when REDIS_URL is set, else memory.",
     )
     ttl: Seconds = env(
-        "CACHE_TTL", default="300s", validate=_positive, help="Default time to live of an entry."
+        "CACHE_TTL", default="300s", minimum="1ms", help="Default time to live of an entry."
     )
     namespace: str | None = env(
         "CACHE_NAMESPACE",
@@ -433,19 +423,19 @@ class CacheSettings(Settings):
     l1_ttl: Seconds = env(
         "CACHE_L1_TTL",
         default="5s",
-        validate=_positive,
+        minimum="1ms",
         help="CACHE_TYPE=hybrid: how long the in-process copy is trusted before Redis is read.",
     )
     probe_interval: Seconds = env(
         "CACHE_PROBE_INTERVAL",
         default="5s",
-        validate=_positive,
+        minimum="1ms",
         help="While Redis is down: how often it is tried again in the background.",
     )
     redis_timeout: Seconds = env(
         "CACHE_REDIS_TIMEOUT",
         default="250ms",
-        validate=_positive,
+        minimum="1ms",
         help="Socket and connect timeout of each Redis call; a hung Redis costs this once.",
     )
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from renderkit._variables import DATABASE_URL, REDIS_URL
 from renderkit.cli._output import Verdict
 from renderkit.config import ConfigReport, Settings, env
 from renderkit.platform import Platform
@@ -20,14 +21,15 @@ FindingStatus = Literal["ok", "warn", "fail"]
 
 
 class DoctorSettings(Settings):
-    """What ``renderkit doctor`` looks at besides each module's own settings (raw text)."""
+    """What ``renderkit doctor`` looks at besides each module's own settings (raw text).
 
-    database_url: str | None = env(
-        "DATABASE_URL", default=None, secret=True, help="Checked: Postgres answers SELECT 1."
-    )
-    redis_url: str | None = env(
-        "REDIS_URL", default=None, secret=True, help="Checked: Redis answers PING."
-    )
+    It reads the text as set, unparsed, so that a bad value becomes a finding (DATABASE_URL
+    and REDIS_URL must answer, PORT is a port number, SECRET_KEY holds at least 32 bytes)
+    instead of a failure to load.
+    """
+
+    database_url: str | None = DATABASE_URL
+    redis_url: str | None = REDIS_URL
     port: str | None = env("PORT", default=None, help="Checked: a port number.")
     web_concurrency: str | None = env(
         "WEB_CONCURRENCY",

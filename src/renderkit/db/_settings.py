@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
+from renderkit._variables import DATABASE_URL
 from renderkit.config import ConfigError, ConfigProblem, PostgresUrl, Seconds, Settings, env
 
 D = TypeVar("D")
@@ -13,11 +14,8 @@ D = TypeVar("D")
 class DatabaseSettings(Settings):
     """Postgres connection and pool settings for ``Database.from_env()`` / ``AsyncDatabase``."""
 
-    url: PostgresUrl = env(
-        "DATABASE_URL",
-        secret=True,
-        help="Postgres URL, postgresql://user:password@host:5432/db (postgres:// is accepted).",
-    )
+    # The shared DATABASE_URL, but required here: there is no database without it.
+    url: PostgresUrl = env("DATABASE_URL", secret=True, help=DATABASE_URL.help)
     replicas: list[PostgresUrl] = env(
         "DATABASE_REPLICA_URLS",
         default=[],

@@ -29,6 +29,7 @@ class HealthSettings(Settings):
         "HEALTH_TOKEN",
         default=None,
         secret=True,
+        validate=str.strip,
         help="Bearer token that unlocks per-check detail and /health/diagnostics; unset: "
         "detail only for trusted networks, no diagnostics.",
     )
@@ -66,11 +67,8 @@ class HealthSettings(Settings):
 
 def health_options(environ: Mapping[str, str] | None) -> dict[str, Any]:
     """Constructor options from the environment; every bad variable in one ConfigError."""
-    settings = HealthSettings.load(environ)
-    values = settings.options("timeout", "cache_ttl", "stale_while_revalidate", "trusted_networks")
-    if settings.token is not None and settings.token.strip():
-        values["token"] = settings.token.strip()
-    if settings.status_words is not None:
-        pairs = (item.partition("=") for item in settings.status_words)
+    values = HealthSettings.load(environ).options()
+    if "status_words" in values:
+        pairs = (item.partition("=") for item in values["status_words"])
         values["status_words"] = {status.strip(): word.strip() for status, _, word in pairs}
     return values

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
+from renderkit._variables import DATABASE_URL, FORCE_HTTPS, REDIS_URL
 from renderkit.config import ByteSize, PostgresUrl, RedisUrl, Settings, env
 from renderkit.errors import ConfigError, ConfigProblem
 from renderkit.sessions._store import SessionStore
@@ -34,12 +35,7 @@ class CookieSettings(Settings):
         "secret` makes one); a list of keys in code rotates them. Required unless given as "
         "secret_key=.",
     )
-    force_https: bool | None = env(
-        "FORCE_HTTPS",
-        default=None,
-        help="Marks the session cookie Secure (true) or not (false); unset: Secure in "
-        "production only.",
-    )
+    force_https: bool | None = FORCE_HTTPS
 
 
 class SessionStoreSettings(Settings):
@@ -57,15 +53,8 @@ class SessionStoreSettings(Settings):
         help="With Redis, where sessions go while Redis is down: auto (Postgres when "
         "DATABASE_URL is set, else memory), memory, postgres or none.",
     )
-    redis_url: RedisUrl | None = env(
-        "REDIS_URL", default=None, secret=True, help="Redis for sessions (SESSION_STORE)."
-    )
-    database_url: PostgresUrl | None = env(
-        "DATABASE_URL",
-        default=None,
-        secret=True,
-        help="Postgres for sessions (SESSION_STORE=postgres or SESSION_FALLBACK=postgres).",
-    )
+    redis_url: RedisUrl | None = REDIS_URL
+    database_url: PostgresUrl | None = DATABASE_URL
     encryption_key: str | None = env(
         "SESSION_ENCRYPTION_KEY",
         default=None,

@@ -151,9 +151,9 @@ class ShutdownCoordinator(LifespanMixin):
         """Platform defaults (see :meth:`from_platform`), overridden by the ``SHUTDOWN_*``
         variables (:class:`ShutdownSettings`); every bad variable is reported at once."""
         from renderkit.platform import detect
-        from renderkit.shutdown._env import shutdown_options
+        from renderkit.shutdown._env import ShutdownSettings
 
-        values = {**shutdown_options(environ), **options}
+        values = {**ShutdownSettings.load(environ).options(), **options}
         return cls.from_platform(detect(environ), **values)
 
     # --- hooks ----------------------------------------------------------------------------------

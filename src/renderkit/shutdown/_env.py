@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from renderkit.config import Seconds, Settings, env
 
-__all__ = ["ShutdownSettings", "shutdown_options"]
-
-
-def _positive(value: Seconds) -> Seconds:
-    if value <= 0:
-        raise ValueError("must be a positive duration such as 25s")
-    return value
+__all__ = ["ShutdownSettings"]
 
 
 class ShutdownSettings(Settings):
@@ -22,7 +13,7 @@ class ShutdownSettings(Settings):
     grace_period: Seconds | None = env(
         "SHUTDOWN_GRACE_PERIOD",
         default=None,
-        validate=_positive,
+        minimum="1ms",
         help="Seconds from SIGTERM to the end of cleanup; keep it under the platform's SIGKILL "
         "delay (default: that delay minus a margin, 25s on Render and Heroku).",
     )
@@ -39,8 +30,3 @@ class ShutdownSettings(Settings):
         "keep-alive connections (each with Connection: close) before the server stops; ends "
         "early after 0.5 s without a request (default 2s; 0s: stop at once).",
     )
-
-
-def shutdown_options(environ: Mapping[str, str] | None) -> dict[str, Any]:
-    """Constructor options from the environment; every bad variable in one ConfigError."""
-    return ShutdownSettings.load(environ).options()
