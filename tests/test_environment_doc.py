@@ -54,6 +54,24 @@ def test_environment_page_lists_every_declared_variable() -> None:
             assert info.help.strip(), f"{cls.__name__}: give {info.variable} a help= text"
 
 
+def test_a_variable_read_by_several_classes_is_explained_once() -> None:
+    """REDIS_URL, DATABASE_URL, FORCE_HTTPS...: one help text and one secrecy wherever read.
+
+    Declare such a variable once (``renderkit/_variables.py``) and assign it in each class,
+    so the page cannot tell two stories about the same variable.
+    """
+    envdoc = _envdoc()
+    seen: dict[str, dict[tuple[str, bool], list[str]]] = {}
+    for cls in envdoc.settings_classes():
+        for info in cls.describe():
+            key = (info.help, info.secret)
+            seen.setdefault(info.variable, {}).setdefault(key, []).append(cls.__name__)
+    shared = {name for name, ways in seen.items() if sum(map(len, ways.values())) > 1}
+    assert {"REDIS_URL", "DATABASE_URL", "FORCE_HTTPS"} <= shared
+    told_twice = {name: ways for name, ways in seen.items() if len(ways) > 1}
+    assert not told_twice, f"declare these once in renderkit/_variables.py: {told_twice}"
+
+
 def _is_os_environ(node: ast.AST) -> bool:
     return (
         isinstance(node, ast.Attribute)
