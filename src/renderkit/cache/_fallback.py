@@ -8,7 +8,8 @@ from typing import Any
 from renderkit.cache._base import Backend
 from renderkit.cache._fallback_async import AsyncFallbackMethods
 from renderkit.cache._fallback_sync import FallbackMethods
-from renderkit.resilience import CircuitBreaker, Degrader
+from renderkit.resilience import CircuitBreaker
+from renderkit.resilience._pair import FallbackPair
 
 __all__ = ["FallbackBackend"]
 
@@ -17,7 +18,7 @@ logger = logging.getLogger("renderkit.cache")
 _PROBE_KEY = "renderkit:cache:probe"
 
 
-class FallbackBackend(FallbackMethods, AsyncFallbackMethods):
+class FallbackBackend(FallbackPair[Backend], FallbackMethods, AsyncFallbackMethods):
     """Use ``primary`` while it answers; on errors switch to ``fallback`` and probe the
     primary again every ``probe_interval`` seconds in the background (one call at a time),
     switching back as soon as it answers.
@@ -39,24 +40,18 @@ class FallbackBackend(FallbackMethods, AsyncFallbackMethods):
         breaker: CircuitBreaker | None = None,
         name: str = "fallback",
     ) -> None:
-        self.primary = primary
-        self.fallback = fallback
         self.mirror_writes = mirror_writes
         self.name = name
-        self.degrader = Degrader(
+        self._pair(
             "cache",
-            primary=primary.name,
-            fallback=fallback.name,
+            primary,
+            fallback,
+            names=(primary.name, fallback.name),
             logger=logger,
-            # Failures that mean "the primary is down"; others propagate to the caller.
-            outage_errors=getattr(primary, "errors", (Exception,)),
             failure_threshold=failure_threshold,
             recovery_timeout=probe_interval,
-            probe=self._probe,
-            aprobe=self._aprobe,
             breaker=breaker,
         )
-        self.breaker = self.degrader.breaker
 
     def _probe(self) -> None:
         self.primary.get(_PROBE_KEY)

@@ -1,6 +1,6 @@
 # twins: source
 # twins: rename aget=get aset=set adelete=delete aclear=clear aacquire_lock=acquire_lock
-# twins: rename arelease_lock=release_lock ahealth_check=health_check aclose=close acall=call
+# twins: rename arelease_lock=release_lock ahealth_check=health_check acall=call
 # twins: rename anone=_none afalse=_false azero=_zero
 """FallbackBackend's I/O methods (async source; ``_fallback_sync`` is generated)."""
 
@@ -55,8 +55,3 @@ class AsyncFallbackMethods:
         if self.degrader.active:
             return self.degrader.health_check()
         return self.degrader.health_check(await self.primary.ahealth_check())
-
-    async def aclose(self) -> None:
-        self.degrader.close()
-        await self.primary.aclose()
-        await self.fallback.aclose()

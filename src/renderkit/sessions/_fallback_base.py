@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from renderkit.health import CheckResult
-from renderkit.resilience import CircuitBreaker, Degrader
+from renderkit.resilience import CircuitBreaker
+from renderkit.resilience._pair import FallbackPair
 from renderkit.sessions._base import DEFAULT_TTL, SessionConflict, SessionRecord
 from renderkit.sessions._store import SessionStore
 
@@ -53,7 +54,7 @@ def visible(record: SessionRecord | None) -> SessionRecord | None:
     return record
 
 
-class FallbackBase(SessionStore):
+class FallbackBase(FallbackPair[SessionStore], SessionStore):
     """The shared part of :class:`FallbackStore` (see there)."""
 
     def __init__(
@@ -75,24 +76,19 @@ class FallbackBase(SessionStore):
 
         if max_journal < 1:
             raise ValueError(f"FallbackStore(max_journal={max_journal}): must be >= 1")
-        self.primary = primary
-        self.fallback = fallback
+        self._pair(
+            name,
+            primary,
+            fallback,
+            names=(type(primary).__name__, type(fallback).__name__),
+            logger=logger,
+            failure_threshold=failure_threshold,
+            recovery_timeout=recovery_timeout,
+            breaker=breaker,
+        )
         self.mirror = not isinstance(fallback, MemoryStore) if mirror is None else mirror
         self.blocking = primary.blocking or fallback.blocking
         self.errors = fallback.errors
-        self.degrader = Degrader(
-            name,
-            primary=type(primary).__name__,
-            fallback=type(fallback).__name__,
-            logger=logger,
-            outage_errors=primary.errors,
-            failure_threshold=failure_threshold,
-            recovery_timeout=recovery_timeout,
-            probe=self._probe,
-            aprobe=self._aprobe,
-            breaker=breaker,
-        )
-        self.breaker = self.degrader.breaker
         if reconcile_window is None:
             reconcile_window = 2 * self.breaker.recovery_timeout + 5
         self.reconcile_window = float(reconcile_window)
@@ -252,15 +248,3 @@ class FallbackBase(SessionStore):
         result = self.degrader.health_check(primary)
         result.details["store"] = type(self.primary).__name__
         return result
-
-    def close(self) -> None:
-        """Stop the background probe and close both stores."""
-        self.degrader.close()
-        self.primary.close()
-        self.fallback.close()
-
-    async def aclose(self) -> None:
-        """Stop the background probe and close both stores."""
-        self.degrader.close()
-        await self.primary.aclose()
-        await self.fallback.aclose()
