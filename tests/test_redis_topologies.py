@@ -27,6 +27,17 @@ def test_valkey_urls_are_the_redis_protocol() -> None:
     client.close()
 
 
+@pytest.mark.parametrize(
+    ("word", "tls"), [("true", True), ("Yes", True), ("on", True), ("0", False), ("off", False)]
+)
+def test_ssl_query_takes_renderkits_boolean_words(word: str, tls: bool) -> None:
+    """``?ssl=`` of a Sentinel/Cluster URL reads the words every renderkit boolean reads."""
+    url = f"redis+sentinel://127.0.0.1:1/mymaster?ssl={word}"
+    client = redis_client(url, asyncio=False, extra="redis", feature="t")
+    assert ("SSL" in client.connection_pool.connection_class.__name__) is tls
+    client.close()
+
+
 def test_a_sentinel_url_without_service_name_is_refused() -> None:
     """The error says what the URL is missing and shows the shape it needs."""
     with pytest.raises(ValueError, match="service name"):

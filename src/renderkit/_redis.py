@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from renderkit._optional import require
+from renderkit.platform import TRUE_WORDS
 
 if TYPE_CHECKING:
     import asyncio
@@ -314,7 +315,7 @@ def redis_client(
     parts = urlsplit(url)
     password, hosts = _hosts(parts.netloc)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    tls = parts.scheme.startswith("rediss") or query.get("ssl", "").lower() in ("1", "true")
+    tls = parts.scheme.startswith("rediss") or query.get("ssl", "").strip().lower() in TRUE_WORDS
     if password is not None:
         options.setdefault("password", password)
     if tls:
