@@ -1038,3 +1038,30 @@ def test_options_leave_out_unset_fields() -> None:
     assert settings.options() == {"name": "api"}
     assert settings.options("timeout") == {}
     assert OptionSettings.load({"OPT_TIMEOUT": "2s"}).options("timeout") == {"timeout": 2.0}
+
+
+_SHARED_URL = env("RK_SHARED_URL", default=None, secret=True, help="The app's Redis.")
+
+
+class _ParsedReader(Settings):
+    url: RedisUrl | None = _SHARED_URL
+
+
+class _RawReader(Settings):
+    url: str | None = _SHARED_URL
+
+
+def test_one_field_serves_several_classes_each_with_its_own_type() -> None:
+    """A shared declaration (renderkit/_variables.py) is parsed by each class's annotation."""
+    good = {"RK_SHARED_URL": "redis://cache:6379/0"}
+    assert isinstance(_ParsedReader.load(good).url, RedisUrl)
+    assert type(_RawReader.load(good).url) is str
+    bad = {"RK_SHARED_URL": "http://cache"}
+    with pytest.raises(ConfigError, match="RK_SHARED_URL"):
+        _ParsedReader.load(bad)
+    assert _RawReader.load(bad).url == "http://cache"  # doctor judges the raw text itself
+    infos = [_ParsedReader.describe()[0], _RawReader.describe()[0]]
+    assert {(i.variable, i.help, i.secret) for i in infos} == {
+        ("RK_SHARED_URL", "The app's Redis.", True)
+    }
+    assert "cache:6379" not in repr(_RawReader.load(good))  # secret in both
