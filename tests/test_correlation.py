@@ -358,6 +358,24 @@ def test_a_repeated_request_id_header_reaches_the_app_once() -> None:
     assert bad_first.text == f"{resolved}|1" and "rejected" not in resolved
 
 
+def test_request_headers_are_rewritten_only_when_the_id_changes() -> None:
+    """The id header already holding the id once: the same list back. Missing: appended in
+    place. Another value, or the header twice: a new list with the id once, at the end."""
+    policy = CorrelationId()
+    kept = [(b"host", b"a"), (b"x-request-id", b"abc")]
+    assert policy.request_headers(kept, "abc") is kept
+    assert kept == [(b"host", b"a"), (b"x-request-id", b"abc")]
+    missing = [(b"host", b"a")]
+    assert policy.request_headers(missing, "abc") is missing
+    assert missing == [(b"host", b"a"), (b"x-request-id", b"abc")]
+    assert policy.request_headers(((b"host", b"a"),), "abc") == [*missing]
+    twice = [(b"x-request-id", b"abc"), (b"host", b"a"), (b"x-request-id", b"abc")]
+    assert policy.request_headers(twice, "abc") == [(b"host", b"a"), (b"x-request-id", b"abc")]
+    other = [(b"x-request-id", b"old"), (b"host", b"a")]
+    assert policy.request_headers(other, "abc") == [(b"host", b"a"), (b"x-request-id", b"abc")]
+    assert other == [(b"x-request-id", b"old"), (b"host", b"a")]
+
+
 def test_update_request_header_false_leaves_the_request_alone() -> None:
     """With update_request_header=False the app sees exactly what the client sent."""
     client = header_client(update_request_header=False)

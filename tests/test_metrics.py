@@ -180,6 +180,44 @@ def test_active_requests_gauge_goes_up_and_down() -> None:
     assert 'http_server_active_requests{http_request_method="GET"} 0.0' in text
 
 
+def test_active_requests_gauge_counts_the_request_in_flight() -> None:
+    """While a request runs, the gauge of its method reads 1 (threads from TestClient too)."""
+    metrics = RequestMetrics()
+    seen: list[str] = []
+
+    async def peek(request: Request) -> PlainTextResponse:
+        seen.extend(line for line in metrics.prometheus_text().splitlines() if "active" in line)
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/peek", peek, methods=["GET", "POST"])])
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    client = TestClient(app)
+    client.post("/peek")
+    assert 'http_server_active_requests{http_request_method="POST"} 1.0' in seen
+    text = metrics.prometheus_text()
+    assert 'http_server_active_requests{http_request_method="POST"} 0.0' in text
+
+
+def test_a_full_label_memo_starts_over_and_loses_no_count(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """record() remembers resolved labels in a bounded memo; when full it is cleared, and
+    every request is still counted under the right labels."""
+    import renderkit.metrics as module
+
+    monkeypatch.setattr(module, "_MEMO_SIZE", 3)
+    metrics = RequestMetrics(max_series=2)
+    for _ in range(4):
+        for method in ("GET", "POST", "BREW", "PURGE"):
+            metrics.record(method, "/a", 200, 0.001)
+        metrics.record("GET", "/b", 503, 0.001)
+        metrics.record("GET", "/c", 200, 0.001, error=True)
+    snap = metrics.snapshot()
+    assert snap["requests"] == 24 and snap["errors"] == 8
+    counts = {(r["method"], r["route"]): r["count"] for r in snap["routes"]}
+    assert counts == {("GET", "/a"): 4, ("POST", "/a"): 4, ("_OTHER", "<other>"): 8,
+                      ("GET", "<other>"): 8}  # fmt: skip
+    assert len(metrics._buckets) <= 3
+
+
 def test_endpoints_serve_json_and_prometheus_with_optional_token() -> None:
     """/metrics (Prometheus text) and /metrics/json, 401 without the bearer token."""
     metrics = RequestMetrics()

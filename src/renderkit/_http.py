@@ -141,6 +141,7 @@ class ProxyTrust:
     trusted_cidrs: tuple[IPNetwork, ...] = ()
     client_header: str | None = None
     _client_header_bytes: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _enabled: bool = field(default=False, init=False, repr=False, compare=False)
     # peer -> trusted? Parsing an address and testing it against the networks costs about
     # 2 µs; the peers in front of an app are a handful of proxies, so remember the answer.
     _peer_cache: dict[str | None, bool] = field(
@@ -155,11 +156,13 @@ class ProxyTrust:
             object.__setattr__(
                 self, "_client_header_bytes", self.client_header.lower().encode("latin-1")
             )
+        enabled = self.hops > 0 or bool(self.trusted_cidrs) or self.client_header is not None
+        object.__setattr__(self, "_enabled", enabled)  # asked on every request
 
     @property
     def enabled(self) -> bool:
         """True when some forwarding header may be believed."""
-        return self.hops > 0 or bool(self.trusted_cidrs) or self.client_header is not None
+        return self._enabled
 
     @classmethod
     def none(cls) -> ProxyTrust:
@@ -200,7 +203,7 @@ class ProxyTrust:
 
     def trusts_peer(self, peer: str | None) -> bool:
         """True when the TCP peer is a proxy whose forwarding headers count."""
-        if not self.enabled:
+        if not self._enabled:
             return False
         if not self.trusted_cidrs:
             return True

@@ -333,15 +333,18 @@ class CorrelationId:
         if not self.update_request_header:
             return headers
         name, value = self._header_bytes, request_id.encode("ascii")
-        current = [v for k, v in headers if k == name]
-        if not current:
-            if isinstance(headers, list):
-                headers.append((name, value))
-                return headers
-            return [*headers, (name, value)]
-        if current == [value]:
+        seen = False
+        for key, current in headers:
+            if key == name:
+                if seen or current != value:  # another id, or the header twice: rebuild
+                    return [*((k, v) for k, v in headers if k != name), (name, value)]
+                seen = True
+        if seen:
             return headers
-        return [*((k, v) for k, v in headers if k != name), (name, value)]
+        if isinstance(headers, list):
+            headers.append((name, value))
+            return headers
+        return [*headers, (name, value)]
 
     def bind(self, request_id: str) -> None:
         """Hand the id to the integrations (the Sentry tag) for the current request."""
@@ -358,9 +361,10 @@ def _with_header(
     """A new header list ending with ``pair``, without any header of the same name (the id the
     middleware resolved wins over one the handler set)."""
     name = pair[0]
+    size = len(name)
     out = [*headers]
     for key, _ in out:
-        if key.lower() == name:
+        if len(key) == size and key.lower() == name:  # the length first: no copy per header
             out = [(k, v) for k, v in out if k.lower() != name]
             break
     out.append(pair)

@@ -99,6 +99,23 @@ class MetricsSettings(Settings):
     )
 
 
+_MEMO_SIZE = 4096
+"""Most (method, route, status, failed) keys :meth:`RequestMetrics.record` remembers."""
+
+
+class _Bucket:
+    """One histogram child with the labels it was made for (what :meth:`RequestMetrics.record`
+    needs after its one dict lookup)."""
+
+    __slots__ = ("child", "error_type", "method", "route")
+
+    def __init__(self, child: Any, method: str, route: str, error_type: str) -> None:
+        self.child = child
+        self.method = method
+        self.route = route
+        self.error_type = error_type
+
+
 class RequestMetrics:
     """The store: request duration, status and error counts per (method, route template).
 
@@ -163,7 +180,9 @@ class RequestMetrics:
             registry=self._registry,
         )
         self._lock = threading.Lock()
-        self._children: dict[tuple[str, str, int, str], Any] = {}
+        # (method, route, status, failed) as record() gets them -> the labelled histogram child
+        # and the labels it stands for, resolved once; at most _MEMO_SIZE entries are kept.
+        self._buckets: dict[tuple[str, str | None, int, bool], _Bucket] = {}
         self._series: set[tuple[str, str]] = set()
         self._active_children: dict[str, Any] = {}
         self._started = time.time()
@@ -219,18 +238,30 @@ class RequestMetrics:
     ) -> None:
         """Count one finished request (``error``: it raised; 5xx statuses count as errors too)."""
         duration = max(duration, 0.0)
-        error_type = "" if not (error or status >= 500) else str(status or 500)
-        method, route_label = self._series_key(method, route)
-        key = (method, route_label, status, error_type)
-        child = self._children.get(key)
-        if child is None:
-            child = self._duration.labels(method, route_label, str(status), error_type)
-            self._children[key] = child
-        child.observe(duration)
+        key = (method, route, status, error or status >= 500)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._bucket(key)
+        bucket.child.observe(duration)
         if self.otel is not None:
-            self.otel.record(method, route_label, status, duration, error_type)
+            self.otel.record(bucket.method, bucket.route, status, duration, bucket.error_type)
         if self.slow_threshold is not None and duration >= self.slow_threshold:
-            self._slow(method, route_label, status, duration)
+            self._slow(bucket.method, bucket.route, status, duration)
+
+    def _bucket(self, key: tuple[str, str | None, int, bool]) -> _Bucket:
+        """Resolve the labels and the histogram child of one :meth:`record` key, and keep them.
+
+        Methods and mounted paths come from clients, so a full memo starts over (the series
+        themselves stay bounded by ``max_series``)."""
+        method, route, status, failed = key
+        method_label, route_label = self._series_key(method, route)
+        error_type = str(status or 500) if failed else ""
+        child = self._duration.labels(method_label, route_label, str(status), error_type)
+        bucket = _Bucket(child, method_label, route_label, error_type)
+        if len(self._buckets) >= _MEMO_SIZE:
+            self._buckets.clear()
+        self._buckets[key] = bucket
+        return bucket
 
     def _slow(self, method: str, route: str, status: int, duration: float) -> None:
         self._slow_total.inc()
@@ -268,7 +299,7 @@ class RequestMetrics:
             )
         with self._lock:
             self._duration.clear()
-            self._children.clear()
+            self._buckets.clear()
             self._series.clear()
             self._started = time.time()
 

@@ -657,7 +657,9 @@ class SecurityHeaders:
         out = list(headers)
         if not self.enabled:
             return out
-        present = {key.lower(): value for key, value in out}
+        present: dict[bytes, bytes] = {}  # a loop: no comprehension function per response
+        for key, value in out:
+            present[key.lower()] = value
         dropped = self._dropped_names
         if not dropped.isdisjoint(present):
             out = [(key, value) for key, value in out if key.lower() not in dropped]

@@ -139,25 +139,19 @@ class TimeoutMiddleware:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not on asyncio (trio through anyio): use a cancel scope
-            timed_out = await self._call_with_cancel_scope(scope, receive, send)
-        else:
-            timed_out = await self._call_with_watchdog(loop, scope, receive, send)
-        if timed_out:
-            await self._answer_504(scope, send)
-
-    async def _call_with_watchdog(
-        self, loop: asyncio.AbstractEventLoop, scope: Scope, receive: Receive, send: Send
-    ) -> bool:
+            if await self._call_with_cancel_scope(scope, receive, send):
+                await self._answer_504(scope, send)
+            return
         watchdog = self._watchdog
         if watchdog is None or watchdog.loop is not loop:
             # First request, or the app moved to another loop (a new TestClient, a second
             # server thread): a fresh watchdog. Requests in flight keep the one they started
             # with, so each watchdog is only ever touched from its own loop.
-            watchdog = self._watchdog = _Watchdog(loop, self.timeout)  # type: ignore[arg-type]
+            watchdog = self._watchdog = _Watchdog(loop, self.timeout)
         task = asyncio.current_task(loop)
         if task is None:  # a coroutine driven by hand, outside any task: nothing to cancel
             await self.app(scope, receive, send)
-            return False
+            return
         cancelling = task.cancelling()
         deadline = watchdog.add(task)
         pending = watchdog.pending
@@ -170,7 +164,6 @@ class TimeoutMiddleware:
                 pending.pop(deadline, None)
             await send(message)
 
-        timed_out = False
         try:
             await self.app(scope, receive, send_lifting_deadline)
         except asyncio.CancelledError:
@@ -181,12 +174,13 @@ class TimeoutMiddleware:
                 raise  # also cancelled by someone else: that cancellation wins
             if started:  # the handler caught the cancellation and began a response
                 raise TimeoutError("request timed out after its response started") from None
-            timed_out = True
+        else:
+            return
         finally:
             pending.pop(deadline, None)
             if deadline.expired:  # cancelled, but the handler swallowed it and finished
                 task.uncancel()
-        return timed_out
+        await self._answer_504(scope, send)
 
     async def _call_with_cancel_scope(self, scope: Scope, receive: Receive, send: Send) -> bool:
         import anyio
