@@ -104,14 +104,7 @@ def _is_async(client: Any) -> bool:
 
 
 class RedisBase(SessionStore):
-    """The shared part of :class:`RedisStore` (see there).
-
-    ``RedisStore(client)`` takes a ``redis.Redis`` or a ``redis.asyncio.Redis``: with a sync
-    client the async methods run it in a worker thread; with an asyncio client the sync
-    methods raise. ``RedisStore.from_url(url)`` serves both sides: it creates a sync client
-    and (per event loop) an asyncio client on first use, with short socket timeouts.
-    The client must return bytes (``decode_responses=False``, redis-py's default).
-    """
+    """The shared part of :class:`RedisStore` (see there): clients, keys, Lua scripts."""
 
     def __init__(
         self,
