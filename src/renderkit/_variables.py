@@ -27,8 +27,9 @@ DATABASE_URL: Any = env(
     default=None,
     secret=True,
     help="The app's Postgres, postgresql://user:password@host:5432/db (postgres:// is "
-    "accepted): Database.from_env() needs it, sessions use it with SESSION_STORE=postgres or "
-    "as Redis's fallback; renderkit doctor checks it answers SELECT 1.",
+    "accepted): Database.from_env() needs it; sessions live there without REDIS_URL (or with "
+    "SESSION_STORE=postgres) and fall back to it while Redis is down; renderkit doctor checks "
+    "it answers SELECT 1.",
 )
 FORCE_HTTPS: Any = env(
     "FORCE_HTTPS",
