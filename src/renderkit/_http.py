@@ -343,7 +343,7 @@ def effective_scheme(
     values = header_list(headers, b"x-forwarded-proto")
     if not values:
         return scheme
-    hops = max(trust.hops, 1)
+    hops = trust.hops or 1  # hops is never negative (ProxyTrust checks)
     chosen = values[-hops] if len(values) >= hops else values[0]
     chosen = chosen.lower()
     if chosen not in ("http", "https"):
