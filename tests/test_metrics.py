@@ -198,24 +198,6 @@ def test_active_requests_gauge_counts_the_request_in_flight() -> None:
     assert 'http_server_active_requests{http_request_method="POST"} 0.0' in text
 
 
-def test_in_flight_counts_live_in_the_gauge_with_a_multiprocess_dir(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Workers sharing PROMETHEUS_MULTIPROC_DIR write every change to their file, so there the
-    in-flight count is prometheus_client's gauge itself; in one process it is read when
-    scraped, and both answer inc() and dec()."""
-    from prometheus_client import Gauge
-
-    shared = RequestMetrics(multiprocess_dir=str(tmp_path / "prom"))
-    assert isinstance(shared.active("GET"), Gauge)
-    local = RequestMetrics()
-    counter = local.active("GET")
-    assert not isinstance(counter, Gauge)
-    counter.inc()
-    counter.inc()
-    counter.dec()
-    assert 'http_server_active_requests{http_request_method="GET"} 1.0' in local.prometheus_text()
-    assert local.active("BREW") is local.active("PURGE")  # one "_OTHER" count
-
-
 def test_a_full_label_memo_starts_over_and_loses_no_count(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """record() remembers resolved labels in a bounded memo; when full it is cleared, and
     every request is still counted under the right labels."""

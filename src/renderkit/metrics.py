@@ -19,7 +19,6 @@ pairs exist, so ids in URLs cannot explode the number of series.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
 import logging
@@ -115,20 +114,6 @@ class _Bucket:
         self.method = method
         self.route = route
         self.error_type = error_type
-
-
-class _InFlight:
-    """Requests in flight for one method in this process, as ``len()`` of a list: ``inc()``
-    appends and ``dec()`` pops (each one atomic C call, no lock), and the gauge reads the
-    length through ``set_function`` only when scraped."""
-
-    __slots__ = ("dec", "inc")
-
-    def __init__(self, gauge: Any) -> None:
-        marks: list[None] = []
-        self.inc = functools.partial(marks.append, None)
-        self.dec = marks.pop
-        gauge.set_function(marks.__len__)
 
 
 class RequestMetrics:
@@ -298,17 +283,11 @@ class RequestMetrics:
         )
 
     def active(self, method: str) -> Any:
-        """The in-flight count for ``method`` (``inc()`` on entry, ``dec()`` on exit).
-
-        Kept in this process and read by the gauge when scraped; with ``multiprocess_dir``
-        it is the gauge itself, which writes every change to this worker's file.
-        """
+        """The in-flight gauge for ``method`` (``inc()`` on entry, ``dec()`` on exit)."""
         method = method if method in _METHODS else "_OTHER"
         gauge = self._active_children.get(method)
         if gauge is None:
-            child = self._active.labels(method)
-            gauge = child if self.multiprocess_dir is not None else _InFlight(child)
-            self._active_children[method] = gauge
+            gauge = self._active_children[method] = self._active.labels(method)
         return gauge
 
     def reset(self) -> None:
