@@ -59,6 +59,37 @@ def test_real_redis_counts_and_one_round_trip(renderkit_redis_url: str, strategy
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("strategy", ["fixed-window", "sliding-window-counter", "moving-window"])
+def test_each_strategy_script_matches_memory_for_a_stack(
+    renderkit_redis_url: str, strategy: str
+) -> None:
+    """Each strategy's own script answers a stacked request as memory does: all or nothing,
+    the same remaining counts; a decoding client, and a script unknown to the server (answered
+    by EVAL), change nothing."""
+    import redis
+
+    from renderkit.ratelimit import Charge
+
+    prefix = _prefix()
+    client = redis.Redis.from_url(renderkit_redis_url, decode_responses=True)
+    shared = RateLimiter(client, strategy=strategy, key_prefix=prefix)
+    memory = RateLimiter("memory://", strategy=strategy)
+    stack = [Charge("a|ip:1:3/60", 3, 60, 1, "route"), Charge("b|ip:1:5/3600", 5, 3600, 2, "day")]
+    try:
+        for step in range(4):
+            if step == 2:  # a script the server does not know (failover, SCRIPT FLUSH): EVAL
+                shared._sync().sha = "0" * 40
+            got, want = shared.acquire(stack), memory.acquire(stack)
+            assert [(r.allowed, r.remaining, r.policy) for r in got] == [
+                (r.allowed, r.remaining, r.policy) for r in want
+            ], step
+        assert [r.allowed for r in shared.acquire(stack[:1])] == [True]  # refused: uncharged
+    finally:
+        client.delete(*client.keys(f"{prefix}:*") or ["-"])
+        client.close()
+
+
+@pytest.mark.integration
 async def test_real_redis_async_and_sync_share_counts(renderkit_redis_url: str) -> None:
     """hit() and ahit() use separate clients of the same Redis: one quota."""
     limiter = RateLimiter(renderkit_redis_url, default="3/minute", key_prefix=_prefix())

@@ -25,6 +25,7 @@ from renderkit.ratelimit import (
     RateLimitMiddleware,
     RateLimitPolicy,
     RequestInfo,
+    RouteLimit,
     Rule,
     limit,
 )
@@ -377,3 +378,25 @@ def test_flask_exempt_view() -> None:
     client = app.test_client()
     assert [client.get("/hook").status_code for _ in range(3)] == [200, 200, 200]
     assert [client.get("/x").status_code for _ in range(2)] == [200, 429]
+
+
+def test_a_route_plan_is_compiled_once_yet_exempt_when_is_asked_per_request() -> None:
+    """The route's limits are worked out once; a predicate still decides every request: while
+    it exempts the route limit, the default it replaces applies again."""
+    limiter = RateLimiter("memory://", default="100/minute")
+    vip = {"on": False}
+    own = RouteLimit("5/minute", exempt_when=lambda: vip["on"])
+    policy = RateLimitPolicy(limiter)
+
+    def names() -> list[str | None]:
+        info = RequestInfo("GET", "/report", [], "198.51.100.9", route="/report", limits=(own,))
+        return [spec.name for spec in policy.limits_for(info)]
+
+    assert names() == ["5/minute"]
+    vip["on"] = True
+    assert names() == ["default"]
+    vip["on"] = False
+    assert names() == ["5/minute"]
+    info = RequestInfo("GET", "/report", [], "198.51.100.9", route="/report", limits=(own,))
+    assert len(policy._routes) == 1  # one compiled plan served all of them
+    assert policy.decide(info).headers[0] == (b"ratelimit-policy", b'"5/minute";q=5;w=60')

@@ -55,15 +55,14 @@ def wire_ratelimit(
     A bare :class:`RateLimiter` gets a policy keyed by client IP behind ``trust`` (the
     RenderKit extension's proxy trust, so the key matches what the other middleware see).
     """
-    if isinstance(limiter, RateLimitPolicy):
-        policy = limiter
-    elif isinstance(limiter, RateLimiter):
-        policy = RateLimitPolicy(limiter, trust=trust)
-    else:
+    if not isinstance(limiter, RateLimitPolicy | RateLimiter):
         raise TypeError(
             "RenderKit(limiter=...) takes a renderkit.ratelimit.RateLimiter or RateLimitPolicy, "
             f"got {type(limiter).__name__}"
         )
+    policy = (
+        limiter if isinstance(limiter, RateLimitPolicy) else RateLimitPolicy(limiter, trust=trust)
+    )
 
     def before() -> Response | None:
         from flask import g, request

@@ -4,7 +4,7 @@ A request is checked against several limits at once (a route limit, a shared quo
 default). :class:`Charge` is one of them. A store answers a list of charges with
 ``(allowed, tallies)``: allowed only if every limit has room, and then every one is charged;
 refused by one, none is charged. Each :data:`Tally` is three integers, the same for memory and
-Redis (whose Lua script, :data:`LUA`, returns them), read by :func:`result_of`:
+Redis (whose Lua scripts, :data:`SCRIPTS`, return them), read by :func:`result_of`:
 
 - fixed window (it starts at its first hit): ``(count, 0, elapsed_ms)``;
 - sliding window counter: ``(count, previous_count, elapsed_ms)`` (the previous window weighs
@@ -23,12 +23,13 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
 
 __all__ = [
     "DEFAULT_MAX_KEYS",
     "LUA",
+    "SCRIPTS",
     "Charge",
     "MemoryCounts",
     "RateLimitResult",
@@ -43,44 +44,44 @@ Tally = tuple[int, int, int]
 DEFAULT_MAX_KEYS = 100_000
 """Counters one in-process memory store keeps before dropping the oldest (about 25 MB)."""
 
-_CODES: dict[str, str] = {"fixed-window": "f", "sliding-window-counter": "s", "moving-window": "m"}
-
 
 class Charge(NamedTuple):
-    """One limit of one request: ``cost`` against ``amount`` per ``window`` seconds at ``key``.
-
-    ``name`` names the quota in the ``RateLimit`` headers; ``fail_closed`` refuses the request
-    (503) instead of counting in memory while the shared storage is down.
-    """
+    """One limit of one request: ``cost`` against ``amount`` per ``window`` seconds at ``key``."""
 
     key: str
+    """The counter (a store adds its own prefix)."""
     amount: int
+    """Requests the quota allows per window."""
     window: int
+    """The window, in seconds."""
     cost: int = 1
+    """What this request consumes (0: read only)."""
     name: str = "default"
+    """The quota's name in the ``RateLimit`` headers."""
     fail_closed: bool = False
+    """While the shared storage is down, refuse (503) instead of counting in memory."""
 
 
 class RateLimitResult(NamedTuple):
-    """The answer to one check: allowed or not, and the quota that decided it.
-
-    ``limit`` is the quota (requests per window), ``remaining`` what is left after this
-    request, ``reset_after`` the seconds until the window resets, ``window`` the window length
-    in seconds, ``policy`` the quota's name in the ``RateLimit`` headers. ``fallback`` is True
-    when the in-process memory limiter answered because the shared storage was down;
-    ``unavailable`` when the storage was down and the limit fails closed (a 503).
-    ``wait`` is the seconds a refused client should wait before one more request fits.
-    """
+    """The answer to one check: allowed or not, and the quota that decided it."""
 
     allowed: bool
     limit: int
+    """The quota: requests per window."""
     remaining: int
+    """What is left after this request."""
     reset_after: float
+    """Seconds until the window resets."""
     window: int = 0
+    """The window length, in seconds."""
     policy: str = "default"
+    """The quota's name in the ``RateLimit`` headers."""
     fallback: bool = False
+    """True when the in-process memory limiter answered because the shared storage was down."""
     unavailable: bool = False
+    """True when the storage was down and the limit fails closed (a 503)."""
     wait: float = 0.0
+    """Seconds a refused client should wait before one more request fits."""
 
     @property
     def retry_after(self) -> int:
@@ -95,26 +96,26 @@ def result_of(
     count, previous, ms = tally
     amount, window = charge.amount, charge.window
     window_ms = window * 1000
-    reset = (window_ms - ms) / 1000
-    if strategy == "sliding-window-counter":
-        used = -(-previous * (window_ms - ms) // window_ms) + count if previous else count
-    else:
-        used = count
-    denied_here = not allowed and used + charge.cost > amount
-    wait = _wait(strategy, charge, tally, used, reset) if denied_here else 0.0
-    if reset <= 0:
-        reset = float(window)
+    left = window_ms - ms  # whole milliseconds: the reset needs no rounding
+    used = -(-previous * left // window_ms) + count if previous else count
+    remaining = amount - used if used < amount else 0
+    reset = left / 1000 if left > 0 else float(window)
+    if allowed or used + charge.cost <= amount:
+        return RateLimitResult(True, amount, remaining, reset, window, charge.name, fallback)
+    wait = _wait(strategy, charge, tally, used, left / 1000)
     return RateLimitResult(
-        not denied_here,
-        amount,
-        amount - used if used < amount else 0,
-        round(reset, 3),
-        window,
-        charge.name,
-        fallback,
-        False,
-        wait,
+        False, amount, remaining, reset, window, charge.name, fallback, False, wait
     )
+
+
+def _used(charge: Charge, tally: Tally) -> int:
+    """The requests a tally counts in the last ``window`` (the previous window weighs in for the
+    part of it that still overlaps; its count is 0 but for the sliding window counter)."""
+    count, previous, ms = tally
+    if previous:
+        window_ms = charge.window * 1000
+        return -(-previous * (window_ms - ms) // window_ms) + count
+    return count
 
 
 def _wait(strategy: Strategy, charge: Charge, tally: Tally, used: int, reset: float) -> float:
@@ -167,6 +168,15 @@ class MemoryCounts:
         self._swept = 0
         self.evicted = 0
         self.expired = 0
+        # The strategy's read and write, chosen once (not tested again on every call).
+        self._read: Callable[[Charge, _Slot, float], Tally]
+        self._write: Callable[[Charge, _Slot, Tally, float], Tally]
+        if strategy == "moving-window":
+            self._read, self._write = self._read_moving, self._write_moving
+        elif strategy == "fixed-window":
+            self._read, self._write = self._read_fixed, self._write_fixed
+        else:
+            self._read, self._write = self._read_sliding, self._write_sliding
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -177,18 +187,21 @@ class MemoryCounts:
         """Charge every limit if all have room; else charge none. Returns (allowed, tallies)."""
         now = time.time() if now is None else now
         with self._lock:
-            self._sweep(now)
-            slots = [self._slot(c, now) for c in charges]
-            tallies = [self._tally(c, s, now) for c, s in zip(charges, slots, strict=True)]
-            allowed = all(
-                self._used(c, t) + c.cost <= c.amount for c, t in zip(charges, tallies, strict=True)
-            )
-            if allowed:
-                tallies = [
-                    self._charge(c, s, t, now)
-                    for c, s, t in zip(charges, slots, tallies, strict=True)
-                ]
-            return allowed, tallies
+            if int(now) != self._swept:
+                self._sweep(now)
+            slots, read = self._slots, self._read
+            seen: list[tuple[Charge, _Slot, Tally]] = []
+            allowed = True
+            for charge in charges:
+                slot = slots.get(charge.key) or self._new_slot(charge.key)
+                tally = read(charge, slot, now)
+                if _used(charge, tally) + charge.cost > charge.amount:
+                    allowed = False
+                seen.append((charge, slot, tally))
+            if not allowed:
+                return False, [tally for _charge, _slot, tally in seen]
+            write = self._write
+            return True, [write(charge, slot, tally, now) for charge, slot, tally in seen]
 
     def peek(self, charges: Sequence[Charge], now: float | None = None) -> tuple[bool, list[Tally]]:
         """The counts :meth:`acquire` would see, charging nothing (``allowed`` is False: the
@@ -198,7 +211,7 @@ class MemoryCounts:
             tallies = []
             for charge in charges:
                 slot = self._slots.get(charge.key)
-                tallies.append(self._tally(charge, slot, now) if slot else (0, 0, 0))
+                tallies.append(self._read(charge, slot, now) if slot else (0, 0, 0))
             return False, tallies
 
     def clear(self, key: str) -> None:
@@ -207,72 +220,70 @@ class MemoryCounts:
             self._slots.pop(key, None)
 
     # -- internals ------------------------------------------------------------------------
-    def _used(self, charge: Charge, tally: Tally) -> int:
-        count, previous, ms = tally
-        if self.strategy == "sliding-window-counter":
-            window_ms = charge.window * 1000
-            return -(-previous * (window_ms - ms) // window_ms) + count
-        return count
-
-    def _slot(self, charge: Charge, now: float) -> _Slot:
-        slot = self._slots.get(charge.key)
-        if slot is None:
-            if len(self._slots) >= self.max_keys:
-                # Insertion order is age order: drop the oldest counter, never all of them.
-                del self._slots[next(iter(self._slots))]
-                self.evicted += 1
-            slot = self._slots[charge.key] = _Slot()
+    def _new_slot(self, key: str) -> _Slot:
+        slots = self._slots
+        if len(slots) >= self.max_keys:
+            # Insertion order is age order: drop the oldest counter, never all of them.
+            del slots[next(iter(slots))]
+            self.evicted += 1
+        slot = slots[key] = _Slot()
         return slot
 
-    def _tally(self, charge: Charge, slot: _Slot, now: float) -> Tally:
-        window = charge.window
-        if self.strategy == "moving-window":
-            stamps = slot.stamps
-            if not stamps:
-                return (0, 0, 0)
-            horizon = now - window
-            while stamps and stamps[0] <= horizon:
-                stamps.popleft()
-            if not stamps:
-                return (0, 0, 0)
-            return (len(stamps), 0, int((now - stamps[0]) * 1000))
-        if self.strategy == "fixed-window":
-            # A fixed window starts at its first hit (as in limits): a burst never straddles
-            # a boundary that would hand it a second quota.
-            if slot.count and now < slot.index + window:
-                return (slot.count, 0, int((now - slot.index) * 1000))
+    def _read_moving(self, charge: Charge, slot: _Slot, now: float) -> Tally:
+        stamps = slot.stamps
+        if not stamps:
             return (0, 0, 0)
+        horizon = now - charge.window
+        while stamps and stamps[0] <= horizon:
+            stamps.popleft()
+        if not stamps:
+            return (0, 0, 0)
+        return (len(stamps), 0, int((now - stamps[0]) * 1000))
+
+    def _read_fixed(self, charge: Charge, slot: _Slot, now: float) -> Tally:
+        # A fixed window starts at its first hit (as in limits): a burst never straddles a
+        # boundary that would hand it a second quota.
+        if slot.count and now < slot.index + charge.window:
+            return (slot.count, 0, int((now - slot.index) * 1000))
+        return (0, 0, 0)
+
+    def _read_sliding(self, charge: Charge, slot: _Slot, now: float) -> Tally:
+        window = charge.window
         index = int(now // window)
         elapsed = int((now - index * window) * 1000)
         if slot.index == index:
-            count, previous = slot.count, slot.previous
-        elif slot.index == index - 1:
-            count, previous = 0, slot.count
-        else:
-            count, previous = 0, 0
-        return (count, previous, elapsed)
+            return (slot.count, slot.previous, elapsed)
+        if slot.index == index - 1:
+            return (0, slot.count, elapsed)
+        return (0, 0, elapsed)
 
-    def _charge(self, charge: Charge, slot: _Slot, tally: Tally, now: float) -> Tally:
+    def _write_moving(self, charge: Charge, slot: _Slot, tally: Tally, now: float) -> Tally:
+        if slot.stamps is None:
+            slot.stamps = deque(maxlen=charge.amount)
+        slot.stamps.extend([now] * charge.cost)
+        self._expire(charge.key, slot, now + charge.window)
+        return (len(slot.stamps), 0, int((now - slot.stamps[0]) * 1000))
+
+    def _write_fixed(self, charge: Charge, slot: _Slot, tally: Tally, now: float) -> Tally:
+        if tally[0] == 0:
+            slot.index = now  # the window starts now
+        slot.count = tally[0] + charge.cost
+        self._expire(charge.key, slot, slot.index + charge.window)
+        return (slot.count, 0, tally[2])
+
+    def _write_sliding(self, charge: Charge, slot: _Slot, tally: Tally, now: float) -> Tally:
         count, previous, ms = tally
         window = charge.window
-        if self.strategy == "moving-window":
-            if slot.stamps is None:
-                slot.stamps = deque(maxlen=charge.amount)
-            slot.stamps.extend([now] * charge.cost)
-            expires = now + window
-            tally = (len(slot.stamps), 0, int((now - slot.stamps[0]) * 1000))
-        elif self.strategy == "fixed-window":
-            if count == 0:
-                slot.index = now  # the window starts now
-            slot.count = count + charge.cost
-            expires = slot.index + window
-            tally = (slot.count, 0, ms)
-        else:
-            slot.index = int(now // window)
-            slot.count = count + charge.cost
+        index = int(now // window)
+        slot.count = count + charge.cost
+        if slot.index != index or not slot.expires:  # a new window: its carry-over, its expiry
+            slot.index = index
             slot.previous = previous
-            expires = (slot.index + 2) * window
-            tally = (slot.count, previous, ms)
+            self._expire(charge.key, slot, (index + 2) * window)
+        return (slot.count, previous, ms)
+
+    def _expire(self, key: str, slot: _Slot, expires: float) -> None:
+        """File ``key`` under the second it expires in (a later expiry only)."""
         if expires > slot.expires:
             slot.expires = expires
             bucket = math.ceil(expires)
@@ -280,8 +291,7 @@ class MemoryCounts:
             if keys is None:
                 keys = self._buckets[bucket] = []
                 heapq.heappush(self._heap, bucket)
-            keys.append(charge.key)
-        return tally
+            keys.append(key)
 
     def _sweep(self, now: float) -> None:
         second = int(now)
@@ -297,101 +307,120 @@ class MemoryCounts:
                     self.expired += 1
 
 
-# One script for every strategy: read all the request's counters, decide, charge all or none.
-# KEYS: one per charge. ARGV: strategy code, the time in ms, then amount, window (s), cost per
-# charge. The caller's clock (as limits uses): no TIME call, and windows of seconds or more do
-# not mind the few milliseconds NTP leaves between instances.
-# Reply: "allowed,count1,previous1,ms1,count2,..." (see the module docstring): one bulk string
-# parses faster in redis-py than an array of integers.
-LUA = """
-local kind = ARGV[1]
-local now = tonumber(ARGV[2])
+# One script per strategy, assembled from one skeleton: read all the request's counters,
+# decide, charge all or none. KEYS: one per charge. ARGV: the time in ms, then amount, window
+# (s), cost per charge. The caller's clock (as limits uses): no TIME call, and windows of
+# seconds or more do not mind the few milliseconds NTP leaves between instances. Reply: the
+# status string "allowed,count1,previous1,ms1,count2,..." (see the module docstring), which
+# redis-py reads in one line, without the second read a bulk string takes.
+_SKELETON = """
+local now = tonumber(ARGV[1])
 local n = #KEYS
 local state = {}
 local allowed = 1
 for i = 1, n do
-  local amount = tonumber(ARGV[3 * i])
-  local window = tonumber(ARGV[3 * i + 1]) * 1000
-  local cost = tonumber(ARGV[3 * i + 2])
-  local key = KEYS[i]
-  if kind == 'm' then
-    local stamps = redis.call('LRANGE', key, 0, amount - 1)
-    local count, oldest = 0, now
-    for j = 1, #stamps do
-      local ts = tonumber(stamps[j])
-      if ts > now - window then count = count + 1; oldest = ts else break end
-    end
-    state[i] = {count, 0, now - oldest, 0, false, amount, window, cost}
-    if count + cost > amount then allowed = 0 end
-  elseif kind == 'f' then
-    local h = redis.call('HMGET', key, 'i', 'c')
-    local start = tonumber(h[1])
-    local count = tonumber(h[2]) or 0
-    local fresh = start == nil or now >= start + window
-    if fresh then start, count = now, 0 end
-    state[i] = {count, 0, now - start, start, fresh, amount, window, cost}
-    if count + cost > amount then allowed = 0 end
-  else
-    local h = redis.call('HMGET', key, 'i', 'c', 'p')
-    local index = math.floor(now / window)
-    local at = tonumber(h[1])
-    local count = tonumber(h[2]) or 0
-    local previous = tonumber(h[3]) or 0
-    if at == nil then count, previous = 0, 0
-    elseif at == index - 1 then previous, count = count, 0
-    elseif at ~= index then count, previous = 0, 0 end
-    local elapsed = now - index * window
-    local used = math.ceil(previous * (window - elapsed) / window) + count
-    state[i] = {count, previous, elapsed, index, at ~= index, amount, window, cost}
-    if used + cost > amount then allowed = 0 end
-  end
+  local key, amount = KEYS[i], tonumber(ARGV[3 * i - 1])
+  local window, cost = tonumber(ARGV[3 * i]) * 1000, tonumber(ARGV[3 * i + 1])
+  local used
+%(read)s
+  if used + cost > amount then allowed = 0 end
 end
 local reply = {allowed}
 for i = 1, n do
   local s = state[i]
-  if allowed == 1 then
-    local amount, window, cost = s[6], s[7], s[8]  -- parsed once, in the first loop
-    local key = KEYS[i]
-    if kind == 'm' then
-      for _ = 1, cost do redis.call('LPUSH', key, now) end
-      redis.call('LTRIM', key, 0, amount - 1)
-      redis.call('PEXPIRE', key, window)
-      if s[1] == 0 then s[3] = 0 end
-      s[1] = math.min(s[1] + cost, amount)
-    elseif cost > 0 then
-      s[1] = s[1] + cost
-      if s[5] then
-        -- A new window: write it whole and expire it when it stops counting.
-        redis.call('HSET', key, 'i', s[4], 'c', s[1], 'p', s[2])
-        local spans = 1
-        if kind == 's' then spans = 2 end
-        redis.call('PEXPIRE', key, math.max(1, spans * window - s[3]))
-      else
-        redis.call('HINCRBY', key, 'c', cost)
-      end
-    end
+  if allowed == 1 and s[8] > 0 then
+    local key, amount, window, cost = KEYS[i], s[6], s[7], s[8]  -- parsed once, above
+%(charge)s
   end
-  reply[#reply + 1] = s[1]
-  reply[#reply + 1] = s[2]
-  reply[#reply + 1] = s[3]
+  reply[3 * i - 1], reply[3 * i], reply[3 * i + 1] = s[1], s[2], s[3]
 end
-return table.concat(reply, ',')
+return {ok = table.concat(reply, ',')}
 """
+# A window kept in a hash (i: its index or start, c: its count, p: the previous count): a new
+# window is written whole and expires when it stops counting; an open one is incremented.
+_CHARGE_HASH = """
+    s[1] = s[1] + cost
+    if s[5] then
+      redis.call('HSET', key, 'i', s[4], 'c', s[1], 'p', s[2])
+      redis.call('PEXPIRE', key, math.max(1, %(spans)d * window - s[3]))
+    else
+      redis.call('HINCRBY', key, 'c', cost)
+    end"""
+_PARTS: dict[Strategy, dict[str, str]] = {
+    "sliding-window-counter": {
+        "read": """
+  local h = redis.call('HMGET', key, 'i', 'c', 'p')
+  local index = math.floor(now / window)
+  local at = tonumber(h[1])
+  local count, previous = 0, 0
+  if at == index then count, previous = tonumber(h[2]) or 0, tonumber(h[3]) or 0
+  elseif at == index - 1 then previous = tonumber(h[2]) or 0 end
+  local elapsed = now - index * window
+  used = math.ceil(previous * (window - elapsed) / window) + count
+  state[i] = {count, previous, elapsed, index, at ~= index, amount, window, cost}""",
+        "charge": _CHARGE_HASH % {"spans": 2},
+    },
+    "fixed-window": {
+        "read": """
+  local h = redis.call('HMGET', key, 'i', 'c')
+  local start = tonumber(h[1])
+  local count = tonumber(h[2]) or 0
+  local fresh = start == nil or now >= start + window
+  if fresh then start, count = now, 0 end
+  used = count
+  state[i] = {count, 0, now - start, start, fresh, amount, window, cost}""",
+        "charge": _CHARGE_HASH % {"spans": 1},
+    },
+    "moving-window": {
+        "read": """
+  local stamps = redis.call('LRANGE', key, 0, amount - 1)
+  local count, oldest = 0, now
+  for j = 1, #stamps do
+    local ts = tonumber(stamps[j])
+    if ts > now - window then count = count + 1; oldest = ts else break end
+  end
+  used = count
+  state[i] = {count, 0, now - oldest, 0, false, amount, window, cost}""",
+        "charge": """
+    for _ = 1, cost do redis.call('LPUSH', key, now) end
+    redis.call('LTRIM', key, 0, amount - 1)
+    redis.call('PEXPIRE', key, window)
+    if s[1] == 0 then s[3] = 0 end
+    s[1] = math.min(s[1] + cost, amount)""",
+    },
+}
+SCRIPTS: dict[Strategy, str] = {name: _SKELETON % parts for name, parts in _PARTS.items()}
+"""renderkit's Redis script of each strategy (the same skeleton, the strategy's read and charge
+in it): one ``EVALSHA`` per request whatever the number of limits."""
+LUA = "".join(SCRIPTS.values())
+"""Every script's text, one after the other (what a reader greps for the commands they run)."""
+
+_ARGV: dict[tuple[int, int, int], tuple[bytes, bytes, bytes]] = {}
 
 
-def lua_args(strategy: Strategy, charges: Sequence[Charge], prefix: str = "") -> list[str | int]:
-    """The ``EVALSHA`` keys-then-arguments for ``charges`` (after the SHA and key count)."""
-    args: list[str | int] = [prefix + c.key for c in charges]
-    args += (_CODES[strategy], int(time.time() * 1000))
+def lua_command(sha: str, charges: Sequence[Charge], prefix: str = "") -> list[str | int | bytes]:
+    """The whole ``EVALSHA`` command for ``charges``: SHA, key count, keys, then arguments.
+
+    Each limit's three numbers are encoded once per quota (redis-py sends bytes as they are),
+    so a request formats only its keys and the time.
+    """
+    command: list[str | int | bytes] = ["EVALSHA", sha, len(charges)]
+    command += [prefix + c.key for c in charges]
+    command.append(int(time.time() * 1000))
     for charge in charges:
-        args += (charge.amount, charge.window, charge.cost)
-    return args
+        shape = (charge.amount, charge.window, charge.cost)
+        encoded = _ARGV.get(shape)
+        if encoded is None:
+            encoded = (b"%d" % shape[0], b"%d" % shape[1], b"%d" % shape[2])
+            if len(_ARGV) < 4096:
+                _ARGV[shape] = encoded
+        command += encoded
+    return command
 
 
 def lua_reply(reply: bytes | str) -> tuple[bool, list[Tally]]:
     """The script's reply (``b"1,4,0,1200"``) as (allowed, tallies)."""
-    parts = reply.split(b",") if isinstance(reply, bytes) else reply.split(",")
-    values = [int(v) for v in parts]  # int() reads the ASCII bytes itself: no decode
-    return values[0] == 1, [
-        (values[i], values[i + 1], values[i + 2]) for i in range(1, len(values), 3)
-    ]
+    # int() reads the ASCII bytes itself (no decode); map and zip run without Python frames.
+    values = iter(map(int, reply.split(b",") if isinstance(reply, bytes) else reply.split(",")))
+    allowed = next(values) == 1
+    return allowed, list(zip(values, values, values, strict=False))  # three at a time

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Unpack
 
 # Runtime imports (starlette is a core dependency): FastAPI reads the dependency's
 # annotations to inject Request and Response.
@@ -24,20 +24,17 @@ from starlette.responses import Response
 
 from renderkit._asgi import Message, Receive, Scope, Send
 from renderkit.errors import RenderKitError
-from renderkit.ratelimit._keys import KeyFunc
 from renderkit.ratelimit._limiter import RateLimiter
 from renderkit.ratelimit._middleware import (
+    LimitOptions,
     add_headers,
+    declared,
     refused_response,
     request_info_from_scope,
     route_dependencies,
-    route_limit,
     routed_here,
 )
 from renderkit.ratelimit._rules import RateLimitPolicy, RouteLimit, Verdict
-
-if TYPE_CHECKING:
-    from renderkit._http import ProxyTrust
 
 __all__ = ["RateLimit", "RateLimitExceeded", "install", "rate_limit_handler"]
 
@@ -146,16 +143,9 @@ class RateLimit:
         limit: str | Mapping[str, str],
         *,
         limiter: RateLimiter,
-        key: KeyFunc | None = None,
-        trust: ProxyTrust | None = None,
-        legacy_headers: bool = False,
-        problem_json: bool = True,
-        **options: Any,
+        **options: Unpack[LimitOptions],
     ) -> None:
-        self.spec = route_limit(limit, key=key, **options)
-        self.policy = RateLimitPolicy(
-            limiter, key=key, trust=trust, default=None, legacy_headers=legacy_headers
-        )
+        self.spec, self.policy = declared(limit, limiter, options)
         self._peers: dict[int, tuple[Any, tuple[RateLimit, ...]]] = {}
 
     @property

@@ -28,10 +28,11 @@ def sf_string(value: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _policy_parts(name: str, limit: int, window: int) -> tuple[bytes, str]:
-    """The ``RateLimit-Policy`` value and the quoted name: fixed per quota, built once."""
-    policy = sf_string(name)
-    return f"{policy};q={limit};w={window}".encode("latin-1"), policy
+def _policy_parts(name: str, limit: int, window: int) -> tuple[bytes, bytes]:
+    """The ``RateLimit-Policy`` value and the quoted name, as bytes: fixed per quota, built
+    once, so a response formats only its two numbers."""
+    policy = sf_string(name).encode("latin-1")
+    return b"%s;q=%d;w=%d" % (policy, limit, window), policy
 
 
 def rate_limit_headers(
@@ -43,13 +44,13 @@ def rate_limit_headers(
     reset = math.ceil(reset_after) if reset_after > 0 else 0
     headers = [
         (b"ratelimit-policy", policy_value),
-        (b"ratelimit", f"{policy};r={result.remaining};t={reset}".encode("latin-1")),
+        (b"ratelimit", b"%s;r=%d;t=%d" % (policy, result.remaining, reset)),
     ]
     if legacy:
         headers += [
-            (b"x-ratelimit-limit", str(result.limit).encode("latin-1")),
-            (b"x-ratelimit-remaining", str(result.remaining).encode("latin-1")),
-            (b"x-ratelimit-reset", str(reset).encode("latin-1")),
+            (b"x-ratelimit-limit", b"%d" % result.limit),
+            (b"x-ratelimit-remaining", b"%d" % result.remaining),
+            (b"x-ratelimit-reset", b"%d" % reset),
         ]
     return headers
 

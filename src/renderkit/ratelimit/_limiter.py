@@ -293,6 +293,7 @@ class RateLimiter:
         processes: int | None = None,
     ) -> None:
         self.strategy, self.default, kind, value = _validated(storage, default, strategy, timeout)
+        self._default_shapes = shapes(self.default)  # the default's keys and numbers, once
         self.fail_open = fail_open
         self.timeout = timeout
         self.key_prefix = key_prefix
@@ -303,11 +304,13 @@ class RateLimiter:
         self._lock = threading.Lock()
         memory = MemoryCounts(self.strategy, max_keys=max_keys)
         self._memory = memory if kind == "memory" else None
+        self.in_memory = kind == "memory"
+        """True when counts live in this process (``memory://``): calls never wait on I/O."""
         self._fallback = memory  # the memory store itself, or the shared storage's fallback
         self._sync_store: Any = None
         self._async_loops: PerLoop[Any] | None = None
         self._aio_store: Any = None
-        self._counts = {"checks": 0, "allowed": 0, "denied": 0, "unavailable": 0}
+        self._counts = {"allowed": 0, "denied": 0, "unavailable": 0}
         # How the last call was answered when the shared storage failed: "memory" or "503";
         # None once it answers again. Health reads it before the breaker has opened.
         self._fell_back: str | None = None
@@ -423,57 +426,58 @@ class RateLimiter:
     # -- counting -------------------------------------------------------------------------
     def charges(self, key: str, items: Sequence[RateLimitItem], cost: int = 1) -> list[Charge]:
         """The :class:`Charge` list for ``key`` under ``items`` (one counter per item)."""
+        quotas = self._default_shapes if items is self.default else shapes(items)
         return [
             Charge(key + suffix, amount, window, cost, name)
-            for suffix, amount, window, name in shapes(items)
+            for suffix, amount, window, name in quotas
         ]
 
     def acquire(self, charges: Sequence[Charge]) -> list[RateLimitResult]:
         """Charge all of ``charges`` or none (sync); one result per charge."""
         memory = self._memory
         if memory is not None:
-            allowed, tallies = memory.acquire(charges)
-            return self._results(charges, allowed, tallies, False)
-        store = self._sync()
-        answer = self.degrader.call(self._primary, self._degraded, store, charges)
-        return self._results(*answer)
+            return self._results(charges, *memory.acquire(charges), False)
+        store = self._sync_store or self._sync()
+        results: list[RateLimitResult] = self.degrader.call(
+            self._primary, self._degraded, store, charges
+        )
+        return results
 
     async def aacquire(self, charges: Sequence[Charge]) -> list[RateLimitResult]:
         """Charge all of ``charges`` or none; the event loop never waits on blocking I/O."""
         memory = self._memory
         if memory is not None:
-            allowed, tallies = memory.acquire(charges)
-            return self._results(charges, allowed, tallies, False)
+            return self._results(charges, *memory.acquire(charges), False)
         store = self._async()
         if store is None:  # a sync non-memory limits storage: keep its I/O off the loop
             results: list[RateLimitResult] = await _to_thread(self.acquire, charges)
             return results
-        answer = await self.degrader.acall(self._aprimary, self._adegraded, store, charges)
-        return self._results(*answer)
+        results = await self.degrader.acall(self._aprimary, self._adegraded, store, charges)
+        return results
 
-    def _primary(self, store: Any, charges: Sequence[Charge]) -> tuple[Any, ...]:
-        answer = store.acquire(charges)
+    def _primary(self, store: Any, charges: Sequence[Charge]) -> list[RateLimitResult]:
+        allowed, tallies = store.acquire(charges)
         self._fell_back = None
-        return (charges, *answer, False)
+        return self._results(charges, allowed, tallies, False)
 
-    async def _aprimary(self, store: Any, charges: Sequence[Charge]) -> tuple[Any, ...]:
-        answer = await store.acquire(charges)
+    async def _aprimary(self, store: Any, charges: Sequence[Charge]) -> list[RateLimitResult]:
+        allowed, tallies = await store.acquire(charges)
         self._fell_back = None
-        return (charges, *answer, False)
+        return self._results(charges, allowed, tallies, False)
 
-    async def _adegraded(self, store: Any, charges: Sequence[Charge]) -> tuple[Any, ...]:
+    async def _adegraded(self, store: Any, charges: Sequence[Charge]) -> list[RateLimitResult]:
         return self._degraded(store, charges)
 
-    def _degraded(self, store: Any, charges: Sequence[Charge]) -> tuple[Any, ...]:
-        """The fallback: a share of each limit in memory, or None tallies (503) when closed."""
+    def _degraded(self, store: Any, charges: Sequence[Charge]) -> list[RateLimitResult]:
+        """The fallback: a share of each limit in memory, or a 503 for each when closed."""
         if not self.fail_open or any(c.fail_closed for c in charges):
             self._fell_back = "503"
-            return charges, False, None, True
+            return self._results(charges, False, None, True)
         self._fell_back = "memory"
         share = self.processes
         if share > 1:
             charges = [c._replace(amount=max(1, c.amount // share)) for c in charges]
-        return (charges, *self._fallback.acquire(charges), True)
+        return self._results(charges, *self._fallback.acquire(charges), True)
 
     def _results(
         self,
@@ -485,8 +489,6 @@ class RateLimiter:
         count: bool = True,
     ) -> list[RateLimitResult]:
         counts = self._counts
-        if count:
-            counts["checks"] += 1
         if tallies is None:
             counts["unavailable"] += 1
             wait = max(1.0, self.breaker.retry_after())
@@ -494,7 +496,7 @@ class RateLimiter:
                 RateLimitResult(False, c.amount, 0, wait, c.window, c.name, True, True, wait)
                 for c in charges
             ]
-        if count:
+        if count:  # one counter per call: "checks" is their sum (see stats())
             counts["allowed" if allowed else "denied"] += 1
         strategy = self.strategy
         return [
@@ -569,8 +571,10 @@ class RateLimiter:
     def stats(self) -> dict[str, Any]:
         """Counters since start, the storage, and the memory store's size."""
         degrader = self.degrader.stats()
+        counts = self._counts
         return {
-            **self._counts,
+            "checks": counts["allowed"] + counts["denied"] + counts["unavailable"],
+            **counts,
             "fallback": degrader["fallback_served"],
             "errors": degrader["primary_errors"],
             "storage": _STORAGE_NAMES[self._kind],

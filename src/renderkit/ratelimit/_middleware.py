@@ -15,7 +15,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack
 
 # Runtime imports (starlette is a core dependency): FastAPI reads the dependency's
 # annotations to inject Request and Response.
@@ -24,8 +24,15 @@ from starlette.responses import Response
 
 from renderkit._asgi import Message, Receive, Scope, Send
 from renderkit.ratelimit._keys import KeyFunc, RequestInfo
-from renderkit.ratelimit._limiter import RateLimiter
-from renderkit.ratelimit._rules import RateLimitPolicy, RouteLimit, Rule, TierFunc, Verdict
+from renderkit.ratelimit._limiter import RateLimiter, RateLimitResult
+from renderkit.ratelimit._rules import (
+    Cost,
+    RateLimitPolicy,
+    RouteLimit,
+    Rule,
+    TierFunc,
+    Verdict,
+)
 
 if TYPE_CHECKING:
     from renderkit._http import ProxyTrust
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = [
     "SCOPE_KEY",
     "HeaderSend",
+    "LimitOptions",
+    "PolicyMiddleware",
     "RateLimitMiddleware",
     "SettleSend",
     "add_headers",
@@ -64,14 +73,14 @@ def request_info_from_scope(
         matched = scope.get("route")
         route = getattr(matched, "path", None) if matched is not None else None
     return RequestInfo(
-        method=scope.get("method", "GET"),
-        path=scope.get("path", "/"),
-        headers=scope.get("headers") or [],
-        peer=peer if isinstance(peer, str) else None,
-        session=session if isinstance(session, Mapping) else None,
-        native=scope,
-        route=route,
-        limits=limits,
+        scope.get("method", "GET"),
+        scope.get("path", "/"),
+        scope.get("headers") or [],
+        peer if isinstance(peer, str) else None,
+        session if isinstance(session, Mapping) else None,
+        scope,
+        route,
+        limits,
     )
 
 
@@ -190,7 +199,27 @@ def policy_from(
     return policy
 
 
-class RateLimitMiddleware:
+AppT = TypeVar("AppT")
+
+
+class PolicyMiddleware(Generic[AppT]):
+    """What the ASGI and WSGI middleware share: the app they wrap, and the policy in force
+    (``policy`` alone, or one built from ``limiter`` and the :class:`RateLimitPolicy`
+    options)."""
+
+    def __init__(
+        self,
+        app: AppT,
+        limiter: RateLimiter | None = None,
+        *,
+        policy: RateLimitPolicy | None = None,
+        **options: Unpack[RateLimitOptions],
+    ) -> None:
+        self.app = app
+        self.policy: RateLimitPolicy = policy_from(limiter, policy, options)
+
+
+class RateLimitMiddleware(PolicyMiddleware[ASGIApp]):
     """Pure ASGI middleware: one decision per HTTP request, RateLimit headers, 429 refusals.
 
     ``app.add_middleware(RateLimitMiddleware, limiter=limiter)``; every other keyword goes to
@@ -200,17 +229,10 @@ class RateLimitMiddleware:
     With ``fail_open=False`` on the limiter, a storage outage answers 503.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        limiter: RateLimiter | None = None,
-        *,
-        policy: RateLimitPolicy | None = None,
-        **options: Unpack[RateLimitOptions],
-    ) -> None:
-        self.app = app
-        self.policy: RateLimitPolicy = policy_from(limiter, policy, options)
-        self._routes = _Routes()
+    @functools.cached_property
+    def _routes(self) -> _Routes:
+        """The app's route templates and route limits, found as its router finds them."""
+        return _Routes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -305,18 +327,44 @@ def route_limit(value: str | Mapping[str, str], **options: Any) -> RouteLimit:
     return RouteLimit(value, **{k: v for k, v in options.items() if v is not None})
 
 
+class LimitOptions(TypedDict, total=False):
+    """The keyword options of :func:`limit` and ``RateLimit``: who a request counts against and
+    how headers look when the limit decides alone (``key``, ``trust``, ``legacy_headers``;
+    ``problem_json`` is accepted and changes nothing), then the :class:`RouteLimit` options."""
+
+    key: KeyFunc | None
+    trust: ProxyTrust | None
+    legacy_headers: bool
+    problem_json: bool
+    shared: str | None
+    methods: Iterable[str] | None
+    cost: Cost
+    exempt_when: Callable[..., bool] | None
+    deduct_when: Callable[[int], bool] | None
+    on_breach: Callable[[RequestInfo, RateLimitResult], object] | None
+    override_defaults: bool
+    fail_closed: bool
+    name: str | None
+
+
+def declared(
+    value: str | Mapping[str, str], limiter: RateLimiter, options: LimitOptions
+) -> tuple[RouteLimit, RateLimitPolicy]:
+    """The limit a decorator or dependency declares, and the policy that decides it when no
+    middleware does (its own key and headers, no app-wide default)."""
+    rest: dict[str, Any] = dict(options)
+    key, trust = rest.pop("key", None), rest.pop("trust", None)
+    legacy, _ = bool(rest.pop("legacy_headers", False)), rest.pop("problem_json", None)
+    spec = route_limit(value, key=key, **rest)
+    policy = RateLimitPolicy(limiter, key=key, trust=trust, default=None, legacy_headers=legacy)
+    return spec, policy
+
+
 Endpoint = Callable[..., Any]
 
 
 def limit(
-    value: str | Mapping[str, str],
-    *,
-    limiter: RateLimiter,
-    key: KeyFunc | None = None,
-    trust: ProxyTrust | None = None,
-    legacy_headers: bool = False,
-    problem_json: bool = True,
-    **options: Any,
+    value: str | Mapping[str, str], *, limiter: RateLimiter, **options: Unpack[LimitOptions]
 ) -> Callable[[Endpoint], Endpoint]:
     """Give a Starlette endpoint (``async def`` or plain ``def``) its own limit.
 
@@ -325,10 +373,7 @@ def limit(
     :class:`~renderkit.ratelimit.RouteLimit`. Stack several ``@limit`` to stack limits: they
     are charged together, all or none.
     """
-    spec = route_limit(value, key=key, **options)
-    policy = RateLimitPolicy(
-        limiter, key=key, trust=trust, default=None, legacy_headers=legacy_headers
-    )
+    spec, policy = declared(value, limiter, options)
 
     def decorate(endpoint: Endpoint) -> Endpoint:
         if inspect.isclass(endpoint) or not callable(endpoint):

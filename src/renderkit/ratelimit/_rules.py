@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import operator
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -316,9 +318,71 @@ class RateLimitTrustSettings(Settings):
 class _Plan:
     """What one request is charged: the charges now, the deferred ones, and by which limit."""
 
-    charges: list[Charge] = field(default_factory=list)
-    owners: list[RouteLimit] = field(default_factory=list)
-    deferred: list[tuple[RouteLimit, list[Charge]]] = field(default_factory=list)
+    charges: list[Charge]
+    owners: list[RouteLimit]
+    deferred: list[tuple[RouteLimit, list[Charge]]]
+
+
+Quota = tuple[str, int, int, str, bool]
+"""One counter of a limit: key suffix, amount, window, header name, fail_closed."""
+
+
+class _Entry:
+    """One limit as compiled for one route: the counting key up to the identity, the counters
+    per tier, and what is fixed (cost, key function), so a request only adds its identity."""
+
+    __slots__ = (
+        "base", "cost", "deferred", "fallback", "is_default", "key", "spec", "tiers", "untiered"
+    )  # fmt: skip
+
+    def __init__(self, spec: RouteLimit, label: str, default_tier: str, is_default: bool) -> None:
+        self.spec = spec
+        self.base = f"{spec.fixed_scope or spec.scope + ':' + label}|"
+        self.key = spec.key
+        self.cost = spec.cost if isinstance(spec.cost, int) else None
+        self.deferred = spec.deduct_when is not None
+        self.is_default = is_default
+        name = spec.name or "default"
+        closed = spec.fail_closed
+
+        def quotas(items: list[RateLimitItem], name: str) -> tuple[Quota, ...]:
+            return tuple((s, a, w, name, closed) for s, a, w, _n in shapes(items))
+
+        # The app-wide default names each tier's quota after the tier; other limits keep theirs.
+        self.tiers = {
+            tier: quotas(items, tier if is_default and tier else name)
+            for tier, items in spec.items.items()
+        }
+        fallback = spec.items.get("") or spec.items.get(default_tier)
+        self.fallback = None if fallback is None else quotas(fallback, name)
+        self.untiered = self.quotas("")  # what a policy without tiers charges, looked up once
+
+    def quotas(self, tier: str) -> tuple[Quota, ...] | None:
+        """The counters for ``tier`` (unknown: the untiered or default tier's numbers)."""
+        found = self.tiers.get(tier)
+        if found is not None or not tier:
+            return found or self.fallback
+        if self.fallback is None or not self.is_default:
+            return self.fallback
+        return tuple((s, a, w, tier, c) for s, a, w, _n, c in self.fallback)
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What a policy compiled for one method, path, route template and set of route limits.
+
+    ``entries`` apply on every request when ``dynamic`` is False (the default already added
+    or left out); with ``exempt_when`` predicates in play they are filtered per request and
+    the ``default`` is added when no remaining limit replaces it.
+    """
+
+    exempt: bool
+    entries: tuple[_Entry, ...]
+    default: _Entry | None
+    dynamic: bool
+
+
+_ROUTES_KEPT = 4096
 
 
 class RateLimitPolicy:
@@ -388,6 +452,8 @@ class RateLimitPolicy:
         self.headers = headers
         self.legacy_headers = legacy_headers
         self._watch = KeyWatch() if watch_keys and key is None else None
+        self._routes: dict[tuple[str, str, str | None, tuple[Any, ...]], _Route] = {}
+        self._routes_lock = threading.Lock()
 
     def _default_limits(
         self,
@@ -413,19 +479,54 @@ class RateLimitPolicy:
     # -- which limits -----------------------------------------------------------------------
     def limits_for(self, request: RequestInfo) -> list[RouteLimit]:
         """The limits that apply to ``request`` (route limits, a rule, the default)."""
-        method = _method(request.method)
-        chosen = [spec for spec in request.limits if spec.applies(request, method)]
-        rule = self._table.find(request.path, method) if self._table.rules else None
-        if rule is not None and rule.applies(request, method):
+        return [entry.spec for entry in self._entries(request, self._route(request))]
+
+    def _route(self, request: RequestInfo) -> _Route:
+        """The compiled :class:`_Route` of ``request`` (built once per method, path, route)."""
+        memo = self._routes
+        key = (request.method, request.path, request.route, request.limits)
+        found = memo.get(key)
+        if found is None:
+            found = self._compile(*key)
+            with self._routes_lock:
+                if len(memo) >= _ROUTES_KEPT:
+                    memo.pop(next(iter(memo)), None)  # the oldest entry, never the whole memo
+                memo[key] = found
+        return found
+
+    def _compile(
+        self, method: str, path: str, route: str | None, limits: tuple[RouteLimit, ...]
+    ) -> _Route:
+        method = _method(method)
+        chosen = [
+            spec
+            for spec in limits
+            if spec.scope != "exempt" and (spec.method_set is None or method in spec.method_set)
+        ]
+        rule = self._table.find(path, method) if self._table.rules else None
+        if rule is not None:
             chosen.append(rule)
-        default = self._defaults
-        if (
-            default is not None
-            and all(not s.override_defaults for s in chosen)
-            and not any(s.scope == "exempt" for s in request.limits)
-        ):
-            chosen.append(default)  # nothing replaces the default here
-        return chosen
+        label = f"{method} {route or '*'}"
+        tier = self.default_tier or ""
+        entries = tuple(_Entry(spec, label, tier, False) for spec in chosen)
+        default = None
+        if self._defaults is not None and not any(s.scope == "exempt" for s in limits):
+            default = _Entry(self._defaults, label, tier, True)
+        dynamic = any(spec.exempt_when is not None for spec in chosen)
+        if not dynamic and default is not None:
+            if all(not spec.override_defaults for spec in chosen):
+                entries += (default,)  # nothing replaces the default here
+            default = None
+        return _Route(self._exempt(path), entries, default, dynamic)
+
+    def _entries(self, request: RequestInfo, route: _Route) -> Sequence[_Entry]:
+        if not route.dynamic:
+            return route.entries
+        method = _method(request.method)
+        entries = [e for e in route.entries if e.spec.applies(request, method)]
+        if route.default is not None and all(not e.spec.override_defaults for e in entries):
+            entries.append(route.default)
+        return entries
 
     def _tier_of(self, request: RequestInfo) -> str:
         if self.tier is None:
@@ -450,57 +551,46 @@ class RateLimitPolicy:
 
     def plan(self, request: RequestInfo) -> _Plan | None:
         """The charges for ``request``; None when it is exempt or nothing limits it."""
-        if self._exempt(request.path):
+        route = self._route(request)
+        if route.exempt:
             return None
-        specs = self.limits_for(request)
-        if not specs:
+        entries = route.entries if not route.dynamic else self._entries(request, route)
+        if not entries:
             return None
-        plan = _Plan()
-        tier: str | None = None
-        identities: dict[int, str] = {}
-        route = f"{_method(request.method)} {request.route or '*'}"
-        for spec in specs:
-            ident = identities.get(id(spec.key))
-            if ident is None:
-                ident = identities[id(spec.key)] = self._identity(request, spec.key)
-                if ident in self.exempt_keys:
-                    return None
-            if tier is None:
-                tier = self._tier_of(request)
-            items = (
-                spec.items.get(tier)
-                or spec.items.get("")
-                or spec.items.get(self.default_tier or "")
-            )
-            if items is None:
+        charges: list[Charge] = []
+        owners: list[RouteLimit] = []
+        deferred: list[tuple[RouteLimit, list[Charge]]] = []
+        tier = self._tier_of(request) if self.tier is not None else ""
+        identities: dict[KeyFunc | None, str] = {}
+        key: Any = identities  # no key function yet
+        ident = ""
+        for entry in entries:
+            if entry.key is not key:  # most routes count every limit under one identity
+                key = entry.key
+                found = identities.get(key)
+                if found is None:
+                    found = identities[key] = self._identity(request, key)
+                    if found in self.exempt_keys:
+                        return None
+                ident = found
+            quotas = entry.quotas(tier) if tier else entry.untiered
+            if quotas is None:
                 continue
-            name = tier if spec is self._defaults and tier else (spec.name or "default")
-            charges = self._charges(spec, route, ident, items, spec.cost_of(request), name)
-            if spec.deduct_when is not None:
-                plan.deferred.append((spec, charges))
+            cost = entry.cost if entry.cost is not None else entry.spec.cost_of(request)
+            base = entry.base + ident
+            made = [Charge(base + q[0], q[1], q[2], cost, q[3], q[4]) for q in quotas]
+            if entry.deferred:
+                deferred.append((entry.spec, made))
             else:
-                plan.charges += charges
-                plan.owners += [spec] * len(charges)
+                charges += made
+                owners.extend([entry.spec] * len(made))
         watch = self._watch
-        if watch is not None and not watch.done:
-            watch.observe(identities.get(id(None)) or next(iter(identities.values()), ""))
-        return plan
-
-    def _charges(
-        self,
-        spec: RouteLimit,
-        route: str,
-        identity: str,
-        items: list[RateLimitItem],
-        cost: int,
-        name: str,
-    ) -> list[Charge]:
-        base = f"{spec.fixed_scope or spec.scope + ':' + route}|{identity}"
-        closed = spec.fail_closed
-        return [
-            Charge(base + suffix, amount, window, cost, name, closed)
-            for suffix, amount, window, _name in shapes(items)
-        ]
+        if watch is not None:
+            if watch.done:
+                self._watch = None  # the sample is checked: nothing more to watch
+            else:
+                watch.observe(identities.get(None) or next(iter(identities.values()), ""))
+        return _Plan(charges, owners, deferred)
 
     # -- the decision -----------------------------------------------------------------------
     def decide(self, request: RequestInfo, *, routed: bool = False) -> Verdict:
@@ -509,11 +599,13 @@ class RateLimitPolicy:
         if plan is None:
             return _FREE_ROUTED if routed else _FREE
         limiter = self.limiter
-        waiting = [limiter.inspect(c) for _s, c in plan.deferred]
-        if all(r.allowed for rs in waiting for r in rs):
-            results = limiter.acquire(plan.charges) if plan.charges else []
+        waiting = [limiter.inspect(c) for _s, c in plan.deferred] if plan.deferred else []
+        if not plan.charges:
+            results: list[RateLimitResult] = []
+        elif waiting and not all(_all_allowed(rs) for rs in waiting):
+            results = limiter.inspect(plan.charges)
         else:
-            results = limiter.inspect(plan.charges) if plan.charges else []
+            results = limiter.acquire(plan.charges)
         return self._verdict(request, plan, results, waiting, routed)
 
     async def adecide(self, request: RequestInfo, *, routed: bool = False) -> Verdict:
@@ -522,11 +614,15 @@ class RateLimitPolicy:
         if plan is None:
             return _FREE_ROUTED if routed else _FREE
         limiter = self.limiter
-        waiting = [await limiter.ainspect(c) for _s, c in plan.deferred]
-        if all(r.allowed for rs in waiting for r in rs):
-            results = await limiter.aacquire(plan.charges) if plan.charges else []
+        waiting = [await limiter.ainspect(c) for _s, c in plan.deferred] if plan.deferred else []
+        if not plan.charges:
+            results: list[RateLimitResult] = []
+        elif waiting and not all(_all_allowed(rs) for rs in waiting):
+            results = await limiter.ainspect(plan.charges)
+        elif limiter.in_memory:  # counting in process memory never waits: no coroutine
+            results = limiter.acquire(plan.charges)
         else:
-            results = await limiter.ainspect(plan.charges) if plan.charges else []
+            results = await limiter.aacquire(plan.charges)
         return self._verdict(request, plan, results, waiting, routed)
 
     def _verdict(
@@ -537,18 +633,15 @@ class RateLimitPolicy:
         waiting: list[list[RateLimitResult]],
         routed: bool,
     ) -> Verdict:
-        owners = list(plan.owners)
-        every = list(results)
-        for (spec, _charges), rs in zip(plan.deferred, waiting, strict=True):
-            every += rs
-            owners += [spec] * len(rs)
-        if all(r.allowed for r in every):
-            headers: list[tuple[bytes, bytes]] = []
-            if self.headers:
-                for result in every:
-                    headers += rate_limit_headers(result, legacy=self.legacy_headers)
-            deferred = tuple(plan.deferred)
-            return Verdict(True, tuple(every), headers, 200, b"", routed, deferred)
+        every, owners = results, plan.owners
+        if waiting:
+            every, owners = list(results), list(owners)
+            for (spec, _charges), rs in zip(plan.deferred, waiting, strict=True):
+                every += rs
+                owners += [spec] * len(rs)
+        if _all_allowed(every):
+            headers = self._headers_of(every) if self.headers else []
+            return Verdict(True, tuple(every), headers, 200, b"", routed, tuple(plan.deferred))
         worst = most_restrictive(every)
         status, headers, body = refusal(
             worst, every if self.headers else (), legacy=self.legacy_headers
@@ -560,6 +653,13 @@ class RateLimitPolicy:
                 except Exception:
                     logger.exception("a rate limit's on_breach hook raised")
         return Verdict(False, tuple(every), headers, status, body, routed)
+
+    def _headers_of(self, results: Iterable[RateLimitResult]) -> list[tuple[bytes, bytes]]:
+        headers: list[tuple[bytes, bytes]] = []
+        legacy = self.legacy_headers
+        for result in results:
+            headers += rate_limit_headers(result, legacy=legacy)
+        return headers
 
     def settle(self, verdict: Verdict, status: int) -> list[tuple[bytes, bytes]]:
         """After the response: charge the ``deduct_when`` limits whose predicate says so, and
@@ -593,10 +693,7 @@ class RateLimitPolicy:
         for (_spec, charges), charged in zip(verdict.deferred, settled, strict=True):
             results += charged or verdict.results[start : start + len(charges)]
             start += len(charges)
-        headers: list[tuple[bytes, bytes]] = []
-        for result in results:
-            headers += rate_limit_headers(result, legacy=self.legacy_headers)
-        return headers
+        return self._headers_of(results)
 
     # -- kept for callers of the previous API ---------------------------------------------
     def response_headers(
@@ -647,6 +744,13 @@ def _exempt_keys(values: Iterable[str]) -> frozenset[str]:
         if ":" not in value or value.count(":") > 1:  # bare IPv4 / IPv6
             keys.add(f"ip:{value}")
     return frozenset(keys)
+
+
+_ALLOWED = operator.attrgetter("allowed")
+
+
+def _all_allowed(results: Iterable[RateLimitResult]) -> bool:
+    return all(map(_ALLOWED, results))  # no generator frame per call
 
 
 def _deduct(spec: RouteLimit, status: int) -> bool:

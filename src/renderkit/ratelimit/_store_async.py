@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from renderkit._redis import is_cluster
-from renderkit.ratelimit._counting import LUA, Charge, Strategy, Tally, lua_args, lua_reply
+from renderkit.ratelimit._counting import SCRIPTS, Charge, Strategy, Tally, lua_command, lua_reply
 from renderkit.ratelimit._deadline import Deadlines  # twins: async-only
 
 __all__ = ["AsyncLimitsCounts", "AsyncRedisCounts", "cluster_key"]
 
-SHA = hashlib.sha1(LUA.encode()).hexdigest()  # Redis names scripts by SHA1
+SHAS = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in SCRIPTS.items()}
+"""Each strategy's script by its SHA1, the name Redis knows it by."""
 
 
 def cluster_key(key: str) -> str:
@@ -55,17 +56,15 @@ class AsyncRedisCounts:
 
         self.client = client
         self.strategy: Strategy = strategy
+        self.sha, self.script = SHAS[strategy], SCRIPTS[strategy]
         self.prefix = prefix + ":"
         self.timeout = timeout
         self._noscript = NoScriptError
         self._deadlines = Deadlines(timeout)  # twins: async-only
         self.cluster = is_cluster(client)
-
-    async def acquire(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
-        """Charge all of ``charges`` or none, in one round trip."""
-        if self.cluster:
-            return await self._acluster(charges)
-        return await self._aeval(charges)
+        # ``acquire(charges)``: charge all of them or none, in one round trip (on a cluster,
+        # one per identity). Chosen once here, not tested again on every request.
+        self.acquire = self._acluster if self.cluster else self._aeval
 
     async def _acluster(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
         """On a cluster: one round trip per identity (one for most requests).
@@ -90,17 +89,16 @@ class AsyncRedisCounts:
         return allowed, tallies
 
     async def _aeval(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
-        args = lua_args(self.strategy, charges, self.prefix)
+        command = lua_command(self.sha, charges, self.prefix)
         try:
-            reply = await self._ask("EVALSHA", SHA, len(charges), *args)
+            pending = self.client.execute_command(*command)
+            reply = await self._deadlines.run(pending)  # twins: sync: reply = pending
         except self._noscript:
             # First use on this server (or after SCRIPT FLUSH / a failover): EVAL loads it.
-            reply = await self._ask("EVAL", LUA, len(charges), *args)
+            command[:2] = ["EVAL", self.script]
+            pending = self.client.execute_command(*command)
+            reply = await self._deadlines.run(pending)  # twins: sync: reply = pending
         return lua_reply(reply)
-
-    async def _ask(self, *command: Any) -> Any:
-        pending = self.client.execute_command(*command)
-        return await self._deadlines.run(pending)  # twins: sync: return pending
 
     async def peek(self, charges: Sequence[Charge]) -> tuple[bool, list[Tally]]:
         """The counts :meth:`acquire` would see, charging nothing (cost-0 charges)."""

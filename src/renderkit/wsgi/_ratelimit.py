@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 from renderkit._http import mapping_headers
-from renderkit.ratelimit import RateLimiter, RateLimitPolicy, RequestInfo, Verdict
-from renderkit.ratelimit._middleware import RateLimitOptions, policy_from
+from renderkit.ratelimit import RateLimitPolicy, RequestInfo, Verdict
+from renderkit.ratelimit._middleware import PolicyMiddleware
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -66,7 +66,7 @@ def _status_code(status: str) -> int:
         return 500
 
 
-class RateLimitMiddleware:
+class RateLimitMiddleware(PolicyMiddleware["WSGIApplication"]):
     """WSGI middleware: ``app.wsgi_app = RateLimitMiddleware(app.wsgi_app, limiter=limiter)``.
 
     Takes the same options as the ASGI :class:`renderkit.ratelimit.RateLimitMiddleware`. A
@@ -74,16 +74,7 @@ class RateLimitMiddleware:
     client for the whole app; ``RenderKit(app, limiter=...)`` on Flask counts per route.
     """
 
-    def __init__(
-        self,
-        app: WSGIApplication,
-        limiter: RateLimiter | None = None,
-        *,
-        policy: RateLimitPolicy | None = None,
-        **options: Unpack[RateLimitOptions],
-    ) -> None:
-        self.app = app
-        self.policy = policy_from(limiter, policy, options)
+    app: WSGIApplication
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         verdict = decide(self.policy, request_info_from_environ(environ))
