@@ -317,18 +317,18 @@ _SKELETON = """
 local now = tonumber(ARGV[1])
 local n = #KEYS
 local state = {}
-local allowed = 1
+local allowed = '1'  -- a string: the reply needs no number formatting for it
 for i = 1, n do
   local key, amount = KEYS[i], tonumber(ARGV[3 * i - 1])
   local window, cost = tonumber(ARGV[3 * i]) * 1000, tonumber(ARGV[3 * i + 1])
   local used
 %(read)s
-  if used + cost > amount then allowed = 0 end
+  if used + cost > amount then allowed = '0' end
 end
 local reply = {allowed}
 for i = 1, n do
   local s = state[i]
-  if allowed == 1 and s[8] > 0 then
+  if allowed == '1' and s[8] > 0 then
     local key, amount, window, cost = KEYS[i], s[6], s[7], s[8]  -- parsed once, above
 %(charge)s
   end

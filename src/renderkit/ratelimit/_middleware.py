@@ -134,7 +134,7 @@ class _Routes:
     """Route templates and route limits of the app, found as its router will find them."""
 
     def __init__(self) -> None:
-        self._memo: dict[tuple[str, str], tuple[str | None, tuple[RouteLimit, ...]]] = {}
+        self._memo: dict[tuple[str, str], tuple[str | None, tuple[RouteLimit, ...], bool]] = {}
         self._limits: dict[int, tuple[Any, tuple[RouteLimit, ...]]] = {}
 
     def resolve(self, scope: Scope) -> tuple[str | None, tuple[RouteLimit, ...], bool]:
@@ -146,11 +146,11 @@ class _Routes:
         known = memo.get(key)
         if known is None:
             found = _find(routes, scope, "")
-            known = (None, ()) if found is None else (found[0], self._of(found[1]))
+            known = (None, (), True) if found is None else (found[0], self._of(found[1]), True)
             if len(memo) >= _MEMO_SIZE:
                 del memo[next(iter(memo))]  # the oldest entry, never the whole memo
             memo[key] = known
-        return known[0], known[1], True
+        return known
 
     def _of(self, route: Any) -> tuple[RouteLimit, ...]:
         entry = self._limits.get(id(route))

@@ -576,14 +576,16 @@ class RateLimitPolicy:
             quotas = entry.quotas(tier) if tier else entry.untiered
             if quotas is None:
                 continue
-            cost = entry.cost if entry.cost is not None else entry.spec.cost_of(request)
+            spec = entry.spec
+            cost = entry.cost if entry.cost is not None else spec.cost_of(request)
             base = entry.base + ident
-            made = [Charge(base + q[0], q[1], q[2], cost, q[3], q[4]) for q in quotas]
             if entry.deferred:
-                deferred.append((entry.spec, made))
-            else:
-                charges += made
-                owners.extend([entry.spec] * len(made))
+                made = [Charge(base + q[0], q[1], q[2], cost, q[3], q[4]) for q in quotas]
+                deferred.append((spec, made))
+                continue
+            for suffix, amount, window, name, closed in quotas:
+                charges.append(Charge(base + suffix, amount, window, cost, name, closed))
+                owners.append(spec)
         watch = self._watch
         if watch is not None:
             if watch.done:
