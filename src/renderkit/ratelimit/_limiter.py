@@ -304,8 +304,6 @@ class RateLimiter:
         self._lock = threading.Lock()
         memory = MemoryCounts(self.strategy, max_keys=max_keys)
         self._memory = memory if kind == "memory" else None
-        self.in_memory = kind == "memory"
-        """True when counts live in this process (``memory://``): calls never wait on I/O."""
         self._fallback = memory  # the memory store itself, or the shared storage's fallback
         self._sync_store: Any = None
         self._async_loops: PerLoop[Any] | None = None

@@ -621,8 +621,6 @@ class RateLimitPolicy:
             results: list[RateLimitResult] = []
         elif waiting and not all(_all_allowed(rs) for rs in waiting):
             results = await limiter.ainspect(plan.charges)
-        elif limiter.in_memory:  # counting in process memory never waits: no coroutine
-            results = limiter.acquire(plan.charges)
         else:
             results = await limiter.aacquire(plan.charges)
         return self._verdict(request, plan, results, waiting, routed)
