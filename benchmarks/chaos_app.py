@@ -192,7 +192,7 @@ middleware: list[tuple[Any, dict[str, Any]]] = []
 if HAS["ratelimit"]:
     from renderkit.ratelimit import RateLimiter, RateLimitMiddleware, RequestInfo, Rule
 
-    limiter = RateLimiter(REDIS_URL, default=LIMIT, timeout=0.25, recovery_timeout=1.0)
+    limiter = RateLimiter(REDIS_URL, default=LIMIT, timeout=0.25)  # probes Redis every 1 s
 
     def chaos_key(request: RequestInfo) -> str:
         return "chaos:" + (request.header("x-chaos-key") or "anonymous")[:64]

@@ -270,3 +270,11 @@ def test_from_env_reports_env_sources_and_validates_redis_urls() -> None:
     assert problems["RATELIMIT_DEFAULT"].source == "environment"
     assert "REDIS_URL" in problems
     assert "hunter2" not in str(info.value)
+
+
+def test_processes_find_redis_again_within_a_second_by_default() -> None:
+    """After an outage each process counts its share in memory until its own probe answers;
+    the default probe interval bounds how long processes may disagree (docs/ratelimit.md)."""
+    limiter = RateLimiter("redis://127.0.0.1:1/0")
+    assert limiter.breaker.recovery_timeout == 1.0
+    limiter.close()

@@ -267,7 +267,9 @@ class RateLimiter:
     ``fail_open``: while the storage is down, count in process memory (True) or refuse
     limited requests with 503 (False). ``timeout``: seconds Redis may take to answer (on
     asyncio, time the event loop was busy does not count). ``failure_threshold`` /
-    ``recovery_timeout``: the breaker (failures in a row; seconds between background probes).
+    ``recovery_timeout``: the breaker (failures in a row; seconds between background probes;
+    short by default, since until its own probe answers a process keeps counting its share
+    in memory while the others already count in Redis again).
     ``max_keys``: counters the memory store keeps. ``processes``: how many processes share a
     quota; while degraded each allows ``limit // processes`` (default: ``RATELIMIT_PROCESSES``,
     else ``WEB_CONCURRENCY`` from ``environ``, else 1).
@@ -287,7 +289,7 @@ class RateLimiter:
         timeout: float = DEFAULT_TIMEOUT,
         key_prefix: str = "renderkit-rl",
         failure_threshold: int = 3,
-        recovery_timeout: float = 5.0,
+        recovery_timeout: float = 1.0,
         environ: Mapping[str, str] | None = None,
         max_keys: int = DEFAULT_MAX_KEYS,
         processes: int | None = None,
