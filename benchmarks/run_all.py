@@ -1,5 +1,7 @@
 """Run every ``benchmarks/bench_*.py`` and write the tables to docs/benchmarks.md.
 
+A section's ``### Dated notes`` block, written by hand under its tables, is kept.
+
 A benchmark module exposes ``run() -> list[Result]``; one without it is run as a script and its
 printed Markdown is included as it is. ``python benchmarks/run_all.py import cache`` runs only
 the named ones.
@@ -29,7 +31,22 @@ for orientation only. A target marked **no** is a shortfall, stated as measured.
 """
 
 
+NOTES = "### Dated notes"
+
+
+def dated_notes(page: str) -> dict[str, str]:
+    """Each section's hand-kept ``### Dated notes`` block (a before/after measured on a given
+    day), so a regenerated page keeps it under its section."""
+    kept: dict[str, str] = {}
+    for section in page.split("\n## ")[1:]:
+        name, _, text = section.partition("\n")
+        if NOTES in text:
+            kept[name.strip()] = "\n" + NOTES + text.split(NOTES, 1)[1].rstrip() + "\n"
+    return kept
+
+
 def main(selected: list[str]) -> int:
+    kept = dated_notes(DOCS.read_text()) if DOCS.exists() else {}
     sections: list[str] = []
     failed: list[str] = []
     for path in sorted(HERE.glob("bench_*.py")):
@@ -52,7 +69,7 @@ def main(selected: list[str]) -> int:
                 continue
             body = proc.stdout
         print(body, flush=True)
-        sections.append(f"## {name}\n\n{body}")
+        sections.append(f"## {name}\n\n{body}{kept.get(name, '')}")
     facts = machine()
     header = (
         f"{INTRO}\nLast run: {facts['date']} on {facts['platform']}, {facts['cpus']} CPUs, "
