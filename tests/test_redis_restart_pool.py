@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from tests._redis_topology import Server, free_ports, start_server
 
+from _redis_topology import Server, free_ports, start_server
 from renderkit._redis import aclose_client, close_client, redis_client
 
 pytestmark = pytest.mark.integration
