@@ -295,7 +295,6 @@ class RateLimiter:
         processes: int | None = None,
     ) -> None:
         self.strategy, self.default, kind, value = _validated(storage, default, strategy, timeout)
-        self._default_shapes = shapes(self.default)  # the default's keys and numbers, once
         self.fail_open = fail_open
         self.timeout = timeout
         self.key_prefix = key_prefix
@@ -426,10 +425,9 @@ class RateLimiter:
     # -- counting -------------------------------------------------------------------------
     def charges(self, key: str, items: Sequence[RateLimitItem], cost: int = 1) -> list[Charge]:
         """The :class:`Charge` list for ``key`` under ``items`` (one counter per item)."""
-        quotas = self._default_shapes if items is self.default else shapes(items)
         return [
             Charge(key + suffix, amount, window, cost, name)
-            for suffix, amount, window, name in quotas
+            for suffix, amount, window, name in shapes(items)
         ]
 
     def acquire(self, charges: Sequence[Charge]) -> list[RateLimitResult]:
@@ -437,7 +435,7 @@ class RateLimiter:
         memory = self._memory
         if memory is not None:
             return self._results(charges, *memory.acquire(charges), False)
-        store = self._sync_store or self._sync()
+        store = self._sync()
         results: list[RateLimitResult] = self.degrader.call(
             self._primary, self._degraded, store, charges
         )
