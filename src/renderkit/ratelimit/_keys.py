@@ -20,7 +20,7 @@ MAX_KEY_LENGTH = 200
 """Keys longer than this are hashed, so a huge header never becomes a huge Redis key."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestInfo:
     """The request facts a key function or rule sees (built by the ASGI and WSGI adapters).
 

@@ -263,7 +263,7 @@ class _RuleTable:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
     """The decision about one request.
 
