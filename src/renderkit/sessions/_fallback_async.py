@@ -3,7 +3,7 @@
 # twins: rename adelete_user_sessions=delete_user_sessions ahealth_check=health_check
 # twins: rename _aprimary=_primary _areconcile=_reconcile _areplay=_replay _amirror=_mirror
 # twins: rename _adrain=_drain _aprimary_tombstone=_primary_tombstone
-# twins: rename _atombstone=_tombstone
+# twins: rename _atombstone=_tombstone _asave_op=_save_op _amerge_op=_merge_op
 """FallbackStore's operations (async source; ``_fallback_sync`` is generated; private module)."""
 
 from __future__ import annotations
@@ -135,14 +135,13 @@ class AsyncFallbackOps(FallbackBase):
             return shown
         return await self._areconcile(session_id, primary, fallback)
 
-    async def asave(
+    async def _asave_op(
         self,
         session_id: str,
         data: Mapping[str, Any],
-        *,
-        version: int = 0,
-        user_id: str | None = None,
-        ttl: float = DEFAULT_TTL,
+        version: int,
+        user_id: str | None,
+        ttl: float,
     ) -> int:
         stamped = self._stamped(data)
         write = self.primary.asave
@@ -192,14 +191,8 @@ class AsyncFallbackOps(FallbackBase):
             self._count_event("mirror_errors")
             logger.debug("%s: mirror write to the fallback failed: %r", self.name, exc)
 
-    async def amerge(
-        self,
-        session_id: str,
-        changes: Changes,
-        *,
-        user_id: str | None = None,
-        set_user: bool = False,
-        ttl: float = DEFAULT_TTL,
+    async def _amerge_op(
+        self, session_id: str, changes: Changes, user_id: str | None, set_user: bool, ttl: float
     ) -> int | None:
         stamped = {**changes, **self._stamp_change()}
         options: dict[str, Any] = {"user_id": user_id, "set_user": set_user, "ttl": ttl}

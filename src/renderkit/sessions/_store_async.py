@@ -2,6 +2,7 @@
 # twins: rename aload=load asave=save amerge=merge adelete=delete atouch=touch
 # twins: rename adelete_user_sessions=delete_user_sessions _aget=_get _aput=_put _amerge=_merge
 # twins: rename _aremove=_remove _aexpire=_expire _aremove_user=_remove_user
+# twins: rename _asave_op=_save_op _amerge_op=_merge_op
 """The session-store API on top of the raw hooks (async source; ``_store_sync`` is generated)."""
 
 from __future__ import annotations
@@ -36,6 +37,19 @@ class AsyncStoreAPI(StoreCore):
         first (or the session was deleted meanwhile), and :class:`SessionError` when the data
         is not JSON-serialisable or larger than ``max_size``.
         """
+        return await self._asave_op(session_id, data, version, user_id, ttl)
+
+    async def _asave_op(
+        self,
+        session_id: str,
+        data: Mapping[str, Any],
+        version: int,
+        user_id: str | None,
+        ttl: float,
+    ) -> int:
+        """The work behind :meth:`asave` (one signature for every store): encode, then a
+        version-checked ``_aput``. A store that routes whole operations elsewhere
+        (FallbackStore) overrides this, not the public method."""
         blob = self._encode(session_id, data)
         new = await self._aput(session_id, blob, version, user_id, ttl)
         return self._saved(session_id, new, version)
@@ -56,6 +70,13 @@ class AsyncStoreAPI(StoreCore):
         replaced only with ``set_user``. Returns the new version, or None when no live
         session exists (ended or expired: a merge never brings one back).
         """
+        return await self._amerge_op(session_id, changes, user_id, set_user, ttl)
+
+    async def _amerge_op(
+        self, session_id: str, changes: Changes, user_id: str | None, set_user: bool, ttl: float
+    ) -> int | None:
+        """The work behind :meth:`amerge` (overridden like :meth:`_asave_op`): refuse what
+        cannot be stored, then the raw ``_amerge`` hook."""
         # Refuse what is not JSON (or too large) before touching the store.
         self._encode(session_id, {k: v for k, v in changes.items() if v is not DELETED})
         new = await self._amerge(session_id, changes, user_id, set_user, ttl)
