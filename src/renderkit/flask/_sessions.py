@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from renderkit._optional import require
 from renderkit.sessions._base import DEFAULT_TTL
-from renderkit.sessions._core import OnConflict, cookie_values
+from renderkit.sessions._core import cookie_values
 from renderkit.sessions._engine import SessionEngine
 from renderkit.sessions._env import CookieSettings
+from renderkit.sessions._middleware import EngineOptions, engine_options
 from renderkit.sessions._session import Session
 from renderkit.sessions._signing import SecretKey
 from renderkit.sessions._store import SessionStore
@@ -80,10 +81,7 @@ class RenderKitSessionInterface(_FlaskInterface):
         same_site: str | None = None,
         https_only: bool | None = None,
         domain: str | None = None,
-        ttl: float | None = None,
-        rolling: bool = False,
-        on_conflict: OnConflict = "merge",
-        environ: Mapping[str, str] | None = None,
+        **options: Unpack[EngineOptions],
     ) -> None:
         sessions_mod = require("flask.sessions", extra="flask", feature="RenderKitSessionInterface")
         from renderkit.sessions._memory import MemoryStore
@@ -98,11 +96,10 @@ class RenderKitSessionInterface(_FlaskInterface):
             "same_site": same_site,
             "https_only": https_only,
             "domain": domain,
-            "ttl": ttl,
-            "rolling": rolling,
-            "on_conflict": on_conflict,
         }
-        self.environ = environ
+        # Passed to each app's engine as given (the engine's defaults apply).
+        self._engine_options = engine_options(type(self).__name__, options)
+        self.environ = options.get("environ")
         self.session_class = _session_class()
         self._values = _flask_values()
         self._engines: dict[int, SessionEngine] = {}
@@ -127,16 +124,13 @@ class RenderKitSessionInterface(_FlaskInterface):
                 secret_key=secret,
                 cookie_name=o["session_cookie"] or cfg.get("SESSION_COOKIE_NAME") or "session",
                 max_age=o["max_age"],
-                ttl=o["ttl"],
                 path=o["path"] or cfg.get("SESSION_COOKIE_PATH") or "/",
                 domain=o["domain"] or cfg.get("SESSION_COOKIE_DOMAIN") or None,
                 same_site=o["same_site"] or cfg.get("SESSION_COOKIE_SAMESITE") or "lax",
                 https_only=https_only,
-                rolling=o["rolling"],
-                on_conflict=o["on_conflict"],
-                environ=self.environ,
                 option_prefix="RenderKitSessionInterface",
                 values=self._values,
+                **self._engine_options,
             )
             self._engines[id(app)] = engine
         return engine

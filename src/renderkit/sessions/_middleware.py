@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 from renderkit._asgi import ASGIApp, Message, Receive, Scope, Send
 from renderkit.sessions._core import OnConflict, cookie_values, vary_on_cookie
@@ -13,7 +13,14 @@ from renderkit.sessions._session import Session
 from renderkit.sessions._signing import SecretKey
 from renderkit.sessions._store import SessionStore
 
-__all__ = ["STARLETTE_MAX_AGE", "SessionAdapter", "SessionMiddleware", "get_session"]
+__all__ = [
+    "STARLETTE_MAX_AGE",
+    "EngineOptions",
+    "SessionAdapter",
+    "SessionMiddleware",
+    "engine_options",
+    "get_session",
+]
 
 AppT = TypeVar("AppT")
 
@@ -37,6 +44,35 @@ def get_session(request: Any) -> Session:
     return session
 
 
+class EngineOptions(TypedDict, total=False):
+    """The keyword options every session adapter (ASGI and WSGI ``SessionMiddleware``,
+    Flask's ``RenderKitSessionInterface``) hands unchanged to :class:`SessionEngine`, whose
+    defaults apply: ``ttl`` None (the cookie's ``max_age``), ``rolling`` False,
+    ``on_conflict`` ``"merge"``, ``environ`` None (the process environment).
+
+    Spelled out (not ``**options: Any``) so that ``Middleware(SessionMiddleware, ...)`` and
+    ``app.add_middleware(SessionMiddleware, ...)`` type-check.
+    """
+
+    ttl: float | None
+    rolling: bool
+    on_conflict: OnConflict
+    environ: Mapping[str, str] | None
+
+
+def engine_options(owner: str, options: EngineOptions) -> EngineOptions:
+    """``options`` once no key is foreign to :class:`EngineOptions`: a misspelt option fails
+    when the adapter is built, also where the engine comes later (Flask's, per app)."""
+    unknown = sorted(set(options) - EngineOptions.__optional_keys__)
+    if unknown:
+        allowed = ", ".join(sorted(EngineOptions.__optional_keys__))
+        raise TypeError(
+            f"{owner}() got an unexpected keyword argument {unknown[0]!r}; besides the cookie "
+            f"options it takes {allowed}"
+        )
+    return options
+
+
 class SessionAdapter(Generic[AppT]):
     """What the ASGI and the WSGI ``SessionMiddleware`` share: Starlette's options, the engine."""
 
@@ -51,11 +87,7 @@ class SessionAdapter(Generic[AppT]):
         same_site: str = "lax",
         https_only: bool | None = None,
         domain: str | None = None,
-        *,
-        ttl: float | None = None,
-        rolling: bool = False,
-        on_conflict: OnConflict = "merge",
-        environ: Mapping[str, str] | None = None,
+        **options: Unpack[EngineOptions],
     ) -> None:
         self.app = app
         self.store = store if store is not None else MemoryStore()
@@ -64,14 +96,11 @@ class SessionAdapter(Generic[AppT]):
             secret_key=secret_key,
             cookie_name=session_cookie,
             max_age=max_age,
-            ttl=ttl,
             path=path,
             domain=domain,
             same_site=same_site,
             https_only=https_only,
-            rolling=rolling,
-            on_conflict=on_conflict,
-            environ=environ,
+            **engine_options(type(self).__name__, options),
         )
         self._name = session_cookie
         self._needle = session_cookie.encode("latin-1") + b"="
