@@ -26,6 +26,7 @@ from renderkit._asgi import Message, Receive, Scope, Send
 from renderkit.errors import RenderKitError
 from renderkit.ratelimit._limiter import RateLimiter
 from renderkit.ratelimit._middleware import (
+    PENDING_KEY,
     LimitOptions,
     add_headers,
     declared,
@@ -41,8 +42,6 @@ __all__ = ["RateLimit", "RateLimitExceeded", "install", "rate_limit_handler"]
 logger = logging.getLogger("renderkit.ratelimit")
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-_PENDING = "renderkit.ratelimit.pending"
-"""Scope key of the header pass: a list of (policy, allowed verdict) the dependencies left."""
 _DECIDED = "renderkit.ratelimit.decided"
 """Scope key: ids of the ``RateLimit`` dependencies already decided for this request."""
 _warned: list[bool] = []
@@ -99,7 +98,7 @@ class _HeaderPass:
             await self.app(scope, receive, send)
             return
         pending: list[tuple[RateLimitPolicy, Verdict]] = []
-        scope[_PENDING] = pending
+        scope[PENDING_KEY] = pending
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start" and pending:
@@ -178,7 +177,7 @@ class RateLimit:
         decided.update(id(peer) for peer in peers)
         specs = tuple(peer.spec for peer in peers)
         verdict = await self.policy.adecide(request_info_from_scope(scope, None, specs))
-        pending = scope.get(_PENDING)
+        pending = scope.get(PENDING_KEY)
         if pending is None:
             _warn_once()
         if not verdict.allowed:

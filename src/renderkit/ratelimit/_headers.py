@@ -2,8 +2,10 @@
 
 Header shapes follow draft-ietf-httpapi-ratelimit-headers (structured-field form), one pair per
 limit that applied: ``RateLimit-Policy: "name";q=100;w=3600`` and ``RateLimit:
-"name";r=42;t=1800``. Every refusal, from every adapter, is ``application/problem+json``
-(RFC 9457) with the IANA ``quota-exceeded`` problem type.
+"name";r=42;t=1800``. The legacy ``X-RateLimit-*`` trio, when asked for, stands once: for the
+limit that speaks for the request (clients read each as one integer). Every refusal, from every
+adapter, is ``application/problem+json`` (RFC 9457) with the IANA ``quota-exceeded`` problem
+type.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import math
 import re
 from collections.abc import Sequence
 
-from renderkit.ratelimit._limiter import RateLimitResult
+from renderkit.ratelimit._limiter import RateLimitResult, most_restrictive
 
-__all__ = ["PROBLEM_TYPE", "deny_response", "rate_limit_headers", "refusal"]
+__all__ = ["PROBLEM_TYPE", "applied_headers", "deny_response", "rate_limit_headers", "refusal"]
 
 PROBLEM_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:/ -]")
@@ -40,18 +42,44 @@ def rate_limit_headers(
 ) -> list[tuple[bytes, bytes]]:
     """The ``RateLimit-Policy`` / ``RateLimit`` pair (plus ``X-RateLimit-*`` when ``legacy``)."""
     policy_value, policy = _policy_parts(name or result.policy, result.limit, result.window)
-    reset_after = result.reset_after
-    reset = math.ceil(reset_after) if reset_after > 0 else 0
+    reset = _reset(result)
     headers = [
         (b"ratelimit-policy", policy_value),
         (b"ratelimit", b"%s;r=%d;t=%d" % (policy, result.remaining, reset)),
     ]
-    if legacy:
-        headers += [
-            (b"x-ratelimit-limit", b"%d" % result.limit),
-            (b"x-ratelimit-remaining", b"%d" % result.remaining),
-            (b"x-ratelimit-reset", b"%d" % reset),
-        ]
+    return headers + _legacy(result, reset) if legacy else headers
+
+
+def _reset(result: RateLimitResult) -> int:
+    """Whole seconds until the window resets (what both header forms carry)."""
+    return math.ceil(result.reset_after) if result.reset_after > 0 else 0
+
+
+def _legacy(result: RateLimitResult, reset: int) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"x-ratelimit-limit", b"%d" % result.limit),
+        (b"x-ratelimit-remaining", b"%d" % result.remaining),
+        (b"x-ratelimit-reset", b"%d" % reset),
+    ]
+
+
+def applied_headers(
+    results: Sequence[RateLimitResult],
+    *,
+    legacy: bool = False,
+    speaker: RateLimitResult | None = None,
+) -> list[tuple[bytes, bytes]]:
+    """One ``RateLimit-Policy``/``RateLimit`` pair per limit that applied (none for a limit whose
+    storage is unavailable); with ``legacy``, the ``X-RateLimit-*`` trio once, for ``speaker``
+    (default: the most restrictive result), as slowapi and flask-limiter send it."""
+    headers: list[tuple[bytes, bytes]] = []
+    for result in results:
+        if not result.unavailable:
+            headers += rate_limit_headers(result)
+    if legacy and results:
+        chosen = speaker if speaker is not None else most_restrictive(results)
+        if not chosen.unavailable:
+            headers += _legacy(chosen, _reset(chosen))
     return headers
 
 
@@ -92,10 +120,7 @@ def refusal(
         (b"retry-after", str(result.retry_after).encode("latin-1")),
         (b"cache-control", b"no-store"),
     ]
-    for each in applied:
-        if not each.unavailable:
-            headers += rate_limit_headers(each, legacy=legacy)
-    return status, headers, body
+    return status, headers + applied_headers(applied, legacy=legacy, speaker=result), body
 
 
 def deny_response(

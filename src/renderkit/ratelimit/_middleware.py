@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from renderkit._http import ProxyTrust
 
 __all__ = [
+    "PENDING_KEY",
     "SCOPE_KEY",
     "HeaderSend",
     "LimitOptions",
@@ -361,17 +362,81 @@ def declared(
 
 
 Endpoint = Callable[..., Any]
+PENDING_KEY = "renderkit.ratelimit.pending"
+"""Scope key of ``install(app)``'s header pass: (policy, allowed verdict) pairs whose headers
+go on the response start, for endpoints that return a value instead of a ``Response``."""
+_REQUEST_PARAM = "_renderkit_request"
+"""The keyword ``@limit`` asks FastAPI for when the endpoint takes no ``Request`` itself."""
+_warned_value: list[bool] = []
+
+
+def _takes_request(annotation: Any) -> bool:
+    if isinstance(annotation, str):  # an annotation FastAPI resolves later
+        return annotation.rsplit(".", 1)[-1] == "Request"
+    return isinstance(annotation, type) and issubclass(annotation, Request)
+
+
+def _signature_with_request(endpoint: Endpoint) -> inspect.Signature | None:
+    """``endpoint``'s signature as FastAPI should see it on the wrapper: unchanged when a
+    parameter takes the ``Request``, else with a keyword-only ``_renderkit_request: Request``
+    (before any ``**kwargs``), so FastAPI hands the wrapper the request. Starlette passes the
+    request positionally and never reads it."""
+    try:
+        signature = inspect.signature(endpoint, eval_str=True)
+    except NameError:  # names only a type checker sees: FastAPI resolves them itself
+        signature = inspect.signature(endpoint)
+    except (TypeError, ValueError):
+        return None
+    parameters = list(signature.parameters.values())
+    if any(_takes_request(p.annotation) for p in parameters):
+        return signature
+    extra = inspect.Parameter(_REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+    at = next((i for i, p in enumerate(parameters) if p.kind is p.VAR_KEYWORD), len(parameters))
+    parameters.insert(at, extra)
+    return signature.replace(parameters=parameters)
+
+
+def _request_among(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+    """The request Starlette passed positionally, or FastAPI by its parameter's name."""
+    request = kwargs.pop(_REQUEST_PARAM, None)
+    if request is not None:
+        return request  # type: ignore[no-any-return]
+    if args and isinstance(args[0], Request):
+        return args[0]
+    return next((v for v in kwargs.values() if isinstance(v, Request)), None)
+
+
+async def _deliver(scope: Scope, policy: RateLimitPolicy, verdict: Verdict, result: Any) -> None:
+    """Put an allowed verdict's headers on what the endpoint returned (settling
+    ``deduct_when`` limits on its status): on a ``Response`` here, else through
+    ``install(app)``'s header pass when the app has one."""
+    if isinstance(result, Response):
+        add_headers(result, await policy.asettle(verdict, result.status_code))
+        return
+    pending = scope.get(PENDING_KEY)
+    if pending is not None:
+        pending.append((policy, verdict))
+    elif not _warned_value:
+        _warned_value.append(True)
+        logger.warning(
+            "@limit on an endpoint that returns a value, not a Response, in an app without "
+            "RateLimitMiddleware or renderkit.ratelimit.install(app): the limit counts, but "
+            "its RateLimit headers are not sent and deduct_when limits are not charged. Add "
+            "RateLimitMiddleware, or call renderkit.ratelimit.install(app) after app = FastAPI()."
+        )
 
 
 def limit(
     value: str | Mapping[str, str], *, limiter: RateLimiter, **options: Unpack[LimitOptions]
 ) -> Callable[[Endpoint], Endpoint]:
-    """Give a Starlette endpoint (``async def`` or plain ``def``) its own limit.
+    """Give a Starlette or FastAPI endpoint (``async def`` or plain ``def``) its own limit.
 
     Scoped to the route template and method unless ``shared="name"``; with
     :class:`RateLimitMiddleware` the middleware counts it, else the decorator does. Options as
     :class:`~renderkit.ratelimit.RouteLimit`. Stack several ``@limit`` to stack limits: they
-    are charged together, all or none.
+    are charged together, all or none. The endpoint keeps its own parameters (a FastAPI one
+    needs no ``request``); without the middleware, a FastAPI endpoint returning a value gets
+    its headers from :func:`~renderkit.ratelimit.install`.
     """
     spec, policy = declared(value, limiter, options)
 
@@ -386,23 +451,31 @@ def limit(
         is_async = inspect.iscoroutinefunction(original)
 
         @functools.wraps(original)
-        async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            request = _request_among(args, kwargs)
+            if request is None:
+                raise TypeError(
+                    f"@limit on {original.__qualname__}: no Request among its arguments; "
+                    "decorate a Starlette or FastAPI route endpoint"
+                )
             verdict = None
             if not routed_here(request.scope, wrapper):
-                info = request_info_from_scope(request.scope, None, specs)
-                verdict = await policy.adecide(info)
+                verdict = await policy.adecide(request_info_from_scope(request.scope, None, specs))
                 if not verdict.allowed:
                     return refused_response(verdict)
             if is_async:
-                response = await original(request, *args, **kwargs)
+                result = await original(*args, **kwargs)
             else:
                 from starlette.concurrency import run_in_threadpool
 
-                response = await run_in_threadpool(original, request, *args, **kwargs)
+                result = await run_in_threadpool(original, *args, **kwargs)
             if verdict is not None:
-                add_headers(response, await policy.asettle(verdict, response.status_code))
-            return response
+                await _deliver(request.scope, policy, verdict, result)
+            return result
 
+        signature = _signature_with_request(original)
+        if signature is not None:
+            wrapper.__signature__ = signature  # type: ignore[attr-defined]
         wrapper.__renderkit_limits__ = specs  # type: ignore[attr-defined]
         wrapper.__renderkit_endpoint__ = original  # type: ignore[attr-defined]
         return wrapper

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import operator
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,7 +28,7 @@ from renderkit._http import ProxyTrust, network_list
 from renderkit.config import Settings, env
 from renderkit.errors import ConfigError, ConfigProblem
 from renderkit.ratelimit._counting import Charge
-from renderkit.ratelimit._headers import rate_limit_headers, refusal
+from renderkit.ratelimit._headers import applied_headers, rate_limit_headers, refusal
 from renderkit.ratelimit._keys import KeyFunc, KeyWatch, RequestInfo, client_ip_key
 from renderkit.ratelimit._limiter import (
     RateLimiter,
@@ -178,14 +179,19 @@ class RouteLimit:
             return True
 
     def cost_of(self, request: RequestInfo) -> int:
-        """What ``request`` consumes (a cost function's error or bad value costs 1)."""
+        """What ``request`` consumes: a fraction rounds up (never under-charged); a cost
+        function's error or unusable value costs 1."""
         cost = self.cost
         if isinstance(cost, int):
             return cost
         try:
-            value = int(cost(request))
+            raw = cost(request)
+            value = math.ceil(raw) if isinstance(raw, float) else int(raw)
         except Exception:
-            logger.exception("a rate limit's cost function raised; charging 1")
+            logger.exception(
+                "a rate limit's cost function raised or returned something that is not a "
+                "number; charging 1 (return an int, e.g. int(request.header('x-batch') or 1))"
+            )
             return 1
         return max(1, value)
 
@@ -654,12 +660,8 @@ class RateLimitPolicy:
                     logger.exception("a rate limit's on_breach hook raised")
         return Verdict(False, tuple(every), headers, status, body, routed)
 
-    def _headers_of(self, results: Iterable[RateLimitResult]) -> list[tuple[bytes, bytes]]:
-        headers: list[tuple[bytes, bytes]] = []
-        legacy = self.legacy_headers
-        for result in results:
-            headers += rate_limit_headers(result, legacy=legacy)
-        return headers
+    def _headers_of(self, results: Sequence[RateLimitResult]) -> list[tuple[bytes, bytes]]:
+        return applied_headers(results, legacy=self.legacy_headers)
 
     def settle(self, verdict: Verdict, status: int) -> list[tuple[bytes, bytes]]:
         """After the response: charge the ``deduct_when`` limits whose predicate says so, and
