@@ -16,6 +16,7 @@ from renderkit.wsgi._ratelimit import decide, request_info_from_environ, str_hea
 
 if TYPE_CHECKING:
     from flask import Flask, Response
+    from werkzeug.exceptions import HTTPException
 
     from renderkit._http import ProxyTrust
 
@@ -33,12 +34,18 @@ def _info(limits: tuple[RouteLimit, ...]) -> Any:
     return request_info_from_environ(request.environ, session, rule, limits)
 
 
-def _refusal(verdict: Verdict) -> Response:
+def _refusal(verdict: Verdict) -> HTTPException:
+    """The refusal as werkzeug's exception for its status (``TooManyRequests``, or
+    ``ServiceUnavailable`` failing closed) carrying the problem+json response: raised, it stops
+    a view or a helper a view calls alike, and an ``@app.errorhandler(429)`` sees it first."""
     from flask import current_app
+    from werkzeug.exceptions import HTTPException, default_exceptions
 
-    return current_app.response_class(
+    response = current_app.response_class(
         verdict.body, status=verdict.status, headers=str_headers(verdict.headers)
     )
+    kind = default_exceptions.get(verdict.status, HTTPException)
+    return kind(response=response)
 
 
 def _finish(policy: RateLimitPolicy, verdict: Verdict, response: Response) -> Response:
@@ -73,7 +80,9 @@ def wire_ratelimit(
         if verdict is None:
             return None
         setattr(g, G_KEY, (verdict, limits))
-        return None if verdict.allowed else _refusal(verdict)
+        if not verdict.allowed:
+            raise _refusal(verdict)
+        return None
 
     def after(response: Response) -> Response:
         from flask import g
@@ -96,8 +105,10 @@ def _limited_view(
     kwargs: Any,
 ) -> Any:
     """Run a ``@limit`` function: the routed view RenderKit's hook decided already, or any other
-    decorated function (a helper a view calls, a view without RenderKit): decide here."""
-    from flask import current_app, g, make_response
+    decorated function (a helper a view calls, a view without RenderKit): decide here. A
+    refusal raises; an allowed call returns what the function returns, unchanged, and the
+    headers go on the request's response when it is made."""
+    from flask import after_this_request, current_app, g
 
     view = current_app.ensure_sync(view)  # an async view runs like Flask runs it
     entry = getattr(g, G_KEY, None)
@@ -108,8 +119,9 @@ def _limited_view(
     if verdict is None:
         return view(*args, **kwargs)
     if not verdict.allowed:
-        return _refusal(verdict)
-    return _finish(policy, verdict, make_response(view(*args, **kwargs)))
+        raise _refusal(verdict)
+    after_this_request(functools.partial(_finish, policy, verdict))
+    return view(*args, **kwargs)
 
 
 def limit(
