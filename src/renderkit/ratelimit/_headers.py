@@ -14,6 +14,7 @@ import functools
 import json
 import math
 import re
+import time
 from collections.abc import Sequence
 
 from renderkit.ratelimit._limiter import RateLimitResult, most_restrictive
@@ -56,10 +57,12 @@ def _reset(result: RateLimitResult) -> int:
 
 
 def _legacy(result: RateLimitResult, reset: int) -> list[tuple[bytes, bytes]]:
+    """The trio clients of slowapi, flask-limiter and GitHub parse: ``X-RateLimit-Reset`` is
+    the Unix time the window resets at (the draft's ``t=`` is the seconds until then)."""
     return [
         (b"x-ratelimit-limit", b"%d" % result.limit),
         (b"x-ratelimit-remaining", b"%d" % result.remaining),
-        (b"x-ratelimit-reset", b"%d" % reset),
+        (b"x-ratelimit-reset", b"%d" % (int(time.time()) + reset)),
     ]
 
 
