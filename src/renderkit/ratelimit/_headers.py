@@ -43,26 +43,21 @@ def rate_limit_headers(
 ) -> list[tuple[bytes, bytes]]:
     """The ``RateLimit-Policy`` / ``RateLimit`` pair (plus ``X-RateLimit-*`` when ``legacy``)."""
     policy_value, policy = _policy_parts(name or result.policy, result.limit, result.window)
-    reset = _reset(result)
+    reset = math.ceil(result.reset_after) if result.reset_after > 0 else 0
     headers = [
         (b"ratelimit-policy", policy_value),
         (b"ratelimit", b"%s;r=%d;t=%d" % (policy, result.remaining, reset)),
     ]
-    return headers + _legacy(result, reset) if legacy else headers
+    return headers + _legacy(result) if legacy else headers
 
 
-def _reset(result: RateLimitResult) -> int:
-    """Whole seconds until the window resets (what both header forms carry)."""
-    return math.ceil(result.reset_after) if result.reset_after > 0 else 0
-
-
-def _legacy(result: RateLimitResult, reset: int) -> list[tuple[bytes, bytes]]:
+def _legacy(result: RateLimitResult) -> list[tuple[bytes, bytes]]:
     """The trio clients of slowapi, flask-limiter and GitHub parse: ``X-RateLimit-Reset`` is
     the Unix time the window resets at (the draft's ``t=`` is the seconds until then)."""
     return [
         (b"x-ratelimit-limit", b"%d" % result.limit),
         (b"x-ratelimit-remaining", b"%d" % result.remaining),
-        (b"x-ratelimit-reset", b"%d" % (int(time.time()) + reset)),
+        (b"x-ratelimit-reset", b"%d" % math.ceil(time.time() + result.reset_after)),
     ]
 
 
@@ -82,7 +77,7 @@ def applied_headers(
     if legacy and results:
         chosen = speaker if speaker is not None else most_restrictive(results)
         if not chosen.unavailable:
-            headers += _legacy(chosen, _reset(chosen))
+            headers += _legacy(chosen)
     return headers
 
 
