@@ -63,7 +63,8 @@ class RenderKitSessionInterface(_FlaskInterface):
     Same stores, cookie format and options as :class:`renderkit.sessions.SessionMiddleware`,
     so a Flask app and an ASGI app sharing ``secret_key`` and a Redis/Postgres store share
     their sessions. ``secret_key`` defaults to SESSION_SECRET, then ``app.secret_key``; the
-    cookie name, domain, path and SameSite default to Flask's ``SESSION_COOKIE_*`` settings.
+    cookie name, domain, path, SameSite and Partitioned default to Flask's ``SESSION_COOKIE_*``
+    settings.
     ``https_only`` None sets ``Secure`` when ``SESSION_COOKIE_SECURE`` is true or in
     production. Values round-trip like Flask's own session (its tagged JSON: datetime, UUID,
     bytes, tuples, Markup). Loads when the request carries a valid cookie; saves only when
@@ -81,6 +82,7 @@ class RenderKitSessionInterface(_FlaskInterface):
         same_site: str | None = None,
         https_only: bool | None = None,
         domain: str | None = None,
+        partitioned: bool | None = None,
         **options: Unpack[EngineOptions],
     ) -> None:
         sessions_mod = require("flask.sessions", extra="flask", feature="RenderKitSessionInterface")
@@ -96,6 +98,7 @@ class RenderKitSessionInterface(_FlaskInterface):
             "same_site": same_site,
             "https_only": https_only,
             "domain": domain,
+            "partitioned": partitioned,
         }
         # Passed to each app's engine as given (the engine's defaults apply).
         self._engine_options = engine_options(type(self).__name__, options)
@@ -128,6 +131,11 @@ class RenderKitSessionInterface(_FlaskInterface):
                 domain=o["domain"] or cfg.get("SESSION_COOKIE_DOMAIN") or None,
                 same_site=o["same_site"] or cfg.get("SESSION_COOKIE_SAMESITE") or "lax",
                 https_only=https_only,
+                partitioned=bool(
+                    cfg.get("SESSION_COOKIE_PARTITIONED", False)
+                    if o["partitioned"] is None
+                    else o["partitioned"]
+                ),
                 option_prefix="RenderKitSessionInterface",
                 values=self._values,
                 **self._engine_options,

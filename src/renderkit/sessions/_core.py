@@ -17,7 +17,7 @@ from typing import Any, Literal
 from renderkit.errors import ConfigError, ConfigProblem
 from renderkit.sessions._base import DEFAULT_TTL, SessionRecord
 from renderkit.sessions._session import Session
-from renderkit.sessions._signing import SecretKey, Signer, new_session_id
+from renderkit.sessions._signing import SecretKey, Signer, new_session_id, plain_keys
 from renderkit.sessions._store import SessionStore
 
 __all__ = ["CookieOptions", "EngineBase", "Plan", "cookie_values", "vary_on_cookie"]
@@ -42,6 +42,7 @@ class CookieOptions:
     same_site: SameSite = "lax"
     secure: bool = False
     max_age: int | None = DEFAULT_TTL
+    partitioned: bool = False
 
     def _flags(self) -> str:
         flags = f"; httponly; samesite={self.same_site}"
@@ -49,6 +50,8 @@ class CookieOptions:
             flags += "; secure"
         if self.domain:
             flags += f"; domain={self.domain}"
+        if self.partitioned:
+            flags += "; partitioned"
         return flags
 
     def header(self, value: str, max_age: int | None) -> bytes:
@@ -173,18 +176,21 @@ def _cookie(
     same_site: str,
     secure: bool,
     max_age: int | None,
+    partitioned: bool = False,
 ) -> CookieOptions:
-    """The cookie's attributes; a warning when SameSite=None comes without Secure."""
+    """The cookie's attributes; a warning when SameSite=None or Partitioned (CHIPS) comes
+    without Secure, which browsers require for both."""
     same = str(same_site).lower()
-    if same == "none" and not secure:
-        logger.warning(
-            "%s: same_site='none' without Secure: browsers reject such cookies; "
-            "set https_only=True",
-            option_prefix,
-        )
+    for asked, wanted in ((same == "none", "same_site='none'"), (partitioned, "partitioned=True")):
+        if asked and not secure:
+            logger.warning(
+                "%s: %s without Secure: browsers reject such cookies; set https_only=True",
+                option_prefix,
+                wanted,
+            )
     # max_age <= 0 (Starlette accepts -1): the cookie and the record expire at once.
     age = None if max_age is None else int(max_age)
-    return CookieOptions(name, path, domain, same, bool(secure), age)  # type: ignore[arg-type]
+    return CookieOptions(name, path, domain, same, bool(secure), age, bool(partitioned))  # type: ignore[arg-type]
 
 
 def _short_secrets(
@@ -193,7 +199,7 @@ def _short_secrets(
     """In production, a signing key under 32 bytes is refused (it can be brute-forced)."""
     if env_name != "production":
         return None
-    listed = [keys] if isinstance(keys, str | bytes) else list(keys)
+    listed = plain_keys(keys)
     for index, key in enumerate(listed):
         raw = key.encode("utf-8") if isinstance(key, str) else key
         if isinstance(raw, bytes) and len(raw) < MIN_SECRET_BYTES:
@@ -222,6 +228,7 @@ class EngineBase:
         domain: str | None = None,
         same_site: str = "lax",
         https_only: bool | None = None,
+        partitioned: bool = False,
         rolling: bool = False,
         on_conflict: OnConflict = "merge",
         environ: Mapping[str, str] | None = None,
@@ -251,7 +258,9 @@ class EngineBase:
         self.signer = Signer(secret_key, option=where)
         secure = _secure(settings.force_https, env_name) if https_only is None else https_only
         self.store = store
-        self.cookie = _cookie(option_prefix, cookie_name, path, domain, same_site, secure, max_age)
+        self.cookie = _cookie(
+            option_prefix, cookie_name, path, domain, same_site, secure, max_age, partitioned
+        )
         age = self.cookie.max_age
         # Record lifetime: ttl, else the cookie's max_age, else the 7-day default.
         if ttl is not None:

@@ -87,6 +87,7 @@ class SessionAdapter(Generic[AppT]):
         same_site: str = "lax",
         https_only: bool | None = None,
         domain: str | None = None,
+        partitioned: bool = False,
         **options: Unpack[EngineOptions],
     ) -> None:
         self.app = app
@@ -100,6 +101,7 @@ class SessionAdapter(Generic[AppT]):
             domain=domain,
             same_site=same_site,
             https_only=https_only,
+            partitioned=partitioned,
             **engine_options(type(self).__name__, options),
         )
         self._name = session_cookie
@@ -126,6 +128,9 @@ class SessionMiddleware(SessionAdapter[ASGIApp]):
       lifetime unless ``ttl`` is given.
     - ``https_only``: the ``Secure`` flag; None (default) follows ``FORCE_HTTPS`` when set,
       else sets it in production (``renderkit.config.environment()``).
+    - ``partitioned``: the ``Partitioned`` attribute (CHIPS), for an app embedded in other
+      sites' frames; browsers require ``Secure`` with it.
+    - ``secret_key`` may also be Starlette's ``Secret`` (``Config(..., cast=Secret)``).
     - ``rolling``: extend the session on activity (refreshed at most every 1% of the TTL).
     - ``on_conflict``: ``"merge"`` (default) applies this request's changed keys on top of a
       concurrent write; ``"raise"`` raises :class:`SessionConflict`.

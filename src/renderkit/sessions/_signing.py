@@ -16,6 +16,8 @@ import re
 import secrets
 from collections.abc import Sequence
 
+from starlette.datastructures import Secret
+
 from renderkit.errors import ConfigError, ConfigProblem
 
 __all__ = ["ID_LENGTH", "Signer", "new_session_id"]
@@ -28,7 +30,16 @@ _COOKIE_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}")
 # elsewhere (Flask's secret_key, CSRF tokens) never yields signatures valid here.
 _PURPOSE = b"renderkit.sessions.cookie-signature.v1"
 
-SecretKey = str | bytes
+SecretKey = str | bytes | Secret
+"""A signing key: text, bytes, or Starlette's ``Secret`` (``Config("SECRET_KEY", cast=Secret)``)."""
+
+
+def plain_keys(keys: SecretKey | Sequence[SecretKey]) -> list[str | bytes]:
+    """The key list with Starlette ``Secret`` values unwrapped (the first key signs)."""
+    listed = [keys] if isinstance(keys, str | bytes | Secret) else list(keys)
+    return [str(key) if isinstance(key, Secret) else key for key in listed]
+
+
 _VERIFIED_CACHE_SIZE = 4096
 
 
@@ -52,7 +63,7 @@ class Signer:
     __slots__ = ("_keys", "_verified")
 
     def __init__(self, secret_keys: SecretKey | Sequence[SecretKey], *, option: str) -> None:
-        keys = [secret_keys] if isinstance(secret_keys, str | bytes) else list(secret_keys)
+        keys = plain_keys(secret_keys)
         problems: list[ConfigProblem] = []
         if not keys:
             problems.append(
