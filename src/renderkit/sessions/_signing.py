@@ -14,11 +14,14 @@ import hashlib
 import hmac
 import re
 import secrets
+import sys
 from collections.abc import Sequence
-
-from starlette.datastructures import Secret
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from renderkit.errors import ConfigError, ConfigProblem
+
+if TYPE_CHECKING:
+    from starlette.datastructures import Secret
 
 __all__ = ["ID_LENGTH", "Signer", "new_session_id"]
 
@@ -30,14 +33,22 @@ _COOKIE_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}")
 # elsewhere (Flask's secret_key, CSRF tokens) never yields signatures valid here.
 _PURPOSE = b"renderkit.sessions.cookie-signature.v1"
 
-SecretKey = str | bytes | Secret
+SecretKey: TypeAlias = "str | bytes | Secret"
 """A signing key: text, bytes, or Starlette's ``Secret`` (``Config("SECRET_KEY", cast=Secret)``)."""
 
 
 def plain_keys(keys: SecretKey | Sequence[SecretKey]) -> list[str | bytes]:
-    """The key list with Starlette ``Secret`` values unwrapped (the first key signs)."""
-    listed = [keys] if isinstance(keys, str | bytes | Secret) else list(keys)
-    return [str(key) if isinstance(key, Secret) else key for key in listed]
+    """The key list with Starlette ``Secret`` values unwrapped (the first key signs).
+
+    ``Secret`` is looked up where the app imported it: renderkit.sessions itself never imports
+    Starlette (a Flask app need not load it), and an app without Starlette has no Secret."""
+    datastructures = sys.modules.get("starlette.datastructures")
+    secret = getattr(datastructures, "Secret", None)
+    single = (str, bytes) if secret is None else (str, bytes, secret)
+    listed: list[Any] = [keys] if isinstance(keys, single) else list(keys)  # type: ignore[arg-type]
+    if secret is None:
+        return listed
+    return [str(key) if isinstance(key, secret) else key for key in listed]
 
 
 _VERIFIED_CACHE_SIZE = 4096
