@@ -11,6 +11,7 @@ does not decide again.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -382,11 +383,11 @@ def _signature_with_request(endpoint: Endpoint) -> inspect.Signature | None:
     (before any ``**kwargs``), so FastAPI hands the wrapper the request. Starlette passes the
     request positionally and never reads it."""
     try:
-        signature = inspect.signature(endpoint, eval_str=True)
-    except NameError:  # names only a type checker sees: FastAPI resolves them itself
         signature = inspect.signature(endpoint)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # no signature to read (a builtin, a C callable)
         return None
+    with contextlib.suppress(Exception):  # an annotation that does not evaluate here stays a
+        signature = inspect.signature(endpoint, eval_str=True)  # string FastAPI resolves later
     parameters = list(signature.parameters.values())
     if any(_takes_request(p.annotation) for p in parameters):
         return signature
