@@ -33,12 +33,20 @@ def test_a_whole_float_cost_is_charged_as_it_is() -> None:
     assert _passed(lambda request: 5.0, "50/minute", 12) == 10
 
 
+def test_a_decimal_or_fraction_cost_rounds_up_too() -> None:
+    from decimal import Decimal
+    from fractions import Fraction
+
+    assert _passed(lambda request: Decimal("7.5"), "50/minute", 10) == 6
+    assert _passed(lambda request: Fraction(15, 2), "50/minute", 10) == 6
+
+
 @pytest.mark.parametrize("value", [0, -3, 0.2])
 def test_a_cost_below_one_charges_one(value: float) -> None:
     assert _passed(lambda request: value, "3/minute", 5) == 3
 
 
-@pytest.mark.parametrize("value", ["many", None, float("nan"), float("inf")])
+@pytest.mark.parametrize("value", ["many", "3", None, float("nan"), float("inf")])
 def test_a_value_that_is_no_number_charges_one_and_is_logged(
     value: object, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -186,7 +186,7 @@ class RouteLimit:
             return cost
         try:
             raw = cost(request)
-            value = math.ceil(raw) if isinstance(raw, float) else int(raw)
+            value = raw if isinstance(raw, int) else math.ceil(raw)
         except Exception:
             logger.exception(
                 "a rate limit's cost function raised or returned something that is not a "
