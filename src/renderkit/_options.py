@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, overload
 
-__all__ = ["count_option", "fraction_option", "seconds_option"]
+__all__ = ["count_option", "fraction_option", "ordered_options", "seconds_option"]
 
 
 def _is_number(value: object) -> bool:
@@ -47,3 +47,12 @@ def count_option(
         return value
     tail = " or None" if optional else ""
     raise ValueError(f"{what}={value!r}: use a whole number >= {minimum}{tail}")
+
+
+def ordered_options(what: str, low: str, low_value: float, high: str, high_value: float) -> None:
+    """Refuse a lower threshold above its upper one, said one way everywhere:
+    ``MemoryWatchdog(soft=0.9, hard=0.8): soft must not exceed hard``."""
+    if low_value > high_value:
+        raise ValueError(
+            f"{what}({low}={low_value}, {high}={high_value}): {low} must not exceed {high}"
+        )

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
-from renderkit._options import seconds_option
+from renderkit._options import ordered_options, seconds_option
 from renderkit.health._result import CheckResult
 
 __all__ = ["EventLoopMonitor", "run_blocking"]
@@ -65,10 +65,7 @@ class EventLoopMonitor:
         self.window = seconds_option(window, "EventLoopMonitor(window)")
         self.warn = seconds_option(warn, "EventLoopMonitor(warn)")
         self.fail = seconds_option(fail, "EventLoopMonitor(fail)")
-        if self.warn > self.fail:
-            raise ValueError(
-                f"EventLoopMonitor(warn={warn}, fail={fail}): warn must not exceed fail"
-            )
+        ordered_options("EventLoopMonitor", "warn", self.warn, "fail", self.fail)
         if self.window < self.interval:
             raise ValueError(
                 f"EventLoopMonitor(window={window}, interval={interval}): the window must "

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from renderkit._options import fraction_option
+from renderkit._options import fraction_option, ordered_options
 from renderkit.health._result import CheckResult, ShutdownState
 
 if TYPE_CHECKING:
@@ -25,8 +25,7 @@ def _thresholds(warn: float, fail: float, what: str) -> tuple[float, float]:
     """``warn`` and ``fail`` as fractions in (0, 1], ``warn`` not above ``fail``."""
     warn = fraction_option(warn, f"{what}(warn)")
     fail = fraction_option(fail, f"{what}(fail)")
-    if warn > fail:
-        raise ValueError(f"{what}(warn={warn}, fail={fail}): warn must not exceed fail")
+    ordered_options(what, "warn", warn, "fail", fail)
     return warn, fail
 
 

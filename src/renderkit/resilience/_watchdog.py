@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from renderkit._options import count_option, fraction_option, seconds_option
+from renderkit._options import count_option, fraction_option, ordered_options, seconds_option
 from renderkit.health import CheckResult
 
 if TYPE_CHECKING:
@@ -54,8 +54,7 @@ class MemoryWatchdog:
     ) -> None:
         self.soft = fraction_option(soft, "MemoryWatchdog(soft)")
         self.hard = fraction_option(hard, "MemoryWatchdog(hard)")
-        if self.soft > self.hard:
-            raise ValueError(f"MemoryWatchdog(soft={soft}, hard={hard}): soft must not exceed hard")
+        ordered_options("MemoryWatchdog", "soft", self.soft, "hard", self.hard)
         self.interval = seconds_option(interval, "MemoryWatchdog(interval)")
         self.cooldown = seconds_option(cooldown, "MemoryWatchdog(cooldown)", allow_zero=True)
         self._limit = count_option(limit, "MemoryWatchdog(limit)", minimum=1, optional=True)
