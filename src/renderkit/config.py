@@ -659,7 +659,11 @@ _MISSING: Any = _Missing()
 
 @dataclass(eq=False, repr=False, slots=True)
 class EnvField:
-    """A settings field bound to one environment variable; made by :func:`env`."""
+    """A settings field bound to one environment variable; made by :func:`env`.
+
+    ``help`` is the ``help=`` text; :meth:`Settings.describe` falls back to the attribute's
+    docstring when it is empty.
+    """
 
     name: str
     default: Any
@@ -707,8 +711,18 @@ def env(
     parser as the variable (``default="30s"`` becomes a ``timedelta``). Without a default the
     variable is required. ``secret=True`` masks the value in errors, ``summary()`` and
     ``repr()``. ``required_in=("production",)`` makes the variable required in those
-    environments even though it has a default. ``help`` is shown by ``describe()``, the CLI
-    and docs/environment.md (write it for the person setting the variable).
+    environments even though it has a default.
+
+    A field's help is its attribute docstring: the string in triple quotes on the line after
+    ``ttl: Seconds = env("CACHE_TTL", default="300s")`` (the convention of Sphinx autodoc and
+    pydantic's ``use_attribute_docstrings``; docs/config.md shows one). ``describe()``, the
+    "required but not set" error, the CLI and docs/environment.md show it: write it for the
+    person setting the variable. It is read from the class's source only when help is shown
+    (never at import, nor by a :meth:`Settings.load` that succeeds), its lines joined by single
+    spaces; where the source is not available (a class made by ``exec()`` or ``type()``) the
+    help is empty. ``help=`` gives the text in the call instead (for a field shared by several
+    classes, which has no docstring of its own); given both, ``help=`` wins and the docstring
+    is documentation only.
 
     ``aliases`` are further variables read, in order, when ``name`` is unset
     (``env("RATELIMIT_STORAGE_URL", aliases=("REDIS_URL",))``). ``minimum`` / ``maximum``
@@ -954,6 +968,53 @@ def _found(raw: str, secret: bool) -> str:
     return repr(shown)
 
 
+def _attribute_docstrings(klass: type) -> dict[str, str]:
+    """``{attribute: docstring}`` of ``klass``'s own body, read from its source once and cached.
+
+    A docstring is a string statement right after an annotated assignment
+    (``ttl: Seconds = env(...)``, then the text in triple quotes); its lines are joined by
+    single spaces. Help is documentation: a class without readable source (``exec()``,
+    ``type()``, a REPL, a wheel without .py files) or one the parser does not understand has
+    none, never an error.
+    """
+    cached = klass.__dict__.get("__renderkit_docs__")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    try:
+        docs = _read_attribute_docstrings(klass)
+    except Exception:  # never let documentation hide the error being reported
+        docs = {}
+    type.__setattr__(klass, "__renderkit_docs__", docs)
+    return docs
+
+
+def _read_attribute_docstrings(klass: type) -> dict[str, str]:
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        source = textwrap.dedent(inspect.getsource(klass))
+    except (OSError, TypeError):  # no source file: exec(), type(), a REPL, bytecode only
+        return {}
+    if source[:1].isspace():  # a multi-line string less indented than the nested class
+        source = "def _():\n" + source
+    node = next((n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef)), None)
+    if node is None or node.name != klass.__name__:
+        return {}
+    docs: dict[str, str] = {}
+    for statement, following in zip(node.body, node.body[1:], strict=False):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[statement.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
 # --- settings ----------------------------------------------------------------------------
 
 
@@ -1010,9 +1071,23 @@ class Settings:
         return spec
 
     @classmethod
+    def _help_texts(cls) -> dict[str, str]:
+        """``{attribute: help}``: ``help=``, else the attribute docstring (read once, lazily)."""
+        cached = cls.__dict__.get("__renderkit_help__")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        texts: dict[str, str] = {}
+        for attr, (field, _) in cls._spec().items():
+            owner = next((k for k in cls.__mro__ if vars(k).get(attr) is field), cls)
+            texts[attr] = field.help or _attribute_docstrings(owner).get(attr, "")
+        type.__setattr__(cls, "__renderkit_help__", texts)
+        return texts
+
+    @classmethod
     def describe(cls) -> list[FieldInfo]:
         """List every field with its variable, type, default and help, for docs and doctor."""
         infos: list[FieldInfo] = []
+        help_texts = cls._help_texts()
         for attr, (field, parser) in cls._spec().items():
             if field.required:
                 default = None
@@ -1032,7 +1107,7 @@ class Settings:
                     required=field.required,
                     required_in=field.required_in,
                     secret=field.secret,
-                    help=field.help,
+                    help=help_texts[attr],
                     aliases=field.aliases,
                 )
             )
@@ -1112,7 +1187,7 @@ class Settings:
         sources: dict[str, str] = {}
         reports: list[FieldReport] = []
         for attr, (field, parser) in cls._spec().items():
-            value, report = _load_field(attr, field, parser, given, stage, default_source)
+            value, report = _load_field(cls, attr, field, parser, given, stage, default_source)
             reports.append(report)
             if report.problem is not None:
                 problems.append(report.problem)
@@ -1222,6 +1297,7 @@ def _lookup(field: EnvField, given: Mapping[str, tuple[Any, str]]) -> tuple[str,
 
 
 def _load_field(
+    owner: type[Settings],
     attr: str,
     field: EnvField,
     parser: _Parser,
@@ -1238,7 +1314,8 @@ def _load_field(
     )
     if missing:
         where = "" if raw is _MISSING else f" in {stage}"
-        hint = f" ({field.help})" if field.help else ""
+        help_text = owner._help_texts()[attr]  # the error path: the source may be read
+        hint = f" ({help_text})" if help_text else ""
         problem = ConfigProblem(
             field.name,
             f"is required{where} but not set; expected {parser.expected}{hint}",
