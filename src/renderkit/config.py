@@ -1434,41 +1434,28 @@ class CorsSettings(Settings):
     """Cross-origin requests (CORS), read by :func:`cors_options`."""
 
     allowed_origins: list[str] | None = env(
-        "CORS_ALLOWED_ORIGINS",
-        default=None,
-        aliases=("APP_URL",),
-        validate=_origins,
-        help="Origins allowed to call the app from a browser, comma-separated "
-        "(https://app.example.com,https://www.example.com); APP_URL is read when unset. "
-        "'*' allows any origin without credentials.",
+        "CORS_ALLOWED_ORIGINS", default=None, aliases=("APP_URL",), validate=_origins
     )
-    allow_credentials: bool = env(
-        "CORS_ALLOW_CREDENTIALS",
-        default=False,
-        help="Let browsers send cookies and Authorization headers cross-origin.",
-    )
+    """Origins allowed to call the app from a browser, comma-separated
+    (https://app.example.com,https://www.example.com); APP_URL is read when unset. '*' allows any
+    origin without credentials."""
+    allow_credentials: bool = env("CORS_ALLOW_CREDENTIALS", default=False)
+    """Let browsers send cookies and Authorization headers cross-origin."""
     allow_methods: list[str] = env(
-        "CORS_ALLOW_METHODS",
-        default="GET,POST,PUT,PATCH,DELETE,OPTIONS",
-        help="Methods allowed on cross-origin requests.",
+        "CORS_ALLOW_METHODS", default="GET,POST,PUT,PATCH,DELETE,OPTIONS"
     )
+    """Methods allowed on cross-origin requests."""
     allow_headers: list[str] = env(
-        "CORS_ALLOW_HEADERS",
-        default="Authorization,Content-Type,X-Request-ID",
-        help="Request headers a cross-origin request may send.",
+        "CORS_ALLOW_HEADERS", default="Authorization,Content-Type,X-Request-ID"
     )
+    """Request headers a cross-origin request may send."""
     expose_headers: list[str] = env(
         "CORS_EXPOSE_HEADERS",
         default="X-Request-ID,Retry-After,RateLimit-Limit,RateLimit-Remaining,RateLimit-Reset",
-        help="Response headers browser code may read.",
     )
-    max_age: Seconds = env(
-        "CORS_MAX_AGE",
-        default="10m",
-        minimum="0s",
-        maximum="1d",
-        help="How long browsers may cache a preflight answer.",
-    )
+    """Response headers browser code may read."""
+    max_age: Seconds = env("CORS_MAX_AGE", default="10m", minimum="0s", maximum="1d")
+    """How long browsers may cache a preflight answer."""
 
     def cross_check(self) -> Iterable[tuple[str, str]]:
         """Browsers refuse ``*`` together with credentials; say so at start-up."""
