@@ -389,55 +389,25 @@ class CacheSettings(Settings):
     """The variables ``Cache.from_env()`` and ``AsyncCache.from_env()`` read."""
 
     redis_url: RedisUrl | None = REDIS_URL
-    enabled: bool = env(
-        "CACHE_ENABLED",
-        default=True,
-        help="false turns caching off: every get misses and nothing is stored.",
-    )
-    kind: Literal["memory", "redis", "hybrid"] | None = env(
-        "CACHE_TYPE",
-        default=None,
-        help="memory, redis (Redis, memory while it is down) or hybrid (a small in-process "
-        "copy before Redis); unset: redis when REDIS_URL is set, else memory.",
-    )
-    ttl: Seconds = env(
-        "CACHE_TTL", default="300s", minimum="1ms", help="Default time to live of an entry."
-    )
-    namespace: str | None = env(
-        "CACHE_NAMESPACE",
-        default=None,
-        help="Prefix of every key (namespace:key), so apps can share one Redis.",
-    )
-    max_entries: int = env(
-        "CACHE_MAX_ENTRIES",
-        default=10_000,
-        minimum=1,
-        help="Entries the memory cache (or Redis's memory fallback) keeps at most.",
-    )
-    max_bytes: ByteSize = env(
-        "CACHE_MAX_BYTES",
-        default="64MiB",
-        minimum=1,
-        help="Bytes the memory cache keeps at most, per-entry overhead included (e.g. 64MiB).",
-    )
-    l1_ttl: Seconds = env(
-        "CACHE_L1_TTL",
-        default="5s",
-        minimum="1ms",
-        help="CACHE_TYPE=hybrid: how long the in-process copy is trusted before Redis is read.",
-    )
-    probe_interval: Seconds = env(
-        "CACHE_PROBE_INTERVAL",
-        default="5s",
-        minimum="1ms",
-        help="While Redis is down: how often it is tried again in the background.",
-    )
-    redis_timeout: Seconds = env(
-        "CACHE_REDIS_TIMEOUT",
-        default="250ms",
-        minimum="1ms",
-        help="Socket and connect timeout of each Redis call; a hung Redis costs this once.",
-    )
+    enabled: bool = env("CACHE_ENABLED", default=True)
+    """false turns caching off: every get misses and nothing is stored."""
+    kind: Literal["memory", "redis", "hybrid"] | None = env("CACHE_TYPE", default=None)
+    """memory, redis (Redis, memory while it is down) or hybrid (a small in-process copy before
+    Redis); unset: redis when REDIS_URL is set, else memory."""
+    ttl: Seconds = env("CACHE_TTL", default="300s", minimum="1ms")
+    """Default time to live of an entry."""
+    namespace: str | None = env("CACHE_NAMESPACE", default=None)
+    """Prefix of every key (namespace:key), so apps can share one Redis."""
+    max_entries: int = env("CACHE_MAX_ENTRIES", default=10_000, minimum=1)
+    """Entries the memory cache (or Redis's memory fallback) keeps at most."""
+    max_bytes: ByteSize = env("CACHE_MAX_BYTES", default="64MiB", minimum=1)
+    """Bytes the memory cache keeps at most, per-entry overhead included (e.g. 64MiB)."""
+    l1_ttl: Seconds = env("CACHE_L1_TTL", default="5s", minimum="1ms")
+    """CACHE_TYPE=hybrid: how long the in-process copy is trusted before Redis is read."""
+    probe_interval: Seconds = env("CACHE_PROBE_INTERVAL", default="5s", minimum="1ms")
+    """While Redis is down: how often it is tried again in the background."""
+    redis_timeout: Seconds = env("CACHE_REDIS_TIMEOUT", default="250ms", minimum="1ms")
+    """Socket and connect timeout of each Redis call; a hung Redis costs this once."""
 
     def cross_check(self) -> Iterable[tuple[str, str]]:
         if self.kind in ("redis", "hybrid") and self.redis_url is None:
