@@ -25,44 +25,24 @@ def _words(items: list[str]) -> list[str]:
 class HealthSettings(Settings):
     """Who sees health detail and how long checks may take."""
 
-    token: str | None = env(
-        "HEALTH_TOKEN",
-        default=None,
-        secret=True,
-        validate=str.strip,
-        help="Bearer token that unlocks per-check detail and /health/diagnostics; unset: "
-        "detail only for trusted networks, no diagnostics.",
-    )
-    timeout: Seconds | None = env(
-        "HEALTH_CHECK_TIMEOUT",
-        default=None,
-        help="Seconds one check may take before it counts as failed (default 5s).",
-    )
-    cache_ttl: Seconds | None = env(
-        "HEALTH_CACHE_TTL",
-        default=None,
-        help="How long a health report is reused, so probes do not hammer dependencies "
-        "(default 1s; 0s: never).",
-    )
-    stale_while_revalidate: Seconds | None = env(
-        "HEALTH_STALE_WHILE_REVALIDATE",
-        default=None,
-        help="Serve a report up to this much older than HEALTH_CACHE_TTL at once while one "
-        "background run refreshes it (default 0s).",
-    )
+    token: str | None = env("HEALTH_TOKEN", default=None, secret=True, validate=str.strip)
+    """Bearer token that unlocks per-check detail and /health/diagnostics; unset: detail only for
+    trusted networks, no diagnostics."""
+    timeout: Seconds | None = env("HEALTH_CHECK_TIMEOUT", default=None)
+    """Seconds one check may take before it counts as failed (default 5s)."""
+    cache_ttl: Seconds | None = env("HEALTH_CACHE_TTL", default=None)
+    """How long a health report is reused, so probes do not hammer dependencies (default 1s; 0s:
+    never)."""
+    stale_while_revalidate: Seconds | None = env("HEALTH_STALE_WHILE_REVALIDATE", default=None)
+    """Serve a report up to this much older than HEALTH_CACHE_TTL at once while one background run
+    refreshes it (default 0s)."""
     trusted_networks: list[str] | None = env(
-        "HEALTH_TRUSTED_NETWORKS",
-        default=None,
-        validate=network_list,
-        help="Comma-separated CIDRs whose clients see detail without the token (default "
-        "127.0.0.0/8,::1/128); behind a proxy the real client address counts.",
+        "HEALTH_TRUSTED_NETWORKS", default=None, validate=network_list
     )
-    status_words: list[str] | None = env(
-        "HEALTH_STATUS_WORDS",
-        default=None,
-        validate=_words,
-        help="Rename statuses in the JSON bodies, e.g. healthy=ok,degraded=ok,unhealthy=error.",
-    )
+    """Comma-separated CIDRs whose clients see detail without the token (default
+    127.0.0.0/8,::1/128); behind a proxy the real client address counts."""
+    status_words: list[str] | None = env("HEALTH_STATUS_WORDS", default=None, validate=_words)
+    """Rename statuses in the JSON bodies, e.g. healthy=ok,degraded=ok,unhealthy=error."""
 
 
 def health_options(environ: Mapping[str, str] | None) -> dict[str, Any]:
