@@ -153,61 +153,33 @@ class RateLimitSettings(Settings):
     """The variables ``RateLimiter.from_env()`` reads."""
 
     storage_url: RedisUrl | None = env(
-        "RATELIMIT_STORAGE_URL",
-        default=None,
-        secret=True,
-        aliases=("REDIS_URL",),
-        help="Where rate-limit counts live (a Redis URL); unset: REDIS_URL, else process memory.",
+        "RATELIMIT_STORAGE_URL", default=None, secret=True, aliases=("REDIS_URL",)
     )
+    """Where rate-limit counts live (a Redis URL); unset: REDIS_URL, else process memory."""
     default: str | None = env(
-        "RATELIMIT_DEFAULT",
-        default=None,
-        validate=lambda value: _valid_limit(value),
-        help="The app-wide default limit per client and route, e.g. 100/hour or "
-        "10/minute;1000/day. Unset: RATE_LIMIT_MAX_REQUESTS per RATE_LIMIT_WINDOW_MS, "
-        "else 100/hour.",
+        "RATELIMIT_DEFAULT", default=None, validate=lambda value: _valid_limit(value)
     )
-    max_requests: int | None = env(
-        "RATE_LIMIT_MAX_REQUESTS",
-        default=None,
-        minimum=1,
-        help="Requests per RATE_LIMIT_WINDOW_MS (the express-rate-limit names); used when "
-        "RATELIMIT_DEFAULT is unset.",
-    )
-    window_ms: int = env(
-        "RATE_LIMIT_WINDOW_MS",
-        default=60_000,
-        minimum=1,
-        help="Window of RATE_LIMIT_MAX_REQUESTS, in milliseconds (rounded up to seconds).",
-    )
+    """The app-wide default limit per client and route, e.g. 100/hour or 10/minute;1000/day. Unset:
+    RATE_LIMIT_MAX_REQUESTS per RATE_LIMIT_WINDOW_MS, else 100/hour."""
+    max_requests: int | None = env("RATE_LIMIT_MAX_REQUESTS", default=None, minimum=1)
+    """Requests per RATE_LIMIT_WINDOW_MS (the express-rate-limit names); used when RATELIMIT_DEFAULT
+    is unset."""
+    window_ms: int = env("RATE_LIMIT_WINDOW_MS", default=60_000, minimum=1)
+    """Window of RATE_LIMIT_MAX_REQUESTS, in milliseconds (rounded up to seconds)."""
     strategy: str = env(
         "RATELIMIT_STRATEGY",
         default="sliding-window-counter",
         validate=lambda value: _strategy(value),
-        help="sliding-window-counter (smooth), fixed-window (cheapest) or moving-window (exact).",
     )
-    fail_open: bool = env(
-        "RATELIMIT_FAIL_OPEN",
-        default=True,
-        help="While Redis is down: true counts in process memory; false answers 503.",
-    )
-    timeout: Seconds = env(
-        "RATELIMIT_TIMEOUT",
-        default="100ms",
-        minimum="1ms",
-        maximum="60s",
-        help="How long Redis may take to answer before the call counts as failed.",
-    )
-    key_prefix: str = env(
-        "RATELIMIT_KEY_PREFIX", default="renderkit-rl", help="Namespace of the Redis keys."
-    )
-    max_keys: int = env(
-        "RATELIMIT_MEMORY_MAX_KEYS",
-        default=DEFAULT_MAX_KEYS,
-        minimum=1,
-        help="Counters the in-process memory store keeps (about 250 bytes each); the oldest "
-        "go first.",
-    )
+    """sliding-window-counter (smooth), fixed-window (cheapest) or moving-window (exact)."""
+    fail_open: bool = env("RATELIMIT_FAIL_OPEN", default=True)
+    """While Redis is down: true counts in process memory; false answers 503."""
+    timeout: Seconds = env("RATELIMIT_TIMEOUT", default="100ms", minimum="1ms", maximum="60s")
+    """How long Redis may take to answer before the call counts as failed."""
+    key_prefix: str = env("RATELIMIT_KEY_PREFIX", default="renderkit-rl")
+    """Namespace of the Redis keys."""
+    max_keys: int = env("RATELIMIT_MEMORY_MAX_KEYS", default=DEFAULT_MAX_KEYS, minimum=1)
+    """Counters the in-process memory store keeps (about 250 bytes each); the oldest go first."""
 
     def default_limit(self) -> str:
         """``RATELIMIT_DEFAULT``, else the Kirby-Gen pair, else ``100/hour``."""
@@ -221,14 +193,9 @@ class RateLimitSettings(Settings):
 class RateLimitProcessSettings(Settings):
     """How many processes share a quota: what the memory fallback divides each limit by."""
 
-    processes: int = env(
-        "RATELIMIT_PROCESSES",
-        default=1,
-        minimum=1,
-        aliases=("WEB_CONCURRENCY",),
-        help="Processes sharing one quota (instances x workers). While Redis is down each "
-        "allows limit/processes from memory. Unset: WEB_CONCURRENCY, else 1.",
-    )
+    processes: int = env("RATELIMIT_PROCESSES", default=1, minimum=1, aliases=("WEB_CONCURRENCY",))
+    """Processes sharing one quota (instances x workers). While Redis is down each allows
+    limit/processes from memory. Unset: WEB_CONCURRENCY, else 1."""
 
 
 def _classify(storage: Any, limits: Any) -> tuple[str, Any]:

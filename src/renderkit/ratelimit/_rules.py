@@ -300,20 +300,12 @@ _FREE_ROUTED = Verdict(True, routed=True)
 class RateLimitTrustSettings(Settings):
     """Which proxies the default client-IP key believes, when the code passes no ``trust``."""
 
-    hops: int = env(
-        "RATELIMIT_TRUSTED_HOPS",
-        default=0,
-        minimum=0,
-        help="Proxies that append to X-Forwarded-For in front of the app (2 on Render: "
-        "Cloudflare, then Render's proxy; 1 on Heroku). 0: key on the TCP peer.",
-    )
-    cidrs: list[str] = env(
-        "RATELIMIT_TRUSTED_CIDRS",
-        default=[],
-        validate=network_list,
-        help="Networks the proxies connect from (10.0.0.0/8,...); forwarding headers from "
-        "other peers are ignored. Empty: any peer when RATELIMIT_TRUSTED_HOPS > 0.",
-    )
+    hops: int = env("RATELIMIT_TRUSTED_HOPS", default=0, minimum=0)
+    """Proxies that append to X-Forwarded-For in front of the app (2 on Render: Cloudflare, then
+    Render's proxy; 1 on Heroku). 0: key on the TCP peer."""
+    cidrs: list[str] = env("RATELIMIT_TRUSTED_CIDRS", default=[], validate=network_list)
+    """Networks the proxies connect from (10.0.0.0/8,...); forwarding headers from other peers are
+    ignored. Empty: any peer when RATELIMIT_TRUSTED_HOPS > 0."""
 
     def trust(self) -> ProxyTrust:
         """The :class:`ProxyTrust` these settings describe."""
