@@ -27,52 +27,35 @@ def _encryption_key(value: str) -> str:
 class CookieSettings(Settings):
     """What ``SessionMiddleware`` and the Flask session read when not given in code."""
 
-    secret: str | None = env(
-        "SESSION_SECRET",
-        default=None,
-        secret=True,
-        help="Signs the session cookie: a random string of at least 32 bytes (`renderkit "
-        "secret` makes one); a list of keys in code rotates them. Required unless given as "
-        "secret_key=.",
-    )
+    secret: str | None = env("SESSION_SECRET", default=None, secret=True)
+    """Signs the session cookie: a random string of at least 32 bytes (`renderkit secret` makes
+    one); a list of keys in code rotates them. Required unless given as secret_key=."""
     force_https: bool | None = FORCE_HTTPS
 
 
 class SessionStoreSettings(Settings):
     """The variables :func:`store_from_env` reads."""
 
-    store: Literal["auto", "memory", "redis", "postgres"] = env(
-        "SESSION_STORE",
-        default="auto",
-        help="Where sessions live: auto (Redis when REDIS_URL is set, else Postgres when "
-        "DATABASE_URL is set, else memory), memory, redis or postgres.",
-    )
+    store: Literal["auto", "memory", "redis", "postgres"] = env("SESSION_STORE", default="auto")
+    """Where sessions live: auto (Redis when REDIS_URL is set, else Postgres when DATABASE_URL is
+    set, else memory), memory, redis or postgres."""
     fallback: Literal["auto", "memory", "postgres", "none"] = env(
-        "SESSION_FALLBACK",
-        default="auto",
-        help="With Redis, where sessions go while Redis is down: auto (Postgres when "
-        "DATABASE_URL is set, else memory), memory, postgres or none.",
+        "SESSION_FALLBACK", default="auto"
     )
+    """With Redis, where sessions go while Redis is down: auto (Postgres when DATABASE_URL is set,
+    else memory), memory, postgres or none."""
     redis_url: RedisUrl | None = REDIS_URL
     database_url: PostgresUrl | None = DATABASE_URL
     encryption_key: str | None = env(
-        "SESSION_ENCRYPTION_KEY",
-        default=None,
-        secret=True,
-        validate=_encryption_key,
-        help="Encrypts stored session data (AES-GCM): 64 hex characters; unset: plain JSON.",
+        "SESSION_ENCRYPTION_KEY", default=None, secret=True, validate=_encryption_key
     )
-    max_size: ByteSize = env(
-        "SESSION_MAX_SIZE", default="64KiB", help="Largest encoded session (e.g. 64KiB)."
-    )
-    key_prefix: str = env(
-        "SESSION_KEY_PREFIX", default="session:", help="Prefix of the Redis keys of sessions."
-    )
-    prune_interval: timedelta = env(
-        "SESSION_PRUNE_INTERVAL",
-        default="15m",
-        help="How often expired Postgres sessions are deleted (0s: never automatically).",
-    )
+    """Encrypts stored session data (AES-GCM): 64 hex characters; unset: plain JSON."""
+    max_size: ByteSize = env("SESSION_MAX_SIZE", default="64KiB")
+    """Largest encoded session (e.g. 64KiB)."""
+    key_prefix: str = env("SESSION_KEY_PREFIX", default="session:")
+    """Prefix of the Redis keys of sessions."""
+    prune_interval: timedelta = env("SESSION_PRUNE_INTERVAL", default="15m")
+    """How often expired Postgres sessions are deleted (0s: never automatically)."""
 
 
 def store_from_env(environ: Mapping[str, str] | None = None) -> SessionStore:
