@@ -91,17 +91,10 @@ def _level_name(raw: str) -> str:
 class LoggingSettings(Settings):
     """How renderkit's log pipeline renders and filters lines."""
 
-    level: str = env(
-        "LOG_LEVEL",
-        default="INFO",
-        help="Lowest level written: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
-        validate=_level_name,
-    )
-    format: Literal["json", "console"] | None = env(
-        "LOG_FORMAT",
-        default=None,
-        help="json or console; unset: json in production or on a PaaS, else console.",
-    )
+    level: str = env("LOG_LEVEL", default="INFO", validate=_level_name)
+    """Lowest level written: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
+    format: Literal["json", "console"] | None = env("LOG_FORMAT", default=None)
+    """json or console; unset: json in production or on a PaaS, else console."""
 
 
 def _resolve(

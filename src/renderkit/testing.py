@@ -74,34 +74,17 @@ DATABASE_URL_VAR = "RENDERKIT_TEST_DATABASE_URL"
 class _TestingSettings(Settings):
     """The pytest plugin's own variables (renderkit.testing)."""
 
-    ci: str | None = env(
-        "CI",
-        default=None,
-        help="Set by CI systems; a true word (true, 1, yes) makes missing services fail "
-        "integration tests instead of skipping them.",
-    )
-    require_services: str | None = env(
-        "RENDERKIT_TEST_REQUIRE_SERVICES",
-        default=None,
-        help="true: fail, not skip, integration tests when Redis/Postgres are missing.",
-    )
-    redis_url: str | None = env(
-        REDIS_URL_VAR,
-        default=None,
-        secret=True,
-        help="The Redis the renderkit_redis_url fixture hands to integration tests.",
-    )
-    database_url: str | None = env(
-        DATABASE_URL_VAR,
-        default=None,
-        secret=True,
-        help="The Postgres the renderkit_database_url fixture hands to integration tests.",
-    )
-    docker_host: str | None = env(
-        "DOCKER_HOST",
-        default=None,
-        help="Where testcontainers finds Docker when no service URL is set.",
-    )
+    ci: str | None = env("CI", default=None)
+    """Set by CI systems; a true word (true, 1, yes) makes missing services fail integration tests
+    instead of skipping them."""
+    require_services: str | None = env("RENDERKIT_TEST_REQUIRE_SERVICES", default=None)
+    """true: fail, not skip, integration tests when Redis/Postgres are missing."""
+    redis_url: str | None = env(REDIS_URL_VAR, default=None, secret=True)
+    """The Redis the renderkit_redis_url fixture hands to integration tests."""
+    database_url: str | None = env(DATABASE_URL_VAR, default=None, secret=True)
+    """The Postgres the renderkit_database_url fixture hands to integration tests."""
+    docker_host: str | None = env("DOCKER_HOST", default=None)
+    """Where testcontainers finds Docker when no service URL is set."""
 
 
 def _settings() -> _TestingSettings:

@@ -30,19 +30,13 @@ class DoctorSettings(Settings):
 
     database_url: str | None = DATABASE_URL
     redis_url: str | None = REDIS_URL
-    port: str | None = env("PORT", default=None, help="Checked: a port number.")
-    web_concurrency: str | None = env(
-        "WEB_CONCURRENCY",
-        default=None,
-        help="Worker processes per instance (uvicorn/gunicorn read it too). Above 1, "
-        "sessions, rate limits and caches need REDIS_URL to be shared between workers.",
-    )
-    secret_key: str | None = env(
-        "SECRET_KEY",
-        default=None,
-        secret=True,
-        help="Your framework's secret (Flask's SECRET_KEY); checked: at least 32 bytes.",
-    )
+    port: str | None = env("PORT", default=None)
+    """Checked: a port number."""
+    web_concurrency: str | None = env("WEB_CONCURRENCY", default=None)
+    """Worker processes per instance (uvicorn/gunicorn read it too). Above 1, sessions, rate limits
+    and caches need REDIS_URL to be shared between workers."""
+    secret_key: str | None = env("SECRET_KEY", default=None, secret=True)
+    """Your framework's secret (Flask's SECRET_KEY); checked: at least 32 bytes."""
 
 
 @dataclass(frozen=True, slots=True)
