@@ -277,3 +277,59 @@ def test_route_template_falls_back_to_the_endpoint_when_route_is_missing() -> No
     assert route_template({"endpoint": boom, "router": router}) == "/b/{y}"
     assert route_template({"endpoint": lambda r: None, "router": router}) is None
     assert route_template({}) is None
+
+
+def test_in_flight_gauge_counts_concurrent_threads_without_losing_one() -> None:
+    """In one process the in-flight gauge is read when scraped: 8 threads x 500 entries and
+    exits each, interleaved, leave it at 0, and 3 requests held open read 3."""
+    metrics = RequestMetrics()
+    start = threading.Barrier(8)
+
+    def churn() -> None:
+        start.wait()
+        for _ in range(500):
+            gauge = metrics.active("GET")
+            gauge.inc()
+            gauge.dec()
+
+    threads = [threading.Thread(target=churn) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    held = metrics.active("GET")
+    for _ in range(3):
+        held.inc()
+    assert 'http_server_active_requests{http_request_method="GET"} 3.0' in (
+        metrics.prometheus_text()
+    )
+    for _ in range(3):
+        held.dec()
+    assert 'http_server_active_requests{http_request_method="GET"} 0.0' in (
+        metrics.prometheus_text()
+    )
+
+
+def test_in_flight_gauge_reaches_the_shared_files_in_multiprocess_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With PROMETHEUS_MULTIPROC_DIR the gauge is prometheus_client's own (a value read at
+    scrape time would never reach the files the other workers' /metrics adds up)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from renderkit.metrics import RequestMetrics\n"
+        "m = RequestMetrics()\n"
+        "g = m.active('POST'); g.inc(); g.inc()\n"
+        "print([l for l in m.prometheus_text().splitlines() if 'active_requests{' in l])\n"
+        "g.dec(); g.dec()\n"
+        "print([l for l in m.prometheus_text().splitlines() if 'active_requests{' in l])\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert 'http_request_method="POST"} 2.0' in first
+    assert 'http_request_method="POST"} 0.0' in second

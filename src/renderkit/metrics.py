@@ -26,6 +26,7 @@ import os
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -101,6 +102,27 @@ class MetricsSettings(Settings):
 
 _MEMO_SIZE = 4096
 """Most (method, route, status, failed) keys :meth:`RequestMetrics.record` remembers."""
+
+
+class _InFlight:
+    """The requests in flight for one method, in a single process: a deque's ``append`` and
+    ``pop`` are atomic, so ``inc``/``dec`` take no lock, and the gauge reads the length only
+    when scraped (prometheus_client's ``set_function``). In multiprocess mode the gauge's own
+    ``inc``/``dec`` are used instead: only they reach the files every worker shares."""
+
+    __slots__ = ("_marks",)
+
+    def __init__(self) -> None:
+        self._marks: deque[None] = deque()
+
+    def inc(self) -> None:
+        self._marks.append(None)
+
+    def dec(self) -> None:
+        self._marks.pop()
+
+    def __len__(self) -> int:
+        return len(self._marks)
 
 
 class _Bucket:
@@ -287,7 +309,14 @@ class RequestMetrics:
         method = method if method in _METHODS else "_OTHER"
         gauge = self._active_children.get(method)
         if gauge is None:
-            gauge = self._active_children[method] = self._active.labels(method)
+            with self._lock:  # one counter per method, even when two threads start at once
+                gauge = self._active_children.get(method)
+                if gauge is None:
+                    gauge = child = self._active.labels(method)
+                    if self.multiprocess_dir is None:
+                        gauge = _InFlight()
+                        child.set_function(gauge.__len__)
+                    self._active_children[method] = gauge
         return gauge
 
     def reset(self) -> None:
