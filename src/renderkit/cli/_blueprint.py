@@ -516,6 +516,15 @@ def _check_file(path: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """print a render.yaml for a renderkit app, or --check one against Render's spec
+
+    Print a Render Blueprint (render.yaml): a web service with its health check and
+    shutdown delay, a Postgres database, a Key Value instance, and the env vars
+    renderkit reads wired to them; options add workers, cron jobs, private services,
+    a static site, an env group, secrets, scaling and a disk. Every key is checked
+    against Render's Blueprint specification. --check FILE checks an existing file
+    (exit 1 when Render would refuse it).
+    """
     if args.check:
         return _check_file(args.check)
     try:
@@ -615,20 +624,9 @@ def _add_resource_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-_HELP = "print a render.yaml for a renderkit app, or --check one against Render's spec"
-_DESCRIPTION = (
-    "Print a Render Blueprint (render.yaml): a web service with its health check and "
-    "shutdown delay, a Postgres database, a Key Value instance, and the env vars "
-    "renderkit reads wired to them; options add workers, cron jobs, private services, "
-    "a static site, an env group, secrets, scaling and a disk. Every key is checked "
-    "against Render's Blueprint specification. --check FILE checks an existing file "
-    "(exit 1 when Render would refuse it)."
-)
-
-
 def register(subparsers: Any) -> None:
     """Add ``blueprint`` to the CLI."""
-    p = add_command(subparsers, "blueprint", _run, help=_HELP, description=_DESCRIPTION)
+    p = add_command(subparsers, "blueprint", _run)
     _add_service_options(p)
     _add_resource_options(p)
     p.add_argument("--check", default=None, metavar="FILE", help="check this render.yaml instead")

@@ -130,6 +130,12 @@ def report_as_dict(report: ConfigReport) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """load a Settings class from the environment and show every value (secrets masked)
+
+    Load module:Class from the environment (and a .env file with --dotenv), print every
+    setting with secrets masked, and list every problem. Exit codes: 0 valid,
+    1 invalid settings, 2 the class could not be imported.
+    """
     try:
         cls = import_settings(args.settings)
         report = cls.check(dotenv=args.dotenv)
@@ -144,19 +150,11 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_INVALID
 
 
-_HELP = "load a Settings class from the environment and show every value (secrets masked)"
-_DESCRIPTION = (
-    "Load module:Class from the environment (and a .env file with --dotenv), print every "
-    "setting with secrets masked, and list every problem. Exit codes: 0 valid, "
-    "1 invalid settings, 2 the class could not be imported."
-)
-
-
 def register(subparsers: Any) -> None:
     """Add ``config check`` to the CLI."""
     config = subparsers.add_parser("config", help="check an app's settings")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
-    check = add_command(config_sub, "check", _run, help=_HELP, description=_DESCRIPTION)
+    check = add_command(config_sub, "check", _run)
     check.add_argument("settings", metavar="module:Class", help="e.g. app.config:AppSettings")
     check.add_argument(
         "--dotenv",

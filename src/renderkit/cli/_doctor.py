@@ -262,6 +262,11 @@ def as_json(ctx: DoctorContext, findings: list[Finding]) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """show the detected platform, environment, limits and config problems
+
+    Print what renderkit detects about this instance (provider, environment, memory
+    and CPU limits) and a list of findings. Exit code 1 when any finding fails.
+    """
     ctx = build_context(None, args.settings, args.dotenv, args.cgroup_root)
     findings = run_checks(ctx)
     if args.json:
@@ -273,16 +278,9 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if any(f.status == "fail" for f in findings) else 0
 
 
-_HELP = "show the detected platform, environment, limits and config problems"
-_DESCRIPTION = (
-    "Print what renderkit detects about this instance (provider, environment, memory "
-    "and CPU limits) and a list of findings. Exit code 1 when any finding fails."
-)
-
-
 def register(subparsers: Any) -> None:
     """Add ``doctor`` to the CLI."""
-    doctor = add_command(subparsers, "doctor", _run, help=_HELP, description=_DESCRIPTION)
+    doctor = add_command(subparsers, "doctor", _run)
     doctor.add_argument(
         "--settings", metavar="module:Class", help="also load and check this Settings class"
     )

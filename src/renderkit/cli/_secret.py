@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from renderkit.cli._output import add_command
+from renderkit.cli._output import add_command, command_docs
 
 __all__ = ["KINDS", "SecretKind", "generate"]
 
@@ -79,6 +79,10 @@ def generate(kind: str = "session") -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """print a new random secret (SESSION_SECRET, an encryption key, a token)
+
+    Print a new random secret from the OS CSPRNG.
+    """
     kind = KINDS[args.kind]
     if args.count < 1 or args.count > 100:
         print("renderkit secret: --count must be from 1 to 100", file=sys.stderr)
@@ -102,17 +106,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-_HELP = "print a new random secret (SESSION_SECRET, an encryption key, a token)"
-_DESCRIPTION = (
-    "Print a new random secret from the OS CSPRNG. "
-    + "; ".join(f"{k.name}: {k.help}" for k in KINDS.values())
-    + "."
-)
-
-
 def register(subparsers: Any) -> None:
     """Add ``secret`` to the CLI."""
-    parser = add_command(subparsers, "secret", _run, help=_HELP, description=_DESCRIPTION)
+    # The description goes on with each kind of KINDS, so it cannot drift from --kind.
+    _, intro = command_docs("secret", _run)
+    kinds = "; ".join(f"{k.name}: {k.help}" for k in KINDS.values())
+    parser = add_command(subparsers, "secret", _run, description=f"{intro} {kinds}.")
     parser.add_argument(
         "--kind",
         choices=sorted(KINDS),

@@ -28,6 +28,11 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """manage the Postgres sessions table (migrate, prune)
+
+    migrate: create the renderkit_sessions table and its indexes if missing
+    (idempotent, safe from several instances); prune: delete expired sessions now.
+    """
     try:
         opened = _store(args)
         if opened is None:
@@ -52,16 +57,9 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-_HELP = "manage the Postgres sessions table (migrate, prune)"
-_DESCRIPTION = (
-    "migrate: create the renderkit_sessions table and its indexes if missing "
-    "(idempotent, safe from several instances); prune: delete expired sessions now."
-)
-
-
 def register(subparsers: Any) -> None:
     """Add ``sessions migrate`` and ``sessions prune`` to the CLI."""
-    parser = add_command(subparsers, "sessions", _run, help=_HELP, description=_DESCRIPTION)
+    parser = add_command(subparsers, "sessions", _run)
     parser.add_argument("action", choices=["migrate", "prune"])
     parser.add_argument(
         "--database-url",

@@ -716,6 +716,13 @@ def _stderr_progress(stream: TextIO) -> Progress:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """check a running app: health, redirect, security headers, request id, cookies
+
+    Check a deployed (or local) app: health endpoints and format, the http->https
+    redirect, security headers graded with Mozilla HTTP Observatory's rules,
+    X-Request-ID handling, rate-limit headers and cookie flags. Exit codes: 0 no
+    check failed, 1 a check failed, 2 bad usage.
+    """
     try:
         report = run_verify(
             args.url,
@@ -745,18 +752,9 @@ def _positive(text: str) -> float:
     return value
 
 
-_HELP = "check a running app: health, redirect, security headers, request id, cookies"
-_DESCRIPTION = (
-    "Check a deployed (or local) app: health endpoints and format, the http->https "
-    "redirect, security headers graded with Mozilla HTTP Observatory's rules, "
-    "X-Request-ID handling, rate-limit headers and cookie flags. Exit codes: 0 no "
-    "check failed, 1 a check failed, 2 bad usage."
-)
-
-
 def register(subparsers: Any) -> None:
     """Add ``verify`` to the CLI."""
-    p = add_command(subparsers, "verify", _run, help=_HELP, description=_DESCRIPTION)
+    p = add_command(subparsers, "verify", _run)
     p.add_argument("url", help="the app's base URL, e.g. https://app.onrender.com")
     p.add_argument("--json", action="store_true", help="print the report as JSON (for CI)")
     p.add_argument(
