@@ -79,25 +79,15 @@ LOOPBACK = ("127.0.0.0/8", "::1/128")
 class MetricsSettings(Settings):
     """Where worker processes share metrics, and who may read them."""
 
-    multiprocess_dir: str | None = env(
-        "PROMETHEUS_MULTIPROC_DIR",
-        default=None,
-        help="An empty directory shared by the server's worker processes (uvicorn --workers, "
-        "gunicorn); with it /metrics adds every worker up. Read by prometheus_client at import.",
-    )
-    token: str | None = env(
-        "METRICS_TOKEN",
-        default=None,
-        secret=True,
-        help="Bearer token for /metrics and /metrics/json. In production without it, only "
-        "loopback callers may read metrics.",
-    )
-    otlp_endpoint: str | None = env(
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        default=None,
-        help="Where to export request metrics and spans over OTLP/HTTP as well (needs "
-        "renderkit[otel]); the exporter reads the other OTEL_EXPORTER_OTLP_* variables.",
-    )
+    multiprocess_dir: str | None = env("PROMETHEUS_MULTIPROC_DIR", default=None)
+    """An empty directory shared by the server's worker processes (uvicorn --workers, gunicorn);
+    with it /metrics adds every worker up. Read by prometheus_client at import."""
+    token: str | None = env("METRICS_TOKEN", default=None, secret=True)
+    """Bearer token for /metrics and /metrics/json. In production without it, only loopback callers
+    may read metrics."""
+    otlp_endpoint: str | None = env("OTEL_EXPORTER_OTLP_ENDPOINT", default=None)
+    """Where to export request metrics and spans over OTLP/HTTP as well (needs renderkit[otel]); the
+    exporter reads the other OTEL_EXPORTER_OTLP_* variables."""
 
 
 _MEMO_SIZE = 4096

@@ -695,24 +695,13 @@ class SecuritySettings(Settings):
     """The variables :meth:`SecurityHeaders.from_env` and :func:`https_redirect_enabled` read."""
 
     force_https: bool | None = FORCE_HTTPS
-    headers_enabled: bool = env(
-        "SECURITY_HEADERS_ENABLED",
-        default=True,
-        help="false sends none of the security headers of SecurityHeaders.from_env() "
-        "(CSP, HSTS, X-Frame-Options, ...).",
-    )
-    csp_enabled: bool = env(
-        "CSP_ENABLED",
-        default=True,
-        help="false drops the Content-Security-Policy header (the other headers stay).",
-    )
-    hsts_max_age: int | None = env(
-        "HSTS_MAX_AGE",
-        default=None,
-        minimum=0,
-        help="Strict-Transport-Security max-age in seconds (0: no HSTS); unset: two years "
-        "(63072000).",
-    )
+    headers_enabled: bool = env("SECURITY_HEADERS_ENABLED", default=True)
+    """false sends none of the security headers of SecurityHeaders.from_env() (CSP, HSTS,
+    X-Frame-Options, ...)."""
+    csp_enabled: bool = env("CSP_ENABLED", default=True)
+    """false drops the Content-Security-Policy header (the other headers stay)."""
+    hsts_max_age: int | None = env("HSTS_MAX_AGE", default=None, minimum=0)
+    """Strict-Transport-Security max-age in seconds (0: no HSTS); unset: two years (63072000)."""
 
 
 def default_trust() -> ProxyTrust:

@@ -24,13 +24,9 @@ logger = logging.getLogger("renderkit.resilience")
 class TimeoutSettings(Settings):
     """Request timeouts (renderkit.resilience.TimeoutMiddleware.from_env)."""
 
-    timeout: Seconds | None = env(
-        "REQUEST_TIMEOUT",
-        default="30s",
-        minimum="0s",
-        help="Answer 504 when a request takes longer (30s, 2m); 0 or off disables it. Keep it "
-        "under the proxy's own limit so the client gets renderkit's answer.",
-    )
+    timeout: Seconds | None = env("REQUEST_TIMEOUT", default="30s", minimum="0s")
+    """Answer 504 when a request takes longer (30s, 2m); 0 or off disables it. Keep it under the
+    proxy's own limit so the client gets renderkit's answer."""
 
 
 class _Deadline:
