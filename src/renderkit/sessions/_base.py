@@ -28,6 +28,7 @@ __all__ = [
     "Changes",
     "RawRecord",
     "SessionConflict",
+    "SessionData",
     "SessionRecord",
     "StoreCore",
     "thread_if_sync_only",
@@ -49,6 +50,8 @@ class _Deleted:
 DELETED: Any = _Deleted()
 #: key -> new value, or :data:`DELETED` for a key the request removed.
 Changes = Mapping[str, Any]
+#: A session's whole data as a store writes it (JSON-serialisable values).
+SessionData = Mapping[str, Any]
 
 
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
@@ -181,7 +184,7 @@ class StoreCore:
         self._count2("loads", "hits")
         return SessionRecord(data, raw.version, raw.user_id, raw.expires_at)
 
-    def _encode(self, session_id: str, data: Mapping[str, Any]) -> bytes:
+    def _encode(self, session_id: str, data: SessionData) -> bytes:
         return self.codec.encode(session_id, data)
 
     def _apply(self, session_id: str, raw: RawRecord, changes: Changes) -> bytes:

@@ -9,12 +9,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from renderkit.errors import BackendUnavailable
 from renderkit.health import CheckResult
-from renderkit.sessions._base import DEFAULT_TTL, DELETED, Changes, SessionConflict, SessionRecord
+from renderkit.sessions._base import (
+    DEFAULT_TTL,
+    DELETED,
+    Changes,
+    SessionConflict,
+    SessionData,
+    SessionRecord,
+)
 from renderkit.sessions._fallback_base import (
     FallbackBase,
     is_tombstone,
@@ -136,12 +143,7 @@ class AsyncFallbackOps(FallbackBase):
         return await self._areconcile(session_id, primary, fallback)
 
     async def _asave_op(
-        self,
-        session_id: str,
-        data: Mapping[str, Any],
-        version: int,
-        user_id: str | None,
-        ttl: float,
+        self, session_id: str, data: SessionData, version: int, user_id: str | None, ttl: float
     ) -> int:
         stamped = self._stamped(data)
         write = self.primary.asave
@@ -178,7 +180,7 @@ class AsyncFallbackOps(FallbackBase):
             )
 
     async def _amirror(
-        self, session_id: str, data: Mapping[str, Any], user_id: str | None, ttl: float
+        self, session_id: str, data: SessionData, user_id: str | None, ttl: float
     ) -> None:
         """Copy a save the primary accepted; the primary's version check already decided."""
         self._mirror_paid(session_id)

@@ -16,13 +16,12 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from renderkit.health import CheckResult
 from renderkit.resilience import CircuitBreaker
 from renderkit.resilience._pair import FallbackPair
-from renderkit.sessions._base import DEFAULT_TTL, SessionConflict, SessionRecord
+from renderkit.sessions._base import DEFAULT_TTL, SessionConflict, SessionData, SessionRecord
 from renderkit.sessions._store import SessionStore
 
 __all__ = ["FallbackBase"]
@@ -157,7 +156,7 @@ class FallbackBase(FallbackPair[SessionStore], SessionStore):
                 journal.popitem(last=False)
                 self._counts["journal_dropped"] += 1
 
-    def _owe_mirror(self, session_id: str, data: Mapping[str, Any]) -> None:
+    def _owe_mirror(self, session_id: str, data: SessionData) -> None:
         stamp = data.get(_STAMP, 0.0)
         with self._lock:
             self._mirror_debt[session_id] = float(stamp) if isinstance(stamp, int | float) else 0.0
@@ -198,7 +197,7 @@ class FallbackBase(FallbackPair[SessionStore], SessionStore):
         return time.monotonic() - self._recovered_at < self.reconcile_window
 
     @staticmethod
-    def _stamped(data: Mapping[str, Any]) -> dict[str, Any]:
+    def _stamped(data: SessionData) -> dict[str, Any]:
         out = dict(data)
         out.pop(_TOMB, None)
         out[_STAMP] = time.time()

@@ -7,10 +7,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from renderkit.sessions._base import DEFAULT_TTL, DELETED, Changes, SessionRecord, StoreCore
+from renderkit.sessions._base import (
+    DEFAULT_TTL,
+    DELETED,
+    Changes,
+    SessionData,
+    SessionRecord,
+    StoreCore,
+)
 
 __all__ = ["AsyncStoreAPI"]
 
@@ -25,7 +29,7 @@ class AsyncStoreAPI(StoreCore):
     async def asave(
         self,
         session_id: str,
-        data: Mapping[str, Any],
+        data: SessionData,
         *,
         version: int = 0,
         user_id: str | None = None,
@@ -40,12 +44,7 @@ class AsyncStoreAPI(StoreCore):
         return await self._asave_op(session_id, data, version, user_id, ttl)
 
     async def _asave_op(
-        self,
-        session_id: str,
-        data: Mapping[str, Any],
-        version: int,
-        user_id: str | None,
-        ttl: float,
+        self, session_id: str, data: SessionData, version: int, user_id: str | None, ttl: float
     ) -> int:
         """The work behind :meth:`asave` (one signature for every store): encode, then a
         version-checked ``_aput``. A store that routes whole operations elsewhere
