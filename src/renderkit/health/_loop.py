@@ -54,12 +54,7 @@ class EventLoopMonitor:
     """
 
     def __init__(
-        self,
-        *,
-        interval: float = 0.5,
-        window: float = 10.0,
-        warn: float = 0.1,
-        fail: float = 2.0,
+        self, *, interval: float = 0.5, window: float = 10.0, warn: float = 0.1, fail: float = 2.0
     ) -> None:
         self.interval = seconds_option(interval, "EventLoopMonitor(interval)")
         self.window = seconds_option(window, "EventLoopMonitor(window)")
