@@ -51,7 +51,10 @@ def test_environment_page_lists_every_declared_variable() -> None:
     for cls in classes:
         for info in cls.describe():
             assert f"`{info.variable}`" in page, (cls, info.variable)
-            assert info.help.strip(), f"{cls.__name__}: give {info.variable} a help= text"
+            assert info.help.strip(), (
+                f"{cls.__name__}: give {info.variable} its help, an attribute docstring on "
+                "the line after its env() call"
+            )
 
 
 def test_a_variable_read_by_several_classes_is_explained_once() -> None:
