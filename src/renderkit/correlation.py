@@ -120,23 +120,16 @@ def get_correlation_id() -> str | None:
     return correlation_id_var.get()
 
 
-def _sentry_tagger(tag: str | None) -> Callable[[str], None] | None:
-    """A function putting the id on Sentry's isolation scope as ``tag`` once the app has
-    imported sentry-sdk (``pip install 'renderkit[sentry]'``); None when it is not installed.
+def _sentry_tag(tag: str | None) -> str | None:
+    """``tag`` when sentry-sdk is installed (``pip install 'renderkit[sentry]'``), else None.
 
     Whether the app uses Sentry is looked up per request in ``sys.modules`` (tens of
-    nanoseconds): an installed but unused sentry-sdk costs nothing, and ``sentry_sdk.init()``
-    may run before or after the middleware is built.
+    nanoseconds, see :meth:`CorrelationId.bind`): an installed but unused sentry-sdk costs
+    nothing, and ``sentry_sdk.init()`` may run before or after the middleware is built.
     """
     if tag is None or importlib.util.find_spec("sentry_sdk") is None:
         return None
-
-    def set_tag(request_id: str) -> None:
-        sentry_sdk = sys.modules.get("sentry_sdk")
-        if sentry_sdk is not None:
-            sentry_sdk.get_isolation_scope().set_tag(tag, request_id)
-
-    return set_tag
+    return tag
 
 
 class CorrelationOptions(TypedDict, total=False):
@@ -184,7 +177,7 @@ class CorrelationId:
     _incoming_set: frozenset[bytes] = field(init=False, repr=False, compare=False)
     _header_bytes: bytes = field(init=False, repr=False, compare=False)
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
-    _tag: Callable[[str], None] | None = field(init=False, repr=False, compare=False)
+    _tag: str | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -196,7 +189,7 @@ class CorrelationId:
         set_(self, "_incoming_set", frozenset(self._incoming_bytes))
         set_(self, "_header_bytes", self.header.lower().encode("latin-1"))
         set_(self, "_pattern", _charset_pattern(self.max_length))
-        set_(self, "_tag", _sentry_tagger(self.sentry_tag))
+        set_(self, "_tag", _sentry_tag(self.sentry_tag))
         if self.celery_header is not None and importlib.util.find_spec("celery") is not None:
             connect_celery(self.celery_header)
 
@@ -348,11 +341,15 @@ class CorrelationId:
 
     def bind(self, request_id: str) -> None:
         """Hand the id to the integrations (the Sentry tag) for the current request."""
-        if self._tag is not None:
+        tag = self._tag
+        if tag is None:
+            return
+        sentry_sdk = sys.modules.get("sentry_sdk")
+        if sentry_sdk is not None:  # the app has imported it: Sentry may be in use
             try:
-                self._tag(request_id)
+                sentry_sdk.get_isolation_scope().set_tag(tag, request_id)
             except Exception:
-                logger.exception("could not set the Sentry tag %r", self.sentry_tag)
+                logger.exception("could not set the Sentry tag %r", tag)
 
 
 def _with_header(
