@@ -1,5 +1,6 @@
 # twins: source
-# twins: rename aopen=open afinish=finish acommit=commit _asave=_save aload=load asave=save
+# twins: rename aopen=open afinish=finish acommit=commit _amerge_changes=_merge_changes
+# twins: rename aload=load asave=save
 # twins: rename amerge=merge atouch=touch adelete=delete
 """The session engine's I/O (async source; ``_engine_sync`` is generated; private module)."""
 
@@ -49,7 +50,18 @@ class AsyncEngineIO(EngineBase):
             if plan.touch_id is not None:
                 await store.atouch(plan.touch_id, plan.ttl)
             if plan.save_id is not None:
-                await self._asave(plan, plan.save_id)
+                try:  # a version-checked write
+                    await store.asave(
+                        plan.save_id,
+                        plan.data,
+                        version=plan.version,
+                        user_id=plan.session.user_id,
+                        ttl=plan.ttl,
+                    )
+                except SessionConflict:
+                    if self.on_conflict == "raise":
+                        raise
+                    await self._amerge_changes(plan, plan.save_id)
             if plan.delete_id is not None:
                 await store.adelete(plan.delete_id)
         except store.errors as exc:
@@ -59,21 +71,16 @@ class AsyncEngineIO(EngineBase):
             return
         self._store_ok()
 
-    async def _asave(self, plan: Plan, session_id: str) -> None:
-        """A version-checked write; when another request wrote first, a per-key merge."""
+    async def _amerge_changes(self, plan: Plan, session_id: str) -> None:
+        """Another request wrote first: apply this request's changed keys on top of it."""
         session = plan.session
-        user = session.user_id
-        try:
-            await self.store.asave(
-                session_id, plan.data, version=plan.version, user_id=user, ttl=plan.ttl
-            )
-            return
-        except SessionConflict:
-            if self.on_conflict == "raise":
-                raise
         changes = self._changes(plan)
         new = await self.store.amerge(
-            session_id, changes, user_id=user, set_user=session.pending().user_changed, ttl=plan.ttl
+            session_id,
+            changes,
+            user_id=session.user_id,
+            set_user=session.pending().user_changed,
+            ttl=plan.ttl,
         )
         if new is None:
             self._dropped(plan)
