@@ -141,14 +141,11 @@ class SessionMiddleware(SessionAdapter[ASGIApp]):
 
     def _cookie_values(self, scope: Scope) -> list[str]:
         needle = self._needle
-        raw = [
-            value.decode("latin-1")
-            for key, value in scope["headers"]
-            if key == b"cookie" and needle in value
-        ]
-        if not raw:
-            return []
-        return cookie_values(raw, self._name)
+        raw: list[str] = []
+        for key, value in scope["headers"]:  # a loop: most requests carry no session cookie
+            if key == b"cookie" and needle in value:
+                raw.append(value.decode("latin-1"))
+        return cookie_values(raw, self._name) if raw else raw
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]

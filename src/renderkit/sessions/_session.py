@@ -58,7 +58,8 @@ class Session(dict[str, Any]):
         *,
         cookie_stale: bool = False,
     ) -> None:
-        super().__init__(() if record is None else record.data)
+        if record is not None:  # dict.update: Session.update would mark it modified
+            dict.update(self, record.data)
         self._id = session_id
         self._exists = record is not None
         self._version = 0 if record is None else record.version
