@@ -60,7 +60,7 @@ Check = Charge
 """One limit of one request (kept name; see :class:`~renderkit.ratelimit._counting.Charge`)."""
 
 TierFunc = Callable[[RequestInfo], "str | None"]
-Cost = int | Callable[[RequestInfo], int]
+Cost = int | Callable[[RequestInfo], int] | Callable[[], int]
 _MAX_SEGMENTS = 32
 
 
@@ -105,14 +105,15 @@ class RouteLimit:
     ``limit``: a limit string or tier name -> limit string. ``shared``: a quota name; every
     limit naming it counts in one quota (default None: per route template and method).
     ``methods``: only these methods (HEAD counts as GET). ``key``: the identity function
-    (default: the policy's). ``cost``: what a request consumes, an int or a function of the
-    request. ``exempt_when``: a predicate (of the request, or of nothing) that skips this
-    limit. ``deduct_when``: a predicate of the response status; when given, the request is
-    checked before and charged after the response, only if it returns True (count failed
-    logins only). ``on_breach``: called with (request, result) when this limit refuses.
-    ``override_defaults``: replace the app-wide default on this route (True) or add to it.
-    ``fail_closed``: while the shared storage is down, refuse with 503 instead of counting in
-    memory (login-type limits). ``name``: the quota's name in headers.
+    (default: the policy's). ``cost``: what a request consumes, an int or a function (of the
+    request, or of nothing as flask-limiter's). ``exempt_when``: a predicate (of the request,
+    or of nothing) that skips this limit. ``deduct_when``: a predicate of the response
+    status; when given, the request is checked before and charged after the response, only
+    if it returns True (count failed logins only). ``on_breach``: called with (request,
+    result) when this limit refuses. ``override_defaults``: replace the app-wide default on
+    this route (True) or add to it. ``fail_closed``: while the shared storage is down, refuse
+    with 503 instead of counting in memory (login-type limits). ``name``: the quota's name in
+    headers.
     """
 
     limit: str | Mapping[str, str]
@@ -130,6 +131,7 @@ class RouteLimit:
     items: dict[str, list[RateLimitItem]] = field(init=False, repr=False)
     method_set: frozenset[str] | None = field(init=False, repr=False)
     exempt_takes_request: bool = field(init=False, repr=False)
+    cost_takes_request: bool = field(init=False, repr=False)
     fixed_scope: str | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -153,6 +155,8 @@ class RouteLimit:
         object.__setattr__(self, "method_set", _methods(self.methods))
         if self.exempt_when is not None:
             object.__setattr__(self, "exempt_takes_request", _accepts_request(self.exempt_when))
+        takes_request = not isinstance(self.cost, int) and _accepts_request(self.cost)
+        object.__setattr__(self, "cost_takes_request", takes_request)
         if self.name is None:
             object.__setattr__(self, "name", self.shared or _label(self.limit))
         if self.shared is not None:
@@ -185,7 +189,8 @@ class RouteLimit:
         if isinstance(cost, int):
             return cost
         try:
-            raw = cost(request)
+            function: Callable[..., Any] = cost  # of the request, or of nothing
+            raw = function(request) if self.cost_takes_request else function()
             value = raw if isinstance(raw, int) else math.ceil(raw)
         except Exception:
             logger.exception(
