@@ -18,16 +18,15 @@ from typing import Any, Unpack
 
 # Runtime imports (starlette is a core dependency): FastAPI reads the dependency's
 # annotations to inject Request and Response.
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from renderkit._asgi import Message, Receive, Scope, Send
-from renderkit.errors import RenderKitError
 from renderkit.ratelimit._limiter import RateLimiter
 from renderkit.ratelimit._middleware import (
     PENDING_KEY,
     LimitOptions,
+    RateLimitExceeded,
     add_headers,
     declared,
     refused_response,
@@ -45,35 +44,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _DECIDED = "renderkit.ratelimit.decided"
 """Scope key: ids of the ``RateLimit`` dependencies already decided for this request."""
 _warned: list[bool] = []
-
-
-class RateLimitExceeded(HTTPException, RenderKitError):
-    """Raised by a ``RateLimit`` dependency that refuses a request (429, or 503 failing closed).
-
-    ``verdict`` holds the decision; :func:`rate_limit_handler` (registered by :func:`install`)
-    answers its problem+json body with ``Retry-After`` and every ``RateLimit`` header pair. It
-    is an ``HTTPException``, so an app without the handler still answers the status and headers
-    (with FastAPI's ``{"detail": ...}`` body).
-    """
-
-    def __init__(self, verdict: Verdict) -> None:
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in verdict.headers:
-            if raw_name in (b"content-type", b"content-length"):
-                continue
-            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        result = verdict.result
-        detail = "Rate limit exceeded." if result is None else _detail(verdict)
-        HTTPException.__init__(self, verdict.status, detail=detail, headers=headers)
-        self.verdict = verdict
-
-
-def _detail(verdict: Verdict) -> str:
-    import json
-
-    detail: str = json.loads(verdict.body).get("detail", "Rate limit exceeded.")
-    return detail
 
 
 async def rate_limit_handler(request: Request, exc: Exception) -> Response:

@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack
 
 # Runtime imports (starlette is a core dependency): FastAPI reads the dependency's
 # annotations to inject Request and Response.
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from renderkit._asgi import Message, Receive, Scope, Send
+from renderkit.errors import RenderKitError
 from renderkit.ratelimit._keys import KeyFunc, RequestInfo
 from renderkit.ratelimit._limiter import RateLimiter, RateLimitResult
 from renderkit.ratelimit._rules import (
@@ -44,9 +46,11 @@ __all__ = [
     "HeaderSend",
     "LimitOptions",
     "PolicyMiddleware",
+    "RateLimitExceeded",
     "RateLimitMiddleware",
     "SettleSend",
     "add_headers",
+    "app_refusal_handler",
     "exempt",
     "limit",
     "refused_response",
@@ -54,6 +58,7 @@ __all__ = [
     "route_dependencies",
     "route_limit",
     "routed_here",
+    "send_app_refusal",
 ]
 
 logger = logging.getLogger("renderkit.ratelimit")
@@ -252,6 +257,10 @@ class RateLimitMiddleware(PolicyMiddleware[ASGIApp]):
             return
         scope[SCOPE_KEY] = verdict
         if not verdict.allowed:
+            handler = app_refusal_handler(scope)
+            if handler is not None:
+                await send_app_refusal(handler, scope, receive, send, verdict)
+                return
             await send(
                 {
                     "type": "http.response.start",
@@ -309,6 +318,56 @@ def routed_here(scope: Scope, endpoint: object = None) -> bool:
     if verdict is None or not verdict.routed:
         return False
     return endpoint is None or scope.get("endpoint") is endpoint
+
+
+class RateLimitExceeded(HTTPException, RenderKitError):
+    """A refused request (429, or 503 failing closed), as an ``HTTPException``.
+
+    ``verdict`` holds the decision; ``headers`` carries ``Retry-After`` and every ``RateLimit``
+    pair, for a handler of your own. A ``RateLimit`` dependency raises it; ``@limit`` and
+    :class:`RateLimitMiddleware` raise it (the decorator) or call the handler (the
+    middleware) only when the app registered one for it,
+    ``app.add_exception_handler(RateLimitExceeded, handler)`` as slowapi users do, and answer
+    the documented problem+json refusal otherwise. :func:`rate_limit_handler` (registered by
+    :func:`install`) renders that refusal.
+    """
+
+    def __init__(self, verdict: Verdict) -> None:
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in verdict.headers:
+            if raw_name in (b"content-type", b"content-length"):
+                continue
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        result = verdict.result
+        detail = "Rate limit exceeded." if result is None else _detail(verdict)
+        HTTPException.__init__(self, verdict.status, detail=detail, headers=headers)
+        self.verdict = verdict
+
+
+def _detail(verdict: Verdict) -> str:
+    import json
+
+    detail: str = json.loads(verdict.body).get("detail", "Rate limit exceeded.")
+    return detail
+
+
+def app_refusal_handler(scope: Scope) -> Callable[..., Any] | None:
+    """The handler the Starlette/FastAPI app registered for :class:`RateLimitExceeded`
+    (``app.add_exception_handler``), or None: renderkit's own refusal is sent then."""
+    handlers = getattr(scope.get("app"), "exception_handlers", None)
+    return handlers.get(RateLimitExceeded) if isinstance(handlers, dict) else None
+
+
+async def send_app_refusal(
+    handler: Callable[..., Any], scope: Scope, receive: Receive, send: Send, verdict: Verdict
+) -> None:
+    """Answer a refused request with the app's own handler (sync or async), as Starlette's
+    exception middleware would: the middleware runs outside it, so it calls the handler."""
+    response = handler(Request(scope, receive), RateLimitExceeded(verdict))
+    if inspect.isawaitable(response):
+        response = await response
+    await response(scope, receive, send)
 
 
 def refused_response(verdict: Verdict) -> Response:
@@ -463,6 +522,8 @@ def limit(
             if not routed_here(request.scope, wrapper):
                 verdict = await policy.adecide(request_info_from_scope(request.scope, None, specs))
                 if not verdict.allowed:
+                    if app_refusal_handler(request.scope) is not None:
+                        raise RateLimitExceeded(verdict)  # the app's handler answers
                     return refused_response(verdict)
             if is_async:
                 result = await original(*args, **kwargs)
