@@ -140,3 +140,36 @@ def test_fastapi_dependency_uses_the_handler_registered_after_install() -> None:
     assert client.get("/").status_code == 200
     refused = client.get("/")
     assert refused.status_code == 429 and refused.json()["slow"] == "down"
+
+
+def test_a_plain_function_handler_runs_off_the_event_loop() -> None:
+    """As in Starlette's exception middleware: a sync handler never blocks the loop."""
+    import threading
+
+    threads: dict[str, threading.Thread] = {}
+
+    async def where(request: Request) -> PlainTextResponse:
+        threads["loop"] = threading.current_thread()
+        return PlainTextResponse("ok")
+
+    def handler(request: Request, exc: Exception) -> Response:
+        threads["handler"] = threading.current_thread()
+        return PlainTextResponse("later", 429)
+
+    app = Starlette(routes=[Route("/", where)])
+    app.add_middleware(RateLimitMiddleware, limiter=RateLimiter("memory://", default="1/minute"))
+    app.add_exception_handler(RateLimitExceeded, handler)
+    client = TestClient(app)
+    client.get("/")
+    assert client.get("/").text == "later"
+    assert threads["handler"] is not threads["loop"]
+
+
+def test_a_callable_object_with_an_async_call_is_awaited() -> None:
+    class Handler:
+        async def __call__(self, request: Request, exc: Exception) -> Response:
+            return PlainTextResponse("object", 429)
+
+    client = _middleware_app(Handler())
+    client.get("/")
+    assert client.get("/").text == "object"

@@ -362,11 +362,16 @@ def app_refusal_handler(scope: Scope) -> Callable[..., Any] | None:
 async def send_app_refusal(
     handler: Callable[..., Any], scope: Scope, receive: Receive, send: Send, verdict: Verdict
 ) -> None:
-    """Answer a refused request with the app's own handler (sync or async), as Starlette's
-    exception middleware would: the middleware runs outside it, so it calls the handler."""
-    response = handler(Request(scope, receive), RateLimitExceeded(verdict))
-    if inspect.isawaitable(response):
-        response = await response
+    """Answer a refused request with the app's own handler as Starlette's exception
+    middleware would (a plain function in the thread pool): the middleware runs outside it,
+    so it calls the handler itself."""
+    from starlette.concurrency import run_in_threadpool
+
+    request, exc = Request(scope, receive), RateLimitExceeded(verdict)
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__):
+        response = await handler(request, exc)
+    else:
+        response = await run_in_threadpool(handler, request, exc)
     await response(scope, receive, send)
 
 
