@@ -160,11 +160,6 @@ _PROTECTION_REASONS = {
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
-def _new_nonce() -> str:
-    # secrets.token_urlsafe's bytes, base64url-encoded in C (18 bytes need no padding).
-    return binascii.b2a_base64(os.urandom(_NONCE_BYTES), newline=False).translate(_URLSAFE).decode()
-
-
 def _client_scheme(scope: Scope, trust: ProxyTrust) -> str:
     """The scheme the client used, as far as ``trust`` lets us believe the proxies."""
     client = scope.get("client")
@@ -629,7 +624,11 @@ class SecurityHeaders:
 
     def new_nonce(self) -> str | None:
         """A fresh nonce when the CSP uses one, else None."""
-        return _new_nonce() if self.uses_nonce else None
+        if not self.uses_nonce:
+            return None
+        # secrets.token_urlsafe's bytes, base64url-encoded in C (18 bytes need no padding).
+        raw = os.urandom(_NONCE_BYTES)
+        return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).decode()
 
     def csp_value(self, nonce: str | None) -> bytes | None:
         """The CSP header value for one response (None when no CSP is configured)."""

@@ -84,7 +84,7 @@ def request_info_from_scope(
         scope.get("path", "/"),
         scope.get("headers") or [],
         peer if isinstance(peer, str) else None,
-        session if isinstance(session, Mapping) else None,
+        session if session is not None and isinstance(session, Mapping) else None,
         scope,
         route,
         limits,

@@ -643,7 +643,7 @@ class RateLimitPolicy:
                 every += rs
                 owners += [spec] * len(rs)
         if _all_allowed(every):
-            headers = self._headers_of(every) if self.headers else []
+            headers = applied_headers(every, legacy=self.legacy_headers) if self.headers else []
             return Verdict(True, tuple(every), headers, 200, b"", routed, tuple(plan.deferred))
         worst = most_restrictive(every)
         status, headers, body = refusal(
@@ -656,9 +656,6 @@ class RateLimitPolicy:
                 except Exception:
                     logger.exception("a rate limit's on_breach hook raised")
         return Verdict(False, tuple(every), headers, status, body, routed)
-
-    def _headers_of(self, results: Sequence[RateLimitResult]) -> list[tuple[bytes, bytes]]:
-        return applied_headers(results, legacy=self.legacy_headers)
 
     def settle(self, verdict: Verdict, status: int) -> list[tuple[bytes, bytes]]:
         """After the response: charge the ``deduct_when`` limits whose predicate says so, and
@@ -692,7 +689,7 @@ class RateLimitPolicy:
         for (_spec, charges), charged in zip(verdict.deferred, settled, strict=True):
             results += charged or verdict.results[start : start + len(charges)]
             start += len(charges)
-        return self._headers_of(results)
+        return applied_headers(results, legacy=self.legacy_headers)
 
     # -- kept for callers of the previous API ---------------------------------------------
     def response_headers(
