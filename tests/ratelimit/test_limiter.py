@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from renderkit.errors import ConfigError
-from renderkit.ratelimit import RateLimiter, RateLimitResult, parse_limits
+from renderkit.ratelimit import RateLimiter, RateLimitResult, limit, parse_limits
 
 STRATEGIES = ["fixed-window", "moving-window", "sliding-window-counter"]
 
@@ -100,6 +100,24 @@ def test_invalid_limit_strings_fail_at_construction(bad: str) -> None:
     with pytest.raises(ConfigError) as info:
         RateLimiter("memory://", default=bad)
     assert info.value.errors[0].variable == "default"
+
+
+def test_a_function_or_a_number_as_a_limit_is_a_named_config_error() -> None:
+    """slowapi and flask-limiter take a function returning the limit; renderkit names the
+    argument and points to tiers (it was a bare TypeError from inside the parser)."""
+    limiter = RateLimiter("memory://")
+    with pytest.raises(ConfigError) as info:
+        limit(lambda key: "5/minute", limiter=limiter)
+    assert info.value.errors[0].variable == "limit"
+    assert "tier" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        RateLimiter("memory://", default=lambda: "1/second")  # type: ignore[arg-type]
+    assert info.value.errors[0].variable == "default"
+    with pytest.raises(ConfigError, match="not int"):
+        limit(5, limiter=limiter)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as info:
+        limit({"free": lambda: "1/second"}, limiter=limiter)  # type: ignore[dict-item]
+    assert info.value.errors[0].variable == "limit['free']"
 
 
 def test_every_construction_problem_is_listed_at_once() -> None:

@@ -89,7 +89,27 @@ def parse_limits(value: str | Sequence[str], *, option: str = "limit") -> list[R
     configuration fails at start-up rather than at the first request.
     """
     limits = _require_limits()
-    texts = [value] if isinstance(value, str) else list(value)
+    given: object = value  # anything may arrive at run time: say what is wrong with it
+    texts: list[object]
+    if isinstance(given, str):
+        texts = [given]
+    elif isinstance(given, Sequence):
+        texts = list(given)
+    elif callable(given):  # slowapi and flask-limiter take a function that returns the limit
+        raise _problem(
+            option,
+            "got a function; give the limit itself ('100/hour'). For limits that depend on "
+            "the caller, give one per tier ({'free': '10/minute', 'pro': '100/minute'}) and "
+            "the policy tier=<function of the request that returns the tier's name> "
+            "(docs/ratelimit.md, 'Tiers, rules, exemptions')",
+            repr(given)[:80],
+        )
+    else:
+        raise _problem(
+            option,
+            f"a limit is a string such as '100/hour' or a list of them, not {type(given).__name__}",
+            repr(given)[:80],
+        )
     items: list[RateLimitItem] = []
     for text in texts:
         if not isinstance(text, str) or not text.strip():
