@@ -144,3 +144,13 @@ def test_compat_sync_defines_every_name_of_compat_async() -> None:
 
     missing = [name for name in _compat_async.__all__ if not hasattr(_compat_sync, name)]
     assert missing == []
+
+
+def test_a_missing_ruff_is_named_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without ruff the generator stops with what to install, not a CalledProcessError from a
+    `python -m ruff` subprocess (a contributor's fresh venv)."""
+    monkeypatch.setitem(sys.modules, "ruff.__main__", None)  # import now raises ImportError
+    with pytest.raises(SystemExit, match=r"pip install ruff==0\.17\.6"):
+        twins._ruff_command()

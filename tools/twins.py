@@ -195,7 +195,11 @@ def _ruff_command() -> list[str]:
     try:
         from ruff.__main__ import find_ruff_bin
     except ImportError:
-        return [sys.executable, "-m", "ruff"]
+        raise SystemExit(
+            "tools/twins.py formats the sync modules it generates with ruff, which "
+            f"{sys.executable} cannot import: pip install ruff==0.17.6 (the pin in "
+            "pyproject.toml), or pip install -e '.[dev]'"
+        ) from None
     return [str(find_ruff_bin())]
 
 
