@@ -33,6 +33,7 @@ import re
 import subprocess
 import sys
 import tokenize
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,10 +198,16 @@ def _ruff_command() -> list[str]:
     except ImportError:
         raise SystemExit(
             "tools/twins.py formats the sync modules it generates with ruff, which "
-            f"{sys.executable} cannot import: pip install ruff==0.17.6 (the pin in "
+            f"{sys.executable} cannot import: pip install {_ruff_pin()} (the pin in "
             "pyproject.toml), or pip install -e '.[dev]'"
         ) from None
     return [str(find_ruff_bin())]
+
+
+def _ruff_pin() -> str:
+    """The ruff requirement the build pins (pyproject.toml's build-system), kept in one place."""
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    return next((r for r in requires if r.startswith("ruff")), "ruff")
 
 
 def _ruff(text: str, target: Path) -> str:
